@@ -1,0 +1,68 @@
+"""Model files: safetensors weights plus JSON metadata (config, provenance); never pickled objects.
+
+`save_model` / `load_model_file` hold final weights for sampling or classification.
+`save_training_state` / `load_training_state` hold resumable state (optimizer, EMA, step, RNG)
+through `torch.save` of plain tensors and containers, read back with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+
+from medsr.errors import MedsrError
+from medsr.io import atomic_path
+
+METADATA_KEY = "medsr"
+
+
+def save_model(path: str | Path, state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) -> None:
+    """Write weights atomically; `metadata` (JSON-serialisable) travels inside the file."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise MedsrError(f"{path}: model file not found (run the stage that trains it first)")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw = (handle.metadata() or {}).get(METADATA_KEY)
+    except (SafetensorError, OSError) as err:
+        raise MedsrError(f"{path}: not a safetensors model file ({err})") from err
+    if raw is None:
+        raise MedsrError(f"{path}: safetensors file without medsr metadata")
+    return json.loads(raw)
+
+
+def load_model_file(path: str | Path, device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Return (state_dict, metadata)."""
+    metadata = read_metadata(path)
+    try:
+        tensors = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError) as err:
+        raise MedsrError(f"{path}: cannot read weights ({err})") from err
+    return tensors, metadata
+
+
+def save_training_state(path: str | Path, state: Mapping[str, Any]) -> None:
+    """Resumable state: tensors, numbers, strings, lists and dicts only (loadable with weights_only)."""
+    with atomic_path(path) as tmp:
+        torch.save(dict(state), tmp)
+
+
+def load_training_state(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt files
+        raise MedsrError(f"{path}: unreadable training checkpoint ({type(err).__name__}: {err})") from err
