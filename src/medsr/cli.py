@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("gather", help="gather generation shards into one test image set")
     _common(p)
-    _path(p, "shards", "shard folders, in shard order", nargs="+")
+    _path(p, "shards", "folder holding shard<k> for every k in generate.shards")
     _path(p, "out", "image set folder to write")
 
     p = sub.add_parser("regress", help="super-resolve the test LR images with the regression baseline")
@@ -91,15 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("classify", help="classify every test image set with the HR classifier")
     _common(p, device=True)
     _path(p, "model", "classifier (from train-classifier on HR)")
-    p.add_argument("--set", dest="sets", action="append", required=True, metavar="NAME=FOLDER",
-                   help="an image set to classify; repeat (hr=data/raw bicubic=data/bicubic ...)")
+    _image_sets(p)
     _path(p, "out", "predictions CSV to write")
 
     p = sub.add_parser("evaluate", help="metrics with intervals, paired tests, image quality, figures")
     _common(p)
     _path(p, "predictions", "predictions CSV (from classify)")
-    p.add_argument("--set", dest="sets", action="append", required=True, metavar="NAME=FOLDER",
-                   help="the image sets, as given to classify (for image quality and figures)")
+    _image_sets(p)
     _path(p, "lr", "LR folder (for figures)")
     _path(p, "logs", "training logs (loss curves)", nargs="+")
     _path(p, "metrics", "metrics JSON to write")
@@ -108,21 +106,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _image_sets(parser: argparse.ArgumentParser) -> None:
+    _path(parser, "hr", "HR image set (upper bound)")
+    _path(parser, "bicubic", "bicubic-upsampled LR set (the baseline)")
+    _path(parser, "regression", "regression SR set (does diffusion matter?)")
+    _path(parser, "sr", "folder of diffusion SR sets: <sr>/<guidance>/seed<seed> for generate.guidance x evaluate.seeds")
+
+
+def image_sets(args: argparse.Namespace, params) -> dict[str, Path]:
+    """Named test image sets, in comparison order: hr, bicubic, regression, sr_<guidance>_seed<seed>."""
+    sets = {"hr": args.hr, "bicubic": args.bicubic, "regression": args.regression}
+    for guidance in params.generate.guidance:
+        for seed in params.evaluate.seeds:
+            sets[f"sr_{guidance}_seed{seed}"] = args.sr / guidance / f"seed{seed}"
+    return sets
+
+
 def _version() -> str:
     from medsr import __version__
     return f"medsr {__version__}"
-
-
-def _named_sets(values: Sequence[str]) -> dict[str, Path]:
-    sets: dict[str, Path] = {}
-    for value in values:
-        name, sep, folder = value.partition("=")
-        if not sep or not name or not folder:
-            raise MedsrError(f"--set {value!r}: expected NAME=FOLDER")
-        if name in sets:
-            raise MedsrError(f"--set {name}: given twice")
-        sets[name] = Path(folder)
-    return sets
 
 
 def _stage(module: str) -> Callable[..., None]:
@@ -157,15 +159,16 @@ def dispatch(args: argparse.Namespace) -> None:
                            bicubic=args.bicubic, guidance=args.guidance, seed=args.seed,
                            shard=args.shard, out=args.out, device=device)
     elif stage == "gather":
-        _stage("gather")(params.generate, shards=args.shards, out=args.out)
+        shards = [args.shards / f"shard{k}" for k in sorted(params.generate.shards)]
+        _stage("gather")(params.generate, shards=shards, out=args.out)
     elif stage == "regress":
         _stage("regress")(params.generate, model=args.model, lr=args.lr, out=args.out, device=device)
     elif stage == "classify":
-        _stage("classify")(params.classify, model=args.model, sets=_named_sets(args.sets), out=args.out,
+        _stage("classify")(params.classify, model=args.model, sets=image_sets(args, params), out=args.out,
                            device=device)
     elif stage == "evaluate":
         _stage("evaluation.evaluate")(params.evaluate, predictions=args.predictions,
-                                      sets=_named_sets(args.sets), lr=args.lr, logs=args.logs,
+                                      sets=image_sets(args, params), lr=args.lr, logs=args.logs,
                                       metrics=args.metrics, figures=args.figures, plots=args.plots)
     else:  # pragma: no cover - argparse restricts the choices
         raise MedsrError(f"unknown stage {stage}")
