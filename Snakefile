@@ -1,0 +1,22 @@
+# The medsr DAG for Snakemake. dvc.yaml declares the same stages, commands, files and parameters
+# (tests/test_dag_agreement.py proves it). Parameters come from params.yaml; overlay more with
+# `--configfile configs/thesis.yaml` (the overlay is passed on to every `medsr` command).
+#
+#   snakemake --cores 1 --resources gpu=1          # the whole experiment
+#   snakemake --report results/report.html         # the self-contained report of the last run
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/evaluate.smk"
+
+report: "workflow/report/workflow.rst"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/metrics.json",
+        "results/figures",
+        "results/plots",
