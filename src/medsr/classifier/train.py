@@ -1,0 +1,146 @@
+"""`medsr train-classifier`: ResNet18 on the `train` split of one image set.
+
+The validation split is carved from `train` (stratified by class, seeded); the test split is never
+read. The kept weights are those of the epoch with the lowest validation cross-entropy (ties go to
+the earlier epoch): the loss is smoother than accuracy on a small validation split.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from medsr.checkpoint import save_model
+from medsr.classifier.model import ARCHITECTURE, NORMALIZE_MEAN, NORMALIZE_STD, build_classifier, normalize
+from medsr.config import CLASSES, TrainClassifierParams
+from medsr.device import seed_everything
+from medsr.errors import MedsrError
+from medsr.io import MANIFEST, Record, load_images, read_manifest, sha256_file, write_csv
+
+HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+SELECTION = "val_loss"  # best epoch = lowest validation loss
+
+
+def label_indices(records: list[Record], manifest: Path) -> np.ndarray:
+    """healthy -> 0, unhealthy -> 1 (positive); anything else is an error naming the manifest."""
+    bad = next((r for r in records if r.label not in CLASSES), None)
+    if bad is not None:
+        raise MedsrError(f"{manifest}: image {bad.id} has label {bad.label!r}, expected one of {', '.join(CLASSES)}")
+    return np.array([CLASSES.index(r.label) for r in records], dtype=np.int64)
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val): per class, a seeded shuffle puts round(val_fraction * n_class) into val."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        n_val = int(round(val_fraction * len(members)))
+        n_val = min(max(n_val, 1), len(members) - 1) if len(members) > 1 else 0
+        val.append(members[:n_val])
+        train.append(members[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def training_records(images: Path) -> list[Record]:
+    """The `train` split only: the test images of the set are never loaded here."""
+    return read_manifest(images, split="train")
+
+
+def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+              device: torch.device) -> tuple[float, float]:
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(x), batch_size):
+            xb, yb = x[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
+            logits = model(normalize(xb))
+            loss_sum += nn.functional.cross_entropy(logits, yb, reduction="sum").item()
+            correct += (logits.argmax(1) == yb).sum().item()
+    return loss_sum / len(x), correct / len(x)
+
+
+def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                 params: TrainClassifierParams, generator: torch.Generator,
+                 device: torch.device) -> tuple[float, float]:
+    model.train()
+    order = torch.randperm(len(x), generator=generator)
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(x), params.batch_size):
+        idx = order[start:start + params.batch_size]
+        if len(idx) < 2:  # BatchNorm needs two samples; a lone leftover image waits for the next epoch
+            continue
+        xb, yb = x[idx], y[idx]
+        if params.hflip:  # training-only augmentation: mirror a random half of the batch
+            flip = torch.rand(len(idx), generator=generator) < 0.5
+            xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
+        xb, yb = xb.to(device), yb.to(device)
+        logits = model(normalize(xb))
+        loss = nn.functional.cross_entropy(logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.item() * len(idx)
+        correct += (logits.argmax(1) == yb).sum().item()
+    return loss_sum / len(x), correct / len(x)
+
+
+def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path,
+        device: torch.device | None = None) -> None:
+    """Train on `images`' train split; write the best-epoch weights to `model`, history to `log`."""
+    device = device or torch.device("cpu")
+    images = Path(images)
+    generator = seed_everything(params.seed)
+    records = training_records(images)
+    labels = label_indices(records, images / MANIFEST)
+    if len(np.unique(labels)) < len(CLASSES):
+        raise MedsrError(f"{images / MANIFEST}: the train split needs images of both classes")
+    pixels = load_images(images, records)
+    if pixels.shape[1] != pixels.shape[2]:
+        raise MedsrError(f"{images}: images must be square, got {pixels.shape[1]}x{pixels.shape[2]}")
+    train_idx, val_idx = stratified_split(labels, params.val_fraction, params.seed)
+    x = torch.from_numpy(pixels).unsqueeze(1)
+    y = torch.from_numpy(labels)
+    x_train, y_train, x_val, y_val = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
+
+    net = build_classifier().to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
+    history: list[dict[str, float | int]] = []
+    best: dict[str, float | int] = {}
+    best_state: dict[str, torch.Tensor] = {}
+    for epoch in range(1, params.epochs + 1):
+        train_loss, train_acc = _train_epoch(net, optimizer, x_train, y_train, params, generator, device)
+        val_loss, val_acc = _evaluate(net, x_val, y_val, params.batch_size, device)
+        row = {"epoch": epoch, "train_loss": round(train_loss, 6), "train_acc": round(train_acc, 6),
+               "val_loss": round(val_loss, 6), "val_acc": round(val_acc, 6)}
+        history.append(row)
+        print(f"train-classifier: epoch {epoch}/{params.epochs} train_loss {train_loss:.4f} "
+              f"train_acc {train_acc:.3f} val_loss {val_loss:.4f} val_acc {val_acc:.3f}", file=sys.stderr)
+        if not best or val_loss < best["val_loss"]:
+            best = {"epoch": epoch, "val_loss": val_loss, "val_acc": val_acc}
+            best_state = copy.deepcopy(net.state_dict())
+
+    metadata = {
+        "architecture": ARCHITECTURE,
+        "num_classes": len(CLASSES),
+        "classes": list(CLASSES),
+        "image_size": int(pixels.shape[1]),
+        "normalize": {"mean": NORMALIZE_MEAN, "std": NORMALIZE_STD},
+        "epochs": params.epochs,
+        "best_epoch": best["epoch"],
+        "selection": SELECTION,
+        "val_loss": best["val_loss"],
+        "val_acc": best["val_acc"],
+        "train_images": int(len(train_idx)),
+        "val_images": int(len(val_idx)),
+        "input_set": str(images),
+        "input_manifest_sha256": sha256_file(images / MANIFEST),
+        "params": {k: getattr(params, k) for k in params.__dataclass_fields__},
+    }
+    write_csv(log, history, HISTORY_FIELDS)
+    save_model(model, best_state, metadata)
