@@ -7,6 +7,7 @@ DVC stages run exactly these commands over the same files (tests/test_dag_agreem
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import time
@@ -21,6 +22,8 @@ DEFAULT_PARAMS = "params.yaml"
 def _common(parser: argparse.ArgumentParser, device: bool = False) -> None:
     parser.add_argument("--params", action="append", metavar="YAML",
                         help="parameter file; repeat to overlay files in order (default: params.yaml)")
+    parser.add_argument("--log-file", type=Path, default=None,
+                        help="also copy everything the stage prints to this file")
     if device:
         parser.add_argument("--device", default=None,
                             help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N")
@@ -174,9 +177,47 @@ def dispatch(args: argparse.Namespace) -> None:
         raise MedsrError(f"unknown stage {stage}")
 
 
+class _Tee:
+    """A text stream that writes to the terminal and to the stage's log file."""
+
+    def __init__(self, stream, log):
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def _logging_to(path: Path | None):
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as log:
+        out, err = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = out, err
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    with _logging_to(args.log_file):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         dispatch(args)

@@ -1,4 +1,4 @@
-# Configuration shared by every rule: params.yaml (plus --configfile overlays) validated against
+# Configuration shared by all rules: params.yaml (plus --configfile overlays) validated against
 # workflow/schemas/params.schema.yaml by medsr's own loader, so Snakemake and the `medsr` commands
 # accept exactly the same parameters and stop with the same one-line error naming the bad key.
 from pathlib import Path
@@ -25,10 +25,12 @@ except MedsrError as err:
 
 # The argument every medsr command gets, e.g. "--params params.yaml --params configs/thesis.yaml".
 PARAMS_ARGS = " ".join(f"--params {f}" for f in PARAM_FILES)
+ENV = "../envs/medsr.yaml"
 
 GUIDANCE = list(PARAMS.generate.guidance)
 SEEDS = list(PARAMS.evaluate.seeds)
 SHARDS = sorted(PARAMS.generate.shards)
+
 
 wildcard_constraints:
     guidance="null|predicted|oracle",
@@ -37,7 +39,7 @@ wildcard_constraints:
 
 
 def param_values(*names):
-    """The parameters a rule reads, as {name: value}: a change to any of them reruns the rule."""
+    """The parameters a job reads, as {name: value}; Snakemake reruns the job when one changes."""
     values = {}
     for name in names:
         value = config
@@ -48,7 +50,7 @@ def param_values(*names):
 
 
 def code(*parts):
-    """Source files a rule runs (a folder stands for its *.py files), so code edits rerun it too."""
+    """Source files a job runs (a folder stands for its *.py files), so code edits rerun it too."""
     files = []
     for part in parts:
         path = Path("src/medsr") / part
@@ -58,3 +60,8 @@ def code(*parts):
 
 def sr_sets(root):
     return expand(f"{root}/{{guidance}}/seed{{seed}}", guidance=GUIDANCE, seed=SEEDS)
+
+
+def parent(name, levels=1):
+    """The folder `levels` above the first file of input `name` (a folder of several inputs)."""
+    return lambda wildcards, input: str(Path(input[name][0]).parents[levels - 1])

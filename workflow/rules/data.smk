@@ -4,9 +4,14 @@ rule download:
     output:
         directory("data/raw"),
     params:
+        files=PARAMS_ARGS,
         p=param_values("data"),
+    log:
+        "logs/download.log",
+    conda:
+        ENV
     shell:
-        "medsr download {PARAMS_ARGS} --out {output}"
+        "medsr download {params.files} --out {output} --log-file {log}"
 
 
 rule degrade:
@@ -17,6 +22,12 @@ rule degrade:
         lr=directory("data/lr"),
         bicubic=directory("data/bicubic"),
     params:
+        files=PARAMS_ARGS,
         p=param_values("degrade"),
+    log:
+        "logs/degrade.log",
+    conda:
+        ENV
     shell:
-        "medsr degrade {PARAMS_ARGS} --hr {input.hr} --lr {output.lr} --bicubic {output.bicubic}"
+        "medsr degrade {params.files} --hr {input.hr} --lr {output.lr} --bicubic {output.bicubic}"
+        " --log-file {log}"

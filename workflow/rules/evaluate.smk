@@ -9,12 +9,17 @@ rule classify:
     output:
         "results/predictions.csv",
     params:
+        files=PARAMS_ARGS,
         p=param_values("classify", "generate.guidance", "evaluate.seeds"),
-        sr="results/sr/test",
+        sr=parent("sr", levels=2),
+    log:
+        "logs/classify.log",
+    conda:
+        ENV
     shell:
-        "medsr classify {PARAMS_ARGS} --model {input.model} --hr {input.hr}"
+        "medsr classify {params.files} --model {input.model} --hr {input.hr}"
         " --bicubic {input.bicubic} --regression {input.regression} --sr {params.sr}"
-        " --out {output}"
+        " --out {output} --log-file {log}"
 
 
 rule evaluate:
@@ -37,10 +42,15 @@ rule evaluate:
         figures=directory("results/figures"),
         plots=directory("results/plots"),
     params:
+        files=PARAMS_ARGS,
         p=param_values("evaluate", "generate.guidance"),
-        sr="results/sr/test",
+        sr=parent("sr", levels=2),
+    log:
+        "logs/evaluate.log",
+    conda:
+        ENV
     shell:
-        "medsr evaluate {PARAMS_ARGS} --predictions {input.predictions} --hr {input.hr}"
+        "medsr evaluate {params.files} --predictions {input.predictions} --hr {input.hr}"
         " --bicubic {input.bicubic} --regression {input.regression} --sr {params.sr} --lr {input.lr}"
         " --logs {input.logs} --metrics {output.metrics} --figures {output.figures}"
-        " --plots {output.plots}"
+        " --plots {output.plots} --log-file {log}"

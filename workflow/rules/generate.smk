@@ -8,14 +8,19 @@ rule generate:
     output:
         directory("results/sr/shards/{guidance}/seed{seed}/shard{shard}"),
     params:
+        files=PARAMS_ARGS,
         p=param_values("generate.sampler", "generate.steps", "generate.eta",
                        "generate.guidance_scale", "generate.batch_size", "generate.shards"),
+    log:
+        "logs/generate/{guidance}-seed{seed}-shard{shard}.log",
     resources:
         gpu=1,
+    conda:
+        ENV
     shell:
-        "medsr generate {PARAMS_ARGS} --model {input.model} --lr {input.lr} --guide {input.guide}"
+        "medsr generate {params.files} --model {input.model} --lr {input.lr} --guide {input.guide}"
         " --bicubic {input.bicubic} --guidance {wildcards.guidance} --seed {wildcards.seed}"
-        " --shard {wildcards.shard} --out {output}"
+        " --shard {wildcards.shard} --out {output} --log-file {log}"
 
 
 rule gather:
@@ -25,10 +30,15 @@ rule gather:
     output:
         directory("results/sr/test/{guidance}/seed{seed}"),
     params:
+        files=PARAMS_ARGS,
         p=param_values("generate.shards"),
-        shards="results/sr/shards/{guidance}/seed{seed}",
+        shards=parent("shards"),
+    log:
+        "logs/gather/{guidance}-seed{seed}.log",
+    conda:
+        ENV
     shell:
-        "medsr gather {PARAMS_ARGS} --shards {params.shards} --out {output}"
+        "medsr gather {params.files} --shards {params.shards} --out {output} --log-file {log}"
 
 
 rule regress:
@@ -39,8 +49,14 @@ rule regress:
     output:
         directory("results/regression/test"),
     params:
+        files=PARAMS_ARGS,
         p=param_values("generate.batch_size"),
+    log:
+        "logs/regress.log",
     resources:
         gpu=1,
+    conda:
+        ENV
     shell:
-        "medsr regress {PARAMS_ARGS} --model {input.model} --lr {input.lr} --out {output}"
+        "medsr regress {params.files} --model {input.model} --lr {input.lr} --out {output}"
+        " --log-file {log}"

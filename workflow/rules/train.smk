@@ -7,13 +7,18 @@ rule train_sr:
         model="models/sr.safetensors",
         log="results/train/sr_loss.csv",
     params:
+        files=PARAMS_ARGS,
         p=param_values("sr_model", "diffusion", "train_sr"),
         checkpoints="checkpoints/train_sr",
+    log:
+        "logs/train_sr.log",
     resources:
         gpu=1,
+    conda:
+        ENV
     shell:
-        "medsr train-sr {PARAMS_ARGS} --hr {input.hr} --lr {input.lr} --model {output.model}"
-        " --log {output.log} --checkpoints {params.checkpoints}"
+        "medsr train-sr {params.files} --hr {input.hr} --lr {input.lr} --model {output.model}"
+        " --log {output.log} --checkpoints {params.checkpoints} --log-file {log}"
 
 
 rule train_regression:
@@ -25,12 +30,17 @@ rule train_regression:
         model="models/regression.safetensors",
         log="results/train/regression_loss.csv",
     params:
+        files=PARAMS_ARGS,
         p=param_values("sr_model", "train_regression"),
+    log:
+        "logs/train_regression.log",
     resources:
         gpu=1,
+    conda:
+        ENV
     shell:
-        "medsr train-regression {PARAMS_ARGS} --hr {input.hr} --lr {input.lr}"
-        " --model {output.model} --log {output.log}"
+        "medsr train-regression {params.files} --hr {input.hr} --lr {input.lr}"
+        " --model {output.model} --log {output.log} --log-file {log}"
 
 
 rule train_classifier:
@@ -41,12 +51,17 @@ rule train_classifier:
         model="models/classifier_hr.safetensors",
         log="results/train/classifier_hr.csv",
     params:
+        files=PARAMS_ARGS,
         p=param_values("train_classifier"),
+    log:
+        "logs/train_classifier.log",
     resources:
         gpu=1,
+    conda:
+        ENV
     shell:
-        "medsr train-classifier {PARAMS_ARGS} --images {input.images}"
-        " --model {output.model} --log {output.log}"
+        "medsr train-classifier {params.files} --images {input.images}"
+        " --model {output.model} --log {output.log} --log-file {log}"
 
 
 use rule train_classifier as train_guide_classifier with:
@@ -56,3 +71,5 @@ use rule train_classifier as train_guide_classifier with:
     output:
         model="models/classifier_bicubic.safetensors",
         log="results/train/classifier_bicubic.csv",
+    log:
+        "logs/train_guide_classifier.log",
