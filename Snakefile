@@ -14,6 +14,12 @@ include: "workflow/rules/evaluate.smk"
 report: "workflow/report/workflow.rst"
 
 
+# Light bookkeeping jobs run on the submitting host under a cluster executor.
+localrules:
+    all,
+    gather,
+
+
 rule all:
     default_target: True
     input:
