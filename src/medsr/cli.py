@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     _path(p, "metrics", "metrics JSON to write")
     _path(p, "figures", "figures folder to write")
     _path(p, "plots", "DVC plot data folder to write")
+    p = sub.add_parser("overlay-args", help="print a parameter overlay as `dvc exp run -S` arguments")
+    p.add_argument("overlay", type=Path, help="overlay YAML, e.g. configs/thesis.yaml")
+    p.add_argument("--base", type=Path, default=Path(DEFAULT_PARAMS), help="base parameters (params.yaml)")
     return parser
 
 
@@ -136,6 +139,10 @@ def _stage(module: str) -> Callable[..., None]:
 
 def dispatch(args: argparse.Namespace) -> None:
     from medsr.config import load_params
+
+    if args.stage == "overlay-args":
+        _stage("overlay")(args.overlay, args.base)
+        return
 
     params = load_params(args.params or [DEFAULT_PARAMS])
     device = None
@@ -213,7 +220,7 @@ def _logging_to(path: Path | None):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    with _logging_to(args.log_file):
+    with _logging_to(getattr(args, "log_file", None)):
         return _run(args)
 
 
@@ -227,7 +234,8 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"medsr {args.stage}: interrupted; no partial output was left in place", file=sys.stderr)
         return 130
-    print(f"medsr {args.stage}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    if args.stage != "overlay-args":
+        print(f"medsr {args.stage}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
 
 
