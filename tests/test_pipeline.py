@@ -1,0 +1,210 @@
+"""End to end: `dvc repro` and `snakemake` run the whole DAG on configs/smoke.yaml, rerun only what a
+parameter change touches, share one set of files, and a reviewer's clone pulls the cached results.
+
+Each front end runs in its own scratch git repository holding a copy of the workflow files; the
+`medsr` commands are the installed package of this checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medsr.config import deep_merge
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.pipeline
+
+ALL_STAGES = {"download", "degrade", "train_sr", "train_regression", "train_classifier",
+              "train_guide_classifier", "generate@null-0-0", "generate@null-0-1", "gather@null-0",
+              "regress", "classify", "evaluate"}
+
+
+def sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               PYTHONDONTWRITEBYTECODE="1")
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return sh([sys.executable, "-m", "dvc", *args], cwd, check)
+
+
+def snakemake(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return sh([sys.executable, "-m", "snakemake", *args], cwd, check)
+
+
+def set_param(project: Path, key: str, value) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    node = params
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def make_project(where: Path, remote: Path) -> Path:
+    """A git + DVC repository with the workflow files and params.yaml = params + smoke overlay."""
+    project = where / "project"
+    project.mkdir(parents=True)
+    for name in ("Snakefile", "dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy2(ROOT / name, project / name)
+    for folder in ("workflow", "configs"):
+        shutil.copytree(ROOT / folder, project / folder, symlinks=True)
+    shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    params = deep_merge(yaml.safe_load((ROOT / "params.yaml").read_text()),
+                        yaml.safe_load((ROOT / "configs/smoke.yaml").read_text()))
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(["git", "init", "-q", "-b", "main"], project)
+    sh(["git", "config", "user.email", "test@medsr.local"], project)
+    sh(["git", "config", "user.name", "medsr test"], project)
+    (project / ".dvc").mkdir()
+    shutil.copy2(ROOT / ".dvc/config", project / ".dvc/config")
+    shutil.copy2(ROOT / ".dvc/.gitignore", project / ".dvc/.gitignore")
+    dvc("remote", "add", "-f", "-d", "local", str(remote), cwd=project)
+    sh(["git", "add", "-A"], project)
+    sh(["git", "commit", "-qm", "workflow"], project)
+    return project
+
+
+def ran_stages(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def descendants(project: Path, stage: str) -> set[str]:
+    """Stages downstream of `stage` in DVC's graph (edges point from a stage to what it needs)."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(project)) as repo:
+        graph = repo.index.graph
+        node = next(s for s in graph if s.addressing == stage)
+        return {s.addressing for s in nx.ancestors(graph, node)}
+
+
+def snakemake_planned(project: Path) -> set[str]:
+    """Rules a dry run would execute (the Job stats table), without the `all` target."""
+    out = snakemake("--dry-run", "--cores", "1", cwd=project).stdout
+    if "Nothing to be done" in out:
+        return set()
+    table = out.split("Job stats:")[1].split("total")[0]
+    return {line.split()[0] for line in table.splitlines()[3:] if line.strip()} - {"all"}
+
+
+# --- DVC --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def dvc_project(tmp_path_factory):
+    where = tmp_path_factory.mktemp("dvc")
+    project = make_project(where, where / "remote")
+    result = dvc("repro", cwd=project)
+    sh(["git", "add", "-A"], project)
+    sh(["git", "commit", "-qm", "first run"], project)
+    return project, ran_stages(result.stdout)
+
+
+def test_dvc_repro_runs_the_whole_dag(dvc_project):
+    project, ran = dvc_project
+    assert ran == ALL_STAGES
+    metrics = json.loads((project / "results/metrics.json").read_text())
+    assert metrics  # its content is checked in tests/test_evaluate.py
+    assert (project / "models/sr.safetensors").is_file()
+    assert dvc("status", cwd=project).stdout.strip().startswith("Data and pipelines are up to date")
+
+
+@pytest.mark.parametrize("key, value, stage", [
+    ("evaluate.bootstrap", 120, "evaluate"),
+    ("classify.batch_size", 5, "classify"),
+    ("train_regression.steps", 3, "train_regression"),
+])
+def test_dvc_reruns_only_the_changed_stage_and_its_descendants(dvc_project, key, value, stage):
+    project, _ = dvc_project
+    set_param(project, key, value)
+    try:
+        changed = set(json.loads(dvc("status", "--json", cwd=project).stdout))
+        assert changed == {stage}, f"{key} should touch only {stage}, dvc status says {changed}"
+        ran = ran_stages(dvc("repro", cwd=project).stdout)
+        assert stage in ran
+        assert ran <= {stage} | descendants(project, stage), f"ran {ran}"
+    finally:
+        sh(["git", "checkout", "params.yaml"], project)
+        dvc("repro", cwd=project)
+        dvc("checkout", "-q", cwd=project, check=False)
+
+
+def test_dvc_metrics_diff_and_plots_show(dvc_project):
+    project, _ = dvc_project
+    set_param(project, "generate.steps", 2)
+    try:
+        dvc("repro", cwd=project)
+        diff = json.loads(dvc("metrics", "diff", "--json", cwd=project).stdout)
+        assert diff.get("results/metrics.json"), "dvc metrics diff shows no change after a params change"
+        shown = dvc("plots", "show", "--out", "dvc_plots", cwd=project)
+        assert (project / "dvc_plots/index.html").is_file(), shown.stdout
+    finally:
+        sh(["git", "checkout", "params.yaml", "dvc.lock"], project)
+        dvc("checkout", "-q", cwd=project, check=False)
+
+
+def test_reviewer_clones_pulls_and_has_nothing_to_reproduce(dvc_project, tmp_path):
+    project, _ = dvc_project
+    assert dvc("status", cwd=project).stdout.strip().startswith("Data and pipelines are up to date")
+    dvc("push", cwd=project)
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    assert not (clone / "results/metrics.json").exists()
+    dvc("pull", cwd=clone)
+    repro = dvc("repro", cwd=clone)
+    assert ran_stages(repro.stdout) == set(), repro.stdout
+    assert (clone / "results/metrics.json").read_bytes() == (project / "results/metrics.json").read_bytes()
+
+
+# --- Snakemake --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def snakemake_project(tmp_path_factory):
+    where = tmp_path_factory.mktemp("snakemake")
+    project = make_project(where, where / "remote")
+    snakemake("--cores", "2", "--resources", "gpu=1", cwd=project)
+    return project
+
+
+def test_snakemake_runs_the_whole_dag(snakemake_project):
+    assert (snakemake_project / "results/metrics.json").is_file()
+    assert snakemake_planned(snakemake_project) == set()
+
+
+def test_snakemake_reruns_the_rules_that_use_a_changed_param(snakemake_project):
+    set_param(snakemake_project, "classify.batch_size", 7)
+    try:
+        assert snakemake_planned(snakemake_project) == {"classify", "evaluate"}
+        set_param(snakemake_project, "train_regression.learning_rate", 0.001)
+        assert snakemake_planned(snakemake_project) == {"train_regression", "regress", "classify", "evaluate"}
+    finally:
+        sh(["git", "checkout", "params.yaml"], snakemake_project)
+    assert snakemake_planned(snakemake_project) == set()
+
+
+def test_dvc_commit_records_a_snakemake_run(snakemake_project):
+    dvc("commit", "--force", cwd=snakemake_project)
+    status = dvc("status", cwd=snakemake_project).stdout
+    assert status.strip().startswith("Data and pipelines are up to date"), status
+    assert ran_stages(dvc("repro", cwd=snakemake_project).stdout) == set()
+
+
+def test_snakemake_report_is_self_contained(snakemake_project):
+    snakemake("--report", "results/report.html", cwd=snakemake_project)
+    html = (snakemake_project / "results/report.html").read_text(errors="replace")
+    assert "data:image/png;base64" in html or "figures" in html
