@@ -82,7 +82,7 @@ def dvc_stages(workdir: Path) -> dict[str, Stage]:
                 else:
                     deps.add(os.path.relpath(dep.fs_path, workdir))
             outs = {os.path.relpath(out.fs_path, workdir) for out in stage.outs}
-            raw.append((stage.addressing, normalise_cmd(stage.cmd), deps, outs, params))
+            raw.append((stage.name, normalise_cmd(stage.cmd), deps, outs, params))
     all_outs = {out for *_, outs, _ in raw for out in outs}
     stages = {}
     for name, cmd, deps, outs, params in raw:

@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from dag import dvc_stages, snakemake_stages
-
-ROOT = Path(__file__).resolve().parents[1]
+from project import ROOT, copy_workflow, set_params
 GPU_RULES = {"train_sr", "train_regression", "train_classifier", "train_guide_classifier", "generate", "regress"}
 
 
 def project_copy(tmp_path: Path, overrides: dict | None = None) -> Path:
-    """The workflow files of the checkout in a scratch folder, optionally with changed params."""
-    work = tmp_path / "project"
-    work.mkdir()
-    for name in ("Snakefile", "dvc.yaml", "params.yaml", ".dvcignore"):
-        shutil.copy2(ROOT / name, work / name)
-    shutil.copytree(ROOT / "workflow", work / "workflow", symlinks=True)
-    shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=work, check=True)
+    project = copy_workflow(tmp_path / "project")
     if overrides:
-        params = yaml.safe_load((work / "params.yaml").read_text())
-        for key, value in overrides.items():
-            section, name = key.split(".")
-            params[section][name] = value
-        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return work
+        set_params(project, overrides)
+    return project
 
 
 VARIANTS = {

@@ -8,75 +8,18 @@ Each front end runs in its own scratch git repository holding a copy of the work
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from medsr.config import deep_merge
+from project import copy_workflow, dvc, set_params, sh, snakemake
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.pipeline
 
 ALL_STAGES = {"download", "degrade", "train_sr", "train_regression", "train_classifier",
               "train_guide_classifier", "generate@null-0-0", "generate@null-0-1", "gather@null-0",
               "regress", "classify", "evaluate"}
-
-
-def sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               PYTHONDONTWRITEBYTECODE="1")
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    return sh([sys.executable, "-m", "dvc", *args], cwd, check)
-
-
-def snakemake(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    return sh([sys.executable, "-m", "snakemake", *args], cwd, check)
-
-
-def set_param(project: Path, key: str, value) -> None:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    node = params
-    *parents, leaf = key.split(".")
-    for part in parents:
-        node = node[part]
-    node[leaf] = value
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def make_project(where: Path, remote: Path) -> Path:
-    """A git + DVC repository with the workflow files and params.yaml = params + smoke overlay."""
-    project = where / "project"
-    project.mkdir(parents=True)
-    for name in ("Snakefile", "dvc.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy2(ROOT / name, project / name)
-    for folder in ("workflow", "configs"):
-        shutil.copytree(ROOT / folder, project / folder, symlinks=True)
-    shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    params = deep_merge(yaml.safe_load((ROOT / "params.yaml").read_text()),
-                        yaml.safe_load((ROOT / "configs/smoke.yaml").read_text()))
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(["git", "init", "-q", "-b", "main"], project)
-    sh(["git", "config", "user.email", "test@medsr.local"], project)
-    sh(["git", "config", "user.name", "medsr test"], project)
-    (project / ".dvc").mkdir()
-    shutil.copy2(ROOT / ".dvc/config", project / ".dvc/config")
-    shutil.copy2(ROOT / ".dvc/.gitignore", project / ".dvc/.gitignore")
-    dvc("remote", "add", "-f", "-d", "local", str(remote), cwd=project)
-    sh(["git", "add", "-A"], project)
-    sh(["git", "commit", "-qm", "workflow"], project)
-    return project
 
 
 def ran_stages(output: str) -> set[str]:
@@ -90,8 +33,8 @@ def descendants(project: Path, stage: str) -> set[str]:
 
     with Repo(str(project)) as repo:
         graph = repo.index.graph
-        node = next(s for s in graph if s.addressing == stage)
-        return {s.addressing for s in nx.ancestors(graph, node)}
+        node = next(s for s in graph if s.name == stage)
+        return {s.name for s in nx.ancestors(graph, node)}
 
 
 def snakemake_planned(project: Path) -> set[str]:
@@ -108,7 +51,7 @@ def snakemake_planned(project: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def dvc_project(tmp_path_factory):
     where = tmp_path_factory.mktemp("dvc")
-    project = make_project(where, where / "remote")
+    project = copy_workflow(where / "project", "configs/smoke.yaml", git=True, remote=where / "remote")
     result = dvc("repro", cwd=project)
     sh(["git", "add", "-A"], project)
     sh(["git", "commit", "-qm", "first run"], project)
@@ -131,7 +74,7 @@ def test_dvc_repro_runs_the_whole_dag(dvc_project):
 ])
 def test_dvc_reruns_only_the_changed_stage_and_its_descendants(dvc_project, key, value, stage):
     project, _ = dvc_project
-    set_param(project, key, value)
+    set_params(project, {key: value})
     try:
         changed = set(json.loads(dvc("status", "--json", cwd=project).stdout))
         assert changed == {stage}, f"{key} should touch only {stage}, dvc status says {changed}"
@@ -146,7 +89,7 @@ def test_dvc_reruns_only_the_changed_stage_and_its_descendants(dvc_project, key,
 
 def test_dvc_metrics_diff_and_plots_show(dvc_project):
     project, _ = dvc_project
-    set_param(project, "generate.steps", 2)
+    set_params(project, {"generate.steps": 2})
     try:
         dvc("repro", cwd=project)
         diff = json.loads(dvc("metrics", "diff", "--json", cwd=project).stdout)
@@ -176,7 +119,7 @@ def test_reviewer_clones_pulls_and_has_nothing_to_reproduce(dvc_project, tmp_pat
 @pytest.fixture(scope="module")
 def snakemake_project(tmp_path_factory):
     where = tmp_path_factory.mktemp("snakemake")
-    project = make_project(where, where / "remote")
+    project = copy_workflow(where / "project", "configs/smoke.yaml", git=True, remote=where / "remote")
     snakemake("--cores", "2", "--resources", "gpu=1", cwd=project)
     return project
 
@@ -187,10 +130,10 @@ def test_snakemake_runs_the_whole_dag(snakemake_project):
 
 
 def test_snakemake_reruns_the_rules_that_use_a_changed_param(snakemake_project):
-    set_param(snakemake_project, "classify.batch_size", 7)
+    set_params(snakemake_project, {"classify.batch_size": 7})
     try:
         assert snakemake_planned(snakemake_project) == {"classify", "evaluate"}
-        set_param(snakemake_project, "train_regression.learning_rate", 0.001)
+        set_params(snakemake_project, {"train_regression.learning_rate": 0.001})
         assert snakemake_planned(snakemake_project) == {"train_regression", "regress", "classify", "evaluate"}
     finally:
         sh(["git", "checkout", "params.yaml"], snakemake_project)

@@ -1,0 +1,79 @@
+"""The thesis overlay and the SLURM profile plan the jobs we expect, without running them."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import yaml
+
+from project import ROOT, copy_workflow, dvc, sh, snakemake
+
+
+def planned_jobs(output: str) -> list[dict[str, str]]:
+    """Jobs of a Snakemake dry run: rule name, resources and shell command."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+        match = re.match(r"(?:local)?rule (\w+):", block)
+        if not match:
+            continue
+        resources = re.search(r"resources: (.*)", block)
+        command = re.search(r"Shell command: (.*)", block)
+        jobs.append({
+            "rule": match.group(1),
+            "resources": dict(kv.split("=", 1) for kv in resources.group(1).split(", ")) if resources else {},
+            "cmd": command.group(1) if command else "",
+        })
+    return jobs
+
+
+def test_slurm_profile_plans_gpu_jobs_and_one_job_per_shard(tmp_path):
+    project = copy_workflow(tmp_path / "project")
+    out = snakemake("--profile", "workflow/profiles/slurm", "--dry-run", "--configfile",
+                    "configs/thesis.yaml", cwd=project).stdout
+    jobs = planned_jobs(out)
+    thesis = yaml.safe_load((ROOT / "configs/thesis.yaml").read_text())
+    generate = [j for j in jobs if j["rule"] == "generate"]
+    expected = len(thesis["generate"]["guidance"]) * len(thesis["evaluate"]["seeds"]) * len(thesis["generate"]["shards"])
+    assert len(generate) == expected
+    for job in jobs:
+        gpu = job["resources"].get("gpu")
+        if job["rule"] in {"train_sr", "train_regression", "train_classifier", "train_guide_classifier",
+                           "generate", "regress"}:
+            assert gpu == "1", job
+            assert job["resources"]["slurm_partition"] == "gpu", job
+        else:
+            assert gpu is None, job
+    assert {j["rule"] for j in jobs} >= {"download", "train_sr", "generate", "gather", "classify", "evaluate"}
+
+
+def test_thesis_overlay_is_passed_to_every_command(tmp_path):
+    project = copy_workflow(tmp_path / "project")
+    out = snakemake("--dry-run", "--cores", "1", "--configfile", "configs/thesis.yaml", cwd=project).stdout
+    commands = [j["cmd"] for j in planned_jobs(out) if j["cmd"]]
+    assert commands and all("--params params.yaml --params configs/thesis.yaml" in c for c in commands)
+
+
+def test_thesis_overlay_as_a_dvc_experiment(tmp_path):
+    project = copy_workflow(tmp_path / "project", git=True)
+    args = sh([sys.executable, "-m", "medsr.cli", "overlay-args", "configs/thesis.yaml"], project).stdout.split()
+    assert "data.source='kaggle'" in args
+    result = dvc("exp", "run", "--dry", *args, cwd=project)
+    assert "train_sr" in result.stdout + result.stderr
+
+
+def test_snakemake_config_overrides_are_refused(tmp_path):
+    project = copy_workflow(tmp_path / "project")
+    result = snakemake("--dry-run", "--cores", "1", "--config", "foo=1", cwd=project, check=False)
+    assert result.returncode != 0
+    assert "--configfile" in result.stdout + result.stderr
+
+
+def test_bad_params_stop_snakemake_with_the_key(tmp_path):
+    project = copy_workflow(tmp_path / "project")
+    text = (project / "params.yaml").read_text().replace("batch_size: 16", "batch_size: sixteen", 1)
+    (project / "params.yaml").write_text(text)
+    result = snakemake("--dry-run", "--cores", "1", cwd=project, check=False)
+    assert result.returncode != 0
+    assert "batch_size" in result.stdout + result.stderr
