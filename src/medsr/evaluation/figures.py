@@ -1,0 +1,149 @@
+"""Matplotlib (Agg) figures for the report; every figure is generated, none drawn by hand.
+
+Each function takes plain arrays and writes one PNG; `evaluate.py` decides what goes in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from medsr.config import CLASSES  # noqa: E402
+
+DPI = 120
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+
+
+def examples(path: Path, columns: Sequence[tuple[str, np.ndarray]], row_titles: Sequence[str]) -> None:
+    """Thesis Fig. 4.1-4.2: one row per test image, one column per set (LR, HR, bicubic, ..., SR)."""
+    rows = len(row_titles)
+    fig, axes = plt.subplots(rows, len(columns), figsize=(1.9 * len(columns), 1.9 * rows + 0.3), squeeze=False)
+    for j, (title, images) in enumerate(columns):
+        for i in range(rows):
+            ax = axes[i, j]
+            ax.imshow(images[i], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if i == 0:
+                ax.set_title(title, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(row_titles[i], fontsize=7)
+    _save(fig, path)
+
+
+def difference_maps(path: Path, hr: np.ndarray, columns: Sequence[tuple[str, np.ndarray]],
+                    row_titles: Sequence[str]) -> None:
+    """Thesis Fig. 4.3: |set - HR| per pixel, one shared colour scale for every panel."""
+    diffs = [(title, np.abs(images - hr)) for title, images in columns]
+    vmax = max(float(np.max(d)) for _, d in diffs) or 1.0
+    rows = len(row_titles)
+    fig, axes = plt.subplots(rows, len(diffs), figsize=(1.9 * len(diffs) + 0.8, 1.9 * rows + 0.3), squeeze=False)
+    image = None
+    for j, (title, diff) in enumerate(diffs):
+        for i in range(rows):
+            ax = axes[i, j]
+            image = ax.imshow(diff[i], cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"|{title} - HR|", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(row_titles[i], fontsize=7)
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="absolute difference")
+    _save(fig, path)
+
+
+def confusion_matrices(path: Path, matrices: Mapping[str, np.ndarray]) -> None:
+    """One panel per set: rows true, columns predicted (healthy, unhealthy); positive = unhealthy."""
+    names = list(matrices)
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols, 2.7 * rows), squeeze=False)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    for ax, name in zip(axes.ravel(), names):
+        matrix = np.asarray(matrices[name])
+        ax.imshow(matrix, cmap="Blues", vmin=0)
+        cells = (("TN", "FP"), ("FN", "TP"))
+        for r in range(2):
+            for c in range(2):
+                dark = matrix[r, c] > matrix.max() / 2
+                ax.text(c, r, f"{cells[r][c]}\n{matrix[r, c]}", ha="center", va="center", fontsize=9,
+                        color="white" if dark else "black")
+        ax.set_xticks([0, 1], CLASSES, fontsize=7)
+        ax.set_yticks([0, 1], CLASSES, fontsize=7)
+        ax.set_xlabel("predicted", fontsize=8)
+        ax.set_ylabel("true", fontsize=8)
+        ax.set_title(name, fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def mcnemar_tables(path: Path, tables: Sequence[tuple[str, str, Mapping[str, int], str]]) -> None:
+    """Thesis Table 4.4 as figures: (first, second, {a, b, c, d}, test text) per panel."""
+    fig, axes = plt.subplots(1, len(tables), figsize=(3.6 * len(tables), 3.2), squeeze=False)
+    for ax, (first, second, table, text) in zip(axes[0], tables):
+        matrix = np.array([[table["a"], table["b"]], [table["c"], table["d"]]])
+        ax.imshow(np.array([[0.15, 1.0], [1.0, 0.15]]), cmap="Oranges", vmin=0, vmax=1.6)
+        for r, c, key in ((0, 0, "a"), (0, 1, "b"), (1, 0, "c"), (1, 1, "d")):
+            ax.text(c, r, f"{key} = {matrix[r, c]}", ha="center", va="center", fontsize=10)
+        ax.set_xticks([0, 1], ["correct", "wrong"], fontsize=8)
+        ax.set_yticks([0, 1], ["correct", "wrong"], fontsize=8)
+        ax.set_xlabel(second, fontsize=8)
+        ax.set_ylabel(first, fontsize=8)
+        ax.set_title(f"{first} vs {second}\n{text}", fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def training_curves(path: Path, curves: Sequence[tuple[str, str, Mapping[str, np.ndarray], np.ndarray]]) -> None:
+    """One panel per log: (title, x label, {series: values}, x)."""
+    if not curves:
+        fig, ax = plt.subplots(figsize=(4, 2))
+        ax.text(0.5, 0.5, "no training log with step+loss or epoch+*_loss columns", ha="center", va="center",
+                fontsize=8)
+        ax.axis("off")
+        _save(fig, path)
+        return
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.8 * len(curves), 3.0), squeeze=False)
+    for ax, (title, xlabel, series, x) in zip(axes[0], curves):
+        for name, values in series.items():
+            ax.plot(x, values, label=name, marker="." if len(x) < 30 else None)
+        positive = all(np.nanmin(v) > 0 for v in series.values() if np.isfinite(v).any())
+        if positive:
+            ax.set_yscale("log")
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel("loss", fontsize=8)
+        ax.set_title(title, fontsize=8)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def fnr_intervals(path: Path, rows: Sequence[tuple[str, float | None, float | None, float | None, bool]],
+                  confidence: float) -> None:
+    """FNR = FN / (FN + TP) per set with its bootstrap interval; label-leaking sets drawn hatched and marked."""
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(rows) + 1.5), 3.2))
+    for i, (name, value, low, high, leaks) in enumerate(rows):
+        if value is None:
+            continue
+        err = None
+        if low is not None and high is not None:
+            err = [[max(value - low, 0.0)], [max(high - value, 0.0)]]
+        ax.bar(i, value, color="tab:gray" if leaks else "tab:blue", hatch="//" if leaks else None,
+               alpha=0.8, yerr=err, capsize=4)
+    ax.set_xticks(range(len(rows)), [r[0] + (" (oracle: leaks label)" if r[4] else "") for r in rows],
+                  rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("false negative rate FN / (FN + TP)", fontsize=8)
+    ax.set_title(f"FNR per image set, {confidence:.0%} bootstrap interval", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
