@@ -1,0 +1,80 @@
+"""params.yaml is the single, validated source of parameters; mistakes name the key."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from medsr.config import Params, deep_merge, load_params, params_from_dict, schema
+from medsr.errors import MedsrError
+from project import ROOT
+
+
+def raw_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_params_yaml_and_every_overlay_are_valid():
+    assert isinstance(load_params([ROOT / "params.yaml"]), Params)
+    for overlay in sorted((ROOT / "configs").glob("*.yaml")):
+        load_params([ROOT / "params.yaml", overlay])
+
+
+def test_snakemake_validates_against_the_same_schema_file():
+    linked = ROOT / "workflow/schemas/params.schema.yaml"
+    assert linked.resolve() == (ROOT / "src/medsr/params.schema.yaml").resolve()
+    assert yaml.safe_load(linked.read_text()) == schema()
+
+
+def test_every_schema_key_is_a_typed_field():
+    params = load_params([ROOT / "params.yaml"])
+    sections = schema()["properties"]
+    assert set(sections) == {f.name for f in dataclasses.fields(Params)}
+    for name, section in sections.items():
+        fields = {f.name for f in dataclasses.fields(getattr(params, name))}
+        assert set(section["properties"]) == fields, name
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"train_sr": {"stepz": 3}}, "train_sr.stepz: unknown key"),
+    ({"train_sr": {"steps": "many"}}, "train_sr.steps: 'many' is not of type 'integer'"),
+    ({"degrade": {"scale": 1}}, "degrade.scale"),
+    ({"generate": {"guidance": [None]}}, "generate.guidance[0]"),
+    ({"generate": {"shards": [0, 2]}}, "generate.shards"),
+    ({"sr_model": {"attention_levels": [7]}}, "sr_model.attention_levels"),
+    ({"data": {"source": "ftp"}}, "data.source"),
+    ({"nonsense": 1}, "nonsense: unknown key"),
+])
+def test_bad_params_name_the_key_on_one_line(change, message):
+    with pytest.raises(MedsrError) as err:
+        params_from_dict(deep_merge(raw_params(), change), "params.yaml")
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+    assert str(err.value).startswith("params.yaml: ")
+
+
+def test_missing_key_is_named():
+    raw = raw_params()
+    del raw["train_sr"]["seed"]
+    with pytest.raises(MedsrError, match=r"train_sr\.seed: required key is missing"):
+        params_from_dict(raw)
+
+
+def test_overlays_merge_in_order(tmp_path):
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("train_sr:\n  steps: 10\n")
+    second.write_text("train_sr:\n  steps: 20\n  batch_size: 3\n")
+    params = load_params([ROOT / "params.yaml", first, second])
+    assert (params.train_sr.steps, params.train_sr.batch_size) == (20, 3)
+    assert params.train_sr.crop == raw_params()["train_sr"]["crop"]
+
+
+def test_unreadable_params_file_is_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train_sr: [unclosed\n")
+    with pytest.raises(MedsrError, match="bad.yaml: not valid YAML"):
+        load_params([bad])
+    with pytest.raises(MedsrError, match="missing.yaml: cannot read"):
+        load_params([tmp_path / "missing.yaml"])
