@@ -1,0 +1,155 @@
+"""The ResNet18 classifier: model shape, training split (no test image ever read), classify pairing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import medsr.io
+from medsr.checkpoint import read_metadata
+from medsr.classifier import build_classifier, load_classifier, predict_proba
+from medsr.classifier import train
+from medsr.classify import PREDICTION_FIELDS, paired_test_records
+from medsr import classify
+from medsr.config import CLASSES, ClassifyParams, TrainClassifierParams
+from medsr.errors import MedsrError
+from medsr.io import Record, read_csv, write_image, write_manifest
+
+SIZE = 32
+
+
+def _params(**overrides) -> TrainClassifierParams:
+    values = dict(epochs=2, batch_size=8, learning_rate=1e-3, weight_decay=1e-4, val_fraction=0.25, hflip=True, seed=0)
+    values.update(overrides)
+    return TrainClassifierParams(**values)
+
+
+def _image(rng: np.random.Generator, label: int, size: int = SIZE) -> np.ndarray:
+    image = rng.uniform(0.3, 0.5, (size, size))
+    if label:
+        image[size // 4: size // 2, size // 4: size // 2] = 0.9  # a bright lesion
+    return image
+
+
+def make_set(root: Path, n_train: int = 8, n_test: int = 4, size: int = SIZE, seed: int = 0,
+             test_ids: list[str] | None = None, corrupt_test: bool = False) -> Path:
+    rng = np.random.default_rng(seed)
+    records = []
+    for split, n in (("train", n_train), ("test", n_test)):
+        for label, name in enumerate(CLASSES):
+            for i in range(n):
+                image_id = f"{split}_{name}_{i:02d}"
+                if split == "test" and test_ids is not None and image_id not in test_ids:
+                    continue
+                rel = f"{split}/{name}/{image_id}.png"
+                write_image(root / rel, _image(rng, label, size))
+                if split == "test" and corrupt_test:
+                    (root / rel).write_bytes(b"not a png")
+                records.append(Record(image_id, split, name, rel))
+    write_manifest(root, records)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("classifier")
+    images = make_set(root / "hr", corrupt_test=True)  # reading any test image would fail
+    read: list[str] = []
+    original = medsr.io.read_image
+
+    def spy(path):
+        read.append(str(path))
+        return original(path)
+
+    medsr.io.read_image = spy
+    try:
+        train.run(_params(), images=images, model=root / "clf.safetensors", log=root / "clf.csv")
+    finally:
+        medsr.io.read_image = original
+    return {"root": root, "images": images, "model": root / "clf.safetensors", "log": root / "clf.csv", "read": read}
+
+
+def test_model_shape_and_stem():
+    model = build_classifier()
+    assert model.conv1.in_channels == 1 and model.fc.out_features == 2
+    assert model(torch.rand(3, 1, SIZE, SIZE)).shape == (3, 2)
+
+
+def test_predict_proba_is_deterministic_inference():
+    torch.manual_seed(0)
+    model = build_classifier().train()
+    images = torch.rand(5, 1, SIZE, SIZE)
+    first = predict_proba(model, images, batch_size=2)
+    assert first.shape == (5, 2) and torch.allclose(first.sum(1), torch.ones(5))
+    assert torch.allclose(first, predict_proba(model, images, batch_size=5), atol=1e-5)  # eval mode: no batch statistics
+    assert model.training  # the caller's mode is restored
+    with pytest.raises(ValueError):
+        predict_proba(model, torch.rand(2, 3, SIZE, SIZE))
+
+
+def test_stratified_split_is_seeded_disjoint_and_balanced():
+    labels = np.array([0] * 40 + [1] * 20)
+    train_idx, val_idx = train.stratified_split(labels, 0.25, seed=1)
+    assert set(train_idx).isdisjoint(val_idx) and len(train_idx) + len(val_idx) == 60
+    assert (labels[val_idx] == 0).sum() == 10 and (labels[val_idx] == 1).sum() == 5
+    np.testing.assert_array_equal(val_idx, train.stratified_split(labels, 0.25, seed=1)[1])
+    assert not np.array_equal(val_idx, train.stratified_split(labels, 0.25, seed=2)[1])
+
+
+def test_training_never_reads_the_test_split(trained):
+    assert trained["read"], "training read no image at all"
+    assert all("/train/" in p for p in trained["read"])
+    assert len(trained["read"]) == 2 * 8
+    assert {r.split for r in train.training_records(trained["images"])} == {"train"}
+
+
+def test_training_writes_history_and_a_loadable_model(trained):
+    rows = read_csv(trained["log"])
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert list(rows[0]) == list(train.HISTORY_FIELDS)
+    metadata = read_metadata(trained["model"])
+    assert metadata["image_size"] == SIZE and metadata["epochs"] == 2 and metadata["best_epoch"] in (1, 2)
+    assert metadata["selection"] == "val_loss" and metadata["val_images"] == 4 and metadata["train_images"] == 12
+    assert metadata["input_set"] == str(trained["images"]) and "val_acc" in metadata
+    best = rows[metadata["best_epoch"] - 1]
+    assert float(best["val_loss"]) == pytest.approx(metadata["val_loss"], abs=1e-5)
+    model = load_classifier(trained["model"])
+    assert not model.training
+    assert predict_proba(model, torch.rand(2, 1, SIZE, SIZE)).shape == (2, 2)
+
+
+def test_training_is_deterministic(trained, tmp_path):
+    train.run(_params(), images=trained["images"], model=tmp_path / "again.safetensors", log=tmp_path / "again.csv")
+    assert read_csv(tmp_path / "again.csv") == read_csv(trained["log"])
+
+
+def test_classify_writes_paired_predictions(trained, tmp_path):
+    hr = make_set(tmp_path / "hr")
+    other = make_set(tmp_path / "other", seed=1)
+    out = tmp_path / "predictions.csv"
+    classify.run(ClassifyParams(batch_size=3), model=trained["model"], sets={"hr": hr, "bicubic": other}, out=out)
+    rows = read_csv(out)
+    assert list(rows[0]) == list(PREDICTION_FIELDS)
+    assert len(rows) == 2 * 2 * 4
+    for row in rows:
+        assert row["label_index"] == str(CLASSES.index(row["label"]))
+        assert 0.0 <= float(row["prob_unhealthy"]) <= 1.0 and row["pred_index"] in ("0", "1")
+    hr_ids = [r["id"] for r in rows if r["set"] == "hr"]
+    assert hr_ids == [r["id"] for r in rows if r["set"] == "bicubic"] and all(i.startswith("test_") for i in hr_ids)
+
+
+def test_classify_refuses_mismatched_ids(tmp_path):
+    hr = make_set(tmp_path / "hr")
+    short = make_set(tmp_path / "short", test_ids=["test_healthy_00", "test_unhealthy_00"])
+    with pytest.raises(MedsrError, match=r"set sr_null_seed0 lacks test image test_healthy_01"):
+        paired_test_records({"hr": hr, "sr_null_seed0": short})
+
+
+def test_classify_refuses_other_sizes(trained, tmp_path):
+    hr = make_set(tmp_path / "hr", size=SIZE * 2)
+    with pytest.raises(MedsrError, match="resizing is not done silently"):
+        classify.run(ClassifyParams(batch_size=4), model=trained["model"], sets={"hr": hr}, out=tmp_path / "p.csv")
+    assert not (tmp_path / "p.csv").exists()
