@@ -146,3 +146,13 @@ def test_lpips_weights_path_must_exist(experiment, tmp_path):
         evaluate.run(_params(lpips_weights=str(tmp_path / "none.pth")), predictions=experiment["root"] / "predictions.csv",
                      sets=experiment["sets"], lr=experiment["root"] / "lr", logs=[], metrics=tmp_path / "m.json",
                      figures=tmp_path / "f", plots=tmp_path / "p")
+
+
+def test_generated_summary_is_valid_restructuredtext(experiment):
+    docutils_core = pytest.importorskip("docutils.core")
+    import io
+
+    warnings = io.StringIO()
+    docutils_core.publish_string((experiment["figures"] / "summary.rst").read_text(), writer_name="html",
+                                 settings_overrides={"warning_stream": warnings, "report_level": 2})
+    assert warnings.getvalue() == ""
