@@ -153,6 +153,6 @@ def test_generated_summary_is_valid_restructuredtext(experiment):
     import io
 
     warnings = io.StringIO()
-    docutils_core.publish_string((experiment["figures"] / "summary.rst").read_text(), writer_name="html",
+    docutils_core.publish_string((experiment["figures"] / "summary.rst").read_text(), writer="html",
                                  settings_overrides={"warning_stream": warnings, "report_level": 2})
     assert warnings.getvalue() == ""
