@@ -156,3 +156,25 @@ def test_generated_summary_is_valid_restructuredtext(experiment):
     docutils_core.publish_string((experiment["figures"] / "summary.rst").read_text(), writer="html",
                                  settings_overrides={"warning_stream": warnings, "report_level": 2})
     assert warnings.getvalue() == ""
+
+
+def test_lpips_from_local_weights_without_download(tmp_path):
+    """A full LPIPS state dict on disk is loaded without any download (random weights here: code path only)."""
+    import torch
+    from safetensors.torch import save_file
+    from torchmetrics.functional.image.lpips import _LPIPS
+
+    from medsr.evaluation import quality
+
+    torch.manual_seed(0)
+    weights = tmp_path / "lpips_alex.safetensors"
+    state = _LPIPS(pretrained=False, net="alex", pnet_rand=True).state_dict()
+    save_file({k: v.contiguous() for k, v in state.items() if not k.startswith("lins.")}, str(weights))
+    net = quality.load_lpips(weights)
+    images = np.random.default_rng(0).uniform(size=(3, 32, 32)).astype(np.float32)
+    scores = quality.lpips_per_image(net, images, images[::-1].copy())
+    assert scores.shape == (3,) and scores[1] == pytest.approx(0.0, abs=1e-6) and scores[0] > 0
+    lins_only = tmp_path / "lins.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items() if k.startswith("lin0")}, str(lins_only))
+    with pytest.raises(MedsrError, match="backbone"):
+        quality.load_lpips(lins_only)

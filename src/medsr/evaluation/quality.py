@@ -55,11 +55,16 @@ def load_lpips(path: str | Path) -> torch.nn.Module:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # safetensors and torch raise several types for bad files
         raise MedsrError(f"{LPIPS_KEY}: {path}: unreadable weights ({type(err).__name__})") from err
-    net = _LPIPS(pretrained=False, net=_infer_lpips_net(state), pnet_rand=True)  # no download
+    net = _LPIPS(pretrained=False, net=_infer_lpips_net(state), pnet_rand=True)  # random init: no download
+    state = {k: v for k, v in state.items() if not k.startswith("lins.")}  # `lins.N` aliases `linN`
     try:
-        net.load_state_dict(state, strict=True)
+        result = net.load_state_dict(state, strict=False)
     except RuntimeError as err:
         raise MedsrError(f"{LPIPS_KEY}: {path}: weights do not fit LPIPS ({str(err).splitlines()[0]})") from err
+    missing = [k for k in result.missing_keys if not k.startswith("lins.")]
+    if missing or result.unexpected_keys:
+        what = f"missing {missing[0]}" if missing else f"unexpected {result.unexpected_keys[0]}"
+        raise MedsrError(f"{LPIPS_KEY}: {path}: not a full LPIPS state dict ({what})")
     return net.eval()
 
 
