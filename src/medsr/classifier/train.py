@@ -70,7 +70,7 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Te
                  device: torch.device) -> tuple[float, float]:
     model.train()
     order = torch.randperm(len(x), generator=generator)
-    loss_sum, correct = 0.0, 0
+    loss_sum, correct, seen = 0.0, 0, 0
     for start in range(0, len(x), params.batch_size):
         idx = order[start:start + params.batch_size]
         if len(idx) < 2:  # BatchNorm needs two samples; a lone leftover image waits for the next epoch
@@ -87,7 +87,8 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Te
         optimizer.step()
         loss_sum += loss.item() * len(idx)
         correct += (logits.argmax(1) == yb).sum().item()
-    return loss_sum / len(x), correct / len(x)
+        seen += len(idx)
+    return loss_sum / max(seen, 1), correct / max(seen, 1)
 
 
 def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path,
