@@ -310,6 +310,14 @@ def load_params(paths: Sequence[str | Path] = ("params.yaml",)) -> Params:
     return params_from_dict(load_raw(paths), source)
 
 
+def section_from_dict(cls: type, raw: Mapping[str, Any]) -> Any:
+    """A section dataclass (e.g. `UNetParams`) from plain data, such as a model file's metadata."""
+    try:
+        return _build(cls, raw)
+    except (KeyError, TypeError) as err:
+        raise MedsrError(f"{cls.__name__}: incomplete or mistyped section ({err})") from err
+
+
 def section_dict(params: Params, section: str) -> dict[str, Any]:
     """A section as plain data (for checkpoint metadata and output provenance)."""
     return dataclasses.asdict(getattr(params, section))

@@ -223,3 +223,18 @@ def load_images(root: str | Path, records: Sequence[Record]) -> np.ndarray:
 
 def relative_image_path(record_split: str, label: str, image_id: str, suffix: str = ".png") -> str:
     return f"{record_split}/{label}/{image_id}{suffix}"
+
+
+def write_generated(root: str | Path, records: Sequence[Record], images: np.ndarray, sources: Sequence[str]) -> list[Record]:
+    """Write generated images (SR, regression) of `records` as PNG plus float32 `.npy` beside it.
+
+    Returns the set's manifest records (same id, split and label; sha256 of the PNG).
+    """
+    out = []
+    for record, image, source in zip(records, images, sources, strict=True):
+        relative = relative_image_path(record.split, record.label, record.id)
+        write_image(Path(root) / relative, image)
+        write_array((Path(root) / relative).with_suffix(".npy"), image)
+        out.append(Record(record.id, record.split, record.label, relative, sha256_file(Path(root) / relative),
+                          source))
+    return out

@@ -1,0 +1,64 @@
+"""`medsr gather`: the generation shards of one (guidance, seed) run into one test image set.
+
+Checks that every shard was made by the same model, sampler and settings, that the shards are
+exactly 0..n-1 of n, and that no image appears twice; then copies PNG + npy files, merges the
+manifests (sorted by id) and the per-image guide classes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from medsr import io
+from medsr.config import GenerateParams
+from medsr.errors import MedsrError
+
+PER_SHARD = ("shard", "guide_class")  # metadata keys that differ between shards
+
+
+def shard_records(folder: Path) -> list[io.Record]:
+    """A shard's records; an empty shard (more shards than images) has a header-only manifest."""
+    manifest = folder / io.MANIFEST
+    if not manifest.is_file():
+        raise MedsrError(f"{manifest}: shard manifest is missing (run generate for this shard)")
+    return [io.Record(**{k: row.get(k, "") for k in io.MANIFEST_FIELDS}) for row in io.read_csv(manifest)]
+
+
+def run(params: GenerateParams, *, shards: Sequence[Path], out: Path) -> None:
+    shards = [Path(s) for s in shards]
+    metadata = [io.read_json(s / "metadata.json") for s in shards]
+    common = {k: v for k, v in metadata[0].items() if k not in PER_SHARD}
+    for folder, meta in zip(shards, metadata):
+        other = {k: v for k, v in meta.items() if k not in PER_SHARD}
+        if other != common:
+            key = next(k for k in sorted(set(other) | set(common)) if other.get(k) != common.get(k))
+            raise MedsrError(f"{folder / 'metadata.json'}: {key} is {other.get(key)!r}, shard "
+                             f"{shards[0]} has {common.get(key)!r}: the shards come from different runs")
+    found = sorted(int(m["shard"]) for m in metadata)
+    if found != list(range(int(common["shards"]))):
+        raise MedsrError(f"{shards[0].parent}: shards {found} do not make up 0..{int(common['shards']) - 1}")
+    records, guide_class = [], {}
+    with io.atomic_dir(out) as tmp:
+        for folder, meta in zip(shards, metadata):
+            for record in shard_records(folder):
+                if record.id in guide_class:
+                    raise MedsrError(f"{folder / io.MANIFEST}: image {record.id} is in two shards")
+                for suffix in (".png", ".npy"):
+                    source = (folder / record.path).with_suffix(suffix)
+                    if not source.is_file():
+                        raise MedsrError(f"{source}: listed in {folder / io.MANIFEST} but missing")
+                    target = (tmp / record.path).with_suffix(suffix)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(source, target)
+                guide_class[record.id] = meta["guide_class"].get(record.id)
+                records.append(record)
+        if not records:
+            raise MedsrError(f"{shards[0].parent}: the shards hold no images")
+        records.sort(key=lambda r: r.id)
+        io.write_manifest(tmp, records)
+        io.write_json(tmp / "metadata.json", {**common, "images": len(records),
+                                              "guide_class": dict(sorted(guide_class.items()))})
+    print(f"gather: {len(records)} images from {len(shards)} shard(s) into {out}", file=sys.stderr)

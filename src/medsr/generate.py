@@ -1,0 +1,100 @@
+"""`medsr generate`: super-resolve one shard of the test LR images with the diffusion model.
+
+The test ids (sorted) are split into `len(generate.shards)` contiguous shards; shard k is one job
+(one SLURM job, one DVC matrix stage). Each image's noise comes from (seed, image id), so a shard's
+images are the same whatever the shard count or batch size. Guidance (recorded in metadata.json):
+  null       unconditional: the null class (the thesis's inference)
+  predicted  the class the guide classifier (trained on bicubic images) gives the bicubic image
+  oracle     the true label: leaks the answer; for ablation only, flagged everywhere downstream
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from medsr import io
+from medsr.classifier.model import load_classifier, predict_proba
+from medsr.config import CLASSES, NULL_CLASS, GenerateParams
+from medsr.diffusion.model_file import load_unet
+from medsr.diffusion.samplers import Sampler, SamplerSpec, image_generators
+from medsr.errors import MedsrError
+
+GUIDANCE = ("null", "predicted", "oracle")
+
+
+def shard_records(records: list[io.Record], shard: int, shards: int) -> list[io.Record]:
+    """Shard `shard` of `shards`: a contiguous block of the records sorted by id."""
+    ordered = sorted(records, key=lambda r: r.id)
+    blocks = np.array_split(np.arange(len(ordered)), shards)
+    return [ordered[i] for i in blocks[shard]]
+
+
+def guide_labels(guidance: str, records: list[io.Record], *, guide: Path, bicubic: Path, batch_size: int,
+                 device: torch.device) -> torch.Tensor:
+    """The class each image is guided towards (NULL_CLASS for none)."""
+    if guidance == "null":
+        return torch.full((len(records),), NULL_CLASS, dtype=torch.long)
+    if guidance == "oracle":
+        return torch.tensor([CLASSES.index(r.label) for r in records])
+    classifier = load_classifier(guide, device)
+    by_id = {r.id: r for r in io.read_manifest(bicubic, split="test")}
+    missing = next((r.id for r in records if r.id not in by_id), None)
+    if missing is not None:
+        raise MedsrError(f"{Path(bicubic) / io.MANIFEST}: no bicubic test image {missing} for the guide classifier")
+    images = torch.from_numpy(io.load_images(bicubic, [by_id[r.id] for r in records]))[:, None]
+    return predict_proba(classifier, images, batch_size).argmax(dim=1)
+
+
+def run(params: GenerateParams, *, model: Path, lr: Path, guide: Path, bicubic: Path, guidance: str,
+        seed: int, shard: int, out: Path, device: torch.device | None = None) -> None:
+    device = device or torch.device("cpu")
+    if guidance not in GUIDANCE:
+        raise MedsrError(f"--guidance: {guidance!r} is not one of {', '.join(GUIDANCE)}")
+    if shard not in params.shards:
+        raise MedsrError(f"--shard: {shard} is not in generate.shards {list(params.shards)}")
+    loaded = load_unet(model, "sr_diffusion", device)
+    timesteps = loaded.schedule.timesteps
+    if params.sampler != "ancestral" and params.steps > timesteps:
+        raise MedsrError(f"generate.steps: {params.steps} exceeds the model's {timesteps} diffusion timesteps")
+    records = shard_records(io.read_manifest(lr, split="test"), shard, len(params.shards))
+    labels = guide_labels(guidance, records, guide=guide, bicubic=bicubic, batch_size=params.batch_size,
+                          device=device)
+    spec = SamplerSpec(params.sampler, params.steps, params.eta)
+    sampler = Sampler(loaded.model, loaded.schedule, loaded.target, spec,
+                      guidance_scale=1.0 if guidance == "null" else params.guidance_scale)
+    print(f"generate: {len(records)} test images (shard {shard} of {len(params.shards)}), {spec.name} with "
+          f"{spec.evaluations(timesteps)} steps, guidance {guidance} (w = {sampler.guidance_scale}), seed {seed}, "
+          f"on {device}", file=sys.stderr)
+
+    start = time.perf_counter()
+    outputs = []
+    for first in tqdm(range(0, len(records), params.batch_size), desc="generate", disable=not records,
+                      mininterval=2.0, dynamic_ncols=True):
+        batch = records[first:first + params.batch_size]
+        sr = sampler.sample(loaded.bicubic_input(lr, batch), labels[first:first + len(batch)],
+                            image_generators(seed, [r.id for r in batch]))
+        outputs.append(sr[:, 0].float().cpu().numpy())
+    elapsed = time.perf_counter() - start
+    images = np.concatenate(outputs) if outputs else np.zeros((0, 1, 1), np.float32)
+    print(f"generate: {len(records)} images in {elapsed:.1f} s ({len(records) / max(elapsed, 1e-9):.2f} images/s)",
+          file=sys.stderr)
+
+    metadata = {
+        "set": "sr", "sampler": spec.name, "steps": spec.evaluations(timesteps), "eta": spec.eta,
+        "guidance": guidance, "guidance_scale": sampler.guidance_scale, "leaks_label": guidance == "oracle",
+        "seed": seed, "shard": shard, "shards": len(params.shards), "batch_size": params.batch_size,
+        "model_sha256": loaded.sha256, "target": loaded.target, "x0_clipping": True,
+        "guide_classifier_sha256": io.sha256_file(guide) if guidance == "predicted" else None,
+        "guide_class": {r.id: (CLASSES[k] if k < len(CLASSES) else "null")
+                        for r, k in zip(records, labels.tolist())},
+    }
+    with io.atomic_dir(out) as tmp:
+        written = io.write_generated(tmp, records, images, [str(io.image_path(lr, r)) for r in records])
+        io.write_manifest(tmp, written)  # an empty shard (more shards than images) has a header only
+        io.write_json(tmp / "metadata.json", metadata)

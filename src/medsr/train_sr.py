@@ -1,0 +1,177 @@
+"""Train the class-guided diffusion SR model (`medsr train-sr`).
+
+Noise-prediction MSE (Eq. 1.13) on aligned random crops, classifier-free null-class dropout
+(Section 3.1.7), Adam, gradient clipping, EMA; resumable checkpoints; DDP under torchrun.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from medsr import training
+from medsr.checkpoint import load_training_state, save_model, save_training_state
+from medsr.config import NULL_CLASS, DiffusionParams, TrainSRParams, UNetParams
+from medsr.device import autocast
+from medsr.diffusion.ema import EMA
+from medsr.diffusion.schedule import DiffusionSchedule, encode_target, to_model_range
+from medsr.diffusion.unet import UNet, count_parameters
+
+STATE_FILE = "train_sr_state.pt"
+# Parameters that change neither the model nor the trajectory: a checkpoint written under other values
+# of these still resumes (so `steps` can be raised to train further).
+RESUME_INDEPENDENT = ("steps", "checkpoint_every", "log_every")
+
+
+def build_model(model_params: UNetParams) -> UNet:
+    return UNet(model_params, time_conditional=True, class_conditional=True, lr_conditional=True)
+
+
+def resume_config(model_params: UNetParams, diffusion_params: DiffusionParams, train_params: TrainSRParams,
+                  data: training.PairedImages) -> dict:
+    train = {k: v for k, v in dataclasses.asdict(train_params).items() if k not in RESUME_INDEPENDENT}
+    return {"sr_model": _jsonable(dataclasses.asdict(model_params)),
+            "diffusion": dataclasses.asdict(diffusion_params), "train_sr": train,
+            "data": {"images": len(data.ids), "hr_size": list(data.hr_size), "scale": data.scale}}
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def draw_batch(data: training.PairedImages, train_params: TrainSRParams, timesteps: int,
+               generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """One global batch: crops, timesteps, noise and the null-class dropout, all from `generator`."""
+    hr, bicubic, labels = training.random_crops(data, train_params.batch_size, train_params.crop,
+                                                train_params.hflip, generator)
+    t = torch.randint(timesteps, (len(hr),), generator=generator)
+    noise = torch.randn(hr.shape, generator=generator)
+    drop = torch.rand(len(hr), generator=generator) < train_params.null_class_prob
+    labels = torch.where(drop, torch.full_like(labels, NULL_CLASS), labels)  # Section 3.1.7: null class
+    return {"hr": hr, "bicubic": bicubic, "labels": labels, "t": t, "noise": noise}
+
+
+def diffusion_loss(model: torch.nn.Module, schedule: DiffusionSchedule, target: str,
+                   batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    x0 = encode_target(batch["hr"], batch["bicubic"], target)
+    x_t = schedule.q_sample(x0, batch["t"], batch["noise"])  # Eq. 1.9 / 1.12
+    eps_hat = model(x_t, batch["t"], class_labels=batch["labels"], lr_upsampled=to_model_range(batch["bicubic"]))
+    return F.mse_loss(eps_hat.float(), batch["noise"])  # Eq. 1.13: L = E || eps - eps_theta(x_t, t) ||^2
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in batch.items():
+        value = value.to(device, non_blocking=True)
+        out[key] = value.contiguous(memory_format=torch.channels_last) if value.ndim == 4 else value
+    return out
+
+
+def train(model_params: UNetParams, diffusion_params: DiffusionParams, train_params: TrainSRParams,
+          data: training.PairedImages, *, ctx: training.Distributed, log: Path | None,
+          checkpoints: Path | None) -> tuple[UNet, EMA, float]:
+    """The training loop; returns (model, ema, final logged loss). Only rank 0 writes files."""
+    device = ctx.device
+    torch.manual_seed(train_params.seed)  # identical initial weights on every rank
+    model = build_model(model_params).to(device, memory_format=torch.channels_last)
+    training.check_crop(train_params.crop, data, model.size_multiple, "train_sr.crop")
+    per_rank = training.per_rank_batch(train_params.batch_size, ctx, "train_sr.batch_size")
+    if ctx.is_main:
+        print(f"train-sr: U-Net with {count_parameters(model):,} parameters; {len(data.ids)} train images "
+              f"{data.hr_size} (scale {data.scale}); {ctx.world_size} process(es) x batch {per_rank}",
+              file=sys.stderr)
+    schedule = DiffusionSchedule.from_params(diffusion_params)
+    ema = EMA(model, train_params.ema_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_params.learning_rate)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    generator = torch.Generator().manual_seed(train_params.seed)
+    torch.manual_seed(train_params.seed + ctx.rank)  # dropout streams differ per rank
+    config = resume_config(model_params, diffusion_params, train_params, data)
+    step, rows = 0, []
+
+    state_path = checkpoints / STATE_FILE if checkpoints else None
+    if state_path is not None and state_path.is_file():
+        state = load_training_state(state_path, device="cpu")
+        if state.get("config") == config and state["step"] <= train_params.steps:
+            model.load_state_dict(state["model"])
+            ema.load_state_dict(state["ema"])
+            optimizer.load_state_dict(state["optimizer"])
+            generator.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            step, rows = int(state["step"]), list(state["log"])
+            if ctx.is_main:
+                print(f"train-sr: resuming from {state_path} at step {step}", file=sys.stderr)
+        elif ctx.is_main:
+            print(f"train-sr: {state_path} was written under other parameters (or more steps); starting anew",
+                  file=sys.stderr)
+
+    def save_state() -> None:
+        if state_path is None or not ctx.is_main:
+            return
+        save_training_state(state_path, {
+            "config": config, "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
+            "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(), "log": rows})
+
+    net = training.wrap(model, ctx)
+    net.train()
+    window: list[float] = []
+    progress = tqdm(total=train_params.steps, initial=step, disable=not ctx.is_main, desc="train-sr",
+                    dynamic_ncols=True, mininterval=2.0)
+    while step < train_params.steps:
+        batch = draw_batch(data, train_params, schedule.timesteps, generator)
+        batch = _to({k: ctx.shard(v) for k, v in batch.items()}, device)
+        with autocast(device):
+            loss = diffusion_loss(net, schedule, diffusion_params.target, batch)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if train_params.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train_params.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        ema.update(model)
+        step += 1
+        window.append(loss.item())
+        progress.update(1)
+        if step % train_params.log_every == 0 or step == train_params.steps:
+            mean_loss = ctx.mean(sum(window) / len(window))
+            window = []
+            rows.append({"step": step, "loss": mean_loss, "learning_rate": optimizer.param_groups[0]["lr"]})
+            progress.set_postfix(loss=f"{mean_loss:.4f}")
+            if ctx.is_main and log is not None:
+                training.write_log(log, rows)
+        if step % train_params.checkpoint_every == 0 or step == train_params.steps:
+            save_state()
+    progress.close()
+    if ctx.is_main and log is not None:
+        training.write_log(log, rows)
+    final_loss = rows[-1]["loss"] if rows else float("nan")
+    return model, ema, final_loss
+
+
+def run(model_params: UNetParams, diffusion_params: DiffusionParams, train_params: TrainSRParams, *,
+        hr: Path, lr: Path, model: Path, log: Path, checkpoints: Path, device: torch.device | None) -> None:
+    training.set_threads()
+    ctx = training.init_distributed(device)
+    data = training.load_pairs(hr, lr, "train")
+    trained, ema, final_loss = train(model_params, diffusion_params, train_params, data, ctx=ctx, log=log,
+                                     checkpoints=checkpoints)
+    if ctx.is_main:
+        metadata = {
+            "kind": "sr_diffusion", "sr_model": _jsonable(dataclasses.asdict(model_params)),
+            "diffusion": dataclasses.asdict(diffusion_params), "train_sr": dataclasses.asdict(train_params),
+            "scale": data.scale, "hr_size": list(data.hr_size), "lr_size": list(data.lr_size),
+            "training_steps": train_params.steps, "final_loss": final_loss, "weights": "ema"}
+        save_model(model, ema.shadow.state_dict(), metadata)  # the EMA weights are the ones sampled
+        print(f"train-sr: wrote {model} (EMA weights, final loss {final_loss:.4f})", file=sys.stderr)
+    training.barrier(ctx)

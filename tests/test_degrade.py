@@ -1,0 +1,140 @@
+"""Eq. 1.1 degradation and bicubic upsampling: shapes, alignment, noise, the degrade stage's files."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from medsr import io
+from medsr.config import DegradeParams
+from medsr.degrade import bicubic_upsample, degrade_image, downsample, noise_generator, run
+from medsr.errors import MedsrError
+
+DEGRADE = DegradeParams(scale=2, blur_sigma=0.5, noise_std=0.01, seed=0)
+
+
+def hr_set(root, n_per_split=2, size=32, seed=0):
+    """A small HR image set (random smooth-ish images) with a manifest."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for split in ("train", "test"):
+        for i in range(n_per_split):
+            label = ("healthy", "unhealthy")[i % 2]
+            image_id = f"{split}_{i:05d}"
+            relative = io.relative_image_path(split, label, image_id)
+            io.write_image(root / relative, rng.uniform(0.2, 0.8, (size, size)))
+            records.append(io.Record(image_id, split, label, relative, io.sha256_file(root / relative), "t"))
+    io.write_manifest(root, records)
+    return records
+
+
+def test_shapes_and_range():
+    hr = torch.rand(3, 1, 64, 64)
+    for scale in (2, 4):
+        lr = degrade_image(hr, scale, 0.8, 0.05, torch.Generator().manual_seed(0))
+        assert lr.shape == (3, 1, 64 // scale, 64 // scale)
+        assert lr.min() >= 0 and lr.max() <= 1
+        up = bicubic_upsample(lr, scale)
+        assert up.shape == (3, 1, 64, 64)
+        assert up.min() >= 0 and up.max() <= 1
+
+
+def test_no_blur_no_noise_is_the_block_mean():
+    hr = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    lr = degrade_image(hr, 2, 0.0, 0.0)
+    expected = hr.reshape(1, 1, 4, 2, 4, 2).mean(dim=(3, 5))
+    torch.testing.assert_close(lr, expected)
+    # a constant image stays constant whatever the blur (reflected borders, normalized kernel)
+    flat = torch.full((1, 1, 16, 16), 0.3)
+    torch.testing.assert_close(degrade_image(flat, 2, 1.5, 0.0), torch.full((1, 1, 8, 8), 0.3))
+
+
+def test_lr_grid_is_aligned_with_bicubic_upsampling():
+    """A linear ramp survives degrade + bicubic unshifted (plain decimation would shift it by 0.5 px)."""
+    ramp = torch.arange(32, dtype=torch.float32).div(40.0).expand(1, 1, 32, 32).contiguous()
+    up = bicubic_upsample(degrade_image(ramp, 2, 0.0, 0.0), 2)
+    interior = (slice(None), slice(None), slice(4, -4), slice(4, -4))
+    error = up[interior] - ramp[interior]
+    # torch's cubic kernel (a = -0.75) ripples slightly around a ramp, but does not shift it
+    assert abs(float(error.mean())) < 1e-4 and float(error.abs().max()) < 0.1 / 40
+    decimated = bicubic_upsample(ramp[..., ::2, ::2], 2)
+    shift = float((decimated[interior] - ramp[interior]).mean())
+    assert shift == pytest.approx(-0.5 / 40, abs=1e-4)  # what plain decimation would do: half a pixel
+
+
+def test_blur_removes_the_hr_nyquist_pattern():
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2
+    checker = checker.float().expand(1, 1, 16, 16)
+    lr = degrade_image(checker, 2, 0.5, 0.0)
+    assert float(lr.std()) < 1e-5  # aliasing would turn the pattern into a false low-frequency image
+    assert float(downsample(checker[..., ::1, :], 2).std()) < 1e-6
+
+
+def test_noise_is_reproducible_per_image_and_has_the_requested_std():
+    hr = torch.full((1, 1, 128, 128), 0.5)
+    a = degrade_image(hr, 2, 0.5, 0.05, noise_generator(0, "train_00001"))
+    b = degrade_image(hr, 2, 0.5, 0.05, noise_generator(0, "train_00001"))
+    c = degrade_image(hr, 2, 0.5, 0.05, noise_generator(0, "train_00002"))
+    d = degrade_image(hr, 2, 0.5, 0.05, noise_generator(1, "train_00001"))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c) and not torch.equal(a, d)
+    assert abs(float((a - 0.5).std()) - 0.05) < 0.005
+
+
+def test_run_writes_paired_lr_and_bicubic_sets(tmp_path):
+    records = hr_set(tmp_path / "hr")
+    run(DEGRADE, tmp_path / "hr", tmp_path / "lr", tmp_path / "bicubic")
+    lr_records = io.read_manifest(tmp_path / "lr")
+    bicubic_records = io.read_manifest(tmp_path / "bicubic")
+    for derived in (lr_records, bicubic_records):
+        assert [(r.id, r.split, r.label) for r in derived] == [(r.id, r.split, r.label) for r in records]
+    for lr_record, bicubic_record in zip(lr_records, bicubic_records):
+        lr = io.read_image(tmp_path / "lr" / lr_record.path)
+        bicubic = io.read_image(tmp_path / "bicubic" / bicubic_record.path)
+        assert lr.shape == (16, 16) and bicubic.shape == (32, 32)
+        assert lr_record.sha256 == io.sha256_file(tmp_path / "lr" / lr_record.path)
+        # the bicubic set is bicubic_upsample of the LR image as stored (8-bit)
+        expected = bicubic_upsample(torch.from_numpy(lr)[None, None], 2)[0, 0].numpy()
+        assert np.abs(bicubic - expected).max() <= 0.5 / 255 + 1e-6
+    assert io.read_json(tmp_path / "lr" / "metadata.json")["noise_std"] == DEGRADE.noise_std
+
+
+def test_run_is_reproducible_and_independent_of_order(tmp_path):
+    records = hr_set(tmp_path / "hr", n_per_split=3)
+    run(DEGRADE, tmp_path / "hr", tmp_path / "lr1", tmp_path / "bic1")
+    io.write_manifest(tmp_path / "hr", list(reversed(records)))
+    run(DEGRADE, tmp_path / "hr", tmp_path / "lr2", tmp_path / "bic2")
+    first = {r.id: r.sha256 for r in io.read_manifest(tmp_path / "lr1")}
+    second = {r.id: r.sha256 for r in io.read_manifest(tmp_path / "lr2")}
+    assert first == second
+    run(dataclasses.replace(DEGRADE, seed=1), tmp_path / "hr", tmp_path / "lr3", tmp_path / "bic3")
+    assert {r.id: r.sha256 for r in io.read_manifest(tmp_path / "lr3")} != first
+
+
+def test_missing_hr_folder_is_named(tmp_path):
+    with pytest.raises(MedsrError, match="nowhere"):
+        run(DEGRADE, tmp_path / "nowhere", tmp_path / "lr", tmp_path / "bicubic")
+    assert not (tmp_path / "lr").exists()
+
+
+def test_failure_leaves_no_partial_output_and_keeps_the_old_one(tmp_path):
+    records = hr_set(tmp_path / "hr", n_per_split=3)
+    run(DEGRADE, tmp_path / "hr", tmp_path / "lr", tmp_path / "bicubic")
+    before = (tmp_path / "lr" / "manifest.csv").read_bytes()
+    (tmp_path / "hr" / records[-1].path).write_bytes(b"not a png")  # the last image breaks the run
+    with pytest.raises(MedsrError, match=records[-1].id):
+        run(dataclasses.replace(DEGRADE, seed=5), tmp_path / "hr", tmp_path / "lr", tmp_path / "bicubic")
+    assert (tmp_path / "lr" / "manifest.csv").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bicubic", "hr", "lr"]  # no temporary folders left
+    with pytest.raises(MedsrError):
+        run(DEGRADE, tmp_path / "hr", tmp_path / "lr_new", tmp_path / "bicubic_new")
+    assert not (tmp_path / "lr_new").exists() and not (tmp_path / "bicubic_new").exists()
+
+
+def test_size_not_divisible_by_scale_is_an_error(tmp_path):
+    hr_set(tmp_path / "hr", size=30)
+    with pytest.raises(MedsrError, match="scale"):
+        run(dataclasses.replace(DEGRADE, scale=4), tmp_path / "hr", tmp_path / "lr", tmp_path / "bicubic")
