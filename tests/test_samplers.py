@@ -1,0 +1,158 @@
+"""Samplers: exact recovery with a perfect denoiser, guidance arithmetic, x0 clipping, determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from medsr.config import NULL_CLASS, DiffusionParams
+from medsr.diffusion.samplers import (Sampler, SamplerSpec, clip_eps, guided_eps, image_generators,
+                                      make_scheduler)
+from medsr.diffusion.schedule import DiffusionSchedule, encode_target, target_bounds
+
+SCHEDULE = DiffusionSchedule.from_params(DiffusionParams("linear", 100, 1e-4, 0.02, 0.008, "image"))
+
+
+class PerfectDenoiser(nn.Module):
+    """Knows x0 for every image: returns the exact noise eps = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t)."""
+
+    def __init__(self, x0: torch.Tensor, schedule: DiffusionSchedule):
+        super().__init__()
+        self.x0, self.schedule = x0, schedule
+        self.anchor = nn.Parameter(torch.zeros(1))  # a parameter, so the sampler can find the device
+        self.calls = 0
+
+    def forward(self, x_t, t, *, class_labels, lr_upsampled):
+        self.calls += 1
+        x0 = self.x0.repeat(len(x_t) // len(self.x0), 1, 1, 1)
+        return self.schedule.predict_eps_from_x0(x_t, t, x0)
+
+
+class ClassTable(nn.Module):
+    """eps = class index everywhere: shows which classes a sampler asked for."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1))
+        self.seen: list[list[int]] = []
+
+    def forward(self, x_t, t, *, class_labels, lr_upsampled):
+        self.seen.append(class_labels.tolist())
+        return class_labels.float()[:, None, None, None].expand_as(x_t).clone()
+
+
+def hr_images(n: int = 3, size: int = 8) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(n, 1, size, size, generator=g)
+
+
+@pytest.mark.parametrize("spec", [SamplerSpec("ancestral", 0), SamplerSpec("ddim", 10),
+                                  SamplerSpec("ddim", 10, eta=1.0), SamplerSpec("dpmpp", 10)],
+                         ids=["ancestral", "ddim", "ddim-eta1", "dpmpp"])
+@pytest.mark.parametrize("target", ["image", "residual"])
+def test_every_sampler_recovers_the_image_from_a_perfect_denoiser(spec, target):
+    hr = hr_images()
+    bicubic = (hr + 0.05 * torch.randn(hr.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    model = PerfectDenoiser(encode_target(hr, bicubic, target), SCHEDULE)
+    sampler = Sampler(model, SCHEDULE, target, spec)
+    sr = sampler.sample(bicubic, torch.full((3,), NULL_CLASS), image_generators(0, ["a", "b", "c"]))
+    assert sr.shape == hr.shape
+    torch.testing.assert_close(sr, hr, atol=2e-4, rtol=0)
+    assert model.calls == spec.evaluations(SCHEDULE.timesteps)  # one network call per step (no guidance)
+
+
+def test_ancestral_step_is_algorithm_2():
+    """One step by hand: x_{t-1} = 1/sqrt(alpha_t) (x_t - (1 - alpha_t)/sqrt(1 - abar_t) eps) + sqrt(beta_t) z."""
+    x_t = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+    eps = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(4))
+    t = 40
+    alpha, abar = SCHEDULE.alphas[t].item(), SCHEDULE.alphas_cumprod[t].item()
+    expected = (x_t - (1 - alpha) / (1 - abar) ** 0.5 * eps) / alpha ** 0.5
+    got = SCHEDULE.ancestral_mean(x_t, torch.full((2,), t), eps)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_classifier_free_guidance_combines_null_and_conditional():
+    model = ClassTable()
+    x = torch.zeros(2, 1, 4, 4)
+    labels = torch.tensor([0, 1])
+    t = torch.zeros(2, dtype=torch.long)
+    for w in (0.0, 1.0, 2.5):
+        eps = guided_eps(model, x, t, x, labels, w)
+        # eps(null) = 2, eps(c) = c: eps = 2 + w (c - 2)
+        expected = torch.tensor([2 + w * (0 - 2), 2 + w * (1 - 2)])
+        torch.testing.assert_close(eps[:, 0, 0, 0], expected)
+    assert model.seen == [[NULL_CLASS, NULL_CLASS], [0, 1], [NULL_CLASS, NULL_CLASS, 0, 1]]
+    guided_eps(model, x, t, x, torch.full((2,), NULL_CLASS), 3.0)  # unconditional: one call, null class only
+    assert model.seen[-1] == [NULL_CLASS, NULL_CLASS]
+
+
+@pytest.mark.parametrize("target", ["image", "residual"])
+def test_x0_clipping_keeps_the_implied_image_in_range(target):
+    bicubic = hr_images()
+    x_t = 3 * torch.randn(bicubic.shape, generator=torch.Generator().manual_seed(5))
+    wild = 10 * torch.randn(bicubic.shape, generator=torch.Generator().manual_seed(6))
+    t = torch.full((3,), 10)
+    low, high = target_bounds(bicubic, target)
+    x0 = SCHEDULE.predict_x0_from_eps(x_t, t, clip_eps(SCHEDULE, x_t, t, wild, (low, high)))
+    assert bool((x0 >= torch.as_tensor(low) - 1e-4).all() and (x0 <= torch.as_tensor(high) + 1e-4).all())
+    unclipped = SCHEDULE.predict_x0_from_eps(x_t, t, wild)
+    assert bool(((unclipped < torch.as_tensor(low)) | (unclipped > torch.as_tensor(high))).any())
+
+
+class TinyNet(nn.Module):
+    """A small deterministic, non-trivial denoiser with dropout (which sampling must switch off)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(2, 1, 3, padding=1)
+        self.embed = nn.Embedding(NULL_CLASS + 1, 1)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x_t, t, *, class_labels, lr_upsampled):
+        h = self.conv(torch.cat([x_t, lr_upsampled], 1)) + self.embed(class_labels)[:, :, None, None]
+        return self.drop(h) + 0.001 * t.float()[:, None, None, None]
+
+
+@pytest.mark.parametrize("spec", [SamplerSpec("ancestral", 0), SamplerSpec("ddim", 5, eta=0.5),
+                                  SamplerSpec("dpmpp", 5)], ids=["ancestral", "ddim", "dpmpp"])
+def test_samples_depend_on_seed_and_image_id_only(spec):
+    bicubic = hr_images(4)
+    labels = torch.tensor([0, 1, NULL_CLASS, 1])
+    ids = ["w", "x", "y", "z"]
+    net = TinyNet().train()  # left in train mode on purpose: the sampler must use eval mode
+    sampler = Sampler(net, SCHEDULE, "residual", spec, guidance_scale=2.0)
+    first = sampler.sample(bicubic, labels, image_generators(7, ids))
+    again = sampler.sample(bicubic, labels, image_generators(7, ids))
+    assert torch.equal(first, again)
+    assert not net.training
+    # the same images in other batches (as in other shards) give the same results
+    split = torch.cat([sampler.sample(bicubic[:1], labels[:1], image_generators(7, ids[:1])),
+                       sampler.sample(bicubic[1:], labels[1:], image_generators(7, ids[1:]))])
+    torch.testing.assert_close(split, first, atol=1e-5, rtol=0)
+    other_seed = sampler.sample(bicubic, labels, image_generators(8, ids))
+    assert (other_seed - first).abs().max() > 1e-3
+    assert float(first.min()) >= 0 and float(first.max()) <= 1
+
+
+def test_diffusers_schedulers_use_our_betas():
+    for name in ("ddim", "dpmpp"):
+        scheduler = make_scheduler(name, SCHEDULE)
+        torch.testing.assert_close(scheduler.alphas_cumprod.double(), SCHEDULE.alphas_cumprod, atol=1e-6, rtol=0)
+        scheduler.set_timesteps(10)
+        assert int(scheduler.timesteps[0]) == SCHEDULE.timesteps - 1  # starts from pure noise
+        assert len(scheduler.timesteps) == 10
+
+
+def test_cosine_schedule_samplers_recover_too():
+    cosine = DiffusionSchedule.from_params(dataclasses.replace(
+        DiffusionParams("cosine", 100, 1e-4, 0.02, 0.008, "image")))
+    hr = hr_images()
+    for spec in (SamplerSpec("ddim", 8), SamplerSpec("dpmpp", 8)):
+        sr = Sampler(PerfectDenoiser(encode_target(hr, hr, "image"), cosine), cosine, "image", spec).sample(
+            hr, torch.full((3,), NULL_CLASS), image_generators(0, ["a", "b", "c"]))
+        torch.testing.assert_close(sr, hr, atol=2e-4, rtol=0)
