@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,25 @@ def test_reviewer_clones_pulls_and_has_nothing_to_reproduce(dvc_project, tmp_pat
     repro = dvc("repro", cwd=clone)
     assert ran_stages(repro.stdout) == set(), repro.stdout
     assert (clone / "results/metrics.json").read_bytes() == (project / "results/metrics.json").read_bytes()
+
+
+def test_thesis_overlay_as_a_dvc_experiment_dry_run(dvc_project):
+    """`dvc exp run --dry` with the thesis overlay plans every stage (in a workspace whose outputs exist:
+    on an empty one DVC's dry run stops at the first missing dependency, treeverse/dvc#9021)."""
+    project, _ = dvc_project
+    args = sh([sys.executable, "-m", "medsr.cli", "overlay-args", "configs/thesis.yaml"], project).stdout.split()
+    assert "data.source='kaggle'" in args
+    before = (project / "results/metrics.json").read_bytes()
+    try:
+        result = dvc("exp", "run", "--dry", *args, cwd=project)
+        planned = ran_stages(result.stdout)
+        assert {"download", "degrade", "train_sr", "train_classifier", "classify", "evaluate"} <= planned
+        assert "generate@predicted-2-7" in planned  # the thesis's guidance x seeds x shards matrix
+        assert (project / "results/metrics.json").read_bytes() == before  # planned, nothing run
+    finally:
+        sh(["git", "checkout", "params.yaml", "dvc.lock"], project)
+        dvc("checkout", "-q", cwd=project, check=False)
+    assert dvc("status", cwd=project).stdout.strip().startswith("Data and pipelines are up to date")
 
 
 # --- Snakemake --------------------------------------------------------------------------------

@@ -132,14 +132,16 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+            if img.mode.startswith("I;16"):
+                array = np.asarray(img, dtype=np.float32) / 65535.0
+            elif img.mode == "I":  # 32-bit integer: 16-bit PNGs open so in some Pillow versions
                 array = np.asarray(img, dtype=np.float32)
                 array = array / (65535.0 if array.max() > 255 else 255.0)
             else:
                 array = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
     except FileNotFoundError as err:
         raise MedsrError(f"{path}: image file not found") from err
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
         raise MedsrError(f"{path}: unreadable image ({type(err).__name__}: {err})") from err
     if array.ndim != 2 or min(array.shape) < 1:
         raise MedsrError(f"{path}: unreadable image (unexpected shape {array.shape})")

@@ -7,6 +7,7 @@ Noise-prediction MSE (Eq. 1.13) on aligned random crops, classifier-free null-cl
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import sys
 from pathlib import Path
 
@@ -60,6 +61,13 @@ def draw_batch(data: training.PairedImages, train_params: TrainSRParams, timeste
     return {"hr": hr, "bicubic": bicubic, "labels": labels, "t": t, "noise": noise}
 
 
+def dropout_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of one rank's dropout draws at one step. Reseeding every step lets a resumed run draw the masks
+    of an uninterrupted one on every rank and device (CUDA too) without saving any RNG state."""
+    digest = hashlib.sha256(f"{seed}:{rank}:{step}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
 def diffusion_loss(model: torch.nn.Module, schedule: DiffusionSchedule, target: str,
                    batch: dict[str, torch.Tensor]) -> torch.Tensor:
     x0 = encode_target(batch["hr"], batch["bicubic"], target)
@@ -94,9 +102,8 @@ def train(model_params: UNetParams, diffusion_params: DiffusionParams, train_par
     optimizer = torch.optim.Adam(model.parameters(), lr=train_params.learning_rate)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
     generator = torch.Generator().manual_seed(train_params.seed)
-    torch.manual_seed(train_params.seed + ctx.rank)  # dropout streams differ per rank
     config = resume_config(model_params, diffusion_params, train_params, data)
-    step, rows = 0, []
+    step, rows, window = 0, [], []  # window: losses since the last log row
 
     state_path = checkpoints / STATE_FILE if checkpoints else None
     if state_path is not None and state_path.is_file():
@@ -106,8 +113,10 @@ def train(model_params: UNetParams, diffusion_params: DiffusionParams, train_par
             ema.load_state_dict(state["ema"])
             optimizer.load_state_dict(state["optimizer"])
             generator.set_state(state["generator"])
-            torch.set_rng_state(state["torch_rng"])
+            if state.get("scaler"):  # fp16 loss scale (empty when the scaler was off)
+                scaler.load_state_dict(state["scaler"])
             step, rows = int(state["step"]), list(state["log"])
+            window = list(state.get("window", []))  # so the next log row covers the same steps as without a stop
             if ctx.is_main:
                 print(f"train-sr: resuming from {state_path} at step {step}", file=sys.stderr)
         elif ctx.is_main:
@@ -115,21 +124,24 @@ def train(model_params: UNetParams, diffusion_params: DiffusionParams, train_par
                   file=sys.stderr)
 
     def save_state() -> None:
-        if state_path is None or not ctx.is_main:
+        if state_path is None:
+            return
+        window_means = [ctx.mean(loss) for loss in window]  # every rank takes part: the same window on resume
+        if not ctx.is_main:
             return
         save_training_state(state_path, {
             "config": config, "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
-            "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-            "torch_rng": torch.get_rng_state(), "log": rows})
+            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "generator": generator.get_state(),
+            "log": rows, "window": window_means})
 
     net = training.wrap(model, ctx)
     net.train()
-    window: list[float] = []
     progress = tqdm(total=train_params.steps, initial=step, disable=not ctx.is_main, desc="train-sr",
                     dynamic_ncols=True, mininterval=2.0)
     while step < train_params.steps:
         batch = draw_batch(data, train_params, schedule.timesteps, generator)
         batch = _to({k: ctx.shard(v) for k, v in batch.items()}, device)
+        torch.manual_seed(dropout_seed(train_params.seed, ctx.rank, step))  # dropout masks differ per rank and step
         with autocast(device):
             loss = diffusion_loss(net, schedule, diffusion_params.target, batch)
         optimizer.zero_grad(set_to_none=True)
@@ -145,7 +157,8 @@ def train(model_params: UNetParams, diffusion_params: DiffusionParams, train_par
         progress.update(1)
         if step % train_params.log_every == 0 or step == train_params.steps:
             mean_loss = ctx.mean(sum(window) / len(window))
-            window = []
+            if step % train_params.log_every == 0:  # a last, partial row keeps its window for a resume with more steps
+                window = []
             rows.append({"step": step, "loss": mean_loss, "learning_rate": optimizer.param_groups[0]["lr"]})
             progress.set_postfix(loss=f"{mean_loss:.4f}")
             if ctx.is_main and log is not None:

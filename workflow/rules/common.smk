@@ -12,7 +12,16 @@ from medsr.errors import MedsrError
 configfile: "params.yaml"
 
 
-PARAM_FILES = ["params.yaml", *workflow.overwrite_configfiles]
+def _relative(path):
+    """An overlay path as given, relative to the working folder when inside it (portable commands)."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+PARAM_FILES = ["params.yaml", *(_relative(f) for f in workflow.overwrite_configfiles)]
 if load_raw(PARAM_FILES) != config:
     raise WorkflowError(
         "medsr: --config overrides are not passed on to the medsr commands; put them in a YAML "

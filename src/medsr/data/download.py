@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+
 from medsr import io
 from medsr.config import CLASSES, DataParams
 from medsr.data import sources, synthetic

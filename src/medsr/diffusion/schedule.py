@@ -73,34 +73,32 @@ class DiffusionSchedule:
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         # Eq. 1.9 / 1.12: x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps
-        abar = _gather(self.alphas_cumprod.float(), t, x0.ndim)
-        return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+        abar = self.alphas_cumprod  # coefficients in float64, then float32: 1 - abar_t is ~1e-4 at t = 0
+        return _gather(abar.sqrt().float(), t, x0.ndim) * x0 + _gather((1 - abar).sqrt().float(), t, x0.ndim) * noise
 
     def predict_x0_from_eps(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         # Eq. 1.12 solved for x0: x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)
-        abar = _gather(self.alphas_cumprod.float(), t, x_t.ndim)
-        return (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
+        abar = self.alphas_cumprod
+        return (x_t - _gather((1 - abar).sqrt().float(), t, x_t.ndim) * eps) / _gather(abar.sqrt().float(), t, x_t.ndim)
 
     def predict_eps_from_x0(self, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         # Eq. 1.12 solved for eps
-        abar = _gather(self.alphas_cumprod.float(), t, x_t.ndim)
-        return (x_t - abar.sqrt() * x0) / (1 - abar).sqrt()
+        abar = self.alphas_cumprod
+        return (x_t - _gather(abar.sqrt().float(), t, x_t.ndim) * x0) / _gather((1 - abar).sqrt().float(), t, x_t.ndim)
 
     def posterior_mean_variance(self, x0: torch.Tensor, x_t: torch.Tensor,
                                 t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # Ho et al. 2020 Eq. 7: mu~_t = sqrt(abar_{t-1}) beta_t / (1 - abar_t) x0 + sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) x_t
-        abar = self.alphas_cumprod.float()
-        abar_prev = self.alphas_cumprod_prev.float()
-        coef_x0 = _gather(abar_prev.sqrt() * self.betas.float() / (1 - abar), t, x_t.ndim)
-        coef_xt = _gather(self.alphas.float().sqrt() * (1 - abar_prev) / (1 - abar), t, x_t.ndim)
+        abar, abar_prev = self.alphas_cumprod, self.alphas_cumprod_prev  # float64: coef_x0 is exactly 1 at t = 0
+        coef_x0 = _gather((abar_prev.sqrt() * self.betas / (1 - abar)).float(), t, x_t.ndim)
+        coef_xt = _gather((self.alphas.sqrt() * (1 - abar_prev) / (1 - abar)).float(), t, x_t.ndim)
         variance = _gather(self.posterior_variance.float(), t, x_t.ndim)
         return coef_x0 * x0 + coef_xt * x_t, variance
 
     def ancestral_mean(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         # Algorithm 2: mu = 1/sqrt(alpha_t) (x_t - (1 - alpha_t) / sqrt(1 - abar_t) eps_hat)
-        alpha = _gather(self.alphas.float(), t, x_t.ndim)
-        abar = _gather(self.alphas_cumprod.float(), t, x_t.ndim)
-        return (x_t - (1 - alpha) / (1 - abar).sqrt() * eps) / alpha.sqrt()
+        coef_eps = _gather((self.betas / (1 - self.alphas_cumprod).sqrt()).float(), t, x_t.ndim)  # 1 - alpha_t = beta_t
+        return (x_t - coef_eps * eps) / _gather(self.alphas.sqrt().float(), t, x_t.ndim)
 
 
 # --- the diffused variable x0 (diffusion.target), in the model's [-1, 1] intensity scale ---------
