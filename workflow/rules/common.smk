@@ -35,6 +35,9 @@ except MedsrError as err:
 # The argument every medsr command gets, e.g. "--params params.yaml --params configs/thesis.yaml".
 PARAMS_ARGS = " ".join(f"--params {f}" for f in PARAM_FILES)
 ENV = "../envs/medsr.yaml"
+# Threads of the torch stages. Snakemake sets OMP_NUM_THREADS to a job's threads (1 unless declared),
+# and caps threads at --cores locally; the SLURM profile sets them per rule (set-threads).
+TORCH_THREADS = 8
 
 GUIDANCE = list(PARAMS.generate.guidance)
 SEEDS = list(PARAMS.evaluate.seeds)

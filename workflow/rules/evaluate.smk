@@ -14,6 +14,7 @@ rule classify:
         sr=parent("sr", levels=2),
     log:
         "logs/classify.log",
+    threads: TORCH_THREADS
     conda:
         ENV
     shell:
@@ -38,8 +39,9 @@ rule evaluate:
         ],
         code=code("evaluation"),
     output:
-        metrics="results/metrics.json",
-        figures=directory("results/figures"),
+        metrics=report("results/metrics.json", caption="../report/metrics.rst", category="Metrics"),
+        figures=report(directory("results/figures"), patterns=["{name}.png"], caption="../report/figures.rst",
+                       category="Figures"),
         plots=directory("results/plots"),
     params:
         files=PARAMS_ARGS,
@@ -47,6 +49,7 @@ rule evaluate:
         sr=parent("sr", levels=2),
     log:
         "logs/evaluate.log",
+    threads: TORCH_THREADS
     conda:
         ENV
     shell:

@@ -13,6 +13,7 @@ rule generate:
                        "generate.guidance_scale", "generate.batch_size", "generate.shards"),
     log:
         "logs/generate/{guidance}-seed{seed}-shard{shard}.log",
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     conda:
@@ -53,6 +54,7 @@ rule regress:
         p=param_values("generate.batch_size"),
     log:
         "logs/regress.log",
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     conda:

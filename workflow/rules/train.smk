@@ -12,6 +12,7 @@ rule train_sr:
         checkpoints="checkpoints/train_sr",
     log:
         "logs/train_sr.log",
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     conda:
@@ -34,6 +35,7 @@ rule train_regression:
         p=param_values("sr_model", "train_regression"),
     log:
         "logs/train_regression.log",
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     conda:
@@ -55,6 +57,7 @@ rule train_classifier:
         p=param_values("train_classifier"),
     log:
         "logs/train_classifier.log",
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     conda:
