@@ -23,6 +23,7 @@ pytestmark = pytest.mark.pipeline
 
 ALL_STAGES = {"download", "degrade", "train_sr", "train_regression", "train_classifier",
               "train_guide_classifier", "generate@null-0-0", "generate@null-0-1", "gather@null-0",
+              "generate@predicted-0-0", "generate@predicted-0-1", "gather@predicted-0",
               "regress", "classify", "evaluate"}
 
 

@@ -25,6 +25,9 @@ SMOKE = load_params([ROOT / "params.yaml", ROOT / "configs" / "smoke.yaml"])
 CPU = training.Distributed(0, 1, torch.device("cpu"))
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
 def _params(**train):
     """Tiny sr_model / diffusion / train_sr sections (smoke profile, a few changes)."""
     model = dataclasses.replace(SMOKE.sr_model, base_channels=8, channel_mult=(1, 2), attention_levels=(1,),
@@ -54,15 +57,6 @@ def _pairs(n: int = 8, size: int = 32, seed: int = 0) -> training.PairedImages:
     hr, labels = _hr_images(n, size, seed)
     lr = degrade_image(hr, 2, 0.5, 0.0)
     return training.PairedImages([f"img{i:02d}" for i in range(n)], hr, lr, bicubic_upsample(lr, 2), labels, 2)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one thread is faster than two fighting over a shared CPU, and bitwise reproducible."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,9 @@ THESIS_PARAMETERS = 41_025_665
 SEED_PARAMETERS = 42_400_000
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
 def _params(**overrides) -> UNetParams:
     values = dict(base_channels=4, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), mid_attention=True,
                   out_attention=True, attention_heads=2, dropout=0.0, norm_groups=2, lr_injection="concat")
@@ -39,15 +42,6 @@ def _inputs(n: int = 2, height: int = 8, width: int = 8, seed: int = 0) -> dict[
 def _forward(model: UNet, inputs: dict[str, torch.Tensor], **changes) -> torch.Tensor:
     values = {**inputs, **changes}
     return model(values["x"], values["t"], class_labels=values["class_labels"], lr_upsampled=values["lr_upsampled"])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one thread is faster than two fighting over a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from medsr.config import NULL_CLASS, DiffusionParams, TrainSRParams, UNetParams
 from medsr.device import autocast
 from medsr.diffusion.ema import EMA
 from medsr.diffusion.schedule import DiffusionSchedule, encode_target, to_model_range
+from medsr.diffusion.model_file import build_unet
 from medsr.diffusion.unet import UNet, count_parameters
 
 STATE_FILE = "train_sr_state.pt"
@@ -29,8 +30,11 @@ STATE_FILE = "train_sr_state.pt"
 RESUME_INDEPENDENT = ("steps", "checkpoint_every", "log_every")
 
 
+KIND = "sr_diffusion"
+
+
 def build_model(model_params: UNetParams) -> UNet:
-    return UNet(model_params, time_conditional=True, class_conditional=True, lr_conditional=True)
+    return build_unet(model_params, KIND)
 
 
 def resume_config(model_params: UNetParams, diffusion_params: DiffusionParams, train_params: TrainSRParams,
@@ -181,7 +185,7 @@ def run(model_params: UNetParams, diffusion_params: DiffusionParams, train_param
                                      checkpoints=checkpoints)
     if ctx.is_main:
         metadata = {
-            "kind": "sr_diffusion", "sr_model": _jsonable(dataclasses.asdict(model_params)),
+            "kind": KIND, "sr_model": _jsonable(dataclasses.asdict(model_params)),
             "diffusion": dataclasses.asdict(diffusion_params), "train_sr": dataclasses.asdict(train_params),
             "scale": data.scale, "hr_size": list(data.hr_size), "lr_size": list(data.lr_size),
             "training_steps": train_params.steps, "final_loss": final_loss, "weights": "ema"}
