@@ -78,3 +78,12 @@ def test_unreadable_params_file_is_named(tmp_path):
         load_params([bad])
     with pytest.raises(MedsrError, match="missing.yaml: cannot read"):
         load_params([tmp_path / "missing.yaml"])
+
+
+def test_exponent_floats_written_by_dvc_are_numbers(tmp_path):
+    """`dvc exp run -S train_sr.learning_rate=1e-5` writes `1e-05` (YAML 1.2), a string to PyYAML."""
+    text = (ROOT / "params.yaml").read_text().replace("learning_rate: 0.0003      # Adam", "learning_rate: 1e-05")
+    assert "learning_rate: 1e-05" in text
+    (tmp_path / "params.yaml").write_text(text)
+    params = load_params([tmp_path / "params.yaml"])
+    assert params.train_sr.learning_rate == 1e-05

@@ -9,6 +9,7 @@ it declares in Snakemake and DVC.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -297,7 +298,23 @@ def load_raw(paths: Sequence[str | Path]) -> dict[str, Any]:
     return merged
 
 
+_YAML12_FLOAT = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+$")
+
+
+def yaml12_floats(value: Any) -> Any:
+    """Exponent floats without a dot (`1e-05`: YAML 1.2, what `dvc exp run -S` writes back) as floats;
+    PyYAML and Snakemake read them as strings (YAML 1.1)."""
+    if isinstance(value, Mapping):
+        return {k: yaml12_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [yaml12_floats(v) for v in value]
+    if isinstance(value, str) and _YAML12_FLOAT.match(value):
+        return float(value)
+    return value
+
+
 def params_from_dict(raw: Mapping[str, Any], source: str = "params") -> Params:
+    raw = yaml12_floats(raw)
     validate(raw, source)
     params = _build(Params, raw)
     _check_consistency(params, source)
