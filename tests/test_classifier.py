@@ -22,7 +22,8 @@ SIZE = 32
 
 
 def _params(**overrides) -> TrainClassifierParams:
-    values = dict(epochs=2, batch_size=8, learning_rate=1e-3, weight_decay=1e-4, val_fraction=0.25, hflip=True, seed=0)
+    values = dict(epochs=2, batch_size=8, learning_rate=1e-3, lr_schedule="cosine", weight_decay=1e-4,
+                  val_fraction=0.25, hflip=True, seed=0)
     values.update(overrides)
     return TrainClassifierParams(**values)
 
@@ -119,6 +120,18 @@ def test_training_writes_history_and_a_loadable_model(trained):
     model = load_classifier(trained["model"])
     assert not model.training
     assert predict_proba(model, torch.rand(2, 1, SIZE, SIZE)).shape == (2, 2)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_learning_rate_schedule(trained, tmp_path, schedule):
+    params = _params(epochs=4, lr_schedule=schedule)
+    train.run(params, images=trained["images"], model=tmp_path / "m.safetensors", log=tmp_path / "h.csv")
+    rates = [float(r["learning_rate"]) for r in read_csv(tmp_path / "h.csv")]
+    if schedule == "constant":
+        assert rates == [params.learning_rate] * 4
+    else:  # cosine: lr_k = lr_0 (1 + cos(pi k / K)) / 2
+        expected = [params.learning_rate * (1 + np.cos(np.pi * k / 4)) / 2 for k in range(4)]
+        np.testing.assert_allclose(rates, expected, rtol=1e-6)
 
 
 def test_training_is_deterministic(trained, tmp_path):

@@ -122,6 +122,7 @@ class TrainClassifierParams:
     epochs: int
     batch_size: int
     learning_rate: float
+    lr_schedule: Literal["cosine", "constant"]
     weight_decay: float
     val_fraction: float
     hflip: bool

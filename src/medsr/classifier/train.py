@@ -22,7 +22,7 @@ from medsr.device import seed_everything
 from medsr.errors import MedsrError
 from medsr.io import MANIFEST, Record, load_images, read_manifest, sha256_file, write_csv
 
-HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+HISTORY_FIELDS = ("epoch", "learning_rate", "train_loss", "train_acc", "val_loss", "val_acc")
 SELECTION = "val_loss"  # best epoch = lowest validation loss
 
 
@@ -111,13 +111,18 @@ def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path,
 
     net = build_classifier().to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
+    # cosine decay to zero over the epochs: the last epochs settle instead of jumping between minima
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=params.epochs)
+                if params.lr_schedule == "cosine" else torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0))
     history: list[dict[str, float | int]] = []
     best: dict[str, float | int] = {}
     best_state: dict[str, torch.Tensor] = {}
     for epoch in range(1, params.epochs + 1):
+        learning_rate = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = _train_epoch(net, optimizer, x_train, y_train, params, generator, device)
+        schedule.step()
         val_loss, val_acc = _evaluate(net, x_val, y_val, params.batch_size, device)
-        row = {"epoch": epoch, "train_loss": round(train_loss, 6), "train_acc": round(train_acc, 6),
+        row = {"epoch": epoch, "learning_rate": learning_rate, "train_loss": round(train_loss, 6), "train_acc": round(train_acc, 6),
                "val_loss": round(val_loss, 6), "val_acc": round(val_acc, 6)}
         history.append(row)
         print(f"train-classifier: epoch {epoch}/{params.epochs} train_loss {train_loss:.4f} "
