@@ -165,6 +165,8 @@ def test_conditioning_checks_raise_value_error(model):
         model(x, class_labels=labels, lr_upsampled=lr)
     with pytest.raises(ValueError, match="must be x's size"):
         model(x, t, class_labels=labels, lr_upsampled=lr[..., :4, :4])
+    with pytest.raises(ValueError, match="one grey channel"):
+        model(x, t, class_labels=labels, lr_upsampled=lr.repeat(1, 3, 1, 1))
     with pytest.raises(ValueError, match="multiples of 4"):
         model(x[..., :6, :], t, class_labels=labels, lr_upsampled=lr[..., :6, :])
     for bad in ([0, NULL_CLASS + 1], [-1, 0]):

@@ -156,6 +156,8 @@ class UNet(nn.Module):
                              if lr_upsampled is not None else "this model needs lr_upsampled")
         if class_labels is not None and (class_labels.min() < 0 or class_labels.max() >= self.num_classes):
             raise ValueError(f"class_labels must be in 0..{self.num_classes - 1}, got {class_labels.tolist()}")
+        if lr_upsampled is not None and (lr_upsampled.ndim != 4 or lr_upsampled.shape[1] != 1):
+            raise ValueError(f"lr_upsampled must be [N, 1, H, W] (one grey channel), got {tuple(lr_upsampled.shape)}")
         if lr_upsampled is not None and lr_upsampled.shape[-2:] != x.shape[-2:]:
             raise ValueError(f"lr_upsampled {tuple(lr_upsampled.shape)} must be x's size {tuple(x.shape)}")
         if x.shape[-1] % self.size_multiple or x.shape[-2] % self.size_multiple:
