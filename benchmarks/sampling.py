@@ -14,7 +14,6 @@ Prints a table and writes results/benchmarks/sampling.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import yaml
 
-from project import ROOT, copy_workflow, dvc, sh, snakemake
+from project import ROOT, copy_workflow, snakemake
 
 
 def planned_jobs(output: str) -> list[dict[str, str]]:

@@ -19,14 +19,6 @@ from medsr.errors import MedsrError
 PER_SHARD = ("shard", "guide_class")  # metadata keys that differ between shards
 
 
-def shard_records(folder: Path) -> list[io.Record]:
-    """A shard's records; an empty shard (more shards than images) has a header-only manifest."""
-    manifest = folder / io.MANIFEST
-    if not manifest.is_file():
-        raise MedsrError(f"{manifest}: shard manifest is missing (run generate for this shard)")
-    return [io.Record(**{k: row.get(k, "") for k in io.MANIFEST_FIELDS}) for row in io.read_csv(manifest)]
-
-
 def run(params: GenerateParams, *, shards: Sequence[Path], out: Path) -> None:
     shards = [Path(s) for s in shards]
     metadata = [io.read_json(s / "metadata.json") for s in shards]
@@ -43,7 +35,7 @@ def run(params: GenerateParams, *, shards: Sequence[Path], out: Path) -> None:
     records, guide_class = [], {}
     with io.atomic_dir(out) as tmp:
         for folder, meta in zip(shards, metadata):
-            for record in shard_records(folder):
+            for record in io.read_manifest(folder, allow_empty=True):
                 if record.id in guide_class:
                     raise MedsrError(f"{folder / io.MANIFEST}: image {record.id} is in two shards")
                 for suffix in (".png", ".npy"):

@@ -89,7 +89,7 @@ def run(params: GenerateParams, *, model: Path, lr: Path, guide: Path, bicubic: 
         "set": "sr", "sampler": spec.name, "steps": spec.evaluations(timesteps), "eta": spec.eta,
         "guidance": guidance, "guidance_scale": sampler.guidance_scale, "leaks_label": guidance == "oracle",
         "seed": seed, "shard": shard, "shards": len(params.shards), "batch_size": params.batch_size,
-        "model_sha256": loaded.sha256, "target": loaded.target, "x0_clipping": True,
+        "model_sha256": loaded.sha256, "target": loaded.target, "x0_clipping": sampler.clip_x0,
         "guide_classifier_sha256": io.sha256_file(guide) if guidance == "predicted" else None,
         "guide_class": {r.id: (CLASSES[k] if k < len(CLASSES) else "null")
                         for r, k in zip(records, labels.tolist())},

@@ -183,8 +183,10 @@ def write_manifest(root: str | Path, records: Sequence[Record]) -> None:
     write_csv(Path(root) / MANIFEST, [r.__dict__ for r in records], MANIFEST_FIELDS)
 
 
-def read_manifest(root: str | Path, split: str | None = None) -> list[Record]:
-    """Records of an image set (optionally one split), checked: the folder, manifest and files exist."""
+def read_manifest(root: str | Path, split: str | None = None, allow_empty: bool = False) -> list[Record]:
+    """Records of an image set (optionally one split), checked: the folder, manifest and files exist.
+
+    `allow_empty`: a header-only manifest is valid (a generation shard of more shards than images)."""
     root = Path(root)
     if not root.is_dir():
         raise MedsrError(f"{root}: data folder is missing (run the stage that writes it first)")
@@ -198,7 +200,7 @@ def read_manifest(root: str | Path, split: str | None = None) -> list[Record]:
     records = [Record(**{k: row.get(k, "") for k in MANIFEST_FIELDS}) for row in rows]
     if split is not None:
         records = [r for r in records if r.split == split]
-    if not records:
+    if not records and not allow_empty:
         what = f"no {split} images" if split else "no images"
         raise MedsrError(f"{manifest}: {what}: the data folder is empty")
     ids = [r.id for r in records]

@@ -74,8 +74,7 @@ def run(model_params: UNetParams, params: TrainRegressionParams, *, hr: Path, lr
     trained = train(model_params, params, data, ctx=ctx, log=log)
     if ctx.is_main:
         metadata = {"kind": KIND, "sr_model": dataclasses.asdict(model_params),
-                    "train_regression": dataclasses.asdict(params), "scale": data.scale,
-                    "hr_size": list(data.hr_size), "lr_size": list(data.lr_size), "target": "residual"}
+                    "train_regression": dataclasses.asdict(params), **data.geometry(), "target": "residual"}
         save_model(model, trained.state_dict(), metadata)
         print(f"train-regression: wrote {model}", file=sys.stderr)
     training.barrier(ctx)

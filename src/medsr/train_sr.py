@@ -187,8 +187,7 @@ def run(model_params: UNetParams, diffusion_params: DiffusionParams, train_param
         metadata = {
             "kind": KIND, "sr_model": _jsonable(dataclasses.asdict(model_params)),
             "diffusion": dataclasses.asdict(diffusion_params), "train_sr": dataclasses.asdict(train_params),
-            "scale": data.scale, "hr_size": list(data.hr_size), "lr_size": list(data.lr_size),
-            "training_steps": train_params.steps, "final_loss": final_loss, "weights": "ema"}
+            **data.geometry(), "training_steps": train_params.steps, "final_loss": final_loss, "weights": "ema"}
         save_model(model, ema.shadow.state_dict(), metadata)  # the EMA weights are the ones sampled
         print(f"train-sr: wrote {model} (EMA weights, final loss {final_loss:.4f})", file=sys.stderr)
     training.barrier(ctx)

@@ -43,6 +43,10 @@ class PairedImages:
     def lr_size(self) -> tuple[int, int]:
         return tuple(self.lr.shape[-2:])
 
+    def geometry(self) -> dict[str, object]:
+        """What a model file records of its training images (read back by `model_file.LoadedUNet`)."""
+        return {"scale": self.scale, "hr_size": list(self.hr_size), "lr_size": list(self.lr_size)}
+
 
 def infer_scale(hr_size: tuple[int, int], lr_size: tuple[int, int], where: str) -> int:
     scale = hr_size[0] // lr_size[0]
