@@ -43,6 +43,8 @@ def train(model_params: UNetParams, params: TrainRegressionParams, data: trainin
         print(f"train-regression: U-Net with {count_parameters(model):,} parameters; {len(data.ids)} train images; "
               f"{ctx.world_size} process(es) x batch {per_rank}", file=sys.stderr)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.learning_rate)
+    # fp16 autocast (CUDA without bf16) needs loss scaling; a no-op elsewhere, as in train-sr
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
     generator = torch.Generator().manual_seed(params.seed)
     net = training.wrap(model, ctx).train()
     log_every = max(1, params.steps // LOG_ROWS)
@@ -54,8 +56,9 @@ def train(model_params: UNetParams, params: TrainRegressionParams, data: trainin
         with autocast(device):
             loss = regression_loss(net, hr, bicubic)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         window.append(loss.item())
         if step % log_every == 0 or step == params.steps:
             rows.append({"step": step, "loss": ctx.mean(sum(window) / len(window)),
