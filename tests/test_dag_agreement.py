@@ -25,7 +25,7 @@ VARIANTS = {
     "three shards, two guidance modes, one seed": {
         "generate.shards": [0, 1, 2],
         "generate.guidance": ["null", "predicted"],
-        "evaluate.seeds": [7],
+        "evaluate.sampling_seeds": [7],
     },
 }
 

@@ -116,14 +116,14 @@ def _image_sets(parser: argparse.ArgumentParser) -> None:
     _path(parser, "hr", "HR image set (upper bound)")
     _path(parser, "bicubic", "bicubic-upsampled LR set (the baseline)")
     _path(parser, "regression", "regression SR set (does diffusion matter?)")
-    _path(parser, "sr", "folder of diffusion SR sets: <sr>/<guidance>/seed<seed> for generate.guidance x evaluate.seeds")
+    _path(parser, "sr", "folder of diffusion SR sets: <sr>/<guidance>/seed<seed> for generate.guidance x evaluate.sampling_seeds")
 
 
 def image_sets(args: argparse.Namespace, params) -> dict[str, Path]:
     """Named test image sets, in comparison order: hr, bicubic, regression, sr_<guidance>_seed<seed>."""
     sets = {"hr": args.hr, "bicubic": args.bicubic, "regression": args.regression}
     for guidance in params.generate.guidance:
-        for seed in params.evaluate.seeds:
+        for seed in params.evaluate.sampling_seeds:
             sets[f"sr_{guidance}_seed{seed}"] = args.sr / guidance / f"seed{seed}"
     return sets
 

@@ -147,11 +147,15 @@ class ClassifyParams:
 
 @dataclasses.dataclass(frozen=True)
 class EvaluateParams:
-    seeds: tuple[int, ...]
+    train_seeds: tuple[int, ...]
+    sampling_seeds: tuple[int, ...]
     bootstrap: int
     bootstrap_seed: int
     confidence: float
     exact_below: int
+    val_specificity: float
+    sr_classifier: bool
+    external: dict[str, str]
     figure_images: int
     lpips_weights: str
 

@@ -40,7 +40,7 @@ ENV = "../envs/medsr.yaml"
 TORCH_THREADS = 8
 
 GUIDANCE = list(PARAMS.generate.guidance)
-SEEDS = list(PARAMS.evaluate.seeds)
+SEEDS = list(PARAMS.evaluate.sampling_seeds)
 SHARDS = sorted(PARAMS.generate.shards)
 
 

@@ -10,7 +10,7 @@ rule classify:
         "results/predictions.csv",
     params:
         files=PARAMS_ARGS,
-        p=param_values("classify", "generate.guidance", "evaluate.seeds"),
+        p=param_values("classify", "generate.guidance", "evaluate.sampling_seeds"),
         sr=parent("sr", levels=2),
     log:
         "logs/classify.log",
