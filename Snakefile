@@ -24,5 +24,6 @@ rule all:
     default_target: True
     input:
         "results/metrics.json",
+        "results/evaluation.json",
         "results/figures",
         "results/plots",

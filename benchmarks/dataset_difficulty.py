@@ -28,7 +28,9 @@ import torch.nn.functional as F
 from medsr.classifier.model import build_classifier, normalize, predict_proba
 from medsr.config import CLASSES, load_params
 from medsr.data import synthetic
-from medsr.degrade import bicubic_upsample, degrade_image, noise_generator, quantize
+from medsr.degrade import degrade_image
+from medsr.pixels import bicubic_upsample, quantize
+from medsr.randomness import torch_generator as noise_generator
 
 
 def dataset(params, image_size: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -1,4 +1,4 @@
-"""The ResNet18 classifier: model shape, training split (no test image ever read), classify pairing."""
+"""The ResNet18 classifier: model shape, train/val splits (no test image ever read), classify pairing."""
 
 from __future__ import annotations
 
@@ -12,18 +12,19 @@ import medsr.io
 from medsr.checkpoint import read_metadata
 from medsr.classifier import build_classifier, load_classifier, predict_proba
 from medsr.classifier import train
-from medsr.classify import PREDICTION_FIELDS, paired_test_records
+from medsr.classify import PREDICTION_FIELDS
 from medsr import classify
 from medsr.config import CLASSES, ClassifyParams, TrainClassifierParams
+from medsr.data.splits import carve_val
 from medsr.errors import MedsrError
+from medsr.image_sets import ImageSet, paired_records
 from medsr.io import Record, read_csv, write_image, write_manifest
 
 SIZE = 32
 
 
 def _params(**overrides) -> TrainClassifierParams:
-    values = dict(epochs=2, batch_size=8, learning_rate=1e-3, lr_schedule="cosine", weight_decay=1e-4,
-                  val_fraction=0.25, hflip=True, seed=0)
+    values = dict(epochs=2, batch_size=8, learning_rate=1e-3, lr_schedule="cosine", weight_decay=1e-4, hflip=True)
     values.update(overrides)
     return TrainClassifierParams(**values)
 
@@ -35,11 +36,11 @@ def _image(rng: np.random.Generator, label: int, size: int = SIZE) -> np.ndarray
     return image
 
 
-def make_set(root: Path, n_train: int = 8, n_test: int = 4, size: int = SIZE, seed: int = 0,
-             test_ids: list[str] | None = None, corrupt_test: bool = False) -> Path:
+def make_set(root: Path, n_train: int = 6, n_test: int = 4, size: int = SIZE, seed: int = 0,
+             test_ids: list[str] | None = None, corrupt_test: bool = False, n_val: int = 2) -> Path:
     rng = np.random.default_rng(seed)
     records = []
-    for split, n in (("train", n_train), ("test", n_test)):
+    for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
         for label, name in enumerate(CLASSES):
             for i in range(n):
                 image_id = f"{split}_{name}_{i:02d}"
@@ -67,7 +68,7 @@ def trained(tmp_path_factory) -> dict:
 
     medsr.io.read_image = spy
     try:
-        train.run(_params(), images=images, model=root / "clf.safetensors", log=root / "clf.csv")
+        train.run(_params(), images=images, model=root / "clf.safetensors", log=root / "clf.csv", domain="hr", seed=0)
     finally:
         medsr.io.read_image = original
     return {"root": root, "images": images, "model": root / "clf.safetensors", "log": root / "clf.csv", "read": read}
@@ -91,20 +92,23 @@ def test_predict_proba_is_deterministic_inference():
         predict_proba(model, torch.rand(2, 3, SIZE, SIZE))
 
 
-def test_stratified_split_is_seeded_disjoint_and_balanced():
-    labels = np.array([0] * 40 + [1] * 20)
-    train_idx, val_idx = train.stratified_split(labels, 0.25, seed=1)
-    assert set(train_idx).isdisjoint(val_idx) and len(train_idx) + len(val_idx) == 60
-    assert (labels[val_idx] == 0).sum() == 10 and (labels[val_idx] == 1).sum() == 5
-    np.testing.assert_array_equal(val_idx, train.stratified_split(labels, 0.25, seed=1)[1])
-    assert not np.array_equal(val_idx, train.stratified_split(labels, 0.25, seed=2)[1])
+def test_val_carving_is_seeded_stratified_and_keeps_both_splits():
+    labels = ["healthy"] * 40 + ["unhealthy"] * 20
+    val = carve_val(labels, 0.25, seed=1)
+    assert val.sum() == 15 and sum(v for v, lab in zip(val, labels) if lab == "unhealthy") == 5
+    np.testing.assert_array_equal(val, carve_val(labels, 0.25, seed=1))
+    assert not np.array_equal(val, carve_val(labels, 0.25, seed=2))
+    assert carve_val(["healthy", "healthy", "unhealthy", "unhealthy"], 0.01, 0).sum() == 2  # one of each at least
+    assert carve_val(["healthy"], 0.5, 0).sum() == 0  # a lone image stays in train
 
 
-def test_training_never_reads_the_test_split(trained):
+def test_training_reads_train_and_val_never_test(trained):
     assert trained["read"], "training read no image at all"
-    assert all("/train/" in p for p in trained["read"])
-    assert len(trained["read"]) == 2 * 8
-    assert {r.split for r in train.training_records(trained["images"])} == {"train"}
+    assert all("/train/" in p or "/val/" in p for p in trained["read"])
+    assert sum("/val/" in p for p in trained["read"]) == 2 * 2
+    assert len(trained["read"]) == 2 * (6 + 2)
+    with pytest.raises(MedsrError, match="test split is never read"):
+        train.split_records(trained["images"], "test")
 
 
 def test_training_writes_history_and_a_loadable_model(trained):
@@ -114,6 +118,7 @@ def test_training_writes_history_and_a_loadable_model(trained):
     metadata = read_metadata(trained["model"])
     assert metadata["image_size"] == SIZE and metadata["epochs"] == 2 and metadata["best_epoch"] in (1, 2)
     assert metadata["selection"] == "val_loss" and metadata["val_images"] == 4 and metadata["train_images"] == 12
+    assert (metadata["domain"], metadata["seed"]) == ("hr", 0)
     assert metadata["input_set"] == str(trained["images"]) and "val_acc" in metadata
     best = rows[metadata["best_epoch"] - 1]
     assert float(best["val_loss"]) == pytest.approx(metadata["val_loss"], abs=1e-5)
@@ -125,7 +130,8 @@ def test_training_writes_history_and_a_loadable_model(trained):
 @pytest.mark.parametrize("schedule", ["cosine", "constant"])
 def test_learning_rate_schedule(trained, tmp_path, schedule):
     params = _params(epochs=4, lr_schedule=schedule)
-    train.run(params, images=trained["images"], model=tmp_path / "m.safetensors", log=tmp_path / "h.csv")
+    train.run(params, images=trained["images"], model=tmp_path / "m.safetensors", log=tmp_path / "h.csv",
+              domain="hr", seed=0)
     rates = [float(r["learning_rate"]) for r in read_csv(tmp_path / "h.csv")]
     if schedule == "constant":
         assert rates == [params.learning_rate] * 4
@@ -135,34 +141,41 @@ def test_learning_rate_schedule(trained, tmp_path, schedule):
 
 
 def test_training_is_deterministic(trained, tmp_path):
-    train.run(_params(), images=trained["images"], model=tmp_path / "again.safetensors", log=tmp_path / "again.csv")
+    train.run(_params(), images=trained["images"], model=tmp_path / "again.safetensors", log=tmp_path / "again.csv",
+              domain="hr", seed=0)
     assert read_csv(tmp_path / "again.csv") == read_csv(trained["log"])
 
 
-def test_classify_writes_paired_predictions(trained, tmp_path):
+def _sets(**folders: Path) -> list[ImageSet]:
+    return [ImageSet(name, name if name in ("hr", "bicubic") else "sr", folder) for name, folder in folders.items()]
+
+
+def test_classify_writes_paired_predictions_for_val_and_test(trained, tmp_path):
     hr = make_set(tmp_path / "hr")
     other = make_set(tmp_path / "other", seed=1)
     out = tmp_path / "predictions.csv"
-    classify.run(ClassifyParams(batch_size=3), model=trained["model"], sets={"hr": hr, "bicubic": other}, out=out)
+    classify.run(ClassifyParams(batch_size=3), models=[trained["model"]], sets=_sets(hr=hr, bicubic=other), out=out)
     rows = read_csv(out)
     assert list(rows[0]) == list(PREDICTION_FIELDS)
-    assert len(rows) == 2 * 2 * 4
+    assert len(rows) == 2 * 2 * (4 + 2)  # two sets x two classes x (test + val) images
     for row in rows:
         assert row["label_index"] == str(CLASSES.index(row["label"]))
-        assert 0.0 <= float(row["prob_unhealthy"]) <= 1.0 and row["pred_index"] in ("0", "1")
+        assert 0.0 <= float(row["prob_unhealthy"]) <= 1.0
+        assert (row["classifier"], row["train_seed"]) == ("hr", "0")
     hr_ids = [r["id"] for r in rows if r["set"] == "hr"]
-    assert hr_ids == [r["id"] for r in rows if r["set"] == "bicubic"] and all(i.startswith("test_") for i in hr_ids)
+    assert hr_ids == [r["id"] for r in rows if r["set"] == "bicubic"]
+    assert {r["split"] for r in rows} == {"val", "test"} and not any(i.startswith("train_") for i in hr_ids)
 
 
 def test_classify_refuses_mismatched_ids(tmp_path):
     hr = make_set(tmp_path / "hr")
     short = make_set(tmp_path / "short", test_ids=["test_healthy_00", "test_unhealthy_00"])
-    with pytest.raises(MedsrError, match=r"set sr_null_seed0 lacks test image test_healthy_01"):
-        paired_test_records({"hr": hr, "sr_null_seed0": short})
+    with pytest.raises(MedsrError, match=r"set sr_null_seed0 lacks image test_healthy_01"):
+        paired_records(_sets(hr=hr, sr_null_seed0=short), ("val", "test"))
 
 
 def test_classify_refuses_other_sizes(trained, tmp_path):
     hr = make_set(tmp_path / "hr", size=SIZE * 2)
     with pytest.raises(MedsrError, match="resizing is not done silently"):
-        classify.run(ClassifyParams(batch_size=4), model=trained["model"], sets={"hr": hr}, out=tmp_path / "p.csv")
+        classify.run(ClassifyParams(batch_size=4), models=[trained["model"]], sets=_sets(hr=hr), out=tmp_path / "p.csv")
     assert not (tmp_path / "p.csv").exists()

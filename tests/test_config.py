@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import typing
 
 import pytest
 import yaml
 
-from medsr.config import Params, deep_merge, load_params, params_from_dict, schema
+from medsr import config
+from medsr.config import Params, deep_merge, json_schema, load_params, params_from_dict, schema_text
 from medsr.errors import MedsrError
 from project import ROOT
 
@@ -22,24 +25,55 @@ def test_params_yaml_and_every_overlay_are_valid():
         load_params([ROOT / "params.yaml", overlay])
 
 
-def test_snakemake_validates_against_the_same_schema_file():
-    linked = ROOT / "workflow/schemas/params.schema.yaml"
-    assert linked.resolve() == (ROOT / "src/medsr/params.schema.yaml").resolve()
-    assert yaml.safe_load(linked.read_text()) == schema()
+def test_the_committed_schema_is_the_one_the_dataclasses_export():
+    """Snakemake validates with workflow/schemas/params.schema.json: regenerate it with `medsr schema`."""
+    committed = (ROOT / "workflow/schemas/params.schema.json").read_text()
+    assert committed == schema_text(), "workflow/schemas/params.schema.json is stale: run `medsr schema`"
 
 
-def test_every_schema_key_is_a_typed_field():
+def test_the_exported_schema_accepts_params_and_refuses_what_the_loader_refuses():
+    import jsonschema
+    validator = jsonschema.Draft202012Validator(json_schema())
+    raw = raw_params()
+    assert not list(validator.iter_errors(raw))
+    for change in ({"train_sr": {"stepz": 3}}, {"train_sr": {"steps": "many"}}, {"degrade": {"scale": 1}},
+                   {"generate": {"sampler": "euler"}}, {"evaluate": {"train_seeds": []}}):
+        assert list(validator.iter_errors(deep_merge(raw, change))), change
+
+
+def test_enums_are_declared_once_and_reused():
+    from medsr import generate, stages
+    from medsr.diffusion import samplers
+    assert samplers.SAMPLERS is config.SAMPLERS
+    assert stages.BY_COMMAND["generate"].options[0].choices == config.GUIDANCE_MODES
+    assert config.GUIDANCE_MODES == typing.get_args(config.Guidance) == ("null", "predicted", "oracle")
+    assert not hasattr(generate, "GUIDANCE")
+
+
+def test_every_params_yaml_key_is_a_typed_field():
+    raw = raw_params()
     params = load_params([ROOT / "params.yaml"])
-    sections = schema()["properties"]
-    assert set(sections) == {f.name for f in dataclasses.fields(Params)}
-    for name, section in sections.items():
+    assert set(raw) == {f.name for f in dataclasses.fields(Params)}
+    for name, section in raw.items():
         fields = {f.name for f in dataclasses.fields(getattr(params, name))}
-        assert set(section["properties"]) == fields, name
+        assert set(section) == fields, name
+
+
+def test_sections_serialise_to_json_and_back():
+    params = load_params([ROOT / "params.yaml"])
+    for name in config.SECTIONS:
+        data = config.section_dict(params, name)
+        json.dumps(data)
+        assert config.section_from_dict(type(getattr(params, name)), data) == getattr(params, name)
 
 
 @pytest.mark.parametrize("change, message", [
     ({"train_sr": {"stepz": 3}}, "train_sr.stepz: unknown key"),
-    ({"train_sr": {"steps": "many"}}, "train_sr.steps: 'many' is not of type 'integer'"),
+    ({"train_sr": {"steps": "many"}}, "train_sr.steps: Input should be a valid integer, got 'many'"),
+    ({"train_sr": {"steps": "16"}}, "train_sr.steps: Input should be a valid integer, got '16'"),
+    ({"train_sr": {"hflip": "yes"}}, "train_sr.hflip"),
+    ({"evaluate": {"train_seeds": [0, 0]}}, "evaluate.train_seeds: lists a value twice"),
+    ({"evaluate": {"external": {"my sr": "x"}}}, "evaluate.external.my sr"),
     ({"degrade": {"scale": 1}}, "degrade.scale"),
     ({"generate": {"guidance": [None]}}, "generate.guidance[0]"),
     ({"generate": {"shards": [0, 2]}}, "generate.shards"),

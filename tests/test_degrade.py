@@ -10,7 +10,9 @@ import torch
 
 from medsr import io
 from medsr.config import DegradeParams
-from medsr.degrade import bicubic_upsample, degrade_image, downsample, noise_generator, run
+from medsr.degrade import degrade_image, downsample, run
+from medsr.pixels import bicubic_upsample
+from medsr.randomness import torch_generator as noise_generator
 from medsr.errors import MedsrError
 
 DEGRADE = DegradeParams(scale=2, blur_sigma=0.5, noise_std=0.01, seed=0)

@@ -1,67 +1,36 @@
-"""`medsr classify`: the HR-trained classifier on the test split of every image set, paired by id.
+"""`medsr classify`: every classifier on the val and test images of every image set, paired by id.
 
-All sets take the same path: 8-bit PNG -> `io.read_image` -> [0, 1] -> `predict_proba`. An image
-whose size differs from the classifier's training size is an error, never silently resized.
+Every classifier (one per trained domain x train seed) sees every image set, so `evaluate` can pick the pairs
+its questions need: an image kind through the HR classifier (a deployed classifier) and through the
+classifier trained on that kind (the matched-domain baseline). All sets take the same path: 8-bit PNG ->
+`io.read_image` -> [0, 1] -> `predict_proba`. An image whose size differs from the classifier's training size
+is an error, never silently resized.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from medsr.checkpoint import read_metadata
 from medsr.classifier.model import load_classifier, predict_proba
-from medsr.config import CLASSES, ClassifyParams
+from medsr.config import CLASSES, EVAL_SPLITS, ClassifyParams
 from medsr.errors import MedsrError
-from medsr.io import MANIFEST, Record, image_path, read_image, read_manifest, write_csv
+from medsr.image_sets import ImageSet, paired_records
+from medsr.io import image_path, read_image, write_csv
 
-PREDICTION_FIELDS = ("set", "id", "label", "label_index", "pred_index", "prob_unhealthy")
-REFERENCE_SET = "hr"
+PREDICTION_FIELDS = ("classifier", "train_seed", "set", "split", "id", "label", "label_index", "prob_unhealthy")
 POSITIVE = CLASSES.index("unhealthy")
 
 
-def paired_test_records(sets: Mapping[str, Path]) -> dict[str, list[Record]]:
-    """Each set's test records in the reference set's id order (`hr`, else the first set given).
-
-    Every set must hold exactly the reference's test ids with the same labels.
-    """
-    if not sets:
-        raise MedsrError("--set: give at least one image set")
-    reference = REFERENCE_SET if REFERENCE_SET in sets else next(iter(sets))
-    by_set = {name: {r.id: r for r in read_manifest(folder, split="test")} for name, folder in sets.items()}
-    ref = by_set[reference]
-    order = sorted(ref)
-    paired: dict[str, list[Record]] = {}
-    for name, records in by_set.items():
-        manifest = Path(sets[name]) / MANIFEST
-        missing = [i for i in order if i not in records]
-        if missing:
-            raise MedsrError(f"{manifest}: set {name} lacks test image {missing[0]} of set {reference} "
-                             f"({len(missing)} missing)")
-        extra = sorted(set(records) - set(ref))
-        if extra:
-            raise MedsrError(f"{manifest}: set {name} has test image {extra[0]} that set {reference} lacks "
-                             f"({len(extra)} extra)")
-        mislabeled = next((i for i in order if records[i].label != ref[i].label), None)
-        if mislabeled is not None:
-            raise MedsrError(f"{manifest}: set {name} labels test image {mislabeled} "
-                             f"{records[mislabeled].label!r}, set {reference} says {ref[mislabeled].label!r}")
-        bad = next((i for i in order if records[i].label not in CLASSES), None)
-        if bad is not None:
-            raise MedsrError(f"{manifest}: test image {bad} has label {records[bad].label!r}, "
-                             f"expected one of {', '.join(CLASSES)}")
-        paired[name] = [records[i] for i in order]
-    return paired
-
-
-def load_set(folder: Path, records: list[Record], size: int | None) -> np.ndarray:
+def load_set(folder: Path, paths: Sequence[Path], size: int | None) -> np.ndarray:
     """N x H x W float32 in [0, 1]; every image must be size x size (no silent resizing)."""
     images = []
-    for record in records:
-        path = image_path(folder, record)
+    for path in paths:
         image = read_image(path)
         if size is not None and image.shape != (size, size):
             raise MedsrError(f"{path}: image is {image.shape[0]}x{image.shape[1]}, the classifier was trained "
@@ -70,21 +39,39 @@ def load_set(folder: Path, records: list[Record], size: int | None) -> np.ndarra
     return np.stack(images).astype(np.float32)
 
 
-def run(params: ClassifyParams, *, model: Path, sets: Mapping[str, Path], out: Path,
+def classifier_identity(model: Path) -> tuple[str, int]:
+    """(domain, train seed) recorded by train-classifier in the model file."""
+    metadata = read_metadata(model)
+    if "domain" not in metadata or "seed" not in metadata:
+        raise MedsrError(f"{model}: classifier without domain/seed metadata: retrain it with this medsr")
+    return str(metadata["domain"]), int(metadata["seed"])
+
+
+def run(params: ClassifyParams, *, models: Sequence[Path], sets: Sequence[ImageSet], out: Path,
         device: torch.device | None = None) -> None:
     device = device or torch.device("cpu")
-    classifier = load_classifier(model, device)
-    size = getattr(classifier, "image_size", None)
-    paired = paired_test_records(sets)
+    identities = {Path(m): classifier_identity(Path(m)) for m in models}
+    seen: dict[tuple[str, int], Path] = {}
+    for model, identity in identities.items():
+        if identity in seen:
+            raise MedsrError(f"{model}: same domain and seed ({identity[0]}, {identity[1]}) as {seen[identity]}")
+        seen[identity] = model
+    paired = paired_records(sets, EVAL_SPLITS)  # {set name: [(record of hr, image path)]}
     rows = []
-    for name, records in paired.items():
-        images = load_set(Path(sets[name]), records, size)
-        proba = predict_proba(classifier, torch.from_numpy(images).unsqueeze(1), params.batch_size).numpy()
-        pred = proba.argmax(axis=1)
-        for record, p, k in zip(records, proba[:, POSITIVE], pred):
-            rows.append({"set": name, "id": record.id, "label": record.label,
-                         "label_index": CLASSES.index(record.label), "pred_index": int(k),
-                         "prob_unhealthy": f"{float(p):.8g}"})
-        accuracy = float(np.mean(pred == np.array([CLASSES.index(r.label) for r in records])))
-        print(f"classify: {name}: {len(records)} test images, accuracy {accuracy:.3f}", file=sys.stderr)
+    for model, (domain, seed) in identities.items():
+        classifier = load_classifier(model, device)
+        size = getattr(classifier, "image_size", None)
+        for image_set in sets:
+            pairs = paired[image_set.name]
+            images = load_set(image_set.path, [path for _, path in pairs], size)
+            proba = predict_proba(classifier, torch.from_numpy(images).unsqueeze(1), params.batch_size).numpy()
+            labels = np.array([CLASSES.index(record.label) for record, _ in pairs])
+            for (record, _), p in zip(pairs, proba[:, POSITIVE]):
+                rows.append({"classifier": domain, "train_seed": seed, "set": image_set.name, "split": record.split,
+                             "id": record.id, "label": record.label, "label_index": CLASSES.index(record.label),
+                             "prob_unhealthy": f"{float(p):.8g}"})
+            test = np.array([record.split == "test" for record, _ in pairs])
+            accuracy = float(np.mean((proba[test].argmax(1)) == labels[test])) if test.any() else float("nan")
+            print(f"classify: {domain} classifier seed {seed} on {image_set.name}: {len(pairs)} images, "
+                  f"test accuracy at 0.5 {accuracy:.3f}", file=sys.stderr)
     write_csv(out, rows, PREDICTION_FIELDS)

@@ -11,12 +11,13 @@ import contextlib
 import importlib
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from medsr.errors import MedsrError
 
 DEFAULT_PARAMS = "params.yaml"
+SCHEMA_FILE = "workflow/schemas/params.schema.json"
 
 
 def _common(parser: argparse.ArgumentParser, device: bool = False) -> None:
@@ -29,103 +30,31 @@ def _common(parser: argparse.ArgumentParser, device: bool = False) -> None:
                             help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N")
 
 
-def _path(parser: argparse.ArgumentParser, name: str, help: str, nargs: str | None = None) -> None:
-    parser.add_argument(f"--{name}", required=True, type=Path, nargs=nargs, help=help)
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """One subcommand per row of the stage table, plus the tools (overlay-args, schema, readme)."""
+    from medsr.stages import STAGES
+
     parser = argparse.ArgumentParser(prog="medsr", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="stage", required=True, metavar="<stage>")
+    for stage in STAGES:
+        p = sub.add_parser(stage.command, help=stage.help)
+        _common(p, device=stage.device)
+        for arg in stage.paths:
+            p.add_argument(f"--{arg.name}", required=True, type=Path, nargs="+" if arg.many else None, help=arg.help)
+        for option in stage.options:
+            p.add_argument(f"--{option.name}", required=True, type=option.type, choices=option.choices,
+                           help=option.help)
 
-    p = sub.add_parser("download", help="build or fetch the labeled HR dataset (data.source)")
-    _common(p)
-    _path(p, "out", "dataset folder to write: <out>/{train,test}/{healthy,unhealthy}/*.png + manifest.csv")
-
-    p = sub.add_parser("degrade", help="LR images by Eq. 1.1 and their bicubic upsampling")
-    _common(p)
-    _path(p, "hr", "HR dataset folder (from download)")
-    _path(p, "lr", "LR folder to write")
-    _path(p, "bicubic", "bicubic-upsampled LR folder to write")
-
-    p = sub.add_parser("train-sr", help="train the class-guided diffusion SR model")
-    _common(p, device=True)
-    _path(p, "hr", "HR dataset folder")
-    _path(p, "lr", "LR folder")
-    _path(p, "model", "safetensors file to write (EMA weights + config)")
-    _path(p, "log", "loss log CSV to write")
-    _path(p, "checkpoints", "folder of resumable checkpoints (kept between runs)")
-
-    p = sub.add_parser("train-regression", help="train the one-pass L1 regression SR baseline")
-    _common(p, device=True)
-    _path(p, "hr", "HR dataset folder")
-    _path(p, "lr", "LR folder")
-    _path(p, "model", "safetensors file to write")
-    _path(p, "log", "loss log CSV to write")
-
-    p = sub.add_parser("train-classifier", help="train the ResNet18 classifier on one image set")
-    _common(p, device=True)
-    _path(p, "images", "image set to train on (HR for the diagnostic classifier, bicubic for guidance)")
-    _path(p, "model", "safetensors file to write")
-    _path(p, "log", "per-epoch history CSV to write")
-
-    p = sub.add_parser("generate", help="super-resolve one shard of the test LR images")
-    _common(p, device=True)
-    _path(p, "model", "SR model (from train-sr)")
-    _path(p, "lr", "LR folder")
-    _path(p, "guide", "classifier trained on bicubic images (used by predicted guidance)")
-    _path(p, "bicubic", "bicubic folder (the guide classifier's input)")
-    p.add_argument("--guidance", required=True, choices=["null", "predicted", "oracle"])
-    p.add_argument("--seed", required=True, type=int, help="sampling seed")
-    p.add_argument("--shard", required=True, type=int, help="shard id in generate.shards")
-    _path(p, "out", "shard folder to write")
-
-    p = sub.add_parser("gather", help="gather generation shards into one test image set")
-    _common(p)
-    _path(p, "shards", "folder holding shard<k> for every k in generate.shards")
-    _path(p, "out", "image set folder to write")
-
-    p = sub.add_parser("regress", help="super-resolve the test LR images with the regression baseline")
-    _common(p, device=True)
-    _path(p, "model", "regression model (from train-regression)")
-    _path(p, "lr", "LR folder")
-    _path(p, "out", "image set folder to write")
-
-    p = sub.add_parser("classify", help="classify every test image set with the HR classifier")
-    _common(p, device=True)
-    _path(p, "model", "classifier (from train-classifier on HR)")
-    _image_sets(p)
-    _path(p, "out", "predictions CSV to write")
-
-    p = sub.add_parser("evaluate", help="metrics with intervals, paired tests, image quality, figures")
-    _common(p)
-    _path(p, "predictions", "predictions CSV (from classify)")
-    _image_sets(p)
-    _path(p, "lr", "LR folder (for figures)")
-    _path(p, "logs", "training logs (loss curves)", nargs="+")
-    _path(p, "metrics", "metrics JSON to write")
-    _path(p, "figures", "figures folder to write")
-    _path(p, "plots", "DVC plot data folder to write")
     p = sub.add_parser("overlay-args", help="print a parameter overlay as `dvc exp run -S` arguments")
     p.add_argument("overlay", type=Path, help="overlay YAML, e.g. configs/thesis.yaml")
     p.add_argument("--base", type=Path, default=Path(DEFAULT_PARAMS), help="base parameters (params.yaml)")
+    p = sub.add_parser("schema", help="write the JSON schema of params.yaml (what Snakemake validates with)")
+    p.add_argument("--out", type=Path, default=Path(SCHEMA_FILE), help=f"schema file to write ({SCHEMA_FILE})")
+    p = sub.add_parser("readme", help="regenerate the README's results block from a run's full results JSON")
+    p.add_argument("--results", type=Path, default=Path("results/evaluation.json"), help="full results JSON")
+    p.add_argument("--readme", type=Path, default=Path("README.md"), help="README to update in place")
     return parser
-
-
-def _image_sets(parser: argparse.ArgumentParser) -> None:
-    _path(parser, "hr", "HR image set (upper bound)")
-    _path(parser, "bicubic", "bicubic-upsampled LR set (the baseline)")
-    _path(parser, "regression", "regression SR set (does diffusion matter?)")
-    _path(parser, "sr", "folder of diffusion SR sets: <sr>/<guidance>/seed<seed> for generate.guidance x evaluate.sampling_seeds")
-
-
-def image_sets(args: argparse.Namespace, params) -> dict[str, Path]:
-    """Named test image sets, in comparison order: hr, bicubic, regression, sr_<guidance>_seed<seed>."""
-    sets = {"hr": args.hr, "bicubic": args.bicubic, "regression": args.regression}
-    for guidance in params.generate.guidance:
-        for seed in params.evaluate.sampling_seeds:
-            sets[f"sr_{guidance}_seed{seed}"] = args.sr / guidance / f"seed{seed}"
-    return sets
 
 
 def _version() -> str:
@@ -133,55 +62,44 @@ def _version() -> str:
     return f"medsr {__version__}"
 
 
-def _stage(module: str) -> Callable[..., None]:
-    return importlib.import_module(f"medsr.{module}").run
+def _tool(args: argparse.Namespace) -> bool:
+    """The commands that are not pipeline stages; True when `args` was one."""
+    if args.stage == "overlay-args":
+        importlib.import_module("medsr.overlay").run(args.overlay, args.base)
+    elif args.stage == "schema":
+        from medsr.config import schema_text
+        from medsr.io import write_text
+        write_text(args.out, schema_text())
+    elif args.stage == "readme":
+        importlib.import_module("medsr.evaluation.readme").update_readme(args.readme, args.results)
+    else:
+        return False
+    return True
 
 
 def dispatch(args: argparse.Namespace) -> None:
+    """Call the stage's run(*sections, **paths, **options[, sets][, device]) from the stage table."""
     from medsr.config import load_params
+    from medsr.stages import BY_COMMAND, IMAGE_SET_PATHS
 
-    if args.stage == "overlay-args":
-        _stage("overlay")(args.overlay, args.base)
+    if _tool(args):
         return
-
+    stage = BY_COMMAND[args.stage]
     params = load_params(args.params or [DEFAULT_PARAMS])
-    device = None
-    if hasattr(args, "device"):
+    sections = [getattr(params, name) for name in stage.sections]
+    kwargs = {arg.name: getattr(args, arg.name) for arg in (*stage.paths, *stage.options)}
+    for name, files in stage.expand:  # a folder that stands for the files a run's params name in it
+        kwargs[name] = files(kwargs[name], params)
+    if stage.image_sets:
+        from medsr.image_sets import build
+        roots = {arg.name: kwargs.pop(arg.name) for arg in IMAGE_SET_PATHS}
+        kwargs["sets"] = build(**roots, guidance=params.generate.guidance,
+                               sampling_seeds=params.evaluate.sampling_seeds,
+                               external=params.evaluate.external)
+    if stage.device:
         from medsr.device import resolve_device
-        device = resolve_device(args.device)
-
-    stage = args.stage
-    if stage == "download":
-        _stage("data.download")(params.data, out=args.out)
-    elif stage == "degrade":
-        _stage("degrade")(params.degrade, hr=args.hr, lr=args.lr, bicubic=args.bicubic)
-    elif stage == "train-sr":
-        _stage("train_sr")(params.sr_model, params.diffusion, params.train_sr, hr=args.hr, lr=args.lr,
-                           model=args.model, log=args.log, checkpoints=args.checkpoints, device=device)
-    elif stage == "train-regression":
-        _stage("train_regression")(params.sr_model, params.train_regression, hr=args.hr, lr=args.lr,
-                                   model=args.model, log=args.log, device=device)
-    elif stage == "train-classifier":
-        _stage("classifier.train")(params.train_classifier, images=args.images, model=args.model,
-                                   log=args.log, device=device)
-    elif stage == "generate":
-        _stage("generate")(params.generate, model=args.model, lr=args.lr, guide=args.guide,
-                           bicubic=args.bicubic, guidance=args.guidance, seed=args.seed,
-                           shard=args.shard, out=args.out, device=device)
-    elif stage == "gather":
-        shards = [args.shards / f"shard{k}" for k in sorted(params.generate.shards)]
-        _stage("gather")(params.generate, shards=shards, out=args.out)
-    elif stage == "regress":
-        _stage("regress")(params.generate, model=args.model, lr=args.lr, out=args.out, device=device)
-    elif stage == "classify":
-        _stage("classify")(params.classify, model=args.model, sets=image_sets(args, params), out=args.out,
-                           device=device)
-    elif stage == "evaluate":
-        _stage("evaluation.evaluate")(params.evaluate, predictions=args.predictions,
-                                      sets=image_sets(args, params), lr=args.lr, logs=args.logs,
-                                      metrics=args.metrics, figures=args.figures, plots=args.plots)
-    else:  # pragma: no cover - argparse restricts the choices
-        raise MedsrError(f"unknown stage {stage}")
+        kwargs["device"] = resolve_device(args.device)
+    importlib.import_module(f"medsr.{stage.module}").run(*sections, **kwargs)
 
 
 class _Tee:
@@ -234,7 +152,7 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"medsr {args.stage}: interrupted; no partial output was left in place", file=sys.stderr)
         return 130
-    if args.stage != "overlay-args":
+    if args.stage not in ("overlay-args", "schema", "readme"):
         print(f"medsr {args.stage}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
 

@@ -1,166 +1,199 @@
 """Typed, validated parameters: params.yaml (plus optional overlays) -> one frozen `Params` object.
 
-Every `medsr` command loads its parameters through `load_params`, which merges the given YAML
-files in order, validates the result against `params.schema.yaml` (the same schema Snakemake
-validates its config with), and builds frozen dataclasses. A stage receives only the sections
-it declares in Snakemake and DVC.
+Each section of params.yaml is declared once, here, as a pydantic dataclass: its fields, types, ranges
+and enums. Everything else derives from these declarations: `medsr` commands validate through
+`params_from_dict`, the JSON schema that Snakemake validates its config with is exported from them
+(`workflow/schemas/params.schema.json`, `medsr schema`; tests/test_config.py proves the committed copy is
+current), and model files store sections through `to_jsonable`. A stage receives only the sections it
+declares in the stage table (`medsr.stages`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import typing
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
 
 from medsr.errors import MedsrError
 
-SCHEMA_FILE = "params.schema.yaml"
 CLASSES = ("healthy", "unhealthy")  # label index 0, 1; the positive class is "unhealthy"
 NULL_CLASS = len(CLASSES)  # classifier-free guidance's "null" label index (Section 3.1.7)
+SPLITS = ("train", "val", "test")  # val is carved from train once, at download; test is read by classify/evaluate only
+EVAL_SPLITS = ("val", "test")  # what generate/regress super-resolve and classify classifies: val for operating points
+
+# --- enums: each declared once --------------------------------------------------------------
+Source = Literal["synthetic", "kaggle", "url", "folder"]
+Guidance = Literal["null", "predicted", "oracle"]  # oracle hands the generator the true label (flagged everywhere)
+SamplerName = Literal["ancestral", "ddim", "dpmpp"]
+ClassifierDomain = Literal["hr", "bicubic"]  # the kind of images a classifier is trained on (its folder: data/<domain>)
+GUIDANCE_MODES: tuple[str, ...] = typing.get_args(Guidance)
+SAMPLERS: tuple[str, ...] = typing.get_args(SamplerName)
+CLASSIFIER_DOMAINS: tuple[str, ...] = typing.get_args(ClassifierDomain)
+
+# --- strict scalar types (YAML's "16" is not silently an integer) -----------------------------
+Int = Annotated[int, Field(strict=True)]
+PositiveInt = Annotated[int, Field(strict=True, ge=1)]
+Seed = Annotated[int, Field(strict=True, ge=0)]
+Float = Annotated[float, Field(strict=True)]
+Probability = Annotated[float, Field(strict=True, ge=0, le=1)]
+Bool = Annotated[bool, Field(strict=True)]
+Str = Annotated[str, Field(strict=True)]
+
+_SECTION = ConfigDict(extra="forbid")
 
 
-@dataclasses.dataclass(frozen=True)
+def section(cls):
+    """A params.yaml section: a frozen pydantic dataclass that refuses unknown keys."""
+    return dataclass(frozen=True, config=_SECTION)(cls)
+
+
+@section
 class SyntheticSource:
-    train_per_class: int
-    test_per_class: int
-    seed: int
+    train_per_class: PositiveInt
+    test_per_class: PositiveInt
+    seed: Seed
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class KaggleSource:
-    dataset: str
+    dataset: Annotated[str, Field(strict=True, pattern=r"^[^/\s]+/[^/\s]+$")]
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class UrlSource:
-    url: str
-    sha256: str
+    url: Str
+    sha256: Annotated[str, Field(strict=True, pattern=r"^([0-9a-fA-F]{64})?$")]
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class FolderSource:
-    path: str
+    path: Str
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class DataParams:
-    source: Literal["synthetic", "kaggle", "url", "folder"]
-    image_size: int
+    source: Source
+    image_size: Annotated[int, Field(strict=True, ge=16, le=1024)]
     resize: Literal["center_crop", "resize"]
     on_bad_image: Literal["fail", "skip"]
+    val_fraction: Annotated[float, Field(strict=True, gt=0, lt=0.9)]  # share of each class of train carved into val
+    split_seed: Seed  # seed of the val carving
     synthetic: SyntheticSource
     kaggle: KaggleSource
     url: UrlSource
     folder: FolderSource
-    class_map: dict[str, str]
+    class_map: Annotated[dict[str, Literal["healthy", "unhealthy"]], Field(min_length=2)]
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class DegradeParams:
-    scale: int
-    blur_sigma: float
-    noise_std: float
-    seed: int
+    scale: Annotated[int, Field(strict=True, ge=2, le=8)]
+    blur_sigma: Annotated[float, Field(strict=True, ge=0)]
+    noise_std: Annotated[float, Field(strict=True, ge=0, le=0.5)]
+    seed: Seed
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class UNetParams:
-    base_channels: int
-    channel_mult: tuple[int, ...]
-    num_res_blocks: int
-    attention_levels: tuple[int, ...]
-    mid_attention: bool
-    out_attention: bool
-    attention_heads: int
-    dropout: float
-    norm_groups: int
+    base_channels: PositiveInt
+    channel_mult: Annotated[tuple[PositiveInt, ...], Field(min_length=1)]
+    num_res_blocks: PositiveInt
+    attention_levels: tuple[Seed, ...]
+    mid_attention: Bool
+    out_attention: Bool
+    attention_heads: PositiveInt
+    dropout: Annotated[float, Field(strict=True, ge=0, lt=1)]
+    norm_groups: PositiveInt
     lr_injection: Literal["concat", "add"]
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class DiffusionParams:
     schedule: Literal["linear", "cosine"]
-    timesteps: int
-    beta_start: float
-    beta_end: float
-    cosine_s: float
+    timesteps: Annotated[int, Field(strict=True, ge=2)]
+    beta_start: Annotated[float, Field(strict=True, gt=0, lt=1)]
+    beta_end: Annotated[float, Field(strict=True, gt=0, lt=1)]
+    cosine_s: Annotated[float, Field(strict=True, ge=0)]
     target: Literal["image", "residual"]
 
 
-@dataclasses.dataclass(frozen=True)
+LearningRate = Annotated[float, Field(strict=True, gt=0)]
+Crop = Annotated[int, Field(strict=True, ge=8)]
+
+
+@section
 class TrainSRParams:
-    steps: int
-    batch_size: int
-    crop: int
-    learning_rate: float
-    ema_decay: float
-    null_class_prob: float
-    grad_clip: float
-    hflip: bool
-    checkpoint_every: int
-    log_every: int
-    seed: int
+    steps: PositiveInt
+    batch_size: PositiveInt
+    crop: Crop
+    learning_rate: LearningRate
+    ema_decay: Annotated[float, Field(strict=True, ge=0, lt=1)]
+    null_class_prob: Probability
+    grad_clip: Annotated[float, Field(strict=True, ge=0)]
+    hflip: Bool
+    checkpoint_every: PositiveInt
+    log_every: PositiveInt
+    seed: Seed
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class TrainRegressionParams:
-    steps: int
-    batch_size: int
-    crop: int
-    learning_rate: float
-    seed: int
+    steps: PositiveInt
+    batch_size: PositiveInt
+    crop: Crop
+    learning_rate: LearningRate
+    seed: Seed
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class TrainClassifierParams:
-    epochs: int
-    batch_size: int
-    learning_rate: float
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    learning_rate: LearningRate
     lr_schedule: Literal["cosine", "constant"]
-    weight_decay: float
-    val_fraction: float
-    hflip: bool
-    seed: int
+    weight_decay: Annotated[float, Field(strict=True, ge=0)]
+    hflip: Bool
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class GenerateParams:
-    sampler: Literal["ancestral", "ddim", "dpmpp"]
-    steps: int
-    eta: float
-    guidance: tuple[str, ...]
-    guidance_scale: float
-    batch_size: int
-    shards: tuple[int, ...]
+    sampler: SamplerName
+    steps: PositiveInt
+    eta: Probability
+    guidance: Annotated[tuple[Guidance, ...], Field(min_length=1)]
+    guidance_scale: Annotated[float, Field(strict=True, ge=0)]
+    batch_size: PositiveInt
+    shards: Annotated[tuple[Seed, ...], Field(min_length=1)]
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class ClassifyParams:
-    batch_size: int
+    batch_size: PositiveInt
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class EvaluateParams:
-    train_seeds: tuple[int, ...]
-    sampling_seeds: tuple[int, ...]
-    bootstrap: int
-    bootstrap_seed: int
-    confidence: float
-    exact_below: int
-    val_specificity: float
-    sr_classifier: bool
-    external: dict[str, str]
-    figure_images: int
-    lpips_weights: str
+    train_seeds: Annotated[tuple[Seed, ...], Field(min_length=1)]
+    sampling_seeds: Annotated[tuple[Seed, ...], Field(min_length=1)]
+    bootstrap: Annotated[int, Field(strict=True, ge=100)]
+    bootstrap_seed: Seed
+    confidence: Annotated[float, Field(strict=True, gt=0.5, lt=1)]
+    exact_below: Annotated[int, Field(strict=True, ge=0)]
+    val_specificity: Annotated[float, Field(strict=True, gt=0, lt=1)]
+    external: dict[str, Annotated[str, Field(strict=True, min_length=1)]]
+    figure_images: Annotated[int, Field(strict=True, ge=1, le=16)]
+    lpips_weights: Str
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class Params:
     data: DataParams
     degrade: DegradeParams
@@ -173,6 +206,13 @@ class Params:
     classify: ClassifyParams
     evaluate: EvaluateParams
 
+
+SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Params))
+UNIQUE_LISTS = ("sr_model.attention_levels", "generate.guidance", "generate.shards", "evaluate.train_seeds",
+                "evaluate.sampling_seeds")
+
+
+# --- reading and validating ------------------------------------------------------------------
 
 def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
     """Overlay wins key by key; nested mappings merge, everything else is replaced."""
@@ -202,8 +242,18 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return loaded
 
 
-def schema() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("medsr").joinpath(SCHEMA_FILE).read_text())
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of params.yaml, derived from the dataclasses (what Snakemake validates with)."""
+    schema = TypeAdapter(Params).json_schema()
+    schema["title"] = "medsr parameters"
+    schema["description"] = ("The schema of params.yaml, generated from medsr.config by `medsr schema`: "
+                             "do not edit by hand.")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
 
 
 def _key_path(parts: Sequence[Any]) -> str:
@@ -213,51 +263,38 @@ def _key_path(parts: Sequence[Any]) -> str:
     return out or "<top level>"
 
 
-def validate(raw: Mapping[str, Any], source: str = "params") -> None:
-    """Raise MedsrError naming the first offending key, e.g. `params.yaml: train_sr.steps: ...`."""
-    import jsonschema
+def _known_keys(parts: Sequence[Any]) -> list[str]:
+    cls: Any = Params
+    for part in parts:
+        hints = typing.get_type_hints(cls, include_extras=True)
+        if part not in hints:
+            return []
+        cls = typing.get_args(hints[part])[0] if typing.get_origin(hints[part]) is Annotated else hints[part]
+    return [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
 
-    validator = jsonschema.Draft7Validator(schema())
-    errors = sorted(validator.iter_errors(raw), key=lambda e: (len(e.absolute_path), e.message))
-    if not errors:
-        return
-    err = errors[0]
-    where = _key_path(list(err.absolute_path))
-    if err.validator == "additionalProperties":
-        known = sorted(err.schema.get("properties", {}))
-        unknown = sorted(set(err.instance) - set(known))
-        name = f"{where}.{unknown[0]}" if err.absolute_path else unknown[0]
-        raise MedsrError(f"{source}: {name}: unknown key (known keys here: {', '.join(known)})")
-    if err.validator == "required":
-        missing = err.message.split("'")[1]
-        name = f"{where}.{missing}" if err.absolute_path else missing
-        raise MedsrError(f"{source}: {name}: required key is missing")
-    message = err.message
-    if err.instance is None and "null" in str(err.schema):
+
+def _one_line(err: ValidationError, source: str) -> MedsrError:
+    """The first error as `source: key.path: message`."""
+    first = sorted(err.errors(), key=lambda e: (-len(e["loc"]), str(e["loc"])))[0]  # the most specific key
+    loc = [p for p in first["loc"] if p != "[key]"]
+    kind = first["type"]
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        known = _known_keys(loc[:-1])
+        return MedsrError(f"{source}: {_key_path(loc)}: unknown key (known keys here: {', '.join(known)})")
+    if kind == "missing_argument" or kind == "missing":
+        return MedsrError(f"{source}: {_key_path(loc)}: required key is missing")
+    message = f"{first['msg']}, got {first['input']!r}" if not isinstance(first["input"], dict) else first["msg"]
+    if first["input"] is None and "guidance" in _key_path(loc):
         message += " (write the guidance mode in quotes: \"null\"; bare null is YAML's None)"
-    raise MedsrError(f"{source}: {where}: {message}")
-
-
-def _build(cls: type, raw: Mapping[str, Any]) -> Any:
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for field in dataclasses.fields(cls):
-        value = raw[field.name]
-        hint = hints[field.name]
-        if dataclasses.is_dataclass(hint):
-            value = _build(hint, value)
-        elif typing.get_origin(hint) is tuple:
-            value = tuple(value)
-        elif hint is float:
-            value = float(value)
-        elif typing.get_origin(hint) is dict:
-            value = dict(value)
-        values[field.name] = value
-    return cls(**values)
+    return MedsrError(f"{source}: {_key_path(loc)}: {message}")
 
 
 def _check_consistency(params: Params, source: str) -> None:
-    """Rules that a JSON schema cannot say."""
+    """Rules between keys that a per-field type cannot say."""
+    for name in UNIQUE_LISTS:
+        values = list(getattr(getattr(params, name.split(".")[0]), name.split(".")[1]))
+        if len(set(values)) != len(values):
+            raise MedsrError(f"{source}: {name}: lists a value twice ({values})")
     shards = sorted(params.generate.shards)
     if shards != list(range(len(shards))):
         raise MedsrError(f"{source}: generate.shards: must be the ids 0..n-1, got {list(params.generate.shards)}")
@@ -279,19 +316,19 @@ def _check_consistency(params: Params, source: str) -> None:
     image_size, scale = params.data.image_size, params.degrade.scale
     if image_size % scale:
         raise MedsrError(f"{source}: degrade.scale: {scale} does not divide data.image_size {image_size}")
-    for section in ("train_sr", "train_regression"):
-        crop = getattr(params, section).crop
+    for name in ("train_sr", "train_regression"):
+        crop = getattr(params, name).crop
         if crop > image_size:
-            raise MedsrError(f"{source}: {section}.crop: {crop} exceeds data.image_size {image_size}")
+            raise MedsrError(f"{source}: {name}.crop: {crop} exceeds data.image_size {image_size}")
         if crop % (scale * 2 ** (levels - 1)):
-            raise MedsrError(f"{source}: {section}.crop: {crop} must be a multiple of degrade.scale x "
+            raise MedsrError(f"{source}: {name}.crop: {crop} must be a multiple of degrade.scale x "
                              f"2^(levels-1) = {scale * 2 ** (levels - 1)}")
     if image_size % 2 ** (levels - 1):
         raise MedsrError(f"{source}: data.image_size: {image_size} must be a multiple of 2^(levels-1) = "
                          f"{2 ** (levels - 1)} so the U-Net can halve it {levels - 1} times")
-    bad_labels = sorted(set(params.data.class_map.values()) - set(CLASSES))
-    if bad_labels:
-        raise MedsrError(f"{source}: data.class_map: {bad_labels[0]} is not one of {', '.join(CLASSES)}")
+    bad_names = [n for n in params.evaluate.external if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", n)]
+    if bad_names:
+        raise MedsrError(f"{source}: evaluate.external.{bad_names[0]}: a set name is letters, digits, _ and -")
 
 
 def load_raw(paths: Sequence[str | Path]) -> dict[str, Any]:
@@ -318,10 +355,30 @@ def yaml12_floats(value: Any) -> Any:
     return value
 
 
+def _floats_from_ints(cls: Any, raw: Any) -> Any:
+    """An integer where a float is declared (`learning_rate: 1`) is that float: JSON schema's "number"."""
+    if not dataclasses.is_dataclass(cls) or not isinstance(raw, Mapping):
+        return raw
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out = dict(raw)
+    for name, value in raw.items():
+        hint = hints.get(name)
+        base = typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint
+        if base is float and isinstance(value, int) and not isinstance(value, bool):
+            out[name] = float(value)
+        elif dataclasses.is_dataclass(base):
+            out[name] = _floats_from_ints(base, value)
+    return out
+
+
 def params_from_dict(raw: Mapping[str, Any], source: str = "params") -> Params:
-    raw = yaml12_floats(raw)
-    validate(raw, source)
-    params = _build(Params, raw)
+    if not isinstance(raw, Mapping):
+        raise MedsrError(f"{source}: expected a mapping of sections at the top level")
+    raw = _floats_from_ints(Params, yaml12_floats(raw))
+    try:
+        params = TypeAdapter(Params).validate_python(raw)
+    except ValidationError as err:
+        raise _one_line(err, source) from None
     _check_consistency(params, source)
     return params
 
@@ -333,13 +390,18 @@ def load_params(paths: Sequence[str | Path] = ("params.yaml",)) -> Params:
 
 
 def section_from_dict(cls: type, raw: Mapping[str, Any]) -> Any:
-    """A section dataclass (e.g. `UNetParams`) from plain data, such as a model file's metadata."""
+    """A section (e.g. `UNetParams`) from plain data, such as a model file's metadata."""
     try:
-        return _build(cls, raw)
-    except (KeyError, TypeError) as err:
-        raise MedsrError(f"{cls.__name__}: incomplete or mistyped section ({err})") from err
+        return TypeAdapter(cls).validate_python(_floats_from_ints(cls, dict(raw)))
+    except (ValidationError, TypeError) as err:
+        raise MedsrError(f"{cls.__name__}: incomplete or mistyped section "
+                         f"({str(err).splitlines()[0] if str(err) else err})") from None
 
 
-def section_dict(params: Params, section: str) -> dict[str, Any]:
-    """A section as plain data (for checkpoint metadata and output provenance)."""
-    return dataclasses.asdict(getattr(params, section))
+def to_jsonable(section: Any) -> dict[str, Any]:
+    """A section as plain JSON data: the one serializer for model metadata and output provenance."""
+    return TypeAdapter(type(section)).dump_python(section, mode="json")
+
+
+def section_dict(params: Params, name: str) -> dict[str, Any]:
+    return to_jsonable(getattr(params, name))

@@ -1,8 +1,8 @@
 """The degradation model, Eq. 1.1: x = (y * k)↓s + n, and the bicubic upsampling of its output.
 
-`degrade_image` makes an LR image x from an HR image y; `bicubic_upsample` maps LR back to the HR
-grid. The bicubic baseline and the diffusion model (its LR conditioning and residual base) both use
-`bicubic_upsample`, so they see the same upsampling.
+`degrade_image` makes an LR image x from an HR image y; `medsr.pixels.bicubic_upsample` maps LR back to
+the HR grid. The bicubic baseline and the diffusion model (its LR conditioning and residual base) both use
+it, so they see the same upsampling.
 
 Grid alignment: `bicubic_upsample` (align_corners=False) places LR pixel i at the centre of HR pixels
 s*i .. s*i+s-1. The downsampling ↓s therefore samples the blurred image at those centres: it averages
@@ -15,7 +15,6 @@ frequency, so a small blur_sigma is enough against aliasing.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
@@ -25,6 +24,8 @@ import torch.nn.functional as F
 from medsr import io
 from medsr.config import DegradeParams
 from medsr.errors import MedsrError
+from medsr.pixels import bicubic_upsample, quantize
+from medsr.randomness import torch_generator
 
 
 def gaussian_kernel1d(sigma: float) -> torch.Tensor:
@@ -67,22 +68,6 @@ def degrade_image(hr: torch.Tensor, scale: int, blur_sigma: float, noise_std: fl
     return lr.clamp(0.0, 1.0)
 
 
-def bicubic_upsample(lr: torch.Tensor, scale: int) -> torch.Tensor:
-    """[N, 1, h, w] -> [N, 1, h*s, w*s]: bicubic (align_corners=False), clamped to [0, 1]."""
-    return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0.0, 1.0)
-
-
-def noise_generator(seed: int, image_id: str) -> torch.Generator:
-    """The noise stream of one image: from degrade.seed and the image id, so independent of order."""
-    digest = hashlib.sha256(f"{seed}:{image_id}".encode()).digest()
-    return torch.Generator(device="cpu").manual_seed(int.from_bytes(digest[:8], "little") >> 1)
-
-
-def quantize(images: torch.Tensor) -> torch.Tensor:
-    """What an image becomes once written as 8-bit PNG (so bicubic uses the LR as stored)."""
-    return torch.round(images.clamp(0.0, 1.0) * 255.0) / 255.0
-
-
 def run(degrade: DegradeParams, hr: Path, lr: Path, bicubic: Path) -> None:
     """Write the LR set (Eq. 1.1) and its bicubic upsampling for every train and test image."""
     hr, lr, bicubic = Path(hr), Path(lr), Path(bicubic)
@@ -99,7 +84,7 @@ def run(degrade: DegradeParams, hr: Path, lr: Path, bicubic: Path) -> None:
                 raise MedsrError(f"{io.image_path(hr, record)}: size {tuple(image.shape[-2:])} is not a "
                                  f"multiple of degrade.scale {degrade.scale}")
             low = quantize(degrade_image(image, degrade.scale, degrade.blur_sigma, degrade.noise_std,
-                                         noise_generator(degrade.seed, record.id)))
+                                         torch_generator(degrade.seed, record.id)))
             up = bicubic_upsample(low, degrade.scale)
             for root, out, kept in ((lr_tmp, low, lr_records), (bicubic_tmp, up, bicubic_records)):
                 relative = io.relative_image_path(record.split, record.label, record.id)

@@ -30,9 +30,3 @@ def autocast(device: torch.device, dtype: str = "bf16"):
         return contextlib.nullcontext()
     torch_dtype = torch.bfloat16 if dtype == "bf16" and torch.cuda.is_bf16_supported() else torch.float16
     return torch.autocast("cuda", dtype=torch_dtype)
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch's global RNGs and return a CPU generator for data-order draws."""
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)

@@ -1,4 +1,4 @@
-"""`medsr gather`: the generation shards of one (guidance, seed) run into one test image set.
+"""`medsr gather`: the generation shards of one (guidance, seed) run into one image set.
 
 Checks that every shard was made by the same model, sampler and settings, that the shards are
 exactly 0..n-1 of n, and that no image appears twice; then copies PNG + npy files, merges the
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from medsr import io
@@ -19,8 +18,16 @@ from medsr.errors import MedsrError
 PER_SHARD = ("shard", "guide_class")  # metadata keys that differ between shards
 
 
-def run(params: GenerateParams, *, shards: Sequence[Path], out: Path) -> None:
-    shards = [Path(s) for s in shards]
+def shard_folders(params: GenerateParams, shards: Path) -> list[Path]:
+    """<shards>/shard<k> for every k in generate.shards."""
+    return [Path(shards) / f"shard{k}" for k in sorted(params.shards)]
+
+
+def run(params: GenerateParams, *, shards: Path, out: Path) -> None:
+    shards = shard_folders(params, shards)
+    missing = next((s for s in shards if not (s / "metadata.json").is_file()), None)
+    if missing is not None:
+        raise MedsrError(f"{missing}: generation shard is missing (run generate for it first)")
     metadata = [io.read_json(s / "metadata.json") for s in shards]
     common = {k: v for k, v in metadata[0].items() if k not in PER_SHARD}
     for folder, meta in zip(shards, metadata):

@@ -1,6 +1,6 @@
-"""`medsr generate`: super-resolve one shard of the test LR images with the diffusion model.
+"""`medsr generate`: super-resolve one shard of the val and test LR images with the diffusion model.
 
-The test ids (sorted) are split into `len(generate.shards)` contiguous shards; shard k is one job
+Val images serve the operating points chosen on val, test images the verdict. The ids (sorted) are split into `len(generate.shards)` contiguous shards; shard k is one job
 (one SLURM job, one DVC matrix stage). Each image's noise comes from (seed, image id), so a shard's
 images are the same whatever the shard count or batch size. Guidance (recorded in metadata.json):
   null       unconditional: the null class (the thesis's inference)
@@ -20,12 +20,11 @@ from tqdm import tqdm
 
 from medsr import io
 from medsr.classifier.model import load_classifier, predict_proba
-from medsr.config import CLASSES, NULL_CLASS, GenerateParams
+from medsr.config import CLASSES, EVAL_SPLITS, GUIDANCE_MODES, NULL_CLASS, GenerateParams
 from medsr.diffusion.model_file import load_unet
 from medsr.diffusion.samplers import Sampler, SamplerSpec, image_generators
 from medsr.errors import MedsrError
 
-GUIDANCE = ("null", "predicted", "oracle")
 
 
 def shard_records(records: list[io.Record], shard: int, shards: int) -> list[io.Record]:
@@ -43,32 +42,32 @@ def guide_labels(guidance: str, records: list[io.Record], *, guide: Path, bicubi
     if guidance == "oracle":
         return torch.tensor([CLASSES.index(r.label) for r in records])
     classifier = load_classifier(guide, device)
-    by_id = {r.id: r for r in io.read_manifest(bicubic, split="test")}
+    by_id = {r.id: r for r in io.read_manifest(bicubic)}
     missing = next((r.id for r in records if r.id not in by_id), None)
     if missing is not None:
-        raise MedsrError(f"{Path(bicubic) / io.MANIFEST}: no bicubic test image {missing} for the guide classifier")
+        raise MedsrError(f"{Path(bicubic) / io.MANIFEST}: no bicubic image {missing} for the guide classifier")
     images = torch.from_numpy(io.load_images(bicubic, [by_id[r.id] for r in records]))[:, None]
     return predict_proba(classifier, images, batch_size).argmax(dim=1)
 
 
-def run(params: GenerateParams, *, model: Path, lr: Path, guide: Path, bicubic: Path, guidance: str,
-        seed: int, shard: int, out: Path, device: torch.device | None = None) -> None:
+def run(params: GenerateParams, *, model: Path, lr: Path, guide: Path, bicubic: Path, out: Path,
+        guidance: str, seed: int, shard: int, device: torch.device | None = None) -> None:
     device = device or torch.device("cpu")
-    if guidance not in GUIDANCE:
-        raise MedsrError(f"--guidance: {guidance!r} is not one of {', '.join(GUIDANCE)}")
+    if guidance not in GUIDANCE_MODES:
+        raise MedsrError(f"--guidance: {guidance!r} is not one of {', '.join(GUIDANCE_MODES)}")
     if shard not in params.shards:
         raise MedsrError(f"--shard: {shard} is not in generate.shards {list(params.shards)}")
     loaded = load_unet(model, "sr_diffusion", device)
     timesteps = loaded.schedule.timesteps
     if params.sampler != "ancestral" and params.steps > timesteps:
         raise MedsrError(f"generate.steps: {params.steps} exceeds the model's {timesteps} diffusion timesteps")
-    records = shard_records(io.read_manifest(lr, split="test"), shard, len(params.shards))
+    records = shard_records(io.read_manifest(lr, split=EVAL_SPLITS), shard, len(params.shards))
     labels = guide_labels(guidance, records, guide=guide, bicubic=bicubic, batch_size=params.batch_size,
                           device=device)
     spec = SamplerSpec(params.sampler, params.steps, params.eta)
     sampler = Sampler(loaded.model, loaded.schedule, loaded.target, spec,
                       guidance_scale=1.0 if guidance == "null" else params.guidance_scale)
-    print(f"generate: {len(records)} test images (shard {shard} of {len(params.shards)}), {spec.name} with "
+    print(f"generate: {len(records)} val/test images (shard {shard} of {len(params.shards)}), {spec.name} with "
           f"{spec.evaluations(timesteps)} steps, guidance {guidance} (w = {sampler.guidance_scale}), seed {seed}, "
           f"on {device}", file=sys.stderr)
 
@@ -86,7 +85,7 @@ def run(params: GenerateParams, *, model: Path, lr: Path, guide: Path, bicubic: 
           file=sys.stderr)
 
     metadata = {
-        "set": "sr", "sampler": spec.name, "steps": spec.evaluations(timesteps), "eta": spec.eta,
+        "set": "sr", "splits": list(EVAL_SPLITS), "sampler": spec.name, "steps": spec.evaluations(timesteps), "eta": spec.eta,
         "guidance": guidance, "guidance_scale": sampler.guidance_scale, "leaks_label": guidance == "oracle",
         "seed": seed, "shard": shard, "shards": len(params.shards), "batch_size": params.batch_size,
         "model_sha256": loaded.sha256, "target": loaded.target, "x0_clipping": sampler.clip_x0,

@@ -16,6 +16,9 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from medsr.errors import MedsrError
+from medsr.io import MANIFEST, Record, image_path, read_manifest
+
 KINDS = ("hr", "bicubic", "regression", "sr", "external")
 # Guidance modes that hand the generator the true label: flagged in every output, never a fair comparison.
 LEAKING_GUIDANCE = ("oracle",)
@@ -47,7 +50,7 @@ def sr_folder(root: Path, guidance: str, seed: int) -> Path:
 
 
 def build(*, hr: Path, bicubic: Path, regression: Path, sr: Path, guidance: Sequence[str],
-          sampling_seeds: Sequence[int], sr_classifier: bool, external: Mapping[str, str]) -> list[ImageSet]:
+          sampling_seeds: Sequence[int], external: Mapping[str, str]) -> list[ImageSet]:
     """Every image set of a run, in comparison order: hr, bicubic, regression, sr_<guidance>_seed<seed>, ext_*."""
     sets = [ImageSet("hr", "hr", Path(hr), matched="hr"),
             ImageSet("bicubic", "bicubic", Path(bicubic), matched="bicubic"),
@@ -55,7 +58,55 @@ def build(*, hr: Path, bicubic: Path, regression: Path, sr: Path, guidance: Sequ
     for mode in guidance:
         for seed in sampling_seeds:
             sets.append(ImageSet(f"sr_{mode}_seed{seed}", "sr", sr_folder(sr, mode, seed), guidance=mode, seed=seed,
-                                 leaks_label=mode in LEAKING_GUIDANCE, matched="sr" if sr_classifier else None))
+                                 leaks_label=mode in LEAKING_GUIDANCE))
     for name, folder in external.items():
         sets.append(ImageSet(f"ext_{name}", "external", Path(folder)))
     return sets
+
+
+def paired_records(sets: Sequence[ImageSet], splits: Sequence[str]) -> dict[str, list[tuple[Record, Path]]]:
+    """Per set, (HR record, image file) for every HR image of `splits`, in HR id order.
+
+    A set with a manifest must hold exactly those ids with the same labels; an external folder without one holds
+    `<id>.png` files (a missing val image leaves val out for that set; a missing test image is an error).
+    """
+    if not sets or sets[0].kind != "hr":
+        raise MedsrError("image sets: the first set must be hr (the reference)")
+    reference = sorted(read_manifest(sets[0].path, split=splits), key=lambda r: r.id)
+    out: dict[str, list[tuple[Record, Path]]] = {}
+    for image_set in sets:
+        manifest = Path(image_set.path) / MANIFEST
+        if image_set.kind == "external" and not manifest.is_file():
+            out[image_set.name] = _external_files(image_set, reference)
+            continue
+        records = {r.id: r for r in read_manifest(image_set.path, split=splits)}
+        missing = [r.id for r in reference if r.id not in records]
+        if missing:
+            raise MedsrError(f"{manifest}: set {image_set.name} lacks image {missing[0]} of the hr set "
+                             f"({len(missing)} missing)")
+        extra = sorted(set(records) - {r.id for r in reference})
+        if extra:
+            raise MedsrError(f"{manifest}: set {image_set.name} has image {extra[0]} that the hr set lacks "
+                             f"({len(extra)} extra)")
+        for ref in reference:
+            mine = records[ref.id]
+            if (mine.label, mine.split) != (ref.label, ref.split):
+                raise MedsrError(f"{manifest}: set {image_set.name} has image {ref.id} as {mine.split}/{mine.label}, "
+                                 f"the hr set as {ref.split}/{ref.label}")
+        out[image_set.name] = [(ref, image_path(image_set.path, records[ref.id])) for ref in reference]
+    return out
+
+
+def _external_files(image_set: ImageSet, reference: Sequence[Record]) -> list[tuple[Record, Path]]:
+    folder = Path(image_set.path)
+    if not folder.is_dir():
+        raise MedsrError(f"{folder}: evaluate.external.{image_set.name.removeprefix('ext_')}: folder is missing")
+    pairs = []
+    for ref in reference:
+        path = folder / f"{ref.id}.png"
+        if path.is_file():
+            pairs.append((ref, path))
+        elif ref.split == "test":
+            raise MedsrError(f"{path}: evaluate.external.{image_set.name.removeprefix('ext_')}: no SR image for test "
+                             f"image {ref.id} (expected <id>.png for every test id of data/lr)")
+    return pairs

@@ -183,8 +183,9 @@ def write_manifest(root: str | Path, records: Sequence[Record]) -> None:
     write_csv(Path(root) / MANIFEST, [r.__dict__ for r in records], MANIFEST_FIELDS)
 
 
-def read_manifest(root: str | Path, split: str | None = None, allow_empty: bool = False) -> list[Record]:
-    """Records of an image set (optionally one split), checked: the folder, manifest and files exist.
+def read_manifest(root: str | Path, split: str | Sequence[str] | None = None,
+                  allow_empty: bool = False) -> list[Record]:
+    """Records of an image set (optionally one split or several), checked: the folder, manifest and files exist.
 
     `allow_empty`: a header-only manifest is valid (a generation shard of more shards than images)."""
     root = Path(root)
@@ -199,7 +200,9 @@ def read_manifest(root: str | Path, split: str | None = None, allow_empty: bool 
         raise MedsrError(f"{manifest}: missing column(s) {', '.join(sorted(missing))}")
     records = [Record(**{k: row.get(k, "") for k in MANIFEST_FIELDS}) for row in rows]
     if split is not None:
-        records = [r for r in records if r.split == split]
+        wanted = (split,) if isinstance(split, str) else tuple(split)
+        records = [r for r in records if r.split in wanted]
+        split = "/".join(wanted)
     if not records and not allow_empty:
         what = f"no {split} images" if split else "no images"
         raise MedsrError(f"{manifest}: {what}: the data folder is empty")

@@ -1,4 +1,4 @@
-"""`medsr regress`: the one-pass regression SR baseline on every test LR image.
+"""`medsr regress`: the one-pass regression SR baseline on every val and test LR image.
 
 SR = bicubic(LR) + f(bicubic(LR)): the diffusion model's U-Net, without time or class, trained
 with L1 to predict the residual HR - bicubic(LR) (`medsr train-regression`).
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from medsr import io
-from medsr.config import GenerateParams
+from medsr.config import EVAL_SPLITS, GenerateParams
 from medsr.device import autocast
 from medsr.diffusion.model_file import load_unet
 from medsr.diffusion.schedule import decode_target, to_model_range
@@ -31,7 +31,7 @@ def super_resolve(model: torch.nn.Module, bicubic: torch.Tensor) -> torch.Tensor
 def run(params: GenerateParams, *, model: Path, lr: Path, out: Path, device: torch.device | None = None) -> None:
     device = device or torch.device("cpu")
     loaded = load_unet(model, "sr_regression", device)
-    records = sorted(io.read_manifest(lr, split="test"), key=lambda r: r.id)
+    records = sorted(io.read_manifest(lr, split=EVAL_SPLITS), key=lambda r: r.id)  # val (operating points) and test
     outputs = []
     for first in range(0, len(records), params.batch_size):
         batch = records[first:first + params.batch_size]
@@ -41,4 +41,4 @@ def run(params: GenerateParams, *, model: Path, lr: Path, out: Path, device: tor
         io.write_manifest(tmp, io.write_generated(tmp, records, images, [str(io.image_path(lr, r)) for r in records]))
         io.write_json(tmp / "metadata.json", {"set": "regression", "model_sha256": loaded.sha256,
                                               "method": "bicubic(LR) + U-Net residual, one pass, L1-trained"})
-    print(f"regress: {len(records)} test images into {out}", file=sys.stderr)
+    print(f"regress: {len(records)} val and test images into {out}", file=sys.stderr)

@@ -7,7 +7,6 @@ Noise-prediction MSE (Eq. 1.13) on aligned random crops, classifier-free null-cl
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from medsr import training
 from medsr.checkpoint import load_training_state, save_model, save_training_state
 from medsr.config import NULL_CLASS, DiffusionParams, TrainSRParams, UNetParams
 from medsr.device import autocast
+from medsr.randomness import derived_seed
 from medsr.diffusion.ema import EMA
 from medsr.diffusion.schedule import DiffusionSchedule, encode_target, to_model_range
 from medsr.diffusion.model_file import build_unet
@@ -63,13 +63,6 @@ def draw_batch(data: training.PairedImages, train_params: TrainSRParams, timeste
     drop = torch.rand(len(hr), generator=generator) < train_params.null_class_prob
     labels = torch.where(drop, torch.full_like(labels, NULL_CLASS), labels)  # Section 3.1.7: null class
     return {"hr": hr, "bicubic": bicubic, "labels": labels, "t": t, "noise": noise}
-
-
-def dropout_seed(seed: int, rank: int, step: int) -> int:
-    """The seed of one rank's dropout draws at one step. Reseeding every step lets a resumed run draw the masks
-    of an uninterrupted one on every rank and device (CUDA too) without saving any RNG state."""
-    digest = hashlib.sha256(f"{seed}:{rank}:{step}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def diffusion_loss(model: torch.nn.Module, schedule: DiffusionSchedule, target: str,
@@ -145,7 +138,8 @@ def train(model_params: UNetParams, diffusion_params: DiffusionParams, train_par
     while step < train_params.steps:
         batch = draw_batch(data, train_params, schedule.timesteps, generator)
         batch = _to({k: ctx.shard(v) for k, v in batch.items()}, device)
-        torch.manual_seed(dropout_seed(train_params.seed, ctx.rank, step))  # dropout masks differ per rank and step
+        # dropout masks differ per rank and step, and a resumed run draws those of an uninterrupted one on every device
+        torch.manual_seed(derived_seed(train_params.seed, ctx.rank, step))
         with autocast(device):
             loss = diffusion_loss(net, schedule, diffusion_params.target, batch)
         optimizer.zero_grad(set_to_none=True)

@@ -18,7 +18,7 @@ from torch import nn
 
 from medsr import io
 from medsr.config import CLASSES
-from medsr.degrade import bicubic_upsample
+from medsr.pixels import bicubic_upsample
 from medsr.errors import MedsrError
 
 

@@ -1,12 +1,15 @@
-# Configuration shared by all rules: params.yaml (plus --configfile overlays) validated against
-# workflow/schemas/params.schema.yaml by medsr's own loader, so Snakemake and the `medsr` commands
-# accept exactly the same parameters and stop with the same one-line error naming the bad key.
+# Configuration shared by all rules: params.yaml (plus --configfile overlays) validated by medsr's own loader
+# (one-line errors naming the key) and against the JSON schema exported from it, so Snakemake and the `medsr`
+# commands accept exactly the same parameters. Each rule's source files come from the import graph of its
+# stage's module (medsr.stages.source_files): editing a module reruns every stage that imports it.
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
 
-from medsr.config import load_raw, params_from_dict
+from medsr.config import CLASSIFIER_DOMAINS, GUIDANCE_MODES, load_raw, params_from_dict
 from medsr.errors import MedsrError
+from medsr.stages import CLASSIFIER_LOG, CLASSIFIER_MODEL, classifier_files, source_files, training_logs
 
 
 configfile: "params.yaml"
@@ -31,6 +34,7 @@ try:
     PARAMS = params_from_dict(config, " + ".join(PARAM_FILES))
 except MedsrError as err:
     raise WorkflowError(f"medsr: {err}")
+validate(config, "../schemas/params.schema.json")
 
 # The argument every medsr command gets, e.g. "--params params.yaml --params configs/thesis.yaml".
 PARAMS_ARGS = " ".join(f"--params {f}" for f in PARAM_FILES)
@@ -40,12 +44,18 @@ ENV = "../envs/medsr.yaml"
 TORCH_THREADS = 8
 
 GUIDANCE = list(PARAMS.generate.guidance)
-SEEDS = list(PARAMS.evaluate.sampling_seeds)
+SAMPLING_SEEDS = list(PARAMS.evaluate.sampling_seeds)
+TRAIN_SEEDS = list(PARAMS.evaluate.train_seeds)
 SHARDS = sorted(PARAMS.generate.shards)
+DOMAINS = list(CLASSIFIER_DOMAINS)  # a classifier per domain and train seed, trained on data/<domain>
+CLASSIFIERS = "models/classifiers"
+TRAIN_LOGS = "results/train"
+GUIDE = f"{CLASSIFIERS}/{CLASSIFIER_MODEL.format(domain='bicubic', seed=TRAIN_SEEDS[0])}"  # predicted guidance's
 
 
 wildcard_constraints:
-    guidance="null|predicted|oracle",
+    guidance="|".join(GUIDANCE_MODES),
+    domain="|".join(CLASSIFIER_DOMAINS),
     seed=r"\d+",
     shard=r"\d+",
 
@@ -61,17 +71,16 @@ def param_values(*names):
     return values
 
 
-def code(*parts):
-    """Source files a job runs (a folder stands for its *.py files), so code edits rerun it too."""
-    files = []
-    for part in parts:
-        path = Path("src/medsr") / part
-        files += sorted(str(p) for p in path.glob("*.py")) if path.is_dir() else [str(path)]
-    return files
-
-
 def sr_sets(root):
-    return expand(f"{root}/{{guidance}}/seed{{seed}}", guidance=GUIDANCE, seed=SEEDS)
+    return expand(f"{root}/{{guidance}}/seed{{seed}}", guidance=GUIDANCE, seed=SAMPLING_SEEDS)
+
+
+def classifier_models():
+    return [str(p) for p in classifier_files(Path(CLASSIFIERS), PARAMS)]
+
+
+def all_training_logs():
+    return [str(p) for p in training_logs(Path(TRAIN_LOGS), PARAMS)]
 
 
 def parent(name, levels=1):

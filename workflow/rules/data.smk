@@ -1,8 +1,8 @@
 rule download:
     input:
-        code=code("data"),
+        code=source_files("download"),
     output:
-        directory("data/raw"),
+        directory("data/hr"),
     params:
         files=PARAMS_ARGS,
         p=param_values("data"),
@@ -16,8 +16,8 @@ rule download:
 
 rule degrade:
     input:
-        hr="data/raw",
-        code=code("degrade.py"),
+        hr="data/hr",
+        code=source_files("degrade"),
     output:
         lr=directory("data/lr"),
         bicubic=directory("data/bicubic"),

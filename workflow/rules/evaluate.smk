@@ -1,45 +1,42 @@
 rule classify:
     input:
-        model="models/classifier_hr.safetensors",
-        hr="data/raw",
+        models=classifier_models(),
+        hr="data/hr",
         bicubic="data/bicubic",
-        regression="results/regression/test",
-        sr=sr_sets("results/sr/test"),
-        code=code("classify.py", "classifier"),
+        regression="results/regression",
+        sr=sr_sets("results/sr/eval"),
+        code=source_files("classify"),
     output:
         "results/predictions.csv",
     params:
         files=PARAMS_ARGS,
-        p=param_values("classify", "generate.guidance", "evaluate.sampling_seeds"),
+        p=param_values("classify", "generate.guidance", "evaluate.sampling_seeds", "evaluate.train_seeds",
+                       "evaluate.external"),
         sr=parent("sr", levels=2),
+        models=parent("models"),
     log:
         "logs/classify.log",
     threads: TORCH_THREADS
     conda:
         ENV
     shell:
-        "medsr classify {params.files} --model {input.model} --hr {input.hr}"
-        " --bicubic {input.bicubic} --regression {input.regression} --sr {params.sr}"
-        " --out {output} --log-file {log}"
+        "medsr classify {params.files} --models {params.models} --hr {input.hr} --bicubic {input.bicubic}"
+        " --regression {input.regression} --sr {params.sr} --out {output} --log-file {log}"
 
 
 rule evaluate:
     input:
         predictions="results/predictions.csv",
-        hr="data/raw",
+        hr="data/hr",
         bicubic="data/bicubic",
-        regression="results/regression/test",
-        sr=sr_sets("results/sr/test"),
+        regression="results/regression",
+        sr=sr_sets("results/sr/eval"),
         lr="data/lr",
-        logs=[
-            "results/train/sr_loss.csv",
-            "results/train/regression_loss.csv",
-            "results/train/classifier_hr.csv",
-            "results/train/classifier_bicubic.csv",
-        ],
-        code=code("evaluation"),
+        logs=all_training_logs(),
+        code=source_files("evaluate"),
     output:
         metrics=report("results/metrics.json", caption="../report/metrics.rst", category="Metrics"),
+        results="results/evaluation.json",
         figures=report(directory("results/figures"), patterns=["{name}.png"], caption="../report/figures.rst",
                        category="Figures"),
         plots=directory("results/plots"),
@@ -47,6 +44,7 @@ rule evaluate:
         files=PARAMS_ARGS,
         p=param_values("evaluate", "generate.guidance"),
         sr=parent("sr", levels=2),
+        logs=parent("logs"),
     log:
         "logs/evaluate.log",
     threads: TORCH_THREADS
@@ -55,5 +53,5 @@ rule evaluate:
     shell:
         "medsr evaluate {params.files} --predictions {input.predictions} --hr {input.hr}"
         " --bicubic {input.bicubic} --regression {input.regression} --sr {params.sr} --lr {input.lr}"
-        " --logs {input.logs} --metrics {output.metrics} --figures {output.figures}"
+        " --logs {params.logs} --metrics {output.metrics} --results {output.results} --figures {output.figures}"
         " --plots {output.plots} --log-file {log}"

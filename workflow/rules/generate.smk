@@ -2,9 +2,9 @@ rule generate:
     input:
         model="models/sr.safetensors",
         lr="data/lr",
-        guide="models/classifier_bicubic.safetensors",
+        guide=GUIDE,
         bicubic="data/bicubic",
-        code=code("diffusion", "generate.py"),
+        code=source_files("generate"),
     output:
         directory("results/sr/shards/{guidance}/seed{seed}/shard{shard}"),
     params:
@@ -20,16 +20,16 @@ rule generate:
         ENV
     shell:
         "medsr generate {params.files} --model {input.model} --lr {input.lr} --guide {input.guide}"
-        " --bicubic {input.bicubic} --guidance {wildcards.guidance} --seed {wildcards.seed}"
-        " --shard {wildcards.shard} --out {output} --log-file {log}"
+        " --bicubic {input.bicubic} --out {output} --guidance {wildcards.guidance} --seed {wildcards.seed}"
+        " --shard {wildcards.shard} --log-file {log}"
 
 
 rule gather:
     input:
         shards=expand("results/sr/shards/{{guidance}}/seed{{seed}}/shard{shard}", shard=SHARDS),
-        code=code("gather.py"),
+        code=source_files("gather"),
     output:
-        directory("results/sr/test/{guidance}/seed{seed}"),
+        directory("results/sr/eval/{guidance}/seed{seed}"),
     params:
         files=PARAMS_ARGS,
         p=param_values("generate.shards"),
@@ -46,9 +46,9 @@ rule regress:
     input:
         model="models/regression.safetensors",
         lr="data/lr",
-        code=code("diffusion", "regress.py"),
+        code=source_files("regress"),
     output:
-        directory("results/regression/test"),
+        directory("results/regression"),
     params:
         files=PARAMS_ARGS,
         p=param_values("generate.batch_size"),

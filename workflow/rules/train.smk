@@ -1,8 +1,8 @@
 rule train_sr:
     input:
-        hr="data/raw",
+        hr="data/hr",
         lr="data/lr",
-        code=code("diffusion", "train_sr.py", "training.py"),
+        code=source_files("train-sr"),
     output:
         model="models/sr.safetensors",
         log="results/train/sr_loss.csv",
@@ -24,9 +24,9 @@ rule train_sr:
 
 rule train_regression:
     input:
-        hr="data/raw",
+        hr="data/hr",
         lr="data/lr",
-        code=code("diffusion", "train_regression.py", "training.py"),
+        code=source_files("train-regression"),
     output:
         model="models/regression.safetensors",
         log="results/train/regression_loss.csv",
@@ -45,34 +45,24 @@ rule train_regression:
         " --model {output.model} --log {output.log} --log-file {log}"
 
 
+# One classifier per image domain (data/<domain>: hr, bicubic) and training seed (evaluate.train_seeds).
 rule train_classifier:
     input:
-        images="data/raw",
-        code=code("classifier"),
+        images="data/{domain}",
+        code=source_files("train-classifier"),
     output:
-        model="models/classifier_hr.safetensors",
-        log="results/train/classifier_hr.csv",
+        model=f"{CLASSIFIERS}/{CLASSIFIER_MODEL}",
+        log=f"{TRAIN_LOGS}/{CLASSIFIER_LOG}",
     params:
         files=PARAMS_ARGS,
         p=param_values("train_classifier"),
     log:
-        "logs/train_classifier.log",
+        "logs/train_classifier/{domain}-seed{seed}.log",
     threads: TORCH_THREADS
     resources:
         gpu=1,
     conda:
         ENV
     shell:
-        "medsr train-classifier {params.files} --images {input.images}"
-        " --model {output.model} --log {output.log} --log-file {log}"
-
-
-use rule train_classifier as train_guide_classifier with:
-    input:
-        images="data/bicubic",
-        code=code("classifier"),
-    output:
-        model="models/classifier_bicubic.safetensors",
-        log="results/train/classifier_bicubic.csv",
-    log:
-        "logs/train_guide_classifier.log",
+        "medsr train-classifier {params.files} --images {input.images} --model {output.model}"
+        " --log {output.log} --domain {wildcards.domain} --seed {wildcards.seed} --log-file {log}"

@@ -1,8 +1,10 @@
-"""`medsr train-classifier`: ResNet18 on the `train` split of one image set.
+"""`medsr train-classifier`: ResNet18 on the `train` split of one image set, the best epoch chosen on `val`.
 
-The validation split is carved from `train` (stratified by class, seeded); the test split is never
-read. The kept weights are those of the epoch with the lowest validation cross-entropy (ties go to
-the earlier epoch): the loss is smoother than accuracy on a small validation split.
+The train and val splits are those of the set's manifest (val carved once at download); the test split is
+never read. The kept weights are those of the epoch with the lowest validation cross-entropy (ties go to the
+earlier epoch): the loss is smoother than accuracy on a small validation split. One classifier is trained
+per (domain, seed): `domain` says which kind of images the set holds (hr, bicubic, sr), `seed` is one of
+evaluate.train_seeds.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from torch import nn
 
 from medsr.checkpoint import save_model
 from medsr.classifier.model import ARCHITECTURE, NORMALIZE_MEAN, NORMALIZE_STD, build_classifier, normalize
-from medsr.config import CLASSES, TrainClassifierParams
-from medsr.device import seed_everything
+from medsr.config import CLASSES, TrainClassifierParams, to_jsonable
+from medsr.randomness import seed_everything
 from medsr.errors import MedsrError
 from medsr.io import MANIFEST, Record, load_images, read_manifest, sha256_file, write_csv
 
@@ -34,22 +36,11 @@ def label_indices(records: list[Record], manifest: Path) -> np.ndarray:
     return np.array([CLASSES.index(r.label) for r in records], dtype=np.int64)
 
 
-def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val): per class, a seeded shuffle puts round(val_fraction * n_class) into val."""
-    rng = np.random.default_rng(seed)
-    train, val = [], []
-    for cls in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == cls))
-        n_val = int(round(val_fraction * len(members)))
-        n_val = min(max(n_val, 1), len(members) - 1) if len(members) > 1 else 0
-        val.append(members[:n_val])
-        train.append(members[n_val:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
-
-
-def training_records(images: Path) -> list[Record]:
-    """The `train` split only: the test images of the set are never loaded here."""
-    return read_manifest(images, split="train")
+def split_records(images: Path, split: str) -> list[Record]:
+    """One split of the set (train or val): the test images of the set are never loaded here."""
+    if split == "test":
+        raise MedsrError("train-classifier: the test split is never read for training or selection")
+    return read_manifest(images, split=split)
 
 
 def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
@@ -91,23 +82,27 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Te
     return loss_sum / max(seen, 1), correct / max(seen, 1)
 
 
-def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path,
-        device: torch.device | None = None) -> None:
-    """Train on `images`' train split; write the best-epoch weights to `model`, history to `log`."""
-    device = device or torch.device("cpu")
-    images = Path(images)
-    generator = seed_everything(params.seed)
-    records = training_records(images)
+def _split_tensors(images: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    records = split_records(images, split)
     labels = label_indices(records, images / MANIFEST)
     if len(np.unique(labels)) < len(CLASSES):
-        raise MedsrError(f"{images / MANIFEST}: the train split needs images of both classes")
+        raise MedsrError(f"{images / MANIFEST}: the {split} split needs images of both classes")
     pixels = load_images(images, records)
     if pixels.shape[1] != pixels.shape[2]:
         raise MedsrError(f"{images}: images must be square, got {pixels.shape[1]}x{pixels.shape[2]}")
-    train_idx, val_idx = stratified_split(labels, params.val_fraction, params.seed)
-    x = torch.from_numpy(pixels).unsqueeze(1)
-    y = torch.from_numpy(labels)
-    x_train, y_train, x_val, y_val = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
+    return torch.from_numpy(pixels).unsqueeze(1), torch.from_numpy(labels)
+
+
+def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, domain: str, seed: int,
+        device: torch.device | None = None) -> None:
+    """Train on `images`' train split, choose the epoch on its val split; write the weights and the history."""
+    device = device or torch.device("cpu")
+    images = Path(images)
+    generator = seed_everything(seed)
+    x_train, y_train = _split_tensors(images, "train")
+    x_val, y_val = _split_tensors(images, "val")
+    if x_train.shape[-2:] != x_val.shape[-2:]:
+        raise MedsrError(f"{images}: val images are {tuple(x_val.shape[-2:])}, train images {tuple(x_train.shape[-2:])}")
 
     net = build_classifier().to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
@@ -135,18 +130,20 @@ def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path,
         "architecture": ARCHITECTURE,
         "num_classes": len(CLASSES),
         "classes": list(CLASSES),
-        "image_size": int(pixels.shape[1]),
+        "image_size": int(x_train.shape[-1]),
+        "domain": domain,
+        "seed": seed,
         "normalize": {"mean": NORMALIZE_MEAN, "std": NORMALIZE_STD},
         "epochs": params.epochs,
         "best_epoch": best["epoch"],
         "selection": SELECTION,
         "val_loss": best["val_loss"],
         "val_acc": best["val_acc"],
-        "train_images": int(len(train_idx)),
-        "val_images": int(len(val_idx)),
+        "train_images": int(len(x_train)),
+        "val_images": int(len(x_val)),
         "input_set": str(images),
         "input_manifest_sha256": sha256_file(images / MANIFEST),
-        "params": {k: getattr(params, k) for k in params.__dataclass_fields__},
+        "params": to_jsonable(params),
     }
     write_csv(log, history, HISTORY_FIELDS)
     save_model(model, best_state, metadata)

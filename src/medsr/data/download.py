@@ -1,10 +1,11 @@
 """`medsr download`: build (synthetic) or fetch (folder | url | kaggle) the labeled HR dataset.
 
-Writes, as one atomic folder, `<out>/{train,test}/{healthy,unhealthy}/<id>.png` (8-bit grayscale,
+Writes, as one atomic folder, `<out>/{train,val,test}/{healthy,unhealthy}/<id>.png` (8-bit grayscale,
 data.image_size square), `manifest.csv`, `download.json` (where the data came from; image counts per
 split and label; skipped images) and `skipped.csv` (unreadable source images, with
 data.on_bad_image: skip). On any error nothing is left in place of `out` and an existing `out`
-is untouched.
+is untouched. The source's train images are split once into `train` and `val` (data.val_fraction,
+stratified by class, seeded by data.split_seed: `medsr.data.splits`); the source's test images are `test`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 
 
 from medsr import io
-from medsr.config import CLASSES, DataParams
+from medsr.config import CLASSES, SPLITS, DataParams
 from medsr.data import sources, synthetic
+from medsr.data.splits import carve_val
 from medsr.errors import MedsrError
 
 SUMMARY = "download.json"
@@ -43,9 +45,9 @@ def run(data: DataParams, out: Path) -> None:
 
 
 def _write_synthetic(data: DataParams, root: Path) -> tuple[list[io.Record], list[dict], dict]:
-    records = []
-    for item in synthetic.generate(data.synthetic, data.image_size):
-        records.append(_write(root, item.id, item.split, item.label, item.image, "synthetic"))
+    items = list(synthetic.generate(data.synthetic, data.image_size))
+    splits = _with_val([item.split for item in items], [item.label for item in items], data)
+    records = [_write(root, item.id, split, item.label, item.image, "synthetic") for item, split in zip(items, splits)]
     provenance = {"source": "synthetic", "seed": data.synthetic.seed,
                   "generator": "medsr.data.synthetic (T1-like axial slices; unhealthy: atrophy + small lesions)"}
     return records, [], provenance
@@ -55,7 +57,9 @@ def _write_real(data: DataParams, located: sources.LocatedSource, root: Path) ->
     records: list[io.Record] = []
     skipped: list[dict] = []
     numbers = {split: 0 for split in sources.SPLITS}
-    for item in sources.list_images(located, data.class_map):
+    items = sources.list_images(located, data.class_map)
+    splits = _with_val([item.split for item in items], [item.label for item in items], data)
+    for item, split in zip(items, splits):
         try:
             image = io.read_image(item.path)
         except MedsrError as err:
@@ -67,13 +71,24 @@ def _write_real(data: DataParams, located: sources.LocatedSource, root: Path) ->
         image_id = f"{item.split}_{numbers[item.split]:05d}"
         numbers[item.split] += 1
         image = sources.fit_to_size(image, data.image_size, data.resize)
-        records.append(_write(root, image_id, item.split, item.label, image, item.source))
-    for split in sources.SPLITS:
+        records.append(_write(root, image_id, split, item.label, image, item.source))
+    for split in SPLITS:
         for label in CLASSES:
             if not any(r.split == split and r.label == label for r in records):
                 raise MedsrError(f"{located.root / split}: no readable {label} images "
                                  f"({len(skipped)} unreadable image(s) skipped)")
     return records, skipped
+
+
+def _with_val(splits: list[str], labels: list[str], data: DataParams) -> list[str]:
+    """The source splits with val carved from train (the ids keep their source split's numbering)."""
+    train = [i for i, split in enumerate(splits) if split == "train"]
+    moved = carve_val([labels[i] for i in train], data.val_fraction, data.split_seed)
+    out = list(splits)
+    for i, to_val in zip(train, moved):
+        if to_val:
+            out[i] = "val"
+    return out
 
 
 def _reason(err: MedsrError, path: Path) -> str:
@@ -89,7 +104,8 @@ def _write(root: Path, image_id: str, split: str, label: str, image, source: str
 
 def _summary(data: DataParams, records: list[io.Record], skipped: list[dict], provenance: dict) -> dict:
     counts = {split: {label: sum(r.split == split and r.label == label for r in records) for label in CLASSES}
-              for split in sources.SPLITS}
+              for split in SPLITS}
     return {"images": len(records), "counts": counts, "skipped": len(skipped),
+            "val": {"fraction": data.val_fraction, "seed": data.split_seed, "from": "train, stratified by class"},
             "image_size": data.image_size, "resize": data.resize if data.source != "synthetic" else None,
             **provenance}

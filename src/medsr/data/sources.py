@@ -24,7 +24,7 @@ from medsr.data.archive import extract
 from medsr.errors import MedsrError
 from medsr.io import IMAGE_SUFFIXES, sha256_file
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "test")  # the folders of a source; val is carved from train at download (medsr.data.splits)
 IGNORED_FOLDERS = ("__MACOSX",)
 
 

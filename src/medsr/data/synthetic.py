@@ -27,7 +27,7 @@ from scipy import ndimage
 from medsr.config import CLASSES, SyntheticSource
 
 SUPERSAMPLE = 4  # render at 4x the HR size, then average 4x4 blocks
-SPLITS = ("train", "test")
+SPLITS = ("train", "test")  # the folders of a source; val is carved from train at download (medsr.data.splits)
 
 # Concentric layers, in head-normalized radius t (t = 1 is the outer scalp surface).
 SCALP_INNER = 0.92

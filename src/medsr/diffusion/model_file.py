@@ -14,7 +14,7 @@ from medsr.config import DiffusionParams, UNetParams, section_from_dict
 from medsr.diffusion.schedule import DiffusionSchedule
 from medsr.diffusion.unet import UNet
 from medsr.errors import MedsrError
-from medsr.degrade import bicubic_upsample
+from medsr.pixels import bicubic_upsample
 from medsr.io import Record, image_path, load_images, sha256_file
 
 # kind -> which conditionings the network was built with (time, class, LR)

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from medsr.config import NULL_CLASS
-from medsr.degrade import noise_generator
+from medsr.config import NULL_CLASS, SAMPLERS
+from medsr.randomness import torch_generator
 from medsr.device import autocast
 from medsr.diffusion.schedule import DiffusionSchedule, decode_target, target_bounds, to_model_range
 
-SAMPLERS = ("ancestral", "ddim", "dpmpp")
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class SamplerSpec:
 
 def image_generators(seed: int, ids: Sequence[str]) -> list[torch.Generator]:
     """One CPU generator per image, seeded by (sampling seed, image id)."""
-    return [noise_generator(seed, f"sample:{image_id}") for image_id in ids]
+    return [torch_generator(seed, f"sample:{image_id}") for image_id in ids]
 
 
 def per_image_normal(generators: Sequence[torch.Generator], shape: Sequence[int], device: torch.device) -> torch.Tensor:

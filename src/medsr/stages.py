@@ -1,0 +1,201 @@
+"""The stage table: every `medsr <stage>` command, declared once.
+
+Each row names the module whose `run(*sections, **paths, **options)` the command calls, the params.yaml
+sections it receives (in order), its path arguments and its other options. The CLI is built from this
+table (`medsr.cli`), Snakemake's rules take each stage's source files from `source_files` (the import
+graph of its module), and tests/test_dag_agreement.py proves that the Snakefile and dvc.yaml run these
+commands with these sections and source files.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import typing
+from functools import cache
+from pathlib import Path
+
+from medsr.config import CLASSIFIER_DOMAINS, GUIDANCE_MODES
+
+PACKAGE_ROOT = Path(__file__).resolve().parent  # src/medsr
+
+
+@dataclasses.dataclass(frozen=True)
+class PathArg:
+    name: str  # --name on the command line, keyword of run()
+    help: str
+    many: bool = False  # one or more paths
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    name: str
+    help: str
+    type: type = str
+    choices: tuple[str, ...] | None = None
+
+
+# File names of the per-(domain, seed) classifiers and their histories, inside the folders the DAG passes.
+CLASSIFIER_MODEL = "classifier_{domain}_seed{seed}.safetensors"
+CLASSIFIER_LOG = "classifier_{domain}_seed{seed}.csv"
+TRAINING_LOGS = ("sr_loss.csv", "regression_loss.csv")
+
+
+def classifier_files(folder: Path, params) -> list[Path]:
+    """Every classifier a run trains: CLASSIFIER_DOMAINS x evaluate.train_seeds."""
+    return [Path(folder) / CLASSIFIER_MODEL.format(domain=d, seed=s)
+            for d in CLASSIFIER_DOMAINS for s in params.evaluate.train_seeds]
+
+
+def training_logs(folder: Path, params) -> list[Path]:
+    """The loss CSVs a run writes: the SR model's, the regression model's and every classifier's history."""
+    return [Path(folder) / name for name in TRAINING_LOGS] + [
+        Path(folder) / CLASSIFIER_LOG.format(domain=d, seed=s)
+        for d in CLASSIFIER_DOMAINS for s in params.evaluate.train_seeds]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    command: str  # `medsr <command>`; the Snakemake rule / DVC stage name is command with _ for -
+    module: str  # medsr.<module>.run is the stage function
+    help: str
+    sections: tuple[str, ...] = ()  # params.yaml sections passed to run() positionally, in this order
+    paths: tuple[PathArg, ...] = ()
+    options: tuple[Option, ...] = ()
+    device: bool = False  # takes --device (torch stages)
+    image_sets: bool = False  # --hr/--bicubic/--regression/--sr become `sets` (medsr.image_sets.build)
+    expand: tuple[tuple[str, typing.Callable], ...] = ()  # (path name, f(folder, params) -> the files it stands for)
+
+    @property
+    def rule(self) -> str:
+        return self.command.replace("-", "_")
+
+
+# The image-set roots classify and evaluate take (turned into ImageSet objects by the CLI).
+IMAGE_SET_PATHS = (
+    PathArg("hr", "HR image set (the reference)"),
+    PathArg("bicubic", "bicubic-upsampled LR set (the no-SR baseline)"),
+    PathArg("regression", "regression SR set (does diffusion matter?)"),
+    PathArg("sr", "diffusion SR sets: <sr>/<guidance>/seed<seed> for generate.guidance x evaluate.sampling_seeds"),
+)
+
+STAGES: tuple[Stage, ...] = (
+    Stage("download", "data.download", "build or fetch the labeled HR dataset (data.source), with train/val/test",
+          sections=("data",),
+          paths=(PathArg("out", "dataset folder to write: <out>/{train,val,test}/{healthy,unhealthy}/*.png "
+                                "+ manifest.csv"),)),
+    Stage("degrade", "degrade", "LR images by Eq. 1.1 and their bicubic upsampling", sections=("degrade",),
+          paths=(PathArg("hr", "HR dataset folder (from download)"), PathArg("lr", "LR folder to write"),
+                 PathArg("bicubic", "bicubic-upsampled LR folder to write"))),
+    Stage("train-sr", "train_sr", "train the class-guided diffusion SR model",
+          sections=("sr_model", "diffusion", "train_sr"), device=True,
+          paths=(PathArg("hr", "HR dataset folder"), PathArg("lr", "LR folder"),
+                 PathArg("model", "safetensors file to write (EMA weights + config)"),
+                 PathArg("log", "loss log CSV to write"),
+                 PathArg("checkpoints", "folder of resumable checkpoints (kept between runs)"))),
+    Stage("train-regression", "train_regression", "train the one-pass L1 regression SR baseline",
+          sections=("sr_model", "train_regression"), device=True,
+          paths=(PathArg("hr", "HR dataset folder"), PathArg("lr", "LR folder"),
+                 PathArg("model", "safetensors file to write"), PathArg("log", "loss log CSV to write"))),
+    Stage("train-classifier", "classifier.train", "train the ResNet18 classifier on one kind of images",
+          sections=("train_classifier",), device=True,
+          paths=(PathArg("images", "image set to train on (its train split; the best epoch is chosen on val)"),
+                 PathArg("model", "safetensors file to write"), PathArg("log", "per-epoch history CSV to write")),
+          options=(Option("domain", "the kind of images: hr, bicubic or sr", choices=CLASSIFIER_DOMAINS),
+                   Option("seed", "training seed (one of evaluate.train_seeds)", int))),
+    Stage("generate", "generate", "super-resolve one shard of the val and test LR images with the diffusion model",
+          sections=("generate",), device=True,
+          paths=(PathArg("model", "SR model (from train-sr)"), PathArg("lr", "LR folder"),
+                 PathArg("guide", "classifier trained on bicubic images (used by predicted guidance)"),
+                 PathArg("bicubic", "bicubic folder (the guide classifier's input)"),
+                 PathArg("out", "shard folder to write")),
+          options=(Option("guidance", "guidance mode", choices=GUIDANCE_MODES),
+                   Option("seed", "sampling seed", int), Option("shard", "shard id in generate.shards", int))),
+    Stage("gather", "gather", "gather generation shards into one image set", sections=("generate",),
+          paths=(PathArg("shards", "folder holding shard<k> for every k in generate.shards"),
+                 PathArg("out", "image set folder to write"))),
+    Stage("regress", "regress", "super-resolve the val and test LR images with the regression baseline",
+          sections=("generate",), device=True,
+          paths=(PathArg("model", "regression model (from train-regression)"), PathArg("lr", "LR folder"),
+                 PathArg("out", "image set folder to write"))),
+    Stage("classify", "classify", "classify the val and test images of every image set with every classifier",
+          sections=("classify",), device=True, image_sets=True,
+          paths=(PathArg("models", "folder of the classifiers (from train-classifier): one per domain and "
+                                   "evaluate.train_seeds"), *IMAGE_SET_PATHS,
+                 PathArg("out", "predictions CSV to write")),
+          expand=(("models", classifier_files),)),
+    Stage("evaluate", "evaluation.evaluate", "verdicts with paired tests and intervals, image quality, figures",
+          sections=("evaluate",), image_sets=True,
+          paths=(PathArg("predictions", "predictions CSV (from classify)"), *IMAGE_SET_PATHS,
+                 PathArg("lr", "LR folder (for figures)"), PathArg("logs", "folder of the training logs (loss curves)"),
+                 PathArg("metrics", "headline metrics JSON to write (DVC metrics)"),
+                 PathArg("results", "full results JSON to write"), PathArg("figures", "figures folder to write"),
+                 PathArg("plots", "DVC plot data folder to write")),
+          expand=(("logs", training_logs),)),
+)
+
+BY_COMMAND = {stage.command: stage for stage in STAGES}
+BY_RULE = {stage.rule: stage for stage in STAGES}
+
+
+# --- source files of a stage: the import graph ---------------------------------------------------
+
+def _module_file(module: str) -> Path | None:
+    """src/medsr/a/b.py or src/medsr/a/b/__init__.py for `medsr.a.b`, None outside the package."""
+    parts = module.split(".")
+    if parts[0] != "medsr":
+        return None
+    base = PACKAGE_ROOT.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _package_inits(module: str) -> list[str]:
+    """`medsr.a.b` runs medsr/__init__.py and medsr/a/__init__.py first."""
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+@cache
+def _imports(module: str) -> frozenset[str]:
+    """The medsr modules `module` imports anywhere in its code (also inside functions)."""
+    path = _module_file(module)
+    if path is None:
+        return frozenset()
+    found: set[str] = set()
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import
+                anchor = package.split(".")
+                base = ".".join(anchor[:len(anchor) - node.level + 1] + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)  # `from medsr.x import module`
+    return frozenset(m for m in found if _module_file(m) is not None)
+
+
+def import_closure(*modules: str) -> list[str]:
+    """Every medsr module that importing `modules` runs (package __init__ files included), sorted."""
+    seen: set[str] = set()
+    todo = [m for m in modules]
+    while todo:
+        module = todo.pop()
+        if module in seen or _module_file(module) is None:
+            continue
+        seen.add(module)
+        todo.extend(_imports(module))
+        todo.extend(_package_inits(module))
+    return sorted(seen)
+
+
+def source_files(command: str, root: Path | str = "src") -> list[str]:
+    """The source files a stage's command runs, as paths under `root` (the CLI and the stage module's imports)."""
+    stage = BY_COMMAND[command]
+    modules = import_closure("medsr.cli", f"medsr.{stage.module}")
+    files = {str(_module_file(m).relative_to(PACKAGE_ROOT.parent)) for m in modules}
+    return sorted(str(Path(root) / f) for f in files)
