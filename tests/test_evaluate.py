@@ -322,3 +322,18 @@ def test_lpips_from_local_weights_without_download(tmp_path):
     save_file({k: v.contiguous() for k, v in state.items() if k.startswith("lin0")}, str(lins_only))
     with pytest.raises(MedsrError, match="backbone"):
         quality.load_lpips(lins_only)
+
+
+def test_headline_drops_whole_blocks_when_a_large_run_exceeds_the_cap(sr_wins):
+    import copy
+
+    from medsr.evaluation.headline import headline
+
+    results = copy.deepcopy(sr_wins["results_data"])
+    template = results["arm_groups"]["sr_null@hr"]
+    for k in range(12):  # e.g. many external sets
+        results["arm_groups"][f"ext_{k}@hr"] = template
+    metrics = headline(results)
+    assert count_numbers(metrics) <= MAX_NUMBERS
+    assert metrics["omitted"].startswith("acc") and "acc" not in metrics
+    assert len(metrics["fnr"]) == len(results["arm_groups"])  # FNR is never dropped
