@@ -1,4 +1,5 @@
-"""`medsr evaluate` end to end on a synthetic predictions CSV and tiny image sets."""
+"""`medsr evaluate` end to end on made-up predictions and tiny image sets: the verdict wording must follow the
+numbers (SR wins, SR loses, neither), oracle sets are flagged everywhere, the headline file stays small."""
 
 from __future__ import annotations
 
@@ -10,152 +11,295 @@ import pytest
 
 from medsr.config import CLASSES, EvaluateParams
 from medsr.errors import MedsrError
-from medsr.evaluation import evaluate
-from medsr.io import Record, read_csv, write_csv, write_image, write_json, write_manifest
+from medsr.evaluation import evaluate, readme
+from medsr.evaluation.headline import MAX_NUMBERS, count_numbers
+from medsr.evaluation.predictions import COLUMNS
+from medsr.evaluation.render import FIGURES
+from medsr.image_sets import ImageSet
+from medsr.io import Record, read_csv, write_csv, write_image, write_manifest
 
 SIZE = 16
-N_PER_CLASS = 12
-SETS = ("hr", "bicubic", "regression", "sr_null_seed0", "sr_null_seed1", "sr_oracle_seed0")
+N_VAL = 20  # per class
+N_HEALTHY, N_UNHEALTHY = 20, 30  # test
+SEEDS = (0, 1)
+SET_SPECS = [("hr", "hr", {"matched": "hr"}), ("bicubic", "bicubic", {"matched": "bicubic"}),
+             ("regression", "regression", {}),
+             ("sr_null_seed0", "sr", {"guidance": "null", "seed": 0}),
+             ("sr_oracle_seed0", "sr", {"guidance": "oracle", "seed": 0, "leaks_label": True}),
+             ("ext_mine", "external", {})]
 
 
 def _params(**overrides) -> EvaluateParams:
-    values = dict(seeds=(0, 1), bootstrap=200, bootstrap_seed=0, confidence=0.95, exact_below=25,
+    values = dict(train_seeds=SEEDS, sampling_seeds=(0,), bootstrap=200, bootstrap_seed=0, confidence=0.95,
+                  exact_below=25, val_specificity=0.95, sr_classifier=False, external={"mine": "x"},
                   figure_images=4, lpips_weights="")
     values.update(overrides)
     return EvaluateParams(**values)
 
 
-def _write_set(root: Path, ids: list[str], labels: list[int], images: np.ndarray, metadata: dict | None = None) -> None:
+def _ids(split: str) -> tuple[list[str], list[int]]:
+    n_h, n_u = (N_VAL, N_VAL) if split == "val" else (N_HEALTHY, N_UNHEALTHY)
+    return [f"{split}_{i:03d}" for i in range(n_h + n_u)], [0] * n_h + [1] * n_u
+
+
+def _write_set(root: Path, images: dict[str, np.ndarray], splits: tuple[str, ...]) -> None:
     records = []
-    for image_id, label, image in zip(ids, labels, images):
-        rel = f"test/{CLASSES[label]}/{image_id}.png"
-        write_image(root / rel, image)
-        records.append(Record(image_id, "test", CLASSES[label], rel))
+    for split in splits:
+        ids, labels = _ids(split)
+        for image_id, label, image in zip(ids, labels, images[split]):
+            rel = f"{split}/{CLASSES[label]}/{image_id}.png"
+            write_image(root / rel, image)
+            records.append(Record(image_id, split, CLASSES[label], rel))
     write_manifest(root, records)
-    if metadata is not None:
-        write_json(root / "metadata.json", metadata)
+
+
+def _scores(split: str, misses: int, caught: float) -> list[float]:
+    """Healthy scores evenly spread in [0.05, 0.30] (so the val threshold at specificity 0.95 is the 19th of 20);
+    the first `misses` unhealthy images score 0.02 (missed at any threshold), the others `caught`."""
+    ids, labels = _ids(split)
+    n_h = labels.count(0)
+    healthy = list(np.linspace(0.05, 0.30, n_h))
+    return healthy + [0.02 if i < misses else caught for i in range(len(ids) - n_h)]
+
+
+def write_experiment(root: Path, misses: dict[str, int], caught: dict[str, float] | None = None) -> dict:
+    """`misses[arm]`: unhealthy test images the arm misses (both train seeds); val images are all caught."""
+    caught = caught or {}
+    rng = np.random.default_rng(0)
+    hr = {split: rng.uniform(0.2, 0.8, (len(_ids(split)[0]), SIZE, SIZE)) for split in ("val", "test")}
+    sets = []
+    for k, (name, kind, extra) in enumerate(SET_SPECS):
+        noisy = {s: np.clip(x + rng.normal(0, 0.02 * k, x.shape), 0, 1) if k else x for s, x in hr.items()}
+        splits = ("test",) if kind == "external" else ("val", "test")
+        _write_set(root / name, noisy, splits)
+        sets.append(ImageSet(name, kind, root / name, **extra))
+    _write_set(root / "lr", {s: x[:, ::2, ::2] for s, x in hr.items()}, ("val", "test"))
+    rows = []
+    for classifier in ("hr", "bicubic"):
+        for seed in SEEDS:
+            for image_set in sets:
+                arm = f"{image_set.name}@{classifier}"
+                for split in ("val", "test"):
+                    if split == "val" and image_set.kind == "external":
+                        continue
+                    ids, labels = _ids(split)
+                    values = _scores(split, misses.get(arm, 0) if split == "test" else 0, caught.get(arm, 0.9))
+                    rows += [{"classifier": classifier, "train_seed": seed, "set": image_set.name, "split": split,
+                              "id": i, "label": CLASSES[y], "label_index": y, "prob_unhealthy": f"{p:.6f}"}
+                             for i, y, p in zip(ids, labels, values)]
+    write_csv(root / "predictions.csv", rows, COLUMNS)
+    write_csv(root / "classifier_hr_seed0.csv", [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.5 / e}
+                                                 for e in range(1, 5)], ("epoch", "train_loss", "val_loss"))
+    write_csv(root / "other.csv", [{"x": 1}], ("x",))
+    out = {"metrics": root / "out" / "metrics.json", "results": root / "out" / "evaluation.json",
+           "figures": root / "out" / "figures", "plots": root / "out" / "plots"}
+    evaluate.run(_params(), predictions=root / "predictions.csv", sets=sets, lr=root / "lr",
+                 logs=[root / "classifier_hr_seed0.csv", root / "other.csv"], **out)
+    return {"root": root, "sets": sets, "misses": misses, **out,
+            "results_data": json.loads(out["results"].read_text()),
+            "metrics_data": json.loads(out["metrics"].read_text()),
+            "summary_rst": (out["figures"] / "summary.rst").read_text()}
+
+
+BASE = {"hr@hr": 1, "bicubic@hr": 12, "regression@hr": 8, "sr_oracle_seed0@hr": 0, "ext_mine@hr": 11}
+# the HR classifier on bicubic: caught unhealthy images score 0.4 (above the val threshold ~0.29, below 0.5)
+SHIFT = {"bicubic@hr": 0.4}
 
 
 @pytest.fixture(scope="module")
-def experiment(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("evaluate")
-    rng = np.random.default_rng(0)
-    ids = [f"test_{i:03d}" for i in range(2 * N_PER_CLASS)]
-    labels = [0] * N_PER_CLASS + [1] * N_PER_CLASS
-    hr = rng.uniform(0.2, 0.8, (len(ids), SIZE, SIZE))
-    sets = {}
-    for k, name in enumerate(SETS):
-        noise = 0.0 if name == "hr" else 0.02 * (k + 1)
-        images = np.clip(hr + rng.normal(0, noise, hr.shape), 0, 1) if noise else hr
-        metadata = {"guidance": "oracle", "leaks_label": True} if "oracle" in name else None
-        _write_set(root / name, ids, labels, images, metadata)
-        sets[name] = root / name
-    _write_set(root / "lr", ids, labels, hr[:, ::2, ::2])
-    # predictions: HR misses 3 unhealthy, bicubic misses 6, SR misses 2 (seed 0) / 3 (seed 1), oracle none
-    misses = {"hr": 3, "bicubic": 6, "regression": 5, "sr_null_seed0": 2, "sr_null_seed1": 3, "sr_oracle_seed0": 0}
-    rows = []
-    for name in SETS:
-        for i, (image_id, label) in enumerate(zip(ids, labels)):
-            missed = label == 1 and (i - N_PER_CLASS) < misses[name]
-            false_alarm = label == 0 and i == 0 and name == "bicubic"
-            pred = 0 if missed else 1 if false_alarm else label
-            prob = float(np.clip(0.5 + (0.3 if pred else -0.3) + rng.normal(0, 0.1), 0, 1))
-            rows.append({"set": name, "id": image_id, "label": CLASSES[label], "label_index": label,
-                         "pred_index": pred, "prob_unhealthy": prob})
-    write_csv(root / "predictions.csv", rows, evaluate.PREDICTION_COLUMNS)
-    write_csv(root / "classifier_hr.csv", [{"epoch": e, "train_loss": 1 / e, "train_acc": 0.5, "val_loss": 1.5 / e,
-                                            "val_acc": 0.5} for e in range(1, 5)],
-              ("epoch", "train_loss", "train_acc", "val_loss", "val_acc"))
-    write_csv(root / "sr_loss.csv", [{"step": s, "loss": 1 / s} for s in range(1, 20)], ("step", "loss"))
-    write_csv(root / "other.csv", [{"x": 1}], ("x",))
-    out = {"metrics": root / "out" / "metrics.json", "figures": root / "out" / "figures", "plots": root / "out" / "plots"}
-    evaluate.run(_params(), predictions=root / "predictions.csv", sets=sets, lr=root / "lr",
-                 logs=[root / "classifier_hr.csv", root / "sr_loss.csv", root / "other.csv"], **out)
-    return {"root": root, "sets": sets, "misses": misses, "n": len(ids), **out}
+def sr_wins(tmp_path_factory) -> dict:
+    return write_experiment(tmp_path_factory.mktemp("wins"), {**BASE, "sr_null_seed0@hr": 2, "bicubic@bicubic": 14},
+                            SHIFT)
 
 
-def test_metrics_json_has_every_field(experiment):
-    metrics = json.loads(experiment["metrics"].read_text())
-    assert {"summary", "positive_class", "n_test", "n_unhealthy", "settings", "sets", "comparisons", "seed_spread",
-            "leaks_label", "training_logs", "figures"} <= set(metrics)
-    assert metrics["positive_class"] == "unhealthy" and metrics["n_test"] == experiment["n"]
-    for name in SETS:
-        entry = metrics["sets"][name]
-        assert set(entry["confusion"]) == {"tn", "fp", "fn", "tp"}
-        for rate in ("accuracy", "precision", "recall", "specificity", "fnr", "f1", "auroc"):
-            assert set(entry[rate]) == {"value", "ci_low", "ci_high"}
-        assert entry["fnr"]["value"] == pytest.approx(experiment["misses"][name] / N_PER_CLASS)
-        if name != "hr":
-            assert set(entry["quality"]) == {"psnr", "ssim", "lpips"}
-            assert "skipped" in entry["quality"]["lpips"]
-    assert "quality" not in metrics["sets"]["hr"]
+@pytest.fixture(scope="module")
+def sr_loses(tmp_path_factory) -> dict:
+    return write_experiment(tmp_path_factory.mktemp("loses"), {**BASE, "sr_null_seed0@hr": 14, "bicubic@bicubic": 2})
 
 
-def test_comparisons_and_order(experiment):
-    metrics = json.loads(experiment["metrics"].read_text())
-    keys = list(metrics["comparisons"])
-    assert keys[0] == "sr_null_seed0_vs_bicubic"
-    assert {"sr_null_seed0_vs_hr", "sr_null_seed0_vs_regression", "regression_vs_bicubic", "bicubic_vs_hr"} <= set(keys)
-    comp = metrics["comparisons"]["sr_null_seed0_vs_bicubic"]
-    assert comp["table"] == {"a": 17, "b": 5, "c": 0, "d": 2}  # SR right on 4 of bicubic's misses + its false alarm
-    assert comp["mcnemar"]["primary"] == "exact" and "pvalue_holm" in comp["mcnemar"]
-    assert comp["unhealthy_only"]["table"] == {"a": 6, "b": 4, "c": 0, "d": 2}
-    assert comp["fnr_difference"]["value"] == pytest.approx((2 - 6) / N_PER_CLASS)
-    low, high = comp["fnr_difference"]["ci_low"], comp["fnr_difference"]["ci_high"]
-    assert low <= comp["fnr_difference"]["value"] <= high
+@pytest.fixture(scope="module")
+def neither(tmp_path_factory) -> dict:
+    return write_experiment(tmp_path_factory.mktemp("neither"), {**BASE, "sr_null_seed0@hr": 5, "bicubic@bicubic": 6})
 
 
-def test_seed_spread_and_oracle_flag(experiment):
-    metrics = json.loads(experiment["metrics"].read_text())
-    spread = metrics["seed_spread"]["null"]
-    assert spread["seeds"] == [0, 1] and spread["seeds_missing"] == []
-    assert spread["fnr"]["mean"] == pytest.approx(2.5 / N_PER_CLASS)
-    assert spread["fnr"]["min"] == pytest.approx(2 / N_PER_CLASS) and spread["fnr"]["max"] == pytest.approx(0.25)
-    assert set(spread["mcnemar_pvalue_vs_bicubic"]) == {"n", "mean", "std", "min", "max"}
-    assert metrics["leaks_label"] == ["sr_oracle_seed0"]
-    assert metrics["sets"]["sr_oracle_seed0"]["leaks_label"] is True
-    assert "oracle" in metrics["summary"] and "leaks" in metrics["summary"]
-    rst = (experiment["figures"] / "summary.rst").read_text()
-    assert "leaks the true label" in rst and "sr_null_seed0 vs bicubic" in rst
+def _verdict(experiment: dict, vid: str) -> dict:
+    return next(v for v in experiment["results_data"]["verdicts"] if v["id"] == vid)
 
 
-def test_every_figure_and_plot_is_written(experiment):
-    for name in evaluate.FIGURES + ("summary.rst",):
-        path = experiment["figures"] / name
+Q2_SR = "Q2:sr_null@hr_vs_bicubic@bicubic"
+Q1_SR = "Q1:sr_null@hr_vs_bicubic@hr"
+
+
+def test_sr_wins_numbers_and_wording(sr_wins):
+    v = _verdict(sr_wins, Q2_SR)
+    assert v["verdict"] == "first_better" and (v["holds"], v["replicates"]) == (2, 2)
+    assert v["fnr_first_val"]["value"] == pytest.approx(2 / N_UNHEALTHY)
+    assert v["fnr_second_val"]["value"] == pytest.approx(14 / N_UNHEALTHY)
+    assert v["fnr_difference_val"]["ci_high"] < 0
+    assert sr_wins["metrics_data"]["holm_p"]["q2_sr_null@hr"] < 0.05
+    assert sr_wins["metrics_data"]["fnr"]["bicubic@bicubic"] == pytest.approx(14 / N_UNHEALTHY)
+    q2 = sr_wins["summary_rst"].split("**Q2.")[1].split("**Q")[0] if "**Q2." in sr_wins["summary_rst"] else ""
+    assert "Yes: SR (null guidance) + HR-trained classifier misses fewer unhealthy images than bicubic + " \
+           "bicubic-trained classifier" in q2
+    assert "holds in 2/2" in q2
+
+
+def test_sr_loses_to_the_matched_baseline(sr_loses):
+    v = _verdict(sr_loses, Q2_SR)
+    assert v["verdict"] == "second_better" and v["holds"] == 2
+    assert v["fnr_first_val"]["value"] > v["fnr_second_val"]["value"]
+    assert v["fnr_difference_val"]["ci_low"] > 0
+    q2 = sr_loses["summary_rst"].split("**Q2.")[1].split("**Q")[0]
+    assert "No: SR (null guidance) + HR-trained classifier misses more unhealthy images than bicubic + " \
+           "bicubic-trained classifier" in q2
+    assert "Yes:" not in q2
+    assert "misses more unhealthy" in sr_loses["results_data"]["summary"]
+
+
+def test_neither_significant(neither):
+    v = _verdict(neither, Q2_SR)
+    assert v["verdict"] == "not_significant" and v["holds"] == 0
+    assert v["pvalue_holm_median"] >= 0.05
+    assert neither["metrics_data"]["holm_p"]["q2_sr_null@hr"] == pytest.approx(v["pvalue_holm_median"])
+    q2 = neither["summary_rst"].split("**Q2.")[1].split("**Q")[0]
+    assert "Not shown: no significant difference in missed unhealthy images between SR (null guidance)" in q2
+    assert "Yes:" not in q2 and "No:" not in q2
+
+
+def test_val_operating_point_removes_the_threshold_shift(sr_wins):
+    """The HR classifier on bicubic: its caught unhealthy images score 0.4, so at 0.5 it misses them all."""
+    arm = sr_wins["results_data"]["arm_groups"]["bicubic@hr"]["pooled"]
+    assert arm["fnr_0.5"]["value"] == pytest.approx(1.0)
+    assert arm["fnr_val"]["value"] == pytest.approx(12 / N_UNHEALTHY)
+    point = sr_wins["results_data"]["arms"]["bicubic@hr"]["per_seed"]["0"]["operating_points"]
+    assert point["val"]["source"] == "val" and point["val"]["val_specificity"] >= 0.95
+    assert point["val"]["threshold"] == pytest.approx(np.linspace(0.05, 0.30, N_VAL)[18], abs=1e-6)
+    assert point["0.5"]["threshold"] == 0.5
+    # Q1 at the val point: SR (2 misses) vs bicubic through the HR classifier (12 misses)
+    assert _verdict(sr_wins, Q1_SR)["verdict"] == "first_better"
+
+
+def test_external_set_uses_the_hr_val_threshold_and_joins_q1(sr_wins):
+    data = sr_wins["results_data"]
+    point = data["arms"]["ext_mine@hr"]["per_seed"]["1"]["operating_points"]["val"]
+    assert point["source"].startswith("val of hr (fallback: ext_mine has no val images)")
+    assert point["threshold"] == data["arms"]["hr@hr"]["per_seed"]["1"]["operating_points"]["val"]["threshold"]
+    assert _verdict(sr_wins, "Q1:ext_mine@hr_vs_bicubic@hr")["fnr_first_val"]["value"] == pytest.approx(11 / 30)
+    assert not any(v["first"].startswith("ext_mine") for v in data["verdicts"] if v["question"] != "Q1")
+
+
+def test_oracle_is_flagged_everywhere_and_in_its_own_family(sr_wins):
+    data = sr_wins["results_data"]
+    assert data["leaks_label"] == ["sr_oracle_seed0"]
+    oracle = [v for v in data["verdicts"] if "sr_oracle" in v["first"]]
+    assert oracle and all(v["leaks_label"] and v["family"].endswith("leaks_label") for v in oracle)
+    fair = [c for c in data["comparisons"] if not c["leaks_label"]]
+    assert all(c["family"].endswith("fair") for c in fair)
+    assert not any("oracle" in c["first"] for c in fair)
+    assert "ORACLE_sr_oracle@hr" in sr_wins["metrics_data"]["fnr"]
+    assert not any("oracle" in k and not k.startswith("ORACLE_") for block in sr_wins["metrics_data"].values()
+                   if isinstance(block, dict) for k in block)
+    rst = sr_wins["summary_rst"]
+    assert "oracle guidance" in rst and "ORACLE, leaks the label" in rst
+    assert "[ORACLE" in data["summary"]
+    assert [r for r in read_csv(sr_wins["plots"] / "fnr.csv") if r["arm"] == "sr_oracle@hr"][0]["leaks_label"] == "True"
+
+
+def test_holm_families_per_question_and_seed(sr_wins):
+    """Q1 fair family (per seed): regression, sr_null, ext_mine vs bicubic -> Holm over three p-values."""
+    from medsr.evaluation.statistics import holm
+
+    comps = [c for c in sr_wins["results_data"]["comparisons"] if c["family"] == "Q1/fair" and c["train_seed"] == 0]
+    assert sorted(c["first"] for c in comps) == ["ext_mine@hr", "regression@hr", "sr_null_seed0@hr"]
+    raw = [c["val"]["unhealthy_only"]["mcnemar"]["pvalue"] for c in comps]
+    adjusted = [c["val"]["unhealthy_only"]["mcnemar"]["pvalue_holm"] for c in comps]
+    assert adjusted == pytest.approx(holm(raw))
+
+
+def test_headline_metrics_are_few_and_match_the_results(sr_wins):
+    metrics = sr_wins["metrics_data"]
+    assert count_numbers(metrics) <= MAX_NUMBERS
+    assert set(metrics) >= {"fnr", "holm_p", "auroc", "acc", "psnr", "ssim"}
+    groups = sr_wins["results_data"]["arm_groups"]
+    for key, value in metrics["fnr"].items():
+        assert value == groups[key.removeprefix("ORACLE_")]["pooled"]["fnr_val"]["value"]
+    assert "hr" not in metrics["psnr"] and "sr_null" in metrics["psnr"]
+
+
+def test_results_json_records_provenance_and_per_seed_numbers(sr_wins):
+    data = sr_wins["results_data"]
+    prov = data["provenance"]
+    assert set(prov) == {"git", "machine", "date_utc"} and prov["date_utc"].endswith("Z")
+    assert {"platform", "cpu", "logical_cores", "torch", "torch_threads"} <= set(prov["machine"])
+    assert set(data["arms"]["sr_null_seed0@hr"]["per_seed"]) == {"0", "1"}
+    assert len(_verdict(sr_wins, Q2_SR)["per_replicate"]) == 2
+    assert data["verdicts"][0]["question"] == "Q1"
+
+
+def test_every_figure_and_plot_is_written(sr_wins):
+    for name in FIGURES + ("summary.rst",):
+        path = sr_wins["figures"] / name
         assert path.is_file() and path.stat().st_size > 0, name
-    for name in SETS:
-        rows = read_csv(experiment["plots"] / "confusion" / f"{name}.csv")
-        assert len(rows) == experiment["n"] and set(rows[0]) == {"actual", "predicted"}
-    assert [r["set"] for r in read_csv(experiment["plots"] / "fnr.csv")] == list(SETS)
-    logs = json.loads(experiment["metrics"].read_text())["training_logs"]
-    assert sorted(v.split(":")[0] for v in logs.values()) == ["plotted", "plotted", "skipped"]
+    for image_set in sr_wins["sets"]:
+        rows = read_csv(sr_wins["plots"] / "confusion" / f"{image_set.name}.csv")
+        assert len(rows) == N_HEALTHY + N_UNHEALTHY and set(rows[0]) == {"actual", "predicted"}
+    assert {r["arm"] for r in read_csv(sr_wins["plots"] / "fnr.csv")} >= {"bicubic@bicubic", "sr_null@hr"}
+    logs = sr_wins["results_data"]["training_logs"]
+    assert sorted(v.split(":")[0] for v in logs.values()) == ["plotted", "skipped"]
 
 
-def test_missing_set_folder_is_an_error(experiment, tmp_path):
-    sets = dict(experiment["sets"])
-    del sets["bicubic"]
-    with pytest.raises(MedsrError, match="bicubic"):
-        evaluate.run(_params(), predictions=experiment["root"] / "predictions.csv", sets=sets,
-                     lr=experiment["root"] / "lr", logs=[], metrics=tmp_path / "m.json", figures=tmp_path / "f",
-                     plots=tmp_path / "p")
-    assert not (tmp_path / "m.json").exists()
-
-
-def test_lpips_weights_path_must_exist(experiment, tmp_path):
-    with pytest.raises(MedsrError, match="lpips_weights"):
-        evaluate.run(_params(lpips_weights=str(tmp_path / "none.pth")), predictions=experiment["root"] / "predictions.csv",
-                     sets=experiment["sets"], lr=experiment["root"] / "lr", logs=[], metrics=tmp_path / "m.json",
-                     figures=tmp_path / "f", plots=tmp_path / "p")
-
-
-def test_generated_summary_is_valid_restructuredtext(experiment):
+def test_summary_opens_with_the_verdict_and_is_valid_restructuredtext(sr_wins):
+    rst = sr_wins["summary_rst"]
+    assert rst.startswith("Verdict\n=======")
+    assert rst.index("**Q1.") < rst.index("**Q2.") < rst.index("list-table") < rst.index("Details")
     docutils_core = pytest.importorskip("docutils.core")
     import io
 
     warnings = io.StringIO()
-    docutils_core.publish_string((experiment["figures"] / "summary.rst").read_text(), writer="html",
-                                 settings_overrides={"warning_stream": warnings, "report_level": 2})
+    docutils_core.publish_string(rst, writer="html", settings_overrides={"warning_stream": warnings,
+                                                                           "report_level": 2})
     assert warnings.getvalue() == ""
+
+
+def test_readme_block_is_regenerated(sr_wins, tmp_path):
+    target = tmp_path / "README.md"
+    target.write_text("# medsr\n\nintro\n\n<!-- results:begin -->\nstale numbers 0.69\n<!-- results:end -->\n\nrest\n")
+    readme.update_readme(target, sr_wins["results"])
+    text = target.read_text()
+    assert "stale numbers" not in text and text.startswith("# medsr\n\nintro") and text.endswith("rest\n")
+    block = text.split("<!-- results:begin -->")[1].split("<!-- results:end -->")[0]
+    assert "Generated by `medsr readme` from results/evaluation.json of commit" in block
+    assert "| Q2 | SR (null guidance) + HR-trained classifier vs bicubic + bicubic-trained classifier" in block
+    assert f"{2 / N_UNHEALTHY:.3f}" in block
+    readme.update_readme(target, sr_wins["results"])  # idempotent
+    assert target.read_text() == text
+    target.write_text("no markers\n")
+    with pytest.raises(MedsrError, match="README.md.*markers"):
+        readme.update_readme(target, sr_wins["results"])
+
+
+def test_predictions_without_a_required_classifier_are_an_error(sr_wins, tmp_path):
+    rows = [r for r in read_csv(sr_wins["root"] / "predictions.csv") if r["classifier"] != "bicubic"]
+    write_csv(tmp_path / "p.csv", rows, COLUMNS)
+    with pytest.raises(MedsrError, match="p.csv: no rows for classifier bicubic"):
+        evaluate.run(_params(), predictions=tmp_path / "p.csv", sets=sr_wins["sets"], lr=sr_wins["root"] / "lr",
+                     logs=[], metrics=tmp_path / "m.json", results=tmp_path / "r.json", figures=tmp_path / "f",
+                     plots=tmp_path / "p")
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_train_seeds_must_match_the_predictions(sr_wins, tmp_path):
+    with pytest.raises(MedsrError, match="train seeds"):
+        evaluate.run(_params(train_seeds=(0, 1, 2)), predictions=sr_wins["root"] / "predictions.csv",
+                     sets=sr_wins["sets"], lr=sr_wins["root"] / "lr", logs=[], metrics=tmp_path / "m.json",
+                     results=tmp_path / "r.json", figures=tmp_path / "f", plots=tmp_path / "p")
+
+
+def test_lpips_weights_path_must_exist(sr_wins, tmp_path):
+    with pytest.raises(MedsrError, match="lpips_weights"):
+        evaluate.run(_params(lpips_weights=str(tmp_path / "none.pth")), predictions=sr_wins["root"] / "predictions.csv",
+                     sets=sr_wins["sets"], lr=sr_wins["root"] / "lr", logs=[], metrics=tmp_path / "m.json",
+                     results=tmp_path / "r.json", figures=tmp_path / "f", plots=tmp_path / "p")
 
 
 def test_lpips_from_local_weights_without_download(tmp_path):
@@ -178,3 +322,18 @@ def test_lpips_from_local_weights_without_download(tmp_path):
     save_file({k: v.contiguous() for k, v in state.items() if k.startswith("lin0")}, str(lins_only))
     with pytest.raises(MedsrError, match="backbone"):
         quality.load_lpips(lins_only)
+
+
+def test_headline_drops_whole_blocks_when_a_large_run_exceeds_the_cap(sr_wins):
+    import copy
+
+    from medsr.evaluation.headline import headline
+
+    results = copy.deepcopy(sr_wins["results_data"])
+    template = results["arm_groups"]["sr_null@hr"]
+    for k in range(12):  # e.g. many external sets
+        results["arm_groups"][f"ext_{k}@hr"] = template
+    metrics = headline(results)
+    assert count_numbers(metrics) <= MAX_NUMBERS
+    assert metrics["omitted"].startswith("acc") and "acc" not in metrics
+    assert len(metrics["fnr"]) == len(results["arm_groups"])  # FNR is never dropped

@@ -1,14 +1,17 @@
-"""Paired tests: McNemar variants against the thesis and statsmodels / scipy; paired bootstrap differences."""
+"""Paired tests: McNemar variants against the thesis and statsmodels / scipy; paired bootstrap differences;
+DeLong's paired AUROC test against a brute-force computation and a hand-worked example; the val threshold."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import binomtest, chi2
+from scipy.stats import binomtest, chi2, norm
 from statsmodels.stats.contingency_tables import mcnemar
 
 from medsr.evaluation.metrics import bootstrap_weights
-from medsr.evaluation.statistics import compare, contingency, holm, mcnemar_test, paired_rate_difference
+from medsr.evaluation.operating_point import predict, val_threshold
+from medsr.evaluation.statistics import (compare, contingency, delong_paired, holm, mcnemar_test,
+                                          paired_rate_difference)
 
 
 def _table(a, b, c, d):
@@ -88,3 +91,96 @@ def test_paired_fnr_difference_interval():
 def test_holm():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([]) == []
+
+
+def _delong_brute_force(labels, first, second):
+    """DeLong et al. (1988) from the definitions, loop by loop (no shared code with the implementation)."""
+    pos = [i for i, y in enumerate(labels) if y == 1]
+    neg = [j for j, y in enumerate(labels) if y == 0]
+
+    def psi(x, y):
+        return 1.0 if x > y else 0.5 if x == y else 0.0
+
+    comps = []
+    for scores in (first, second):
+        v10 = [sum(psi(scores[i], scores[j]) for j in neg) / len(neg) for i in pos]
+        v01 = [sum(psi(scores[i], scores[j]) for i in pos) / len(pos) for j in neg]
+        comps.append((v10, v01))
+    auc = [sum(c[0]) / len(pos) for c in comps]
+
+    def cov(a, b, mean_a, mean_b):
+        return sum((x - mean_a) * (y - mean_b) for x, y in zip(a, b)) / (len(a) - 1)
+
+    s10 = [[cov(comps[r][0], comps[q][0], auc[r], auc[q]) for q in range(2)] for r in range(2)]
+    s01 = [[cov(comps[r][1], comps[q][1], auc[r], auc[q]) for q in range(2)] for r in range(2)]
+    var = (s10[0][0] + s10[1][1] - 2 * s10[0][1]) / len(pos) + (s01[0][0] + s01[1][1] - 2 * s01[0][1]) / len(neg)
+    return auc[0] - auc[1], var
+
+
+def test_delong_paired_matches_a_brute_force_computation_with_ties():
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 2, 60)
+    first = np.round(rng.normal(labels * 1.2, 1.0), 1)  # rounding makes ties
+    second = np.round(first + rng.normal(0, 0.8, 60), 1)  # correlated with the first: a paired design
+    result = delong_paired(labels, first, second)
+    difference, variance = _delong_brute_force(list(labels), list(first), list(second))
+    assert result["difference"] == pytest.approx(difference)
+    assert result["se"] == pytest.approx(np.sqrt(variance))
+    z = difference / np.sqrt(variance)
+    assert result["pvalue"] == pytest.approx(2 * norm.sf(abs(z)))
+    assert 0 < result["pvalue"] < 1
+
+
+def test_delong_small_known_example():
+    """Three positives, two negatives, worked by hand: AUROC 1 vs 4/6.
+
+    first: V10 = (1, 1, 1), V01 = (1, 1); second: V10 = (1, 1, 0), V01 = (2/3, 2/3) -> differences
+    V10: (0, 0, 1), var 1/3; V01: (1/3, 1/3), var 0 -> Var = (1/3) / 3 = 1/9, z = (1/3) / (1/3) = 1.
+    """
+    labels = np.array([1, 1, 1, 0, 0])
+    first = np.array([0.9, 0.8, 0.7, 0.2, 0.1])
+    second = np.array([0.9, 0.8, 0.05, 0.2, 0.3])
+    result = delong_paired(labels, first, second)
+    assert result["difference"] == pytest.approx(1 - 4 / 6)
+    assert result["se"] == pytest.approx(1 / 3)
+    assert result["z"] == pytest.approx(1.0)
+    assert result["pvalue"] == pytest.approx(0.3173, abs=1e-4)
+
+
+def test_delong_identical_scores_is_p_one():
+    labels = np.array([1, 1, 0, 0, 1, 0])
+    scores = np.array([0.9, 0.4, 0.3, 0.5, 0.8, 0.1])
+    assert delong_paired(labels, scores, scores)["pvalue"] == 1.0
+
+
+def test_val_threshold_reaches_the_specificity_and_is_the_smallest():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], [40, 25])
+    scores = np.concatenate([rng.uniform(0, 0.6, 40), rng.uniform(0.3, 1, 25)])
+    point = val_threshold(labels, scores, 0.95, "test")
+    calls = predict(scores, point.threshold)
+    assert np.mean(calls[labels == 0] == 0) >= 0.95
+    assert point.val_specificity == pytest.approx(np.mean(calls[labels == 0] == 0))
+    assert point.val_sensitivity == pytest.approx(np.mean(calls[labels == 1] == 1))
+    # any lower healthy score as threshold falls below the target specificity
+    lower = np.sort(scores[labels == 0])
+    lower = lower[lower < point.threshold]
+    assert np.mean(predict(scores, lower[-1])[labels == 0] == 0) < 0.95
+    assert point.threshold == pytest.approx(np.sort(scores[labels == 0])[37])  # ceil(0.95 * 40) = 38th
+
+
+def test_val_threshold_with_ties_calls_every_tied_healthy_image_healthy():
+    labels = np.array([0] * 10 + [1] * 4)
+    scores = np.array([0.1] * 5 + [0.4] * 5 + [0.4, 0.4, 0.9, 0.2])
+    point = val_threshold(labels, scores, 0.6, "test")  # 6th healthy score is 0.4, tied with four more
+    assert point.threshold == 0.4
+    assert point.val_specificity == 1.0  # all tied healthy images fall at or below the threshold
+    assert point.val_sensitivity == pytest.approx(1 / 4)  # tied unhealthy ones (0.4) are called healthy too
+
+
+def test_val_threshold_exact_multiples_and_no_healthy_image():
+    labels = np.array([0] * 20 + [1])
+    scores = np.concatenate([np.arange(20) / 20, [0.99]])
+    assert val_threshold(labels, scores, 0.95, "x").threshold == pytest.approx(18 / 20)  # 19th, not 20th
+    with pytest.raises(Exception, match="preds.csv: no healthy val image"):
+        val_threshold(np.array([1, 1]), np.array([0.2, 0.3]), 0.95, "preds.csv")

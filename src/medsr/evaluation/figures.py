@@ -144,6 +144,29 @@ def fnr_intervals(path: Path, rows: Sequence[tuple[str, float | None, float | No
     ax.set_xticks(range(len(rows)), [r[0] + (" (oracle: leaks label)" if r[4] else "") for r in rows],
                   rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("false negative rate FN / (FN + TP)", fontsize=8)
-    ax.set_title(f"FNR per image set, {confidence:.0%} bootstrap interval", fontsize=9)
+    ax.set_title(f"FNR per image set + classifier (val operating point, pooled), {confidence:.0%} bootstrap interval",
+                 fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def fnr_forest(path: Path, rows: Sequence[tuple[str, float | None, float | None, float | None, list[float], bool]],
+               confidence: float) -> None:
+    """Forest plot: per comparison (label, pooled FNR difference first - second, CI low, CI high, per-replicate
+    differences, leaks_label). Left of 0: the first arm misses fewer unhealthy images. Oracle rows grey, marked."""
+    fig, ax = plt.subplots(figsize=(8.0, 0.45 * max(len(rows), 1) + 1.2))
+    for i, (label, value, low, high, replicates, leaks) in enumerate(rows):
+        y = len(rows) - 1 - i
+        colour = "tab:gray" if leaks else "tab:blue"
+        if value is not None and low is not None and high is not None:
+            ax.errorbar([value], [y], xerr=[[max(value - low, 0.0)], [max(high - value, 0.0)]], fmt="o",
+                        color=colour, capsize=3)
+        ax.scatter(replicates, [y] * len(replicates), s=10, color=colour, alpha=0.5, marker="|")
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), [r[0] + (" [ORACLE, leaks label]" if r[5] else "") for r in reversed(rows)],
+                  fontsize=7)
+    ax.set_xlabel("FNR difference, first - second (< 0: first misses fewer unhealthy images)", fontsize=8)
+    ax.set_title(f"FNR differences at the val operating point: pooled mean, {confidence:.0%} paired bootstrap "
+                 "interval, ticks = replicates", fontsize=8)
     fig.tight_layout()
     _save(fig, path)

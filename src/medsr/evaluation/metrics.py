@@ -129,17 +129,25 @@ def finite_or_none(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def set_metrics(labels: np.ndarray, preds: np.ndarray, scores: np.ndarray, weights: np.ndarray,
+def set_metrics(labels: np.ndarray, preds: np.ndarray, scores: np.ndarray | None, weights: np.ndarray,
                 confidence: float) -> dict[str, object]:
-    """Confusion counts and every rate plus AUROC, each with its bootstrap interval."""
+    """Confusion counts and every rate (plus AUROC unless `scores` is None), each with its bootstrap interval."""
     counts = confusion(labels, preds)
     point = rates(**counts.as_dict())
     boot = bootstrap_rates(weights, labels, preds)
     out: dict[str, object] = {"n": int(len(labels)), "confusion": counts.as_dict()}
     for name in RATE_NAMES:
         out[name] = estimate(point[name], boot[name], confidence)
-    out["auroc"] = estimate(auroc(labels, scores), bootstrap_auroc(weights, labels, scores), confidence)
+    if scores is not None:
+        out["auroc"] = estimate(auroc(labels, scores), bootstrap_auroc(weights, labels, scores), confidence)
     return out
+
+
+def mean_estimate(points: list[float], samples: list[np.ndarray], confidence: float) -> dict[str, float | None]:
+    """The mean over replicates (seeds) of a statistic, with the percentile interval of the mean of its
+    per-replicate bootstrap samples; all replicates use the same resamples of the test images (paired)."""
+    with np.errstate(invalid="ignore"):
+        return estimate(float(np.mean(points)), np.mean(np.stack(samples), axis=0), confidence)
 
 
 def summarize_spread(values: Mapping[str, float | None] | list[float | None]) -> dict[str, float | int | None]:

@@ -17,6 +17,7 @@ from medsr.errors import MedsrError
 from medsr.evaluation.metrics import estimate
 
 LPIPS_KEY = "evaluate.lpips_weights"
+LPIPS_SKIPPED = "evaluate.lpips_weights is empty: no local LPIPS weights (nothing is downloaded)"
 
 
 def psnr(image: np.ndarray, reference: np.ndarray) -> float:

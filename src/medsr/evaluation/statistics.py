@@ -9,6 +9,9 @@ Only the discordant pairs b and c carry information. The primary test is fixed i
   - otherwise: the chi-square test with Edwards' (1948) continuity correction, (|b - c| - 1)^2 / (b + c),
     the conservative choice; the uncorrected (b - c)^2 / (b + c) is also reported because the seed
     thesis used it (Table 4.4: b = 15, c = 40 -> 11.364, p = 0.000749).
+The test of false negatives is McNemar restricted to the truly unhealthy images (`unhealthy_only`): there
+"correct" means "called unhealthy", so b and c count images one side catches and the other misses.
+AUROC differences: DeLong, DeLong & Clarke-Pearson (1988), paired (same images scored twice).
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.stats import norm
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
-from medsr.evaluation.metrics import bootstrap_rates, estimate, rates, confusion
+from medsr.evaluation.metrics import auroc_kernel, bootstrap_rates, confusion, estimate, rates
 
 PRIMARY_EXACT = "exact"
 PRIMARY_CHI2 = "chi2_corrected"
@@ -82,3 +86,30 @@ def compare(labels: np.ndarray, first_preds: np.ndarray, second_preds: np.ndarra
         "accuracy_difference": paired_rate_difference(weights, labels, first_preds, second_preds, "accuracy",
                                                       confidence),
     }
+
+
+def delong_paired(labels: np.ndarray, first_scores: np.ndarray, second_scores: np.ndarray) -> dict[str, float | None]:
+    """Paired test of AUROC(first) - AUROC(second) on the same images, DeLong et al. (1988).
+
+    psi(x, y) = 1 if x > y, 1/2 if x = y, else 0, for positive score x and negative score y; m positives, n negatives.
+    Structural components per modality r: V10_r(i) = (1/n) sum_j psi(X_ri, Y_rj)  (one per positive i),
+                                           V01_r(j) = (1/m) sum_i psi(X_ri, Y_rj)  (one per negative j).
+    AUROC_r = mean_i V10_r(i). S10, S01 = 2x2 sample covariance matrices (ddof 1) of (V10_1, V10_2), (V01_1, V01_2).
+    Var(AUROC_1 - AUROC_2) = L S10 L' / m + L S01 L' / n with L = (1, -1)   (DeLong et al. 1988, Eq. 6-7);
+    z = (AUROC_1 - AUROC_2) / sqrt(Var), two-sided p = 2 (1 - Phi(|z|)).
+    """
+    labels = np.asarray(labels).astype(bool)
+    m, n = int(labels.sum()), int((~labels).sum())
+    if m < 2 or n < 2:
+        return {"difference": None, "se": None, "z": None, "pvalue": None}
+    kernels = [auroc_kernel(labels, s) for s in (first_scores, second_scores)]
+    v10 = np.stack([k.mean(axis=1) for k in kernels])  # 2 x m
+    v01 = np.stack([k.mean(axis=0) for k in kernels])  # 2 x n
+    difference = float(v10[0].mean() - v10[1].mean())
+    contrast = np.array([1.0, -1.0])
+    variance = float(contrast @ np.cov(v10) @ contrast / m + contrast @ np.cov(v01) @ contrast / n)
+    if variance <= 1e-15:  # degenerate (e.g. identical rankings): p = 1 without a difference, else undefined
+        return {"difference": difference, "se": 0.0, "z": None, "pvalue": 1.0 if abs(difference) < 1e-12 else None}
+    z = difference / np.sqrt(variance)
+    return {"difference": difference, "se": float(np.sqrt(variance)), "z": float(z),
+            "pvalue": float(2 * norm.sf(abs(z)))}

@@ -1,7 +1,7 @@
-"""A short generated text of the findings, for metrics.json and the Snakemake report.
+"""The generated findings: first the answers to Q1 and Q2 and the verdict table, then the details.
 
-"Significant" means the Holm-adjusted primary McNemar p-value is below 1 - confidence; every
-sentence carries its interval so a reader sees the effect size, not only the verdict.
+Every sentence follows a verdict computed in `compute.py` (Holm-adjusted McNemar on the unhealthy test images at
+the val operating point, "holds in k/n" replicates) and quotes its numbers, so wording and numbers agree.
 """
 
 from __future__ import annotations
@@ -9,75 +9,95 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-VARIANT_NAMES = {"exact": "exact binomial McNemar", "chi2_corrected": "McNemar chi-square with continuity correction"}
+from medsr.evaluation.tables import (ARM_HEADER, ORACLE, VERDICT_HEADER, arm_rows, interval, num, pvalue, rst_table,
+                                     verdict_rows)
+
+ANSWER = {  # question -> verdict -> leading word
+    "Q1": {"first_better": "Yes", "second_better": "No", "not_significant": "Not shown"},
+    "Q2": {"first_better": "Yes", "second_better": "No", "not_significant": "Not shown"},
+}
 
 
-def _num(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+def relation(v: Mapping[str, Any]) -> str:
+    if v["verdict"] == "first_better":
+        return f"{v['first_title']} misses fewer unhealthy images than {v['second_title']}"
+    if v["verdict"] == "second_better":
+        return f"{v['first_title']} misses more unhealthy images than {v['second_title']}"
+    return f"no significant difference in missed unhealthy images between {v['first_title']} and {v['second_title']}"
 
 
-def _p(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
+def verdict_sentence(v: Mapping[str, Any]) -> str:
+    lead = ANSWER.get(v["question"], {}).get(v["verdict"])
+    if v["leaks_label"]:  # never an answer to the question: an upper bound, flagged first
+        lead = f"[{ORACLE}: not a fair comparison, no answer]"
+    text = (f"{relation(v)}: FNR {num(v['fnr_first_val']['value'])} vs {num(v['fnr_second_val']['value'])}, "
+            f"difference {interval(v['fnr_difference_val'], signed=True)}; Holm p {pvalue(v['pvalue_holm_median'])} "
+            f"(median); holds in {v['holds']}/{v['replicates']} replicates.")
+    return f"{lead}: {text}" if lead else text[0].upper() + text[1:]
 
 
-def _interval(est: Mapping[str, Any], digits: int = 3) -> str:
-    return f"{_num(est['value'], digits)} [{_num(est['ci_low'], digits)}, {_num(est['ci_high'], digits)}]"
+def question_lines(results: Mapping[str, Any], question: str) -> list[str]:
+    return [verdict_sentence(v) for v in results["verdicts"] if v["question"] == question]
 
 
-def comparison_sentence(comp: Mapping[str, Any], alpha: float) -> str:
-    first, second = comp["first"], comp["second"]
-    test = comp["mcnemar"]
-    table = comp["table"]
-    significant = test["pvalue_holm"] < alpha
-    if significant and test["favours"] != "neither":
-        better = first if test["favours"] == "first" else second
-        verdict = f"differ significantly: {better} is correct more often"
-    else:
-        verdict = "do not differ significantly"
-    fnr_test = comp["unhealthy_only"]["mcnemar"]
-    fnr_verdict = "significant" if fnr_test["pvalue_holm"] < alpha else "not significant"
-    return (f"{first} vs {second}: {verdict} (b = {table['b']}, c = {table['c']}, "
-            f"{VARIANT_NAMES[test['primary']]} p = {_p(test['pvalue'])}, Holm-adjusted {_p(test['pvalue_holm'])}); "
-            f"FNR difference {first} - {second} = {_interval(comp['fnr_difference'])}, "
-            f"McNemar on unhealthy images p = {_p(fnr_test['pvalue'])} ({fnr_verdict} after Holm).")
-
-
-def summary_lines(metrics: Mapping[str, Any]) -> list[str]:
-    settings = metrics["settings"]
-    alpha = 1.0 - settings["confidence"]
-    level = f"{settings['confidence']:.0%}"
-    lines = [f"{metrics['n_test']} paired test images ({metrics['n_unhealthy']} unhealthy = positive). "
-             f"FNR = FN / (FN + TP) with {level} bootstrap percentile intervals ({settings['bootstrap']} resamples):"]
-    for name, entry in metrics["sets"].items():
-        flag = " [ORACLE: leaks the true label]" if entry["leaks_label"] else ""
-        lines.append(f"  {name}: FNR {_interval(entry['fnr'])}, accuracy {_interval(entry['accuracy'])}{flag}")
-    lines.append(f"Paired tests (significance: Holm-adjusted p < {alpha:.2g}):")
-    for comp in metrics["comparisons"].values():
-        lines.append("  " + comparison_sentence(comp, alpha))
-    for guidance, spread in metrics["seed_spread"].items():
-        fnr = spread["fnr"]
-        p = spread["mcnemar_pvalue_vs_bicubic"]
-        lines.append(f"SR guidance {guidance} over {fnr['n']} seed(s): FNR mean {_num(fnr['mean'])} "
-                     f"(std {_num(fnr['std'])}, min {_num(fnr['min'])}, max {_num(fnr['max'])}); "
-                     f"McNemar p vs bicubic min {_p(p['min'])}, max {_p(p['max'])}.")
-    if metrics["leaks_label"]:
-        lines.append(f"WARNING: {', '.join(metrics['leaks_label'])} used oracle guidance: the generator was given "
-                     "the true test label, so its accuracy and FNR are not a fair comparison (an upper bound at best).")
+def summary_lines(results: Mapping[str, Any]) -> list[str]:
+    """Plain-text findings (results JSON "summary" and the stage's log)."""
+    lines = []
+    for question in ("Q1", "Q2", "reference"):
+        lines.append(f"{question}. {results['questions'][question]}")
+        lines += [f"  {s}" for s in question_lines(results, question)] or ["  (no comparison in this run)"]
+    lines.append(basis(results))
+    if results["leaks_label"]:
+        lines.append(oracle_warning(results))
     return lines
 
 
-def summary_text(metrics: Mapping[str, Any]) -> str:
-    return "\n".join(summary_lines(metrics))
+def basis(results: Mapping[str, Any]) -> str:
+    s = results["settings"]
+    return (f"FNR = FN / (FN + TP) on {results['n_test']} paired test images ({results['n_unhealthy']} unhealthy), at "
+            f"the threshold reaching val specificity >= {s['val_specificity']} per classifier and image set; "
+            f"{s['confidence']:.0%} paired bootstrap intervals ({s['bootstrap']} resamples); verdict: McNemar on the "
+            f"unhealthy images, Holm-adjusted within each question, significant when Holm p < "
+            f"{1 - s['confidence']:.2g} in more than half of the replicates ({len(s['train_seeds'])} train seed(s) x "
+            f"the SR set's sampling seeds).")
 
 
-def summary_rst(metrics: Mapping[str, Any]) -> str:
-    lines = summary_lines(metrics)
-    out = ["Findings", "========", "", lines[0], ""]
-    for line in lines[1:]:
-        if line.startswith("  "):
-            out.append(f"- {line.strip()}")
-        else:
-            out.extend(["", line, ""])
-    return "\n".join(out).replace("\n\n\n", "\n\n") + "\n"
+def oracle_warning(results: Mapping[str, Any]) -> str:
+    return (f"WARNING: {', '.join(results['leaks_label'])} used oracle guidance: the generator was given the true "
+            "test label, so its numbers are not a fair comparison (an upper bound at best); they are tested in "
+            "their own Holm family.")
+
+
+def summary_text(results: Mapping[str, Any]) -> str:
+    return "\n".join(summary_lines(results))
+
+
+def summary_rst(results: Mapping[str, Any]) -> str:
+    """summary.rst: the verdict first (answers, one table, the forest plot's name), details after."""
+    out = ["Verdict", "=======", ""]
+    for question in ("Q1", "Q2"):
+        out += [f"**{question}. {results['questions'][question]}**", ""]
+        out += [f"- {s}" for s in question_lines(results, question)] or ["- (no comparison in this run)"]
+        out.append("")
+    out += [basis(results), ""]
+    if results["leaks_label"]:
+        out += [f"**{oracle_warning(results)}**", ""]
+    out += [rst_table(VERDICT_HEADER, verdict_rows(results), "Verdict per comparison (FNR at the val operating point)"),
+            "The forest plot ``fnr_forest.png`` shows the same differences with their intervals.", "",
+            "Details", "=======", "", "Reference comparisons:", ""]
+    out += [f"- {s}" for s in question_lines(results, "reference")] + [""]
+    out += [rst_table(ARM_HEADER, arm_rows(results), "FNR per image set and classifier (pooled, then per train seed)"),
+            secondary_text(results), ""]
+    return "\n".join(out)
+
+
+def secondary_text(results: Mapping[str, Any]) -> str:
+    lines = ["Secondary tests (median over replicates): all-images McNemar Holm p, unhealthy-only McNemar Holm p at "
+             "the 0.5 threshold, paired DeLong test of AUROC:", ""]
+    for v in results["verdicts"]:
+        sec = v["secondary"]
+        lines.append(f"- {v['id']}: all images {pvalue(sec['all_images_pvalue_holm_median'])}; at 0.5 "
+                     f"{pvalue(sec['unhealthy_at_0.5_pvalue_holm_median'])} (FNR difference at 0.5 "
+                     f"{interval(v['fnr_difference_0.5'], signed=True)}); AUROC difference "
+                     f"{num(sec['auroc_difference_mean'])}, DeLong p {pvalue(sec['delong_pvalue_median'])}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,324 @@
+"""All numbers of the evaluation, computed from arrays into one plain dict (no file is read or written here).
+
+Per arm (image set x classifier) and train seed: the operating points (0.5 and the val-chosen threshold),
+confusion counts and rates with bootstrap intervals (Efron & Tibshirani 1993), AUROC. Per comparison (declared
+in `comparisons.py`) and train seed: McNemar (1947) on the unhealthy test images (primary, the test of FNR) and on
+all test images, each Holm (1979)-adjusted within its family; DeLong (1988) for AUROC. Per comparison group
+(replicates = train seeds x sampling seeds of the SR set): pooled FNR (mean over replicates), the paired
+bootstrap interval of the mean FNR difference, and the verdict with "holds in k/n".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from medsr.config import CLASSES, EvaluateParams
+from medsr.evaluation import quality
+from medsr.evaluation.comparisons import QUESTION_TEXT, Arm, Comparison, arm_name, arms, comparisons, group_name
+from medsr.evaluation.metrics import (bootstrap_auroc, bootstrap_rates, bootstrap_weights, finite_or_none,
+                                      mean_estimate, set_metrics)
+from medsr.evaluation.operating_point import DEFAULT_THRESHOLD, OperatingPoint, predict, val_threshold
+from medsr.evaluation.predictions import Key, Scores
+from medsr.evaluation.statistics import compare, delong_paired, holm
+from medsr.image_sets import ImageSet
+
+POINTS = ("val", "0.5")  # operating points; "val" is primary
+CLASSIFIER_TITLE = {"hr": "HR-trained classifier", "bicubic": "bicubic-trained classifier",
+                    "sr": "SR-trained classifier"}
+VERDICTS = ("first_better", "second_better", "not_significant")
+
+
+def group_title(image_set: ImageSet) -> str:
+    if image_set.kind == "sr":
+        return f"SR ({image_set.guidance} guidance{', LEAKS THE LABEL' if image_set.leaks_label else ''})"
+    return image_set.title
+
+
+def arm_title(image_set: ImageSet, classifier: str) -> str:
+    return f"{group_title(image_set)} + {CLASSIFIER_TITLE.get(classifier, classifier + ' classifier')}"
+
+
+# --- operating points ----------------------------------------------------------------------
+
+def operating_points(params: EvaluateParams, sets: Sequence[ImageSet], scores: Mapping[Key, Scores],
+                     arm_list: Sequence[Arm]) -> dict[tuple[str, str, int], dict[str, OperatingPoint]]:
+    """(set, classifier, seed) -> {"val": chosen on that arm's val images (or its domain's), "0.5": fixed}."""
+    home = {s.matched: s.name for s in sets if s.matched}  # classifier domain -> the set it was trained on
+    out = {}
+    for seed in params.train_seeds:
+        for name, classifier in arm_list:
+            key = (classifier, seed, name, "val")
+            if key in scores:
+                point = val_threshold(scores[key].labels, scores[key].scores, params.val_specificity,
+                                      f"predictions of {classifier} classifier, seed {seed}, set {name}, split val")
+            else:  # an external set without val images: the classifier's threshold on its own domain's val set
+                own = (classifier, seed, home[classifier], "val")
+                base = val_threshold(scores[own].labels, scores[own].scores, params.val_specificity,
+                                     f"predictions of {classifier} classifier, seed {seed}, set {own[2]}, split val")
+                point = OperatingPoint(base.threshold, f"val of {own[2]} (fallback: {name} has no val images)",
+                                       base.val_specificity, base.val_sensitivity)
+            out[(name, classifier, seed)] = {"val": point, "0.5": OperatingPoint(DEFAULT_THRESHOLD, "0.5")}
+    return out
+
+
+# --- arms ----------------------------------------------------------------------------------
+
+def arm_seed_metrics(test: Scores, points: Mapping[str, OperatingPoint], weights: np.ndarray,
+                     confidence: float) -> dict[str, Any]:
+    labels = test.labels.astype(bool)
+    out: dict[str, Any] = {"operating_points": {p: points[p].as_dict() for p in POINTS}}
+    for p in POINTS:
+        out[p] = set_metrics(test.labels, predict(test.scores, points[p].threshold),
+                             test.scores if p == "val" else None, weights, confidence)
+    out["auroc"] = out["val"].pop("auroc")  # threshold-free
+    out["mean_prob_unhealthy"] = {"unhealthy": finite_or_none(test.scores[labels].mean() if labels.any() else np.nan),
+                                  "healthy": finite_or_none(test.scores[~labels].mean() if (~labels).any() else np.nan)}
+    return out
+
+
+def pooled_arm(members: Sequence[tuple[int, str]], scores: Mapping[Key, Scores], classifier: str,
+               points: Mapping[tuple[str, str, int], Mapping[str, OperatingPoint]], weights: np.ndarray,
+               confidence: float) -> dict[str, Any]:
+    """Mean over replicates (train seed, set) with the paired bootstrap interval of the mean."""
+    out: dict[str, Any] = {}
+    for p in POINTS:
+        for rate in ("fnr", "accuracy", "specificity"):
+            values, samples = [], []
+            for seed, name in members:
+                test = scores[(classifier, seed, name, "test")]
+                preds = predict(test.scores, points[(name, classifier, seed)][p].threshold)
+                values.append(float(bootstrap_rates(np.ones((1, len(preds))), test.labels, preds)[rate][0]))
+                samples.append(bootstrap_rates(weights, test.labels, preds)[rate])
+            out[f"{rate}_{p}"] = mean_estimate(values, samples, confidence)
+    values, samples = [], []
+    for seed, name in members:
+        test = scores[(classifier, seed, name, "test")]
+        values.append(float(bootstrap_auroc(np.ones((1, len(test.labels))), test.labels, test.scores)[0]))
+        samples.append(bootstrap_auroc(weights, test.labels, test.scores))
+    out["auroc"] = mean_estimate(values, samples, confidence)
+    return out
+
+
+# --- comparisons ---------------------------------------------------------------------------
+
+def compare_arms(comp: Comparison, seed: int, scores: Mapping[Key, Scores],
+                 points: Mapping[tuple[str, str, int], Mapping[str, OperatingPoint]], weights: np.ndarray,
+                 params: EvaluateParams) -> dict[str, Any]:
+    first = scores[(comp.first[1], seed, comp.first[0], "test")]
+    second = scores[(comp.second[1], seed, comp.second[0], "test")]
+    out: dict[str, Any] = {"question": comp.question, "family": comp.family, "train_seed": seed,
+                           "first": arm_name(comp.first), "second": arm_name(comp.second),
+                           "leaks_label": comp.leaks_label}
+    for p in POINTS:
+        out[p] = compare(first.labels, predict(first.scores, points[(*comp.first, seed)][p].threshold),
+                         predict(second.scores, points[(*comp.second, seed)][p].threshold), weights,
+                         params.confidence, params.exact_below)
+    out["auroc"] = delong_paired(first.labels, first.scores, second.scores)
+    return out
+
+
+def adjust(tests: list[dict[str, Any]]) -> None:
+    """Holm (1979) within each (question, fair | leaks_label) family and train seed, for each test and point."""
+    families: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for t in tests:
+        families.setdefault((t["family"], t["train_seed"]), []).append(t)
+    for members in families.values():
+        for p in POINTS:
+            for get in (lambda t: t[p]["unhealthy_only"]["mcnemar"], lambda t: t[p]["mcnemar"]):
+                chosen = [get(t) for t in members]
+                for test, adjusted in zip(chosen, holm([c["pvalue"] for c in chosen])):
+                    test["pvalue_holm"] = adjusted
+
+
+def verdict(replicates: Sequence[dict[str, Any]], alpha: float) -> dict[str, Any]:
+    """Pooled direction of the FNR difference (first - second), and in how many replicates it holds: a replicate
+    holds when its Holm-adjusted unhealthy-only McNemar p < alpha and its difference has the pooled sign. The
+    verdict is significant when it holds in more than half of the replicates."""
+    diffs = np.array([r["val"]["fnr_difference"]["value"] for r in replicates], dtype=np.float64)
+    pooled = float(np.mean(diffs))
+    sign = int(np.sign(pooled)) if abs(pooled) > 1e-12 else 0
+    holds = [bool(sign != 0 and r["val"]["unhealthy_only"]["mcnemar"]["pvalue_holm"] < alpha
+                  and np.sign(d) == sign) for r, d in zip(replicates, diffs)]
+    k, n = sum(holds), len(holds)
+    significant = sign != 0 and k > n / 2
+    name = "not_significant" if not significant else "first_better" if sign < 0 else "second_better"
+    return {"verdict": name, "holds": k, "replicates": n, "holds_per_replicate": holds,
+            "direction": {-1: "first lower FNR", 1: "second lower FNR", 0: "no difference"}[sign]}
+
+
+def median_or_none(values: Sequence[float | None]) -> float | None:
+    defined = [v for v in values if v is not None]
+    return float(np.median(defined)) if defined else None
+
+
+def pooled_comparison(replicates: Sequence[dict[str, Any]], scores: Mapping[Key, Scores],
+                      points: Mapping[tuple[str, str, int], Mapping[str, OperatingPoint]], weights: np.ndarray,
+                      params: EvaluateParams) -> dict[str, Any]:
+    """Mean FNR each side and mean difference over replicates, with paired bootstrap intervals."""
+    out: dict[str, Any] = {}
+    for p in POINTS:
+        sides = {"first": ([], []), "second": ([], []), "difference": ([], [])}
+        for r in replicates:
+            per_side = []
+            for side in ("first", "second"):
+                name, classifier = r[side].split("@")
+                test = scores[(classifier, r["train_seed"], name, "test")]
+                preds = predict(test.scores, points[(name, classifier, r["train_seed"])][p].threshold)
+                point = float(bootstrap_rates(np.ones((1, len(preds))), test.labels, preds)["fnr"][0])
+                sample = bootstrap_rates(weights, test.labels, preds)["fnr"]
+                sides[side][0].append(point), sides[side][1].append(sample)
+                per_side.append((point, sample))
+            sides["difference"][0].append(per_side[0][0] - per_side[1][0])
+            sides["difference"][1].append(per_side[0][1] - per_side[1][1])
+        for side, (values, samples) in sides.items():
+            out[f"fnr_{side}_{p}"] = mean_estimate(values, samples, params.confidence)
+    return out
+
+
+def comparison_groups(tests: Sequence[dict[str, Any]], group_of: Mapping[str, str], scores, points, weights,
+                      params: EvaluateParams, titles: Mapping[str, str]) -> list[dict[str, Any]]:
+    alpha = 1.0 - params.confidence
+    grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for t in tests:
+        key = (t["question"], _group_arm(t["first"], group_of), _group_arm(t["second"], group_of))
+        grouped.setdefault(key, []).append(t)
+    out = []
+    for (question, first, second), replicates in grouped.items():
+        entry = {"id": f"{question}:{first}_vs_{second}", "question": question, "first": first, "second": second,
+                 "first_title": titles[first], "second_title": titles[second],
+                 "leaks_label": replicates[0]["leaks_label"], "family": replicates[0]["family"],
+                 **verdict(replicates, alpha),
+                 **pooled_comparison(replicates, scores, points, weights, params),
+                 "pvalue_median": median_or_none([r["val"]["unhealthy_only"]["mcnemar"]["pvalue"] for r in replicates]),
+                 "pvalue_holm_median": median_or_none(
+                     [r["val"]["unhealthy_only"]["mcnemar"]["pvalue_holm"] for r in replicates]),
+                 "secondary": {
+                     "all_images_pvalue_holm_median": median_or_none(
+                         [r["val"]["mcnemar"]["pvalue_holm"] for r in replicates]),
+                     "unhealthy_at_0.5_pvalue_holm_median": median_or_none(
+                         [r["0.5"]["unhealthy_only"]["mcnemar"]["pvalue_holm"] for r in replicates]),
+                     "auroc_difference_mean": finite_or_none(np.mean(
+                         [np.nan if r["auroc"]["difference"] is None else r["auroc"]["difference"] for r in replicates])),
+                     "delong_pvalue_median": median_or_none([r["auroc"]["pvalue"] for r in replicates])},
+                 "per_replicate": [{"train_seed": r["train_seed"], "first": r["first"], "second": r["second"],
+                                    "fnr_difference": r["val"]["fnr_difference"],
+                                    "table_unhealthy": r["val"]["unhealthy_only"]["table"],
+                                    "pvalue": r["val"]["unhealthy_only"]["mcnemar"]["pvalue"],
+                                    "pvalue_holm": r["val"]["unhealthy_only"]["mcnemar"]["pvalue_holm"],
+                                    "test": r["val"]["unhealthy_only"]["mcnemar"]["primary"]}
+                                   for r in replicates]}
+        out.append(entry)
+    return out
+
+
+def _group_arm(arm: str, group_of: Mapping[str, str]) -> str:
+    name, classifier = arm.split("@")
+    return f"{group_of[name]}@{classifier}"
+
+
+# --- the stage's numbers -------------------------------------------------------------------
+
+def compute(params: EvaluateParams, *, sets: Sequence[ImageSet], scores: Mapping[Key, Scores],
+            classifiers: Sequence[str], images: Mapping[str, np.ndarray], lpips_net=None) -> dict[str, Any]:
+    """Every number of the evaluation; `images`: set name -> N x H x W test images in the predictions' id order."""
+    by_name = {s.name: s for s in sets}
+    reference = sets[0]
+    test_ref = scores[("hr", params.train_seeds[0], reference.name, "test")]
+    val_ref = scores[("hr", params.train_seeds[0], reference.name, "val")]
+    weights = bootstrap_weights(len(test_ref.ids), params.bootstrap, params.bootstrap_seed)
+    arm_list = arms(sets, classifiers)
+    points = operating_points(params, sets, scores, arm_list)
+    group_of = {s.name: group_name(s) for s in sets}
+
+    arm_results = {}
+    for name, classifier in arm_list:
+        arm_results[arm_name((name, classifier))] = {
+            "set": name, "classifier": classifier, "group": group_of[name], "title": arm_title(by_name[name], classifier),
+            "leaks_label": by_name[name].leaks_label,
+            "per_seed": {str(seed): arm_seed_metrics(scores[(classifier, seed, name, "test")],
+                                                     points[(name, classifier, seed)], weights, params.confidence)
+                         for seed in params.train_seeds}}
+    arm_groups: dict[str, dict[str, Any]] = {}
+    for name, classifier in arm_list:
+        key = f"{group_of[name]}@{classifier}"
+        entry = arm_groups.setdefault(key, {"group": group_of[name], "classifier": classifier, "sets": [],
+                                            "title": arm_title(by_name[name], classifier),
+                                            "leaks_label": by_name[name].leaks_label})
+        entry["sets"].append(name)
+    for key, entry in arm_groups.items():
+        members = [(seed, name) for seed in params.train_seeds for name in entry["sets"]]
+        entry["replicates"] = len(members)
+        entry["pooled"] = pooled_arm(members, scores, entry["classifier"], points, weights, params.confidence)
+
+    tests = [compare_arms(c, seed, scores, points, weights, params)
+             for c in comparisons(sets, classifiers) for seed in params.train_seeds]
+    adjust(tests)
+    titles = {k: v["title"] for k, v in arm_groups.items()}
+    verdicts = comparison_groups(tests, group_of, scores, points, weights, params, titles)
+
+    set_results = {}
+    for s in sets:
+        entry = {"kind": s.kind, "title": s.title, "group": group_of[s.name], "guidance": s.guidance, "seed": s.seed,
+                 "leaks_label": s.leaks_label, "matched": s.matched}
+        if s.name != reference.name:
+            entry["quality"] = quality.set_quality(images[s.name], images[reference.name], weights, params.confidence,
+                                                   lpips_net, quality.LPIPS_SKIPPED)
+        set_results[s.name] = entry
+    return {
+        "positive_class": CLASSES[1], "classes": list(CLASSES),
+        "n_test": len(test_ref.ids), "n_unhealthy": int(test_ref.labels.sum()), "n_val": len(val_ref.ids),
+        "questions": dict(QUESTION_TEXT),
+        "settings": settings(params, classifiers),
+        "sets": set_results,
+        "set_groups": quality_groups(set_results),
+        "arms": arm_results,
+        "arm_groups": arm_groups,
+        "verdicts": verdicts,
+        "comparisons": tests,
+        "leaks_label": [s.name for s in sets if s.leaks_label],
+    }
+
+
+def quality_groups(set_results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """PSNR / SSIM per set group: the mean over its sets (sampling seeds)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in set_results.items():
+        if "quality" not in entry:
+            continue
+        group = out.setdefault(entry["group"], {"sets": [], "leaks_label": entry["leaks_label"], "psnr": [], "ssim": []})
+        group["sets"].append(name)
+        for metric in ("psnr", "ssim"):
+            group[metric].append(entry["quality"][metric]["value"])
+    for group in out.values():
+        for metric in ("psnr", "ssim"):
+            values = [v for v in group[metric] if v is not None]
+            group[metric] = float(np.mean(values)) if values else None
+    return out
+
+
+def settings(params: EvaluateParams, classifiers: Sequence[str]) -> dict[str, Any]:
+    return {
+        "confidence": params.confidence, "bootstrap": params.bootstrap, "bootstrap_seed": params.bootstrap_seed,
+        "exact_below": params.exact_below, "val_specificity": params.val_specificity,
+        "train_seeds": list(params.train_seeds), "sampling_seeds": list(params.sampling_seeds),
+        "classifiers": list(classifiers),
+        "decision": "unhealthy iff P(unhealthy) > threshold; 0.5 is the argmax of the softmax",
+        "operating_point": f"primary: per (classifier, image set, train seed) the smallest threshold whose val "
+                           f"specificity is >= {params.val_specificity}; secondary: 0.5",
+        "fnr_test": "McNemar (1947) on the truly unhealthy test images at the val operating point: exact binomial "
+                    "if b + c < exact_below, else chi-square with continuity correction",
+        "holm_family": "Holm (1979) within (question, fair | leaks_label) per train seed; all-images McNemar and the "
+                       "0.5 operating point are adjusted in their own, secondary families",
+        "replicates": "a comparison's replicates are its train seeds x the sampling seeds of its SR set (one per "
+                      "train seed when no SR set with several seeds is involved)",
+        "holds": "a replicate holds when its Holm-adjusted p < 1 - confidence and its FNR difference has the pooled "
+                 "sign; a verdict is significant when it holds in more than half of its replicates",
+        "pooled": "mean over replicates; interval: percentile of the mean over replicates of per-replicate bootstrap "
+                  "statistics, one resample matrix of the test images shared by every set, seed and classifier "
+                  "(paired; Efron & Tibshirani 1993)",
+        "p_columns": "p and Holm p of a comparison group are medians over its replicates",
+        "auroc_test": "DeLong et al. (1988), paired (secondary)",
+    }

@@ -1,0 +1,108 @@
+"""The predictions CSV of `medsr classify`: one row per (classifier, train_seed, set, split, image).
+
+Columns: classifier,train_seed,set,split,id,label,label_index,prob_unhealthy. `classifier` is the domain its
+training images came from (hr, bicubic, sr). Scores are kept, not hard predictions: the stage decides the
+operating point (0.5 and a threshold chosen on val). Every (classifier, seed, set) of one split lists the same
+images as the HR set, in one id order, with the same labels; an external set may lack val rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medsr.errors import MedsrError
+from medsr.io import read_csv
+
+COLUMNS = ("classifier", "train_seed", "set", "split", "id", "label", "label_index", "prob_unhealthy")
+SPLITS = ("val", "test")
+REFERENCE_SET = "hr"
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One (classifier, train seed, set, split): ids in sorted order, label index (1 = unhealthy), P(unhealthy)."""
+
+    ids: tuple[str, ...]
+    labels: np.ndarray
+    scores: np.ndarray
+
+
+Key = tuple[str, int, str, str]  # (classifier, train_seed, set, split)
+
+
+def _parse(path: Path, rows: list[dict[str, str]]) -> dict[Key, dict[str, tuple[int, float]]]:
+    grouped: dict[Key, dict[str, tuple[int, float]]] = {}
+    for line, row in enumerate(rows, start=2):
+        try:
+            key = (row["classifier"], int(row["train_seed"]), row["set"], row["split"])
+            value = (int(row["label_index"]), float(row["prob_unhealthy"]))
+        except ValueError as err:
+            raise MedsrError(f"{path}: line {line}: non-numeric train_seed / label_index / prob_unhealthy ({err})") \
+                from err
+        if key[3] not in SPLITS:
+            raise MedsrError(f"{path}: line {line}: split {key[3]!r} is not one of {', '.join(SPLITS)}")
+        if value[0] not in (0, 1) or not 0.0 <= value[1] <= 1.0:
+            raise MedsrError(f"{path}: line {line}: label_index must be 0/1 and prob_unhealthy in [0, 1]")
+        by_id = grouped.setdefault(key, {})
+        if row["id"] in by_id:
+            raise MedsrError(f"{path}: line {line}: image {row['id']} listed twice for {_name(key)}")
+        by_id[row["id"]] = value
+    return grouped
+
+
+def _name(key: Key) -> str:
+    return f"classifier {key[0]}, train seed {key[1]}, set {key[2]}, split {key[3]}"
+
+
+def read_predictions(path: Path, *, classifiers: Sequence[str], train_seeds: Sequence[int],
+                     sets: Sequence[str], optional_val: Sequence[str] = ()) -> dict[Key, Scores]:
+    """Every (classifier, seed, set, split) the evaluation needs, checked to pair by id with the HR set.
+
+    `optional_val`: sets whose val rows may be absent (external SR); every other combination is required.
+    """
+    path = Path(path)
+    rows = read_csv(path)
+    if not rows:
+        raise MedsrError(f"{path}: no predictions")
+    missing = [c for c in COLUMNS if c not in rows[0]]
+    if missing:
+        raise MedsrError(f"{path}: missing column(s) {', '.join(missing)} (expected {','.join(COLUMNS)})")
+    grouped = _parse(path, rows)
+    seeds_found = sorted({k[1] for k in grouped})
+    if seeds_found != sorted(train_seeds):
+        raise MedsrError(f"{path}: train seeds {seeds_found} differ from evaluate.train_seeds {sorted(train_seeds)}")
+    out: dict[Key, Scores] = {}
+    for split in SPLITS:
+        reference_key = (classifiers[0], train_seeds[0], REFERENCE_SET, split)
+        if reference_key not in grouped:
+            raise MedsrError(f"{path}: no rows for {_name(reference_key)}")
+        reference = grouped[reference_key]
+        order = tuple(sorted(reference))
+        for classifier in classifiers:
+            for seed in train_seeds:
+                for name in sets:
+                    key = (classifier, seed, name, split)
+                    if key not in grouped:
+                        if split == "val" and name in optional_val:
+                            continue
+                        raise MedsrError(f"{path}: no rows for {_name(key)}")
+                    out[key] = _paired(path, key, grouped[key], reference, order)
+    return out
+
+
+def _paired(path: Path, key: Key, by_id: dict[str, tuple[int, float]], reference: dict[str, tuple[int, float]],
+            order: tuple[str, ...]) -> Scores:
+    absent = next((i for i in order if i not in by_id), None)
+    extra = next((i for i in sorted(by_id) if i not in reference), None)
+    if absent or extra:
+        what = f"lacks image {absent}" if absent else f"has extra image {extra}"
+        raise MedsrError(f"{path}: {_name(key)} {what} compared with set {REFERENCE_SET}")
+    labels = np.array([by_id[i][0] for i in order], dtype=np.int64)
+    bad = next((i for i in order if by_id[i][0] != reference[i][0]), None)
+    if bad is not None:
+        raise MedsrError(f"{path}: {_name(key)} labels image {bad} differently from set {REFERENCE_SET}")
+    return Scores(order, labels, np.array([by_id[i][1] for i in order], dtype=np.float64))

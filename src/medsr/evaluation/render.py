@@ -1,0 +1,120 @@
+"""From the results dict to files: figures + summary.rst, DVC plot CSVs, the headline metrics and the full JSON.
+
+Nothing is computed here that a reader could not find in the results dict (figures also get the images).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsr.config import CLASSES
+from medsr.evaluation import figures as draw
+from medsr.evaluation.headline import headline
+from medsr.evaluation.operating_point import predict
+from medsr.evaluation.predictions import Key, Scores
+from medsr.evaluation.summary import summary_rst
+from medsr.io import atomic_dir, write_csv, write_json
+
+FORMAT_VERSION = 2
+FIGURES = ("fnr_forest.png", "examples.png", "difference_maps.png", "confusion_matrices.png", "mcnemar_tables.png",
+           "training_curves.png", "fnr_intervals.png")
+CONFUSION_POINT = "val"  # plots/confusion/<set>.csv: hr classifier, first train seed, val-chosen threshold
+
+
+def forest_rows(results: Mapping[str, Any]) -> list[tuple]:
+    return [(f"{v['question']}: {v['first_title']} vs {v['second_title']} ({v['holds']}/{v['replicates']})",
+             v["fnr_difference_val"]["value"], v["fnr_difference_val"]["ci_low"], v["fnr_difference_val"]["ci_high"],
+             [r["fnr_difference"]["value"] for r in v["per_replicate"] if r["fnr_difference"]["value"] is not None],
+             v["leaks_label"]) for v in results["verdicts"]]
+
+
+def shown_sets(results: Mapping[str, Any]) -> list[str]:
+    """Sets in the image figures: bicubic, regression, one SR set per group (lowest seed), external sets."""
+    seen, out = set(), []
+    for name, entry in results["sets"].items():
+        if entry["kind"] == "hr" or entry["group"] in seen:
+            continue
+        seen.add(entry["group"])
+        out.append(name)
+    return out
+
+
+def column_title(results: Mapping[str, Any], name: str) -> str:
+    entry = results["sets"][name]
+    return entry["title"] + (" [ORACLE]" if entry["leaks_label"] and "LEAKS" not in entry["title"] else "")
+
+
+def mcnemar_panels(results: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, int], str]]:
+    """Q1 and Q2 verdicts: the unhealthy-only table of their first replicate."""
+    panels = []
+    for v in results["verdicts"]:
+        if v["question"] not in ("Q1", "Q2"):
+            continue
+        r = v["per_replicate"][0]
+        leak = " [ORACLE]" if v["leaks_label"] else ""
+        panels.append((r["first"], r["second"], r["table_unhealthy"],
+                       f"{v['question']}, unhealthy images, seed {r['train_seed']}: {r['test']} p = {r['pvalue']:.3g}, "
+                       f"Holm {r['pvalue_holm']:.3g}{leak}"))
+    return panels or [("hr", "hr", {"a": 0, "b": 0, "c": 0, "d": 0}, "no Q1 / Q2 comparison")]
+
+
+def write_figures(folder: Path, results: Mapping[str, Any], scores: Mapping[Key, Scores],
+                  images: Mapping[str, np.ndarray], lr_images: np.ndarray, chosen: Sequence[int],
+                  row_titles: Sequence[str], curves: Sequence[tuple]) -> None:
+    seed = results["settings"]["train_seeds"][0]
+    reference = next(iter(results["sets"]))
+    shown = shown_sets(results)
+    with atomic_dir(folder) as tmp:
+        draw.fnr_forest(tmp / "fnr_forest.png", forest_rows(results), results["settings"]["confidence"])
+        draw.examples(tmp / "examples.png", [("LR", lr_images), ("HR", images[reference][chosen])]
+                      + [(column_title(results, n), images[n][chosen]) for n in shown], row_titles)
+        draw.difference_maps(tmp / "difference_maps.png", images[reference][chosen],
+                             [(column_title(results, n), images[n][chosen]) for n in shown], row_titles)
+        matrices = {}
+        for key, arm in results["arms"].items():
+            counts = arm["per_seed"][str(seed)]["val"]["confusion"]
+            flag = " [ORACLE]" if arm["leaks_label"] else ""
+            matrices[f"{key}{flag}\n(train seed {seed}, val threshold)"] = np.array(
+                [[counts["tn"], counts["fp"]], [counts["fn"], counts["tp"]]])
+        draw.confusion_matrices(tmp / "confusion_matrices.png", matrices)
+        draw.mcnemar_tables(tmp / "mcnemar_tables.png", mcnemar_panels(results))
+        draw.training_curves(tmp / "training_curves.png", curves)
+        draw.fnr_intervals(tmp / "fnr_intervals.png",
+                           [(k, g["pooled"]["fnr_val"]["value"], g["pooled"]["fnr_val"]["ci_low"],
+                             g["pooled"]["fnr_val"]["ci_high"], g["leaks_label"])
+                            for k, g in results["arm_groups"].items()], results["settings"]["confidence"])
+        (tmp / "summary.rst").write_text(summary_rst(results))
+
+
+def write_plots(folder: Path, results: Mapping[str, Any], scores: Mapping[Key, Scores]) -> None:
+    seed = results["settings"]["train_seeds"][0]
+    with atomic_dir(folder) as tmp:
+        (tmp / "confusion").mkdir()
+        for name, entry in results["sets"].items():
+            arm = results["arms"][f"{name}@hr"]
+            threshold = arm["per_seed"][str(seed)]["operating_points"][CONFUSION_POINT]["threshold"]
+            test = scores[("hr", seed, name, "test")]
+            write_csv(tmp / "confusion" / f"{name}.csv",
+                      [{"actual": CLASSES[a], "predicted": CLASSES[b]}
+                       for a, b in zip(test.labels, predict(test.scores, threshold))], ("actual", "predicted"))
+        fields = ("arm", "fnr", "ci_low", "ci_high", "fnr_at_0.5", "leaks_label")
+        write_csv(tmp / "fnr.csv", [{"arm": k, "fnr": g["pooled"]["fnr_val"]["value"],
+                                     "ci_low": g["pooled"]["fnr_val"]["ci_low"],
+                                     "ci_high": g["pooled"]["fnr_val"]["ci_high"],
+                                     "fnr_at_0.5": g["pooled"]["fnr_0.5"]["value"], "leaks_label": g["leaks_label"]}
+                                    for k, g in results["arm_groups"].items()], fields)
+        write_csv(tmp / "fnr_differences.csv",
+                  [{"comparison": v["id"], "difference": v["fnr_difference_val"]["value"],
+                    "ci_low": v["fnr_difference_val"]["ci_low"], "ci_high": v["fnr_difference_val"]["ci_high"],
+                    "holds": f"{v['holds']}/{v['replicates']}", "leaks_label": v["leaks_label"]}
+                   for v in results["verdicts"]], ("comparison", "difference", "ci_low", "ci_high", "holds",
+                                                   "leaks_label"))
+
+
+def write_outputs(*, results: Mapping[str, Any], metrics: Path, results_path: Path) -> None:
+    write_json(results_path, {"format_version": FORMAT_VERSION, **results})
+    write_json(metrics, headline(results))

@@ -1,0 +1,91 @@
+"""The verdict table and the per-arm table as rows of text, written as reStructuredText or Markdown.
+
+One source for summary.rst (the report) and the README block, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+ORACLE = "ORACLE, leaks the label"
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def pvalue(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
+
+
+def interval(est: Mapping[str, Any], digits: int = 3, signed: bool = False) -> str:
+    value = est["value"]
+    head = "n/a" if value is None else (f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}")
+    return f"{head} [{num(est['ci_low'], digits)}, {num(est['ci_high'], digits)}]"
+
+
+VERDICT_HEADER = ("Question", "Comparison (first vs second)", "FNR first", "FNR second",
+                  "FNR difference [CI]", "p", "Holm p", "Holds in", "Verdict")
+VERDICT_WORDS = {"first_better": "first lower FNR", "second_better": "first higher FNR",
+                 "not_significant": "not significant"}
+
+
+def verdict_rows(results: Mapping[str, Any]) -> list[list[str]]:
+    """One row per comparison group: pooled FNR at the val operating point, paired CI, median p, k/n."""
+    rows = []
+    for v in results["verdicts"]:
+        flag = f" [{ORACLE}]" if v["leaks_label"] else ""
+        rows.append([v["question"], f"{v['first_title']} vs {v['second_title']}{flag}",
+                     num(v["fnr_first_val"]["value"]), num(v["fnr_second_val"]["value"]),
+                     interval(v["fnr_difference_val"], signed=True), pvalue(v["pvalue_median"]),
+                     pvalue(v["pvalue_holm_median"]), f"{v['holds']}/{v['replicates']}",
+                     VERDICT_WORDS[v["verdict"]]])
+    return rows
+
+
+ARM_HEADER = ("Image set + classifier", "FNR (val point)", "per seed", "FNR at 0.5", "per seed", "Accuracy (val point)",
+              "AUROC", "PSNR", "SSIM")
+
+
+def _per_seed(results: Mapping[str, Any], group: Mapping[str, Any], point: str) -> str:
+    """FNR per train seed (averaged over the group's sets, i.e. its sampling seeds)."""
+    values = []
+    for seed in results["settings"]["train_seeds"]:
+        fnrs = [results["arms"][f"{name}@{group['classifier']}"]["per_seed"][str(seed)][point]["fnr"]["value"]
+                for name in group["sets"]]
+        fnrs = [f for f in fnrs if f is not None]
+        values.append(num(sum(fnrs) / len(fnrs)) if fnrs else "n/a")
+    return " / ".join(values)
+
+
+def arm_rows(results: Mapping[str, Any]) -> list[list[str]]:
+    rows = []
+    for key, group in results["arm_groups"].items():
+        pooled = group["pooled"]
+        quality = results["set_groups"].get(group["group"], {})
+        flag = f" [{ORACLE}]" if group["leaks_label"] else ""
+        rows.append([f"{group['title']}{flag}", interval(pooled["fnr_val"]), _per_seed(results, group, "val"),
+                     interval(pooled["fnr_0.5"]), _per_seed(results, group, "0.5"), num(pooled["accuracy_val"]["value"]),
+                     num(pooled["auroc"]["value"]), num(quality.get("psnr"), 2), num(quality.get("ssim"))])
+    return rows
+
+
+def rst_table(header: Sequence[str], rows: Sequence[Sequence[str]], title: str = "") -> str:
+    out = [f".. list-table:: {title}".rstrip(), "   :header-rows: 1", ""]
+    for row in [list(header), *rows]:
+        out.append(f"   * - {_rst_cell(row[0])}")
+        out += [f"     - {_rst_cell(cell)}" for cell in row[1:]]
+    return "\n".join(out) + "\n"
+
+
+def _rst_cell(text: str) -> str:
+    return text.replace("*", "\\*").replace("|", "\\|") or "\\ "
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+    return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in rows)]) + "\n"
