@@ -75,6 +75,12 @@ def medsr_download(tmp_path: Path, out: Path, data: dict) -> subprocess.Complete
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
 
+def source_split_counts(summary: dict) -> dict:
+    """download.json's counts per split of the source: train + the val carved from it, and test."""
+    counts = summary["counts"]
+    return {"train": {k: counts["train"][k] + counts["val"][k] for k in counts["train"]}, "test": counts["test"]}
+
+
 def single_error_line(result: subprocess.CompletedProcess) -> str:
     assert result.returncode != 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -89,14 +95,14 @@ def single_error_line(result: subprocess.CompletedProcess) -> str:
 def test_synthetic_layout_sizes_and_manifest(tmp_path, image_size):
     out = tmp_path / "hr"
     download.run(synthetic_params(train_per_class=3, test_per_class=2, image_size=image_size), out)
-    for split, per_class in (("train", 3), ("test", 2)):
+    for split, per_class in (("train", 2), ("val", 1), ("test", 2)):  # val: round(0.15 * 3) -> at least 1
         for label in CLASSES:
             files = sorted((out / split / label).glob("*.png"))
             assert len(files) == per_class, (split, label)
             for path in files:
                 with Image.open(path) as img:
                     assert img.mode == "L" and img.size == (image_size, image_size)
-    assert sorted(p.name for p in out.iterdir()) == sorted(["train", "test", io.MANIFEST, download.SUMMARY,
+    assert sorted(p.name for p in out.iterdir()) == sorted(["train", "val", "test", io.MANIFEST, download.SUMMARY,
                                                             download.SKIPPED])
     header = (out / io.MANIFEST).read_text().splitlines()[0]
     assert header == "id,split,label,path,sha256,source"
@@ -110,7 +116,8 @@ def test_synthetic_layout_sizes_and_manifest(tmp_path, image_size):
     summary = json.loads((out / download.SUMMARY).read_text())
     assert summary["source"] == "synthetic" and summary["seed"] == 0 and summary["skipped"] == 0
     assert summary["image_size"] == image_size
-    assert summary["counts"] == {"train": {"healthy": 3, "unhealthy": 3}, "test": {"healthy": 2, "unhealthy": 2}}
+    assert summary["counts"] == {"train": {"healthy": 2, "unhealthy": 2}, "val": {"healthy": 1, "unhealthy": 1},
+                                 "test": {"healthy": 2, "unhealthy": 2}}
     assert io.read_csv(out / download.SKIPPED) == []
 
 
@@ -176,7 +183,7 @@ def test_unhealthy_images_have_more_dark_csf_in_the_centre(tmp_path):
     axis = (np.arange(32) + 0.5) / 32 * 2 - 1
     centre = np.hypot(*np.meshgrid(axis, axis)) < 0.45
     dark = {label: [] for label in CLASSES}
-    for record in io.read_manifest(out, split="train"):
+    for record in io.read_manifest(out, split=("train", "val")):
         image = io.read_image(out / record.path)[centre]
         dark[record.label].append((image < 0.5 * np.median(image)).mean())
     dark = {label: np.array(values) for label, values in dark.items()}
@@ -300,7 +307,8 @@ def test_unreadable_images_are_skipped_counted_and_listed_with_skip(tmp_path, ca
     assert not sources & set(bad)
     summary = json.loads((out / download.SUMMARY).read_text())
     assert summary["skipped"] == 4 and summary["images"] == 14
-    assert summary["counts"] == {"train": {"healthy": 1, "unhealthy": 6}, "test": {"healthy": 2, "unhealthy": 5}}
+    assert source_split_counts(summary) == {"train": {"healthy": 1, "unhealthy": 6},
+                                            "test": {"healthy": 2, "unhealthy": 5}}
     skipped = io.read_csv(out / download.SKIPPED)
     assert sorted(Path(row["path"]) for row in skipped) == sorted(bad)
     reasons = {Path(row["path"]).name: row["reason"] for row in skipped}

@@ -31,7 +31,7 @@ SET_SPECS = [("hr", "hr", {"matched": "hr"}), ("bicubic", "bicubic", {"matched":
 
 def _params(**overrides) -> EvaluateParams:
     values = dict(train_seeds=SEEDS, sampling_seeds=(0,), bootstrap=200, bootstrap_seed=0, confidence=0.95,
-                  exact_below=25, val_specificity=0.95, sr_classifier=False, external={"mine": "x"},
+                  exact_below=25, val_specificity=0.95, external={"mine": "x"},
                   figure_images=4, lpips_weights="")
     values.update(overrides)
     return EvaluateParams(**values)

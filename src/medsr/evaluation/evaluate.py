@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from medsr.config import CLASSES, EvaluateParams
+from medsr.config import CLASSES, CLASSIFIER_DOMAINS, EvaluateParams
 from medsr.errors import MedsrError
 from medsr.evaluation import quality
 from medsr.evaluation.compute import compute
@@ -27,7 +27,6 @@ from medsr.evaluation.summary import summary_text
 from medsr.image_sets import ImageSet
 from medsr.io import Record, image_path, read_csv, read_image, read_manifest
 
-REQUIRED_CLASSIFIERS = ("hr", "bicubic")
 
 
 # --- images --------------------------------------------------------------------------------
@@ -82,7 +81,7 @@ def loss_curve(path: Path) -> tuple[str, np.ndarray, dict[str, np.ndarray]] | No
 # --- the stage -----------------------------------------------------------------------------
 
 def classifiers_of(params: EvaluateParams) -> tuple[str, ...]:
-    return REQUIRED_CLASSIFIERS + (("sr",) if params.sr_classifier else ())
+    return CLASSIFIER_DOMAINS
 
 
 def check_sets(sets: Sequence[ImageSet]) -> None:
