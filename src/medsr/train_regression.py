@@ -55,6 +55,9 @@ def train(model_params: UNetParams, params: TrainRegressionParams, data: trainin
         hr, bicubic = (ctx.shard(x).to(device).contiguous(memory_format=torch.channels_last) for x in (hr, bicubic))
         with autocast(device):
             loss = regression_loss(net, hr, bicubic)
+        # before the step; the mean over ranks is non-finite on all when on any, so every rank stops
+        training.check_loss(ctx.mean(loss.item()), "train-regression", f"step {step}", "train_regression.learning_rate",
+                            params.learning_rate)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -64,6 +67,10 @@ def train(model_params: UNetParams, params: TrainRegressionParams, data: trainin
             rows.append({"step": step, "loss": ctx.mean(sum(window) / len(window)),
                          "learning_rate": params.learning_rate})
             window = []
+    if not training.all_finite(model):
+        raise training.Diverged(f"train-regression: non-finite weights after step {params.steps} "
+                                f"(train_regression.learning_rate {params.learning_rate:g}): training diverged; "
+                                f"no model written")
     if ctx.is_main and log is not None:
         training.write_log(log, rows)
     return model
