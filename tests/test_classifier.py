@@ -60,17 +60,17 @@ def trained(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("classifier")
     images = make_set(root / "hr", corrupt_test=True)  # reading any test image would fail
     read: list[str] = []
-    original = medsr.io.read_image
+    original = medsr.io.read_record_image  # what load_images reads every image of a set with
 
-    def spy(path):
-        read.append(str(path))
-        return original(path)
+    def spy(folder, record):
+        read.append(str(medsr.io.image_path(folder, record)))
+        return original(folder, record)
 
-    medsr.io.read_image = spy
+    medsr.io.read_record_image = spy
     try:
         train.run(_params(), images=images, model=root / "clf.safetensors", log=root / "clf.csv", domain="hr", seed=0)
     finally:
-        medsr.io.read_image = original
+        medsr.io.read_record_image = original
     return {"root": root, "images": images, "model": root / "clf.safetensors", "log": root / "clf.csv", "read": read}
 
 
@@ -179,3 +179,28 @@ def test_classify_refuses_other_sizes(trained, tmp_path):
     with pytest.raises(MedsrError, match="resizing is not done silently"):
         classify.run(ClassifyParams(batch_size=4), models=[trained["model"]], sets=_sets(hr=hr), out=tmp_path / "p.csv")
     assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize("how", ["huge learning rate", "nan loss"])
+def test_diverging_training_writes_no_model(trained, tmp_path, monkeypatch, how):
+    if how == "nan loss":  # whatever a huge learning rate does to this network, a nan loss must stop it
+        original = torch.nn.functional.cross_entropy
+        calls = []
+
+        def nan_on_second_batch(*args, **kwargs):
+            loss = original(*args, **kwargs)
+            calls.append(1)
+            return loss * float("nan") if len(calls) == 2 else loss
+
+        monkeypatch.setattr(torch.nn.functional, "cross_entropy", nan_on_second_batch)
+    params = _params(epochs=3, learning_rate=1e12 if how == "huge learning rate" else 1e-3)
+    model, log = tmp_path / "clf.safetensors", tmp_path / "clf.csv"
+    model.write_bytes(b"an earlier model")
+    with pytest.raises(MedsrError) as err:
+        train.run(params, images=trained["images"], model=model, log=log)
+    message = str(err.value)
+    assert message.startswith("train-classifier: ") and "training diverged; no model written" in message, message
+    assert f"(train_classifier.learning_rate {params.learning_rate:g})" in message, message
+    if how == "nan loss":
+        assert message.startswith("train-classifier: loss is nan at epoch 1 batch 2 "), message
+    assert model.read_bytes() == b"an earlier model" and not log.exists()

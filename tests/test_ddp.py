@@ -22,7 +22,9 @@ from medsr import degrade, train_sr, training
 from medsr.checkpoint import load_model_file, read_metadata
 from medsr.config import load_params
 from medsr.data import download
+from medsr.diffusion.schedule import DiffusionSchedule
 from medsr.io import read_csv
+from medsr.randomness import derived_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERLAY = {  # on top of params.yaml + configs/smoke.yaml: a few steps of a tiny model on a tiny set
@@ -71,9 +73,18 @@ HELPER = textwrap.dedent('''
         result.update(model=model.state_dict(), ema=ema.shadow.state_dict(), loss=final_loss)
         return model, ema, final_loss
     train_sr.train = spy_train
+    first_grads = []  # the gradients (DDP-averaged) of the first optimizer step of the CLI run
+
+    class RecordingAdam(torch.optim.Adam):
+        def step(self, *args, **kwargs):
+            if not first_grads:
+                first_grads.extend(p.grad.detach().clone() for p in self.param_groups[0]["params"])
+            return super().step(*args, **kwargs)
+    torch.optim.Adam = RecordingAdam
 
     code = cli.main(config["cli_args"])
-    saved = {"code": code, "writes": list(writes), "batches": list(batches), **result}
+    saved = {"code": code, "writes": list(writes), "batches": list(batches), "first_grads": list(first_grads),
+             **result}
 
     resume = config["resume"]
     params = load_params(config["param_files"])
@@ -126,15 +137,26 @@ def ddp_run(tmp_path_factory) -> dict:
 def single(ddp_run, tmp_path_factory) -> dict:
     """The same training in one process: the same global batch size and seed."""
     params, log = ddp_run["params"], tmp_path_factory.mktemp("single") / "log.csv"
-    threads = torch.get_num_threads()
+    threads, adam, first_grads = torch.get_num_threads(), torch.optim.Adam, []
+
+    class RecordingAdam(adam):
+        def step(self, *args, **kwargs):
+            if not first_grads:
+                first_grads.extend(p.grad.detach().clone() for p in self.param_groups[0]["params"])
+            return super().step(*args, **kwargs)
+
     torch.set_num_threads(1)
+    torch.optim.Adam = RecordingAdam
     try:
         model, ema, loss = train_sr.train(params.sr_model, params.diffusion, params.train_sr, ddp_run["data"],
                                           ctx=training.Distributed(0, 1, torch.device("cpu")), log=log,
                                           checkpoints=None)
     finally:
         torch.set_num_threads(threads)
-    return {"model": model.state_dict(), "ema": ema.shadow.state_dict(), "loss": loss, "log": log}
+        torch.optim.Adam = adam
+    names = [name for name, _ in model.named_parameters()]
+    return {"model": model.state_dict(), "ema": ema.shadow.state_dict(), "loss": loss, "log": log,
+            "first_grads": dict(zip(names, first_grads, strict=True)), "names": names}
 
 
 def test_both_ranks_ran_the_cli_stage(ddp_run):
@@ -175,36 +197,76 @@ def test_each_rank_trains_on_its_half_of_the_global_batch(ddp_run):
             assert torch.equal(torch.cat([half0, half1]), value), (step, key)
 
 
-def _assert_close_weights(actual: dict, expected: dict, loose: float) -> None:
-    """Equal up to float reduction order. The attention key bias has an exactly zero gradient (softmax ignores a
-    shift shared by all keys), so Adam turns rounding noise into steps of up to the learning rate: `loose` there."""
-    assert actual.keys() == expected.keys()
-    for key, value in expected.items():
-        got = actual[key]
-        if key.endswith("qkv.bias"):
-            width = len(value) // 3
-            torch.testing.assert_close(got[width:2 * width], value[width:2 * width], rtol=0, atol=loose, msg=key)
-            got, value = torch.cat([got[:width], got[2 * width:]]), torch.cat([value[:width], value[2 * width:]])
-        torch.testing.assert_close(got, value, rtol=1e-4, atol=1e-5, msg=key)
+# Two processes and one compute the same global-batch gradient in different float32 orders (each rank reduces its
+# half; DDP then averages the halves), so the results differ by rounding, and by how much depends on the CPU's
+# kernels (AVX-512 vs AVX2, Intel vs AMD). The comparison therefore holds only where rounding provably cannot break it:
+#
+# * The gradients of the FIRST step: both runs start from identical weights and see the identical global batch, so
+#   their gradients are the same function of the same inputs evaluated in two summation orders. Each gradient element
+#   is a float32 sum of at most N = batch * crop**2 products (per-pixel terms of a convolution's weight gradient), and
+#   the backward pass re-rounds along at most DEPTH layers, so |difference| <= DEPTH * N * u * (term magnitude), u =
+#   2**-24 (the worst-case bound gamma_N of a recursive sum, accumulated over the layers). The magnitude of the terms
+#   is taken as the largest gradient element of the same tensor: `_tolerance` relative to max|g| of each tensor. (Measured
+#   on one machine: <= 3e-6; a real fault -- summed instead of averaged gradients, a rank on the wrong data, no
+#   synchronisation -- is off by O(1).)
+# * Later steps' weights cannot be compared element by element: Adam divides each gradient by its own magnitude, so a
+#   component whose gradient is within rounding of zero (e.g. the attention key bias, whose true gradient is exactly
+#   zero) moves by +-lr on a coin flip of rounding -- as far as training moves the other weights, so no tolerance
+#   short of "anything" covers it. Its effect on the loss is first order in that near-zero gradient, so the loss
+#   trajectories still agree to the forward rounding bound (the same tolerance; measured: <= 2e-7 relative).
+DEPTH = 24  # >= the layers on the longest backward path of the smoke U-Net (2 levels: ~20 convs, norms, attention)
+U = 2.0 ** -24  # float32 unit roundoff
 
 
-def test_two_processes_match_one_with_the_same_global_batch(ddp_run, single):
-    rank0, train_params = ddp_run["ranks"][0], ddp_run["params"].train_sr
-    loose = train_params.steps * train_params.learning_rate
-    _assert_close_weights(rank0["model"], single["model"], loose)
-    _assert_close_weights(rank0["ema"], single["ema"], loose)
-    tensors, _ = load_model_file(ddp_run["model"])
-    _assert_close_weights(tensors, {k: v.contiguous() for k, v in single["ema"].items()}, loose)
+def _tolerance(train_params) -> float:
+    return DEPTH * train_params.batch_size * train_params.crop ** 2 * U  # ~1.5e-3 here
+
+
+def test_two_processes_give_the_one_process_gradient_of_the_same_global_batch(ddp_run, single):
+    tolerance = _tolerance(ddp_run["params"].train_sr)
+    ddp = dict(zip(single["names"], ddp_run["ranks"][0]["first_grads"], strict=True))
+    assert ddp.keys() == single["first_grads"].keys() and ddp
+    for name, expected in single["first_grads"].items():
+        scale = expected.abs().max().item()
+        assert scale > 0, name  # every tensor takes part in the comparison
+        difference = (ddp[name] - expected).abs().max().item()
+        assert difference <= tolerance * scale, (name, difference, scale)
+    # the check can fail: half of the global batch (one rank's share alone) gives another gradient
+    assert any((ddp[name] - g).abs().max().item() > tolerance * g.abs().max().item()
+               for name, g in _one_rank_gradient(ddp_run).items())
+
+
+def _one_rank_gradient(ddp_run) -> dict:
+    """The gradient of rank 0's half batch alone, from the same initial weights: what no synchronisation would give."""
+    params = ddp_run["params"]
+    torch.manual_seed(params.train_sr.seed)
+    model = train_sr.build_model(params.sr_model).to(memory_format=torch.channels_last)
+    batch = ddp_run["ranks"][0]["batches"][0]
+    torch.manual_seed(derived_seed(params.train_sr.seed, 0, 0))
+    train_sr.diffusion_loss(model.train(), DiffusionSchedule.from_params(params.diffusion),
+                            params.diffusion.target, batch).backward()
+    return {name: p.grad for name, p in model.named_parameters()}
+
+
+def test_two_processes_follow_the_one_process_loss_trajectory(ddp_run, single):
+    train_params = ddp_run["params"].train_sr
+    tolerance = _tolerance(train_params)
     ddp_losses = [float(r["loss"]) for r in read_csv(ddp_run["log"])]
     single_losses = [float(r["loss"]) for r in read_csv(single["log"])]
-    assert ddp_losses == pytest.approx(single_losses, rel=1e-5)
-    # the comparison can fail: the initial weights are far from the trained ones
-    torch.manual_seed(ddp_run["params"].train_sr.seed)
-    initial = train_sr.build_model(ddp_run["params"].sr_model).state_dict()
-    assert any(not torch.allclose(initial[k], single["model"][k], atol=1e-4) for k in initial)
+    assert len(ddp_losses) == len(single_losses) == train_params.steps
+    assert ddp_losses == pytest.approx(single_losses, rel=tolerance, abs=0)
+    # the comparison can fail: the loss moves by far more than the tolerance from step to step, so a run that
+    # updated differently (or not at all) would leave the trajectory
+    assert all(abs(a - b) > 10 * tolerance * abs(b) for a, b in zip(single_losses, single_losses[1:]))
+    tensors, _ = load_model_file(ddp_run["model"])
+    rank0 = ddp_run["ranks"][0]
+    assert tensors.keys() == rank0["ema"].keys()
+    for key, value in rank0["ema"].items():
+        assert torch.equal(tensors[key], value.contiguous()), key  # the file holds rank 0's EMA weights
 
 
 def test_resume_under_ddp_equals_the_uninterrupted_run(ddp_run):
     for rank in ddp_run["ranks"]:
         for key, value in rank["whole"].items():
             assert torch.equal(rank["resumed"][key], value), key
+

@@ -140,3 +140,23 @@ def test_size_not_divisible_by_scale_is_an_error(tmp_path):
     hr_set(tmp_path / "hr", size=30)
     with pytest.raises(MedsrError, match="scale"):
         run(dataclasses.replace(DEGRADE, scale=4), tmp_path / "hr", tmp_path / "lr", tmp_path / "bicubic")
+
+
+def test_hr_file_changed_after_download_is_refused_and_nothing_is_written(tmp_path):
+    records = hr_set(tmp_path / "hr", n_per_split=3)
+    run(DEGRADE, tmp_path / "hr", tmp_path / "lr", tmp_path / "bicubic")
+    before = {p: p.read_bytes() for p in sorted((tmp_path / "lr").rglob("*")) if p.is_file()}
+    changed = tmp_path / "hr" / records[2].path
+    image = io.read_image(changed)
+    image[4, 4] = 1.0 - image[4, 4]  # one pixel edited: still a valid PNG of the right size
+    io.write_image(changed, image)
+    for lr, bicubic in (("lr", "bicubic"), ("lr_new", "bicubic_new")):
+        with pytest.raises(MedsrError) as err:
+            run(dataclasses.replace(DEGRADE, seed=3), tmp_path / "hr", tmp_path / lr, tmp_path / bicubic)
+        message = str(err.value)
+        assert message.startswith(f"{changed}: content changed since the manifest was written (sha256 ")
+        assert f"expected {records[2].sha256}); re-run the stage that wrote {tmp_path / 'hr'}" in message
+        assert "\n" not in message
+    assert not (tmp_path / "lr_new").exists() and not (tmp_path / "bicubic_new").exists()
+    assert {p: p.read_bytes() for p in sorted((tmp_path / "lr").rglob("*")) if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bicubic", "hr", "lr"]  # no temporary folders left

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from medsr.errors import MedsrError
-from medsr.io import (Record, atomic_dir, atomic_path, read_image, read_manifest, write_image,
-                      write_json, write_manifest)
+from medsr.io import (Record, atomic_dir, atomic_path, load_images, read_image, read_manifest, read_record_image,
+                      sha256_file, write_image, write_json, write_manifest)
 
 
 def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -65,3 +67,28 @@ def test_manifest_errors_name_the_folder(tmp_path):
     write_manifest(tmp_path / "one", [Record("a", "train", "healthy", "train/healthy/a.png")])
     with pytest.raises(MedsrError, match="no test images"):
         read_manifest(tmp_path / "one", split="test")
+
+
+def test_read_record_image_checks_the_bytes_against_the_manifest_hash(tmp_path, monkeypatch):
+    image = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    write_image(tmp_path / "a.png", image)
+    digest = sha256_file(tmp_path / "a.png")
+    np.testing.assert_array_equal(read_record_image(tmp_path, Record("a", "train", "healthy", "a.png", digest)),
+                                  read_image(tmp_path / "a.png"))
+    reads = []
+    original = Path.read_bytes
+
+    def counting(self):
+        reads.append(self)
+        return original(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counting)
+    read_record_image(tmp_path, Record("a", "train", "healthy", "a.png", digest))
+    assert reads == [tmp_path / "a.png"]  # read once: hashed and decoded from the same bytes
+    monkeypatch.undo()
+    unchecked = Record("a", "train", "healthy", "a.png")  # no sha256 in the manifest: nothing to check
+    write_image(tmp_path / "a.png", 1 - image)
+    np.testing.assert_allclose(read_record_image(tmp_path, unchecked), 1 - image, atol=0.5 / 255)
+    with pytest.raises(MedsrError, match=r"a\.png: content changed since the manifest was written") as err:
+        load_images(tmp_path, [Record("a", "train", "healthy", "a.png", digest)])
+    assert f"expected {digest}); re-run the stage that wrote {tmp_path}" in str(err.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import struct
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from medsr.config import CLASSES, NULL_CLASS, DegradeParams, load_params
 from medsr.degrade import degrade_image
 from medsr.pixels import bicubic_upsample
 from medsr.diffusion.ema import EMA
+from medsr.errors import MedsrError
 from medsr.io import Record, read_csv, write_image, write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -283,3 +285,142 @@ def test_run_writes_ema_weights_as_safetensors_with_metadata(tmp_path):
     assert any(not torch.equal(tensors[k], raw_weights[k]) for k in tensors)  # ... not the raw ones
     model = train_sr.build_model(model_params)
     model.load_state_dict(tensors, strict=True)
+
+
+# --- the resume key covers the data's content ------------------------------------------------------
+
+def test_content_digest_changes_with_any_pixel_id_or_label(data):
+    digest = data.content_sha256()
+    assert digest == _pairs().content_sha256()  # the same data loaded again
+    changed_hr, changed_lr = data.hr.clone(), data.lr.clone()
+    changed_hr[3, 0, 5, 7] += 1 / 255
+    changed_lr[5, 0, 2, 1] -= 1 / 255
+    labels = data.labels.clone()
+    labels[0] = 1 - labels[0]
+    variants = [dataclasses.replace(data, hr=changed_hr), dataclasses.replace(data, lr=changed_lr),
+                dataclasses.replace(data, labels=labels), dataclasses.replace(data, ids=[f"x{i}" for i in data.ids])]
+    digests = {v.content_sha256() for v in variants}
+    assert digest not in digests and len(digests) == len(variants)
+
+
+def test_re_degraded_lr_images_start_training_anew(tmp_path, monkeypatch, capsys):
+    """A finished run, then degrade again with another noise_std: train-sr must not 'resume' the old weights."""
+    hr, lr = _write_sets(tmp_path)
+    model_params, diffusion_params, train_params = _params(steps=4, checkpoint_every=2, log_every=1)
+    model_file = tmp_path / "sr.safetensors"
+
+    def run_stage():
+        train_sr.run(model_params, diffusion_params, train_params, hr=hr, lr=lr, model=model_file,
+                     log=tmp_path / "log.csv", checkpoints=tmp_path / "ckpt", device=torch.device("cpu"))
+        return load_model_file(model_file)[0]
+
+    first = run_stage()
+    old_lr = training.load_pairs(hr, lr).lr
+    degrade.run(DegradeParams(scale=2, blur_sigma=0.5, noise_std=0.05, seed=0), hr, lr, tmp_path / "bicubic")
+    assert not torch.equal(training.load_pairs(hr, lr).lr, old_lr)  # the LR images did change
+    capsys.readouterr()
+    draws = _count_draws(monkeypatch)
+    second = run_stage()
+    err = capsys.readouterr().err
+    assert "for other training data" in err and "starting anew" in err and "resuming" not in err
+    assert len(draws) == train_params.steps  # every step ran again
+    assert any(not torch.equal(first[k], second[k]) for k in first)
+    state = torch.load(tmp_path / "ckpt" / train_sr.STATE_FILE, weights_only=True)
+    assert state["config"]["data"]["sha256"] == training.load_pairs(hr, lr).content_sha256()
+
+
+# --- a diverging run writes no model ------------------------------------------------------------
+
+def test_diverging_train_sr_writes_no_model_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    from medsr import cli
+    from medsr.checkpoint import load_training_state
+
+    hr, lr = _write_sets(tmp_path)
+    overlay = tmp_path / "diverge.yaml"
+    overlay.write_text(json.dumps({"train_sr": {"steps": 12, "learning_rate": 1e6, "checkpoint_every": 1,
+                                                "log_every": 1, "batch_size": 4, "crop": 16}}))
+    model_file, ckpt = tmp_path / "models" / "sr.safetensors", tmp_path / "ckpt"
+    model_file.parent.mkdir()
+    model_file.write_bytes(b"an earlier model")  # a model already at that path is neither replaced nor deleted
+    code = cli.main(["train-sr", "--params", str(ROOT / "params.yaml"), "--params", str(ROOT / "configs" / "smoke.yaml"),
+                     "--params", str(overlay), "--hr", str(hr), "--lr", str(lr), "--model", str(model_file),
+                     "--log", str(tmp_path / "log.csv"), "--checkpoints", str(ckpt), "--device", "cpu"])
+    assert code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(lines) == 1, lines
+    match = re.search(r"train-sr: loss is (nan|inf|-inf) at step (\d+) \(train_sr.learning_rate 1e\+06\): "
+                      r"training diverged; no model written; last good checkpoint \(step (\d+)\) kept in (\S+)$",
+                      lines[0])
+    assert match, lines[0]
+    diverged_at, kept_step = int(match[2]), int(match[3])
+    assert 1 < diverged_at <= 12 and kept_step == diverged_at - 1 and match[4] == str(ckpt)
+    assert model_file.read_bytes() == b"an earlier model"
+    state = load_training_state(ckpt / train_sr.STATE_FILE)
+    assert state["step"] == kept_step
+    tensors = [*state["model"].values(), *state["ema"]["shadow"].values()]
+    assert tensors and all(torch.isfinite(t).all() for t in tensors if t.is_floating_point())
+    assert all(math.isfinite(row["loss"]) for row in state["log"])
+
+
+def test_no_checkpoint_of_non_finite_weights(data, tmp_path, monkeypatch):
+    """A finite loss whose update still leaves non-finite weights is caught before the checkpoint is written."""
+    original, calls = torch.optim.Adam.step, []
+
+    def poisoned_step(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:  # the update of step 4 (resumed at 2), just before the checkpoint at 4
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].fill_(float("inf"))
+        return result
+
+    _train(data, checkpoints=tmp_path / "ckpt", steps=2, checkpoint_every=2)  # a good checkpoint at step 2
+    before = (tmp_path / "ckpt" / train_sr.STATE_FILE).read_bytes()
+    monkeypatch.setattr(torch.optim.Adam, "step", poisoned_step)
+    with pytest.raises(MedsrError, match=r"non-finite weights at step 4 .*; last good checkpoint \(step 2\) kept"):
+        _train(data, checkpoints=tmp_path / "ckpt", steps=6, checkpoint_every=2)
+    assert (tmp_path / "ckpt" / train_sr.STATE_FILE).read_bytes() == before
+
+
+# --- a file in the checkpoints folder that is not a checkpoint --------------------------------------
+
+class _NotAState:
+    def __init__(self):
+        self.payload = "code a weights_only=False load would run"
+
+
+@pytest.mark.parametrize("content", ["pickled object", "random bytes", "truncated"])
+def test_foreign_checkpoint_is_refused_without_unsafe_advice(data, tmp_path, content):
+    path = tmp_path / "ckpt" / train_sr.STATE_FILE
+    if content == "truncated":
+        _train(data, checkpoints=tmp_path / "ckpt", steps=2, checkpoint_every=2)
+        path.write_bytes(path.read_bytes()[:1000])
+    else:
+        path.parent.mkdir()
+        if content == "pickled object":
+            torch.save({"step": 1, "config": _NotAState()}, path)
+        else:
+            path.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(MedsrError) as err:
+        _train(data, checkpoints=tmp_path / "ckpt", steps=2)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert "delete it or the checkpoints folder to start training anew" in message
+    assert "weights_only=False" not in message and "will likely succeed" not in message
+    if content == "pickled object":
+        assert "not a medsr training checkpoint (unreadable with weights_only=True)" in message
+
+
+def test_diverging_train_regression_writes_no_model(tmp_path):
+    from medsr import train_regression
+
+    hr, lr = _write_sets(tmp_path)
+    params = dataclasses.replace(SMOKE.train_regression, steps=10, learning_rate=1e6, batch_size=4, crop=16)
+    model_file = tmp_path / "regression.safetensors"
+    model_file.write_bytes(b"an earlier model")
+    with pytest.raises(MedsrError) as err:
+        train_regression.run(_params()[0], params, hr=hr, lr=lr, model=model_file, log=tmp_path / "log.csv",
+                             device=torch.device("cpu"))
+    assert re.fullmatch(r"train-regression: loss is (nan|inf) at step \d+ \(train_regression.learning_rate 1e\+06\): "
+                        r"training diverged; no model written", str(err.value)), str(err.value)
+    assert model_file.read_bytes() == b"an earlier model"

@@ -8,6 +8,7 @@ through `torch.save` of plain tensors and containers, read back with `weights_on
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,22 @@ def save_training_state(path: str | Path, state: Mapping[str, Any]) -> None:
         torch.save(dict(state), tmp)
 
 
+START_ANEW = "delete it or the checkpoints folder to start training anew"
+
+
 def load_training_state(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Read resumable state with `weights_only=True`. A file that is not one is refused on one line that names it
+    and says how to start anew; torch's own message is not relayed, since for a pickle of arbitrary objects it
+    suggests `weights_only=False`, i.e. running the code inside an untrusted file."""
     path = Path(path)
     try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt files
-        raise MedsrError(f"{path}: unreadable training checkpoint ({type(err).__name__}: {err})") from err
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused a global (an object, not plain data)
+        raise MedsrError(f"{path}: not a medsr training checkpoint (unreadable with weights_only=True); "
+                         f"{START_ANEW}") from None
+    except Exception as err:  # torch raises several types for truncated or corrupt files
+        raise MedsrError(f"{path}: corrupt or truncated training checkpoint ({type(err).__name__}); "
+                         f"{START_ANEW}") from None
+    if not isinstance(state, dict) or "step" not in state or "config" not in state:
+        raise MedsrError(f"{path}: not a medsr training checkpoint (no step and config); {START_ANEW}")
+    return state

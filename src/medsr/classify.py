@@ -3,7 +3,7 @@
 Every classifier (one per trained domain x train seed) sees every image set, so `evaluate` can pick the pairs
 its questions need: an image kind through the HR classifier (a deployed classifier) and through the
 classifier trained on that kind (the matched-domain baseline). All sets take the same path: 8-bit PNG ->
-`io.read_image` -> [0, 1] -> `predict_proba`. An image whose size differs from the classifier's training size
+`io.read_record_image` -> [0, 1] -> `predict_proba`. An image whose size differs from the classifier's training size
 is an error, never silently resized.
 """
 
@@ -21,17 +21,19 @@ from medsr.classifier.model import load_classifier, predict_proba
 from medsr.config import CLASSES, EVAL_SPLITS, ClassifyParams
 from medsr.errors import MedsrError
 from medsr.image_sets import ImageSet, paired_records
-from medsr.io import image_path, read_image, write_csv
+from medsr.io import Record, image_path, read_record_image, write_csv
 
 PREDICTION_FIELDS = ("classifier", "train_seed", "set", "split", "id", "label", "label_index", "prob_unhealthy")
 POSITIVE = CLASSES.index("unhealthy")
 
 
-def load_set(folder: Path, paths: Sequence[Path], size: int | None) -> np.ndarray:
-    """N x H x W float32 in [0, 1]; every image must be size x size (no silent resizing)."""
+def load_set(folder: Path, records: Sequence[Record], size: int | None) -> np.ndarray:
+    """N x H x W float32 in [0, 1], each file checked against its manifest hash; every image must be size x size
+    (no silent resizing)."""
     images = []
-    for path in paths:
-        image = read_image(path)
+    for record in records:
+        path = image_path(folder, record)
+        image = read_record_image(folder, record)
         if size is not None and image.shape != (size, size):
             raise MedsrError(f"{path}: image is {image.shape[0]}x{image.shape[1]}, the classifier was trained "
                              f"on {size}x{size} (resizing is not done silently)")
@@ -63,7 +65,7 @@ def run(params: ClassifyParams, *, models: Sequence[Path], sets: Sequence[ImageS
         size = getattr(classifier, "image_size", None)
         for image_set in sets:
             pairs = paired[image_set.name]
-            images = load_set(image_set.path, [path for _, path in pairs], size)
+            images = load_set(image_set.path, [own for _, own in pairs], size)
             proba = predict_proba(classifier, torch.from_numpy(images).unsqueeze(1), params.batch_size).numpy()
             labels = np.array([CLASSES.index(record.label) for record, _ in pairs])
             for (record, _), p in zip(pairs, proba[:, POSITIVE]):

@@ -79,7 +79,7 @@ def run(degrade: DegradeParams, hr: Path, lr: Path, bicubic: Path) -> None:
     with io.atomic_dir(lr) as lr_tmp, io.atomic_dir(bicubic) as bicubic_tmp:
         lr_records, bicubic_records = [], []
         for record in records:
-            image = torch.from_numpy(io.read_image(io.image_path(hr, record)))[None, None]
+            image = torch.from_numpy(io.read_record_image(hr, record))[None, None]  # checked against its sha256
             if image.shape[-1] % degrade.scale or image.shape[-2] % degrade.scale:
                 raise MedsrError(f"{io.image_path(hr, record)}: size {tuple(image.shape[-2:])} is not a "
                                  f"multiple of degrade.scale {degrade.scale}")

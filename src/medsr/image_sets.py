@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from medsr.errors import MedsrError
-from medsr.io import MANIFEST, Record, image_path, read_manifest
+from medsr.io import MANIFEST, Record, read_manifest
 
 KINDS = ("hr", "bicubic", "regression", "sr", "external")
 # Guidance modes that hand the generator the true label: flagged in every output, never a fair comparison.
@@ -64,8 +64,8 @@ def build(*, hr: Path, bicubic: Path, regression: Path, sr: Path, guidance: Sequ
     return sets
 
 
-def paired_records(sets: Sequence[ImageSet], splits: Sequence[str]) -> dict[str, list[tuple[Record, Path]]]:
-    """Per set, (HR record, image file) for every HR image of `splits`, in HR id order.
+def paired_records(sets: Sequence[ImageSet], splits: Sequence[str]) -> dict[str, list[tuple[Record, Record]]]:
+    """Per set, (HR record, the set's record of that image) for every HR image of `splits`, in HR id order.
 
     A set with a manifest must hold exactly those ids with the same labels; an external folder without one holds
     `<id>.png` files (a missing val image leaves val out for that set; a missing test image is an error).
@@ -93,19 +93,19 @@ def paired_records(sets: Sequence[ImageSet], splits: Sequence[str]) -> dict[str,
             if (mine.label, mine.split) != (ref.label, ref.split):
                 raise MedsrError(f"{manifest}: set {image_set.name} has image {ref.id} as {mine.split}/{mine.label}, "
                                  f"the hr set as {ref.split}/{ref.label}")
-        out[image_set.name] = [(ref, image_path(image_set.path, records[ref.id])) for ref in reference]
+        out[image_set.name] = [(ref, records[ref.id]) for ref in reference]
     return out
 
 
-def _external_files(image_set: ImageSet, reference: Sequence[Record]) -> list[tuple[Record, Path]]:
+def _external_files(image_set: ImageSet, reference: Sequence[Record]) -> list[tuple[Record, Record]]:
     folder = Path(image_set.path)
     if not folder.is_dir():
         raise MedsrError(f"{folder}: evaluate.external.{image_set.name.removeprefix('ext_')}: folder is missing")
     pairs = []
     for ref in reference:
         path = folder / f"{ref.id}.png"
-        if path.is_file():
-            pairs.append((ref, path))
+        if path.is_file():  # no manifest, so no recorded hash to check the file against
+            pairs.append((ref, Record(ref.id, ref.split, ref.label, path.name)))
         elif ref.split == "test":
             raise MedsrError(f"{path}: evaluate.external.{image_set.name.removeprefix('ext_')}: no SR image for test "
                              f"image {ref.id} (expected <id>.png for every test id of data/lr)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+from io import BytesIO
 import json
 import os
 import shutil
@@ -127,10 +128,39 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 # normalised per image.
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read one image as a float32 HxW array in [0, 1]; a clear error names an unreadable file."""
+    """Read one image as a float32 HxW array in [0, 1]; a clear error names an unreadable file.
+
+    Not checked against any manifest: read an image of a set through `read_record_image`."""
     path = Path(path)
+    return decode_image(_read_bytes(path), path)
+
+
+def read_record_image(root: str | Path, record: Record) -> np.ndarray:
+    """The image of `record` in the set at `root`, as `read_image`; when the record holds a sha256, the bytes read
+    (once: the image is decoded from them) must hash to it, else the file changed after its manifest was written."""
+    path = image_path(root, record)
+    data = _read_bytes(path)
+    if record.sha256:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != record.sha256.lower():
+            raise MedsrError(f"{path}: content changed since the manifest was written (sha256 {actual} expected "
+                             f"{record.sha256}); re-run the stage that wrote {root}")
+    return decode_image(data, path)
+
+
+def _read_bytes(path: Path) -> bytes:
     try:
-        with Image.open(path) as img:
+        return path.read_bytes()
+    except FileNotFoundError as err:
+        raise MedsrError(f"{path}: image file not found") from err
+    except OSError as err:
+        raise MedsrError(f"{path}: unreadable image ({type(err).__name__}: {err.strerror or err})") from err
+
+
+def decode_image(data: bytes, path: str | Path) -> np.ndarray:
+    """Decode image file bytes (read from `path`, named in errors) as `read_image` does."""
+    try:
+        with Image.open(BytesIO(data)) as img:
             img.load()
             if img.mode.startswith("I;16"):
                 array = np.asarray(img, dtype=np.float32) / 65535.0
@@ -139,8 +169,6 @@ def read_image(path: str | Path) -> np.ndarray:
                 array = array / (65535.0 if array.max() > 255 else 255.0)
             else:
                 array = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-    except FileNotFoundError as err:
-        raise MedsrError(f"{path}: image file not found") from err
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
         raise MedsrError(f"{path}: unreadable image ({type(err).__name__}: {err})") from err
     if array.ndim != 2 or min(array.shape) < 1:
@@ -217,13 +245,14 @@ def image_path(root: str | Path, record: Record) -> Path:
 
 
 def load_images(root: str | Path, records: Sequence[Record]) -> np.ndarray:
-    """Stack the images of `records` into an N x H x W float32 array (all must share one size)."""
-    images = [read_image(image_path(root, r)) for r in records]
+    """Stack the images of `records` into an N x H x W float32 array (all must share one size); each is checked
+    against its record's sha256 (`read_record_image`)."""
+    images = [read_record_image(root, r) for r in records]
     shapes = {img.shape for img in images}
     if len(shapes) > 1:
         first = records[0]
-        odd = next(r for r, img in zip(records, images) if img.shape != images[0].shape)
-        raise MedsrError(f"{image_path(root, odd)}: size {read_image(image_path(root, odd)).shape} differs from "
+        odd, odd_image = next((r, img) for r, img in zip(records, images) if img.shape != images[0].shape)
+        raise MedsrError(f"{image_path(root, odd)}: size {odd_image.shape} differs from "
                          f"{image_path(root, first)} {images[0].shape}")
     return np.stack(images).astype(np.float32)
 

@@ -6,7 +6,6 @@ bicubic(LR) to the residual HR - bicubic(LR) in one pass, trained with L1 on ali
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from tqdm import tqdm
 
 from medsr import training
 from medsr.checkpoint import save_model
-from medsr.config import TrainRegressionParams, UNetParams
+from medsr.config import TrainRegressionParams, UNetParams, to_jsonable
 from medsr.device import autocast
 from medsr.diffusion.model_file import build_unet
 from medsr.diffusion.schedule import encode_target, to_model_range
@@ -55,6 +54,9 @@ def train(model_params: UNetParams, params: TrainRegressionParams, data: trainin
         hr, bicubic = (ctx.shard(x).to(device).contiguous(memory_format=torch.channels_last) for x in (hr, bicubic))
         with autocast(device):
             loss = regression_loss(net, hr, bicubic)
+        # before the step; the mean over ranks is non-finite on all when on any, so every rank stops
+        training.check_loss(ctx.mean(loss.item()), "train-regression", f"step {step}", "train_regression.learning_rate",
+                            params.learning_rate)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -64,6 +66,10 @@ def train(model_params: UNetParams, params: TrainRegressionParams, data: trainin
             rows.append({"step": step, "loss": ctx.mean(sum(window) / len(window)),
                          "learning_rate": params.learning_rate})
             window = []
+    if not training.all_finite(model):
+        raise training.Diverged(f"train-regression: non-finite weights after step {params.steps} "
+                                f"(train_regression.learning_rate {params.learning_rate:g}): training diverged; "
+                                f"no model written")
     if ctx.is_main and log is not None:
         training.write_log(log, rows)
     return model
@@ -76,8 +82,7 @@ def run(model_params: UNetParams, params: TrainRegressionParams, *, hr: Path, lr
     data = training.load_pairs(hr, lr, "train")
     trained = train(model_params, params, data, ctx=ctx, log=log)
     if ctx.is_main:
-        metadata = {"kind": KIND, "sr_model": dataclasses.asdict(model_params),
-                    "train_regression": dataclasses.asdict(params), **data.geometry(), "target": "residual"}
+        metadata = {"kind": KIND, "sr_model": to_jsonable(model_params), "train_regression": to_jsonable(params), **data.geometry(), "target": "residual"}
         save_model(model, trained.state_dict(), metadata)
         print(f"train-regression: wrote {model}", file=sys.stderr)
     training.barrier(ctx)

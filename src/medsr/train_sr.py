@@ -6,7 +6,7 @@ Noise-prediction MSE (Eq. 1.13) on aligned random crops, classifier-free null-cl
 
 from __future__ import annotations
 
-import dataclasses
+import math
 import sys
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from medsr import training
 from medsr.checkpoint import load_training_state, save_model, save_training_state
-from medsr.config import NULL_CLASS, DiffusionParams, TrainSRParams, UNetParams
+from medsr.config import NULL_CLASS, DiffusionParams, TrainSRParams, UNetParams, to_jsonable
 from medsr.device import autocast
 from medsr.randomness import derived_seed
 from medsr.diffusion.ema import EMA
@@ -39,18 +39,23 @@ def build_model(model_params: UNetParams) -> UNet:
 
 def resume_config(model_params: UNetParams, diffusion_params: DiffusionParams, train_params: TrainSRParams,
                   data: training.PairedImages) -> dict:
-    train = {k: v for k, v in dataclasses.asdict(train_params).items() if k not in RESUME_INDEPENDENT}
-    return {"sr_model": _jsonable(dataclasses.asdict(model_params)),
-            "diffusion": dataclasses.asdict(diffusion_params), "train_sr": train,
-            "data": {"images": len(data.ids), "hr_size": list(data.hr_size), "scale": data.scale}}
+    train = {k: v for k, v in to_jsonable(train_params).items() if k not in RESUME_INDEPENDENT}
+    return {"sr_model": to_jsonable(model_params), "diffusion": to_jsonable(diffusion_params), "train_sr": train,
+            "data": {"images": len(data.ids), "hr_size": list(data.hr_size), "scale": data.scale,
+                     "sha256": data.content_sha256()}}  # the content: re-degraded LR images are other data
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
+def _mismatch(state: dict, config: dict, steps: int) -> str:
+    """Why a checkpoint is not resumed, for the message: which part of its key differs."""
+    old = state.get("config")
+    if not isinstance(old, dict):
+        return "by another version (no resume key)"
+    if old.get("data") != config["data"]:
+        return "for other training data (the HR or LR images, or their ids or labels, differ)"
+    differing = [section for section in config if old.get(section) != config[section]]
+    if differing:
+        return f"under other {', '.join(differing)} parameters"
+    return f"at step {state.get('step')}, past train_sr.steps {steps}"
 
 
 def draw_batch(data: training.PairedImages, train_params: TrainSRParams, timesteps: int,
@@ -101,6 +106,7 @@ def train(model_params: UNetParams, diffusion_params: DiffusionParams, train_par
     generator = torch.Generator().manual_seed(train_params.seed)
     config = resume_config(model_params, diffusion_params, train_params, data)
     step, rows, window = 0, [], []  # window: losses since the last log row
+    saved_step = None  # the step of the last checkpoint of this run on disk (resumed or written)
 
     state_path = checkpoints / STATE_FILE if checkpoints else None
     if state_path is not None and state_path.is_file():
@@ -113,23 +119,39 @@ def train(model_params: UNetParams, diffusion_params: DiffusionParams, train_par
             if state.get("scaler"):  # fp16 loss scale (empty when the scaler was off)
                 scaler.load_state_dict(state["scaler"])
             step, rows = int(state["step"]), list(state["log"])
+            saved_step = step
             window = list(state.get("window", []))  # so the next log row covers the same steps as without a stop
             if ctx.is_main:
                 print(f"train-sr: resuming from {state_path} at step {step}", file=sys.stderr)
         elif ctx.is_main:
-            print(f"train-sr: {state_path} was written under other parameters (or more steps); starting anew",
-                  file=sys.stderr)
+            print(f"train-sr: {state_path} was written {_mismatch(state, config, train_params.steps)}; "
+                  f"starting anew", file=sys.stderr)
+
+    def diverged(what: str, at_step: int) -> training.Diverged:
+        if state_path is None:
+            kept = "no checkpoints folder"
+        elif saved_step is None:
+            kept = f"no checkpoint of this run in {checkpoints}"
+        else:
+            kept = f"last good checkpoint (step {saved_step}) kept in {checkpoints}"
+        return training.Diverged(f"train-sr: {what} at step {at_step} (train_sr.learning_rate "
+                                 f"{train_params.learning_rate:g}): training diverged; no model written; {kept}")
 
     def save_state() -> None:
+        nonlocal saved_step
         if state_path is None:
             return
+        if not training.all_finite(model, ema.shadow):  # identical on every rank: all raise or none
+            raise diverged("non-finite weights", step)
         window_means = [ctx.mean(loss) for loss in window]  # every rank takes part: the same window on resume
         if not ctx.is_main:
+            saved_step = step
             return
         save_training_state(state_path, {
             "config": config, "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
             "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "generator": generator.get_state(),
             "log": rows, "window": window_means})
+        saved_step = step
 
     net = training.wrap(model, ctx)
     net.train()
@@ -142,6 +164,10 @@ def train(model_params: UNetParams, diffusion_params: DiffusionParams, train_par
         torch.manual_seed(derived_seed(train_params.seed, ctx.rank, step))
         with autocast(device):
             loss = diffusion_loss(net, schedule, diffusion_params.target, batch)
+        global_loss = ctx.mean(loss.item())  # non-finite on every rank when on any: all stop together
+        if not math.isfinite(global_loss):  # before any update: the weights (and a checkpoint of them) stay finite
+            progress.close()
+            raise diverged(f"loss is {global_loss}", step + 1)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if train_params.grad_clip > 0:
@@ -164,6 +190,8 @@ def train(model_params: UNetParams, diffusion_params: DiffusionParams, train_par
         if step % train_params.checkpoint_every == 0 or step == train_params.steps:
             save_state()
     progress.close()
+    if not training.all_finite(model, ema.shadow):
+        raise diverged("non-finite weights", step)
     if ctx.is_main and log is not None:
         training.write_log(log, rows)
     final_loss = rows[-1]["loss"] if rows else float("nan")
@@ -179,8 +207,8 @@ def run(model_params: UNetParams, diffusion_params: DiffusionParams, train_param
                                      checkpoints=checkpoints)
     if ctx.is_main:
         metadata = {
-            "kind": KIND, "sr_model": _jsonable(dataclasses.asdict(model_params)),
-            "diffusion": dataclasses.asdict(diffusion_params), "train_sr": dataclasses.asdict(train_params),
+            "kind": KIND, "sr_model": to_jsonable(model_params), "diffusion": to_jsonable(diffusion_params),
+            "train_sr": to_jsonable(train_params),
             **data.geometry(), "training_steps": train_params.steps, "final_loss": final_loss, "weights": "ema"}
         save_model(model, ema.shadow.state_dict(), metadata)  # the EMA weights are the ones sampled
         print(f"train-sr: wrote {model} (EMA weights, final loss {final_loss:.4f})", file=sys.stderr)

@@ -9,6 +9,8 @@ trajectory do not depend on the number of processes; gradients are averaged by D
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import math
 import os
 from pathlib import Path
 
@@ -42,6 +44,19 @@ class PairedImages:
     @property
     def lr_size(self) -> tuple[int, int]:
         return tuple(self.lr.shape[-2:])
+
+    def content_sha256(self) -> str:
+        """A digest of the training data itself: ids, labels, scale and the exact float32 bytes of every HR and LR
+        image, in id order. Any changed pixel (e.g. LR images degraded anew with another noise_std) changes it,
+        so a checkpoint keyed on it is never resumed on other data."""
+        digest = hashlib.sha256()
+        digest.update(f"medsr-paired-images-v1 scale={self.scale} n={len(self.ids)}\n".encode())
+        for i in sorted(range(len(self.ids)), key=self.ids.__getitem__):
+            hr, lr = (x[i].detach().to("cpu", torch.float32).contiguous() for x in (self.hr, self.lr))
+            digest.update(f"{self.ids[i]}\t{int(self.labels[i])}\t{tuple(hr.shape)}\t{tuple(lr.shape)}\n".encode())
+            digest.update(hr.numpy().tobytes())
+            digest.update(lr.numpy().tobytes())
+        return digest.hexdigest()
 
     def geometry(self) -> dict[str, object]:
         """What a model file records of its training images (read back by `model_file.LoadedUNet`)."""
@@ -166,6 +181,28 @@ def wrap(model: nn.Module, ctx: Distributed) -> nn.Module:
 def barrier(ctx: Distributed) -> None:
     if ctx.enabled:
         dist.barrier()
+
+
+# --- divergence -------------------------------------------------------------------------------
+
+class Diverged(MedsrError):
+    """Training produced a non-finite loss or weights: no model is written (the message says what is kept)."""
+
+
+def all_finite(*modules: nn.Module) -> bool:
+    """Whether every parameter and floating-point buffer of `modules` is finite."""
+    for module in modules:
+        for tensor in (*module.parameters(), *module.buffers()):
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                return False
+    return True
+
+
+def check_loss(loss: float, stage: str, where: str, key: str, learning_rate: float) -> None:
+    """Stop a stage without a checkpoints folder on a non-finite loss (call it before the optimizer step)."""
+    if not math.isfinite(loss):
+        raise Diverged(f"{stage}: loss is {loss} at {where} ({key} {learning_rate:g}): training diverged; "
+                       f"no model written")
 
 
 # --- logs and small helpers ------------------------------------------------------------------

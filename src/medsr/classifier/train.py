@@ -10,6 +10,7 @@ evaluate.train_seeds.
 from __future__ import annotations
 
 import copy
+import math
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from medsr.config import CLASSES, TrainClassifierParams, to_jsonable
 from medsr.randomness import seed_everything
 from medsr.errors import MedsrError
 from medsr.io import MANIFEST, Record, load_images, read_manifest, sha256_file, write_csv
+from medsr.training import Diverged, check_loss
 
 HISTORY_FIELDS = ("epoch", "learning_rate", "train_loss", "train_acc", "val_loss", "val_acc")
 SELECTION = "val_loss"  # best epoch = lowest validation loss
@@ -58,11 +60,11 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
 
 def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                  params: TrainClassifierParams, generator: torch.Generator,
-                 device: torch.device) -> tuple[float, float]:
+                 device: torch.device, epoch: int = 1) -> tuple[float, float]:
     model.train()
     order = torch.randperm(len(x), generator=generator)
     loss_sum, correct, seen = 0.0, 0, 0
-    for start in range(0, len(x), params.batch_size):
+    for batch, start in enumerate(range(0, len(x), params.batch_size), start=1):
         idx = order[start:start + params.batch_size]
         if len(idx) < 2:  # BatchNorm needs two samples; a lone leftover image waits for the next epoch
             continue
@@ -73,6 +75,8 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Te
         xb, yb = xb.to(device), yb.to(device)
         logits = model(normalize(xb))
         loss = nn.functional.cross_entropy(logits, yb)
+        check_loss(loss.item(), "train-classifier", f"epoch {epoch} batch {batch}", "train_classifier.learning_rate",
+                   optimizer.param_groups[0]["lr"])  # before the step
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -114,9 +118,12 @@ def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, 
     best_state: dict[str, torch.Tensor] = {}
     for epoch in range(1, params.epochs + 1):
         learning_rate = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = _train_epoch(net, optimizer, x_train, y_train, params, generator, device)
+        train_loss, train_acc = _train_epoch(net, optimizer, x_train, y_train, params, generator, device, epoch)
         schedule.step()
         val_loss, val_acc = _evaluate(net, x_val, y_val, params.batch_size, device)
+        # a nan validation loss would win no comparison and so stay "best" if it came first
+        check_loss(val_loss, "train-classifier", f"epoch {epoch} (validation)", "train_classifier.learning_rate",
+                   learning_rate)
         row = {"epoch": epoch, "learning_rate": learning_rate, "train_loss": round(train_loss, 6), "train_acc": round(train_acc, 6),
                "val_loss": round(val_loss, 6), "val_acc": round(val_acc, 6)}
         history.append(row)
@@ -126,6 +133,11 @@ def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, 
             best = {"epoch": epoch, "val_loss": val_loss, "val_acc": val_acc}
             best_state = copy.deepcopy(net.state_dict())
 
+    finite = all(bool(torch.isfinite(v).all()) for v in best_state.values() if v.is_floating_point())
+    if not finite or not math.isfinite(best["val_loss"]):
+        raise Diverged(f"train-classifier: non-finite weights or validation loss ({best['val_loss']}) "
+                       f"(train_classifier.learning_rate {params.learning_rate:g}): training diverged; "
+                       f"no model written")
     metadata = {
         "architecture": ARCHITECTURE,
         "num_classes": len(CLASSES),

@@ -24,19 +24,35 @@ from medsr.evaluation.predictions import read_predictions
 from medsr.evaluation.provenance import provenance
 from medsr.evaluation.render import FIGURES, write_figures, write_outputs, write_plots
 from medsr.evaluation.summary import summary_text
-from medsr.image_sets import ImageSet
-from medsr.io import Record, image_path, read_csv, read_image, read_manifest
+from medsr.image_sets import ImageSet, paired_records
+from medsr.io import Record, read_csv, read_manifest, read_record_image
 
 
 
 # --- images --------------------------------------------------------------------------------
+
+def set_images(sets: Sequence[ImageSet], ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """Every set's test images in `ids` order (external folders without a manifest included)."""
+    paired = paired_records(sets, ("test",))
+    out = {}
+    for image_set in sets:
+        by_id = {ref.id: own for ref, own in paired[image_set.name]}
+        missing = next((i for i in ids if i not in by_id), None)
+        if missing is not None:
+            raise MedsrError(f"{image_set.path}: set {image_set.name} lacks test image {missing}")
+        images = [read_record_image(image_set.path, by_id[i]) for i in ids]
+        if len({im.shape for im in images}) > 1:
+            raise MedsrError(f"{image_set.path}: set {image_set.name} test images differ in size")
+        out[image_set.name] = np.stack(images).astype(np.float32)
+    return out
+
 
 def load_by_id(folder: Path, ids: Sequence[str], what: str) -> np.ndarray:
     records: dict[str, Record] = {r.id: r for r in read_manifest(folder, split="test")}
     missing = next((i for i in ids if i not in records), None)
     if missing is not None:
         raise MedsrError(f"{Path(folder) / 'manifest.csv'}: {what} lacks test image {missing}")
-    images = [read_image(image_path(folder, records[i])) for i in ids]
+    images = [read_record_image(folder, records[i]) for i in ids]  # checked against the manifest hash
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         raise MedsrError(f"{folder}: {what} test images differ in size ({sorted(shapes)[:2]})")
@@ -114,7 +130,7 @@ def run(params: EvaluateParams, *, predictions: Path, sets: Sequence[ImageSet], 
                               sets=[s.name for s in sets], optional_val=[s.name for s in sets if s.kind == "external"])
     test = scores[("hr", params.train_seeds[0], sets[0].name, "test")]
     ids, labels = list(test.ids), test.labels
-    images = {s.name: load_by_id(s.path, ids, f"set {s.name}") for s in sets}
+    images = set_images(sets, ids)
     for s in sets[1:]:
         if images[s.name].shape != images[sets[0].name].shape:
             raise MedsrError(f"{s.path}: set {s.name} test images are {images[s.name].shape[1:]}, HR are "
