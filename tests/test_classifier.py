@@ -197,7 +197,7 @@ def test_diverging_training_writes_no_model(trained, tmp_path, monkeypatch, how)
     model, log = tmp_path / "clf.safetensors", tmp_path / "clf.csv"
     model.write_bytes(b"an earlier model")
     with pytest.raises(MedsrError) as err:
-        train.run(params, images=trained["images"], model=model, log=log)
+        train.run(params, images=trained["images"], model=model, log=log, domain="hr", seed=0)
     message = str(err.value)
     assert message.startswith("train-classifier: ") and "training diverged; no model written" in message, message
     assert f"(train_classifier.learning_rate {params.learning_rate:g})" in message, message

@@ -68,3 +68,27 @@ def test_snakemake_lint_has_no_errors():
     result = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--cores", "1"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dvc_yaml_lists_each_stages_source_files_from_the_import_graph():
+    """dvc.yaml's `src/` deps are what `medsr dvc-deps` writes from the import graph (Snakemake computes them)."""
+    from medsr.stages import sync_dvc_deps
+
+    text = (ROOT / "dvc.yaml").read_text()
+    assert sync_dvc_deps(text) == text, "dvc.yaml's source dependencies are stale: run `medsr dvc-deps`"
+
+
+def test_each_stage_depends_on_exactly_the_modules_its_command_imports(tmp_path):
+    from medsr.stages import STAGES, import_closure, source_files
+
+    dvc = dvc_stages(project_copy(tmp_path))
+    for stage in STAGES:
+        expected = set(source_files(stage.command))
+        assert f"src/medsr/{stage.module.replace('.', '/')}.py" in expected
+        for name, declared in dvc.items():
+            if name.split("@")[0] == stage.rule:
+                assert {f for f in declared.inputs if f.startswith("src/")} == expected, name
+    # the graph itself: pixel operations are imported by what resamples images, not by evaluation
+    assert "medsr.pixels" in import_closure("medsr.degrade") and "medsr.pixels" in import_closure("medsr.generate")
+    assert "medsr.pixels" not in import_closure("medsr.evaluation.evaluate")
+    assert "src/medsr/io.py" in source_files("evaluate") and "src/medsr/io.py" in source_files("download")

@@ -22,6 +22,7 @@ from medsr.errors import MedsrError
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params([ROOT / "params.yaml", ROOT / "configs/smoke.yaml"])
+EVAL = ("val", "test")  # what generate and regress super-resolve
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def workspace(tmp_path_factory) -> Path:
                {**common, "kind": "sr_regression"})
     from medsr.classifier.train import run as train_classifier
     train_classifier(dataclasses.replace(PARAMS.train_classifier, epochs=1), images=root / "bicubic",
-                     model=root / "guide.safetensors", log=root / "guide.csv")
+                     model=root / "guide.safetensors", log=root / "guide.csv", domain="bicubic", seed=0)
     return root
 
 
@@ -53,7 +54,7 @@ def make(workspace: Path, out: Path, guidance: str = "null", seed: int = 0, shar
 
 
 def arrays(folder: Path) -> dict[str, np.ndarray]:
-    return {r.id: np.load((folder / r.path).with_suffix(".npy")) for r in io.read_manifest(folder, "test")}
+    return {r.id: np.load((folder / r.path).with_suffix(".npy")) for r in io.read_manifest(folder, EVAL)}
 
 
 def test_shards_partition_the_sorted_test_ids():
@@ -69,14 +70,14 @@ def test_sharded_generation_gathers_to_the_unsharded_result(workspace, tmp_path)
     whole = make(workspace, tmp_path / "whole" / "shard0", shards=(0,))
     sharded = [make(workspace, tmp_path / "split" / f"shard{k}", shard=k, shards=(0, 1, 2), batch_size=3)
                for k in range(3)]
-    gather.run(dataclasses.replace(PARAMS.generate, shards=(0, 1, 2)), shards=sharded, out=tmp_path / "set")
+    gather.run(dataclasses.replace(PARAMS.generate, shards=(0, 1, 2)), shards=tmp_path / "split", out=tmp_path / "set")
     one = arrays(whole)
     three = arrays(tmp_path / "set")
-    assert sorted(one) == sorted(three) == sorted(r.id for r in io.read_manifest(workspace / "lr", "test"))
+    assert sorted(one) == sorted(three) == sorted(r.id for r in io.read_manifest(workspace / "lr", EVAL))
     for image_id in one:
         np.testing.assert_allclose(three[image_id], one[image_id], atol=1e-5)
     # PNG and npy hold the same image; everything in [0, 1]; HR size
-    record = io.read_manifest(tmp_path / "set", "test")[0]
+    record = io.read_manifest(tmp_path / "set", EVAL)[0]
     png = io.read_image(tmp_path / "set" / record.path)
     assert png.shape == (PARAMS.data.image_size,) * 2
     assert np.abs(png - three[record.id]).max() <= 0.5 / 255 + 1e-6
@@ -88,12 +89,12 @@ def test_sharded_generation_gathers_to_the_unsharded_result(workspace, tmp_path)
 
 def test_labels_of_sr_images_match_the_test_set(workspace, tmp_path):
     out = make(workspace, tmp_path / "s0", shards=(0,))
-    lr = {r.id: r.label for r in io.read_manifest(workspace / "lr", "test")}
-    assert {r.id: r.label for r in io.read_manifest(out, "test")} == lr
+    lr = {r.id: r.label for r in io.read_manifest(workspace / "lr", EVAL)}
+    assert {r.id: r.label for r in io.read_manifest(out, EVAL)} == lr
 
 
 def test_guidance_mode_is_recorded_and_oracle_is_flagged(workspace, tmp_path):
-    truth = {r.id: r.label for r in io.read_manifest(workspace / "lr", "test")}
+    truth = {r.id: r.label for r in io.read_manifest(workspace / "lr", EVAL)}
     metas = {}
     for mode in ("null", "predicted", "oracle"):
         out = make(workspace, tmp_path / mode, guidance=mode, shards=(0,), guidance_scale=1.5)
@@ -122,9 +123,14 @@ def test_gather_refuses_shards_of_different_runs(workspace, tmp_path):
     first = make(workspace, tmp_path / "x" / "shard0", shard=0, shards=(0, 1))
     other = make(workspace, tmp_path / "x" / "shard1", shard=1, shards=(0, 1), seed=5)
     with pytest.raises(MedsrError, match=r"shard1/metadata.json: seed is 5"):
-        gather.run(params, shards=[first, other], out=tmp_path / "out")
+        gather.run(params, shards=tmp_path / "x", out=tmp_path / "out")
+    shutil.rmtree(other)
+    shutil.copytree(first, other)  # shard 0 twice
     with pytest.raises(MedsrError, match=r"do not make up 0..1"):
-        gather.run(params, shards=[first, first], out=tmp_path / "out")
+        gather.run(params, shards=tmp_path / "x", out=tmp_path / "out")
+    shutil.rmtree(other)
+    with pytest.raises(MedsrError, match=r"shard1: generation shard is missing"):
+        gather.run(params, shards=tmp_path / "x", out=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -154,13 +160,13 @@ def test_generate_cli_exits_non_zero_with_one_line(workspace, tmp_path, capsys):
 def test_regression_baseline_is_bicubic_plus_a_residual(workspace, tmp_path):
     regress.run(PARAMS.generate, model=workspace / "regression.safetensors", lr=workspace / "lr",
                 out=tmp_path / "reg")
-    records = io.read_manifest(tmp_path / "reg", "test")
-    assert len(records) == len(io.read_manifest(workspace / "lr", "test"))
+    records = io.read_manifest(tmp_path / "reg", EVAL)
+    assert len(records) == len(io.read_manifest(workspace / "lr", EVAL))
     loaded = load_unet(workspace / "regression.safetensors", "sr_regression", torch.device("cpu"))
     with torch.no_grad():
         for p in loaded.model.parameters():
             p.zero_()
-    bicubic = loaded.bicubic_input(workspace / "lr", records[:2])
+    bicubic = loaded.bicubic_input(workspace / "lr", io.read_manifest(workspace / "lr", EVAL)[:2])
     torch.testing.assert_close(regress.super_resolve(loaded.model, bicubic), bicubic)  # zero residual = bicubic
     meta = json.loads((tmp_path / "reg/metadata.json").read_text())
     assert meta["set"] == "regression"
@@ -171,5 +177,7 @@ def test_wrong_lr_size_is_an_error_naming_the_file(workspace, tmp_path):
     shutil.copytree(workspace / "lr", small)
     record = io.read_manifest(small, "test")[0]
     io.write_image(small / record.path, np.zeros((5, 5), np.float32))
+    io.write_manifest(small, [dataclasses.replace(r, sha256=io.sha256_file(small / r.path)) if r.id == record.id else r
+                              for r in io.read_manifest(small)])  # a consistent manifest: the size is the fault
     with pytest.raises(MedsrError, match=r"LR image is \(5, 5\)|differs from"):
         regress.run(PARAMS.generate, model=workspace / "regression.safetensors", lr=small, out=tmp_path / "reg")

@@ -199,3 +199,21 @@ def source_files(command: str, root: Path | str = "src") -> list[str]:
     modules = import_closure("medsr.cli", f"medsr.{stage.module}")
     files = {str(_module_file(m).relative_to(PACKAGE_ROOT.parent)) for m in modules}
     return sorted(str(Path(root) / f) for f in files)
+
+
+def sync_dvc_deps(text: str) -> str:
+    """dvc.yaml's text with each stage's `- src/...` dependencies replaced by `source_files` of its command.
+
+    DVC cannot compute dependencies, so `medsr dvc-deps` writes them and tests/test_dag_agreement.py checks them.
+    """
+    out, stage, written = [], None, set()
+    for line in text.splitlines(keepends=True):
+        if line.startswith("  ") and not line.startswith("   ") and line.strip().split(":")[0].isidentifier():
+            stage = line.strip().split(":")[0]  # a stage's name, two spaces in under `stages:`
+        if line.startswith("      - src/") and stage in BY_RULE:
+            if stage not in written:
+                out += [f"      - {f}\n" for f in source_files(BY_RULE[stage].command)]
+                written.add(stage)
+            continue
+        out.append(line)
+    return "".join(out)
