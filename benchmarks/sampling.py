@@ -1,7 +1,7 @@
 """Sampling speed and quality: the seed's way (ancestral, all T steps, one image at a time) against
-our samplers at several step counts and batch sizes, on one trained checkpoint and the same test images.
+our samplers at several step counts and batch sizes, on one trained checkpoint and the same val images.
 
-Every row super-resolves the same `--images` test images (the first ones by id, both classes) with
+Every row super-resolves the same `--images` val images (never test: benchmark-driven defaults are choices) (the first ones by id, both classes) with
 the same model and sampling seed; images/s is wall time over the whole row (model calls, noise,
 scheduler), after one warm-up batch. PSNR / SSIM are against HR, mean over the images. Bicubic is
 the reference row the SR rows have to beat.
@@ -42,14 +42,14 @@ ROWS = [
 ]
 
 
-def test_images(hr_root: Path, lr_root: Path, count: int) -> tuple[list[io.Record], list[io.Record], np.ndarray]:
-    """The first count/2 test images of each class (by id): LR records, HR records, HR pixels."""
-    lr = sorted(io.read_manifest(lr_root, "test"), key=lambda r: r.id)
+def val_images(hr_root: Path, lr_root: Path, count: int) -> tuple[list[io.Record], list[io.Record], np.ndarray]:
+    """The first count/2 val images of each class (by id): LR records, HR records, HR pixels."""
+    lr = sorted(io.read_manifest(lr_root, "val"), key=lambda r: r.id)
     chosen = []
     for label in ("healthy", "unhealthy"):
         chosen += [r for r in lr if r.label == label][: count // 2]
     chosen.sort(key=lambda r: r.id)
-    hr_by_id = {r.id: r for r in io.read_manifest(hr_root, "test")}
+    hr_by_id = {r.id: r for r in io.read_manifest(hr_root, "val")}
     hr = [hr_by_id[r.id] for r in chosen]
     return chosen, hr, io.load_images(hr_root, hr)
 
@@ -78,7 +78,7 @@ def run_row(loaded, lr_root: Path, records, spec: SamplerSpec, batch: int, seed:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=Path("models/sr.safetensors"))
-    parser.add_argument("--hr", type=Path, default=Path("data/raw"))
+    parser.add_argument("--hr", type=Path, default=Path("data/hr"))
     parser.add_argument("--lr", type=Path, default=Path("data/lr"))
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
@@ -88,7 +88,7 @@ def main() -> None:
 
     device = resolve_device(args.device)
     loaded = load_unet(args.model, "sr_diffusion", device)
-    records, _, hr = test_images(args.hr, args.lr, args.images)
+    records, _, hr = val_images(args.hr, args.lr, args.images)
     bicubic = loaded.bicubic_input(args.lr, records)[:, 0].cpu().numpy()
     bicubic_psnr, bicubic_ssim = quality(bicubic, hr)
     timesteps = loaded.schedule.timesteps
@@ -107,7 +107,7 @@ def main() -> None:
         row["speedup"] = row["images_per_s"] / base["images_per_s"]
         row["psnr_minus_seed_style"] = row["psnr"] - base["psnr"]
 
-    print(f"\nSampling on {device} ({torch.get_num_threads()} threads), {len(records)} test images, "
+    print(f"\nSampling on {device} ({torch.get_num_threads()} threads), {len(records)} val images, "
           f"model {args.model} (T = {timesteps}, target {loaded.target})")
     header = f"| {'sampler':18s} | {'K':>4s} | {'batch':>5s} | {'images/s':>8s} | {'x seed-style':>12s} | " \
              f"{'PSNR dB':>7s} | {'dPSNR':>6s} | {'SSIM':>6s} |"

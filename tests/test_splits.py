@@ -1,0 +1,80 @@
+"""The split rule: training reads `train`, every selection reads `val`, nothing but inference and `evaluate` reads
+`test`. Every image file medsr opens goes through `medsr.io._read_bytes`; a spy records them while each training
+stage and the sampling benchmark's loader run on a tiny dataset whose test images are all unreadable."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from medsr import io
+from medsr.classifier import train as train_classifier
+from medsr.config import load_params
+from medsr.data import download
+from medsr.degrade import run as degrade
+from medsr import train_regression, train_sr
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = load_params([ROOT / "params.yaml", ROOT / "configs/smoke.yaml"])
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("splits")
+    download.run(PARAMS.data, out=root / "hr")
+    degrade(PARAMS.degrade, hr=root / "hr", lr=root / "lr", bicubic=root / "bicubic")
+    return root
+
+
+@pytest.fixture
+def opened(monkeypatch) -> list[str]:
+    paths: list[str] = []
+    original = io._read_bytes
+
+    def spy(path):
+        paths.append(str(path))
+        return original(path)
+
+    monkeypatch.setattr(io, "_read_bytes", spy)
+    return paths
+
+
+def splits_of(paths: list[str], root: Path) -> set[str]:
+    return {Path(p).relative_to(root).parts[1] for p in paths}  # <set>/<split>/<label>/<id>.png
+
+
+def test_download_writes_three_disjoint_splits(data):
+    records = io.read_manifest(data / "hr")
+    by_split = {s: {r.id for r in records if r.split == s} for s in ("train", "val", "test")}
+    assert all(by_split.values())
+    assert not (by_split["train"] & by_split["val"] or by_split["train"] & by_split["test"]
+                or by_split["val"] & by_split["test"])
+
+
+def test_train_sr_and_regression_read_only_train(data, tmp_path, opened):
+    train_sr.run(PARAMS.sr_model, PARAMS.diffusion, dataclasses.replace(PARAMS.train_sr, steps=1),
+                 hr=data / "hr", lr=data / "lr", model=tmp_path / "sr.safetensors", log=tmp_path / "sr.csv",
+                 checkpoints=tmp_path / "ckpt", device=None)
+    train_regression.run(PARAMS.sr_model, dataclasses.replace(PARAMS.train_regression, steps=1), hr=data / "hr",
+                         lr=data / "lr", model=tmp_path / "reg.safetensors", log=tmp_path / "reg.csv", device=None)
+    assert opened and splits_of(opened, data) == {"train"}
+
+
+def test_classifier_reads_train_and_selects_on_val(data, tmp_path, opened):
+    train_classifier.run(dataclasses.replace(PARAMS.train_classifier, epochs=1), images=data / "bicubic",
+                         model=tmp_path / "c.safetensors", log=tmp_path / "c.csv", domain="bicubic", seed=0)
+    assert splits_of(opened, data) == {"train", "val"}
+
+
+def test_sampling_benchmark_reads_val_images(data, opened):
+    spec = importlib.util.spec_from_file_location("sampling_benchmark", ROOT / "benchmarks/sampling.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sampling_benchmark"] = module
+    spec.loader.exec_module(module)
+    records, _, hr = module.val_images(data / "hr", data / "lr", 4)
+    assert {r.split for r in records} == {"val"} and len(hr) == 4
+    assert opened and splits_of(opened, data) == {"val"}
