@@ -3,13 +3,17 @@
 Each stage becomes a `Stage(name, cmd, inputs, outputs, params)`; Snakemake jobs with wildcards
 are named like DVC's matrix stages (`generate@null-0-1`), DVC dependency folders are expanded
 to the files Snakemake lists (a source folder to its *.py files, a folder holding other stages'
-outputs to those outputs).
+outputs to those outputs). Both are read through public interfaces: Snakemake's dry run on the command
+line, DVC's `Repo.index`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,43 +33,41 @@ def normalise_cmd(cmd: str) -> str:
 
 
 def snakemake_stages(workdir: Path, configfiles: tuple[Path, ...] = ()) -> dict[str, Stage]:
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import (ConfigSettings, DAGSettings, OutputSettings, Quietness,
-                                          ResourceSettings)
+    """Snakemake's jobs from its public command line: a forced dry run printing every job and shell command.
 
-    here = os.getcwd()
-    os.chdir(workdir)
-    try:
-        with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-            workflow_api = api.workflow(
-                resource_settings=ResourceSettings(cores=1),
-                config_settings=ConfigSettings(configfiles=list(configfiles)),
-                snakefile=Path("Snakefile"),
-                workdir=Path("."),
-            )
-            dag_api = workflow_api.dag(dag_settings=DAGSettings(forceall=True))
-            workflow = dag_api.workflow_api._workflow
-            workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True, nolock=True)
-            workflow._build_dag()
-            stages = {}
-            for job in workflow.dag.jobs:
-                if job.rule.name == "all":
-                    continue
-                name = job.rule.name
-                if job.wildcards:
-                    name += "@" + "-".join(str(v) for v in dict(job.wildcards).values())
-                params = dict(job.params).get("p", {})
-                stages[name] = Stage(
-                    name=name,
-                    cmd=normalise_cmd(job.shellcmd),
-                    inputs=frozenset(str(f) for f in job.input),
-                    outputs=frozenset(str(f) for f in job.output),
-                    params=frozenset(params),
-                    gpu=int(job.resources.get("gpu", 0) or 0),
-                )
-            return stages
-    finally:
-        os.chdir(here)
+    Each job block reads `rule NAME:` (or `localrule NAME:`), then `input:`, `output:`, `wildcards:`, `resources:`
+    lines, then `Shell command: ...`. A rule's parameters are the stage table's (every rule declares
+    `p=stage_params("<rule>")`: test_dag_agreement checks the rule files for it).
+    """
+    from medsr.stages import BY_RULE
+
+    args = [sys.executable, "-m", "snakemake", "--dry-run", "--printshellcmds", "--forceall", "--cores", "1"]
+    for configfile in configfiles:
+        args += ["--configfile", str(configfile)]
+    result = subprocess.run(args, cwd=workdir, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise AssertionError(f"snakemake dry run failed:\n{result.stdout}\n{result.stderr}")
+    stages: dict[str, Stage] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", result.stdout):
+        head = re.match(r"(?:local)?rule (\w+):", block)
+        if not head or head.group(1) == "all":
+            continue
+        fields = dict(re.findall(r"^    (\w+): (.*)$", block, re.M))
+        command = re.search(r"^Shell command: (.*)$", block, re.M)
+        rule = head.group(1)
+        name = rule
+        if "wildcards" in fields:
+            name += "@" + "-".join(pair.split("=", 1)[1] for pair in fields["wildcards"].split(", "))
+        resources = dict(pair.split("=", 1) for pair in fields.get("resources", "").split(", ") if "=" in pair)
+        stages[name] = Stage(
+            name=name,
+            cmd=normalise_cmd(command.group(1)) if command else "",
+            inputs=frozenset(fields.get("input", "").split(", ")) - {""},
+            outputs=frozenset(fields.get("output", "").split(", ")) - {""},
+            params=frozenset(BY_RULE[rule].params) if rule in BY_RULE else frozenset(),
+            gpu=int(resources.get("gpu", 0)),
+        )
+    return stages
 
 
 def dvc_stages(workdir: Path) -> dict[str, Stage]:

@@ -92,3 +92,18 @@ def test_each_stage_depends_on_exactly_the_modules_its_command_imports(tmp_path)
     assert "medsr.pixels" in import_closure("medsr.degrade") and "medsr.pixels" in import_closure("medsr.generate")
     assert "medsr.pixels" not in import_closure("medsr.evaluation.evaluate")
     assert "src/medsr/io.py" in source_files("evaluate") and "src/medsr/io.py" in source_files("download")
+
+
+def test_every_rule_reads_its_parameters_from_the_stage_table():
+    """Snakemake reruns a rule when a parameter in `p` changes; DVC when one in `params:` does. Both come from the
+    stage table: the rules by `p=stage_params("<rule>")`, DVC's lists checked against the table."""
+    import re
+
+    from medsr.stages import BY_RULE
+
+    text = "\n".join(p.read_text() for p in sorted((ROOT / "workflow/rules").glob("*.smk")))
+    rules = re.split(r"^rule (\w+):", text, flags=re.M)[1:]
+    declared = dict(zip(rules[::2], rules[1::2]))
+    assert set(declared) == set(BY_RULE), "a rule without a stage table row (or the reverse)"
+    for rule, body in declared.items():
+        assert re.findall(r"\bp=(.*),", body) == [f'stage_params("{rule}")'], rule

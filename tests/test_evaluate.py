@@ -12,7 +12,7 @@ import pytest
 from medsr.config import CLASSES, EvaluateParams
 from medsr.errors import MedsrError
 from medsr.evaluation import evaluate, readme
-from medsr.evaluation.headline import MAX_NUMBERS, count_numbers
+from medsr.evaluation.headline import MAX_NUMBERS, arm_key, count_numbers
 from medsr.evaluation.predictions import COLUMNS
 from medsr.evaluation.render import FIGURES
 from medsr.image_sets import ImageSet
@@ -219,10 +219,12 @@ def test_holm_families_per_question_and_seed(sr_wins):
 def test_headline_metrics_are_few_and_match_the_results(sr_wins):
     metrics = sr_wins["metrics_data"]
     assert count_numbers(metrics) <= MAX_NUMBERS
-    assert set(metrics) >= {"fnr", "holm_p", "auroc", "acc", "psnr", "ssim"}
-    groups = sr_wins["results_data"]["arm_groups"]
+    assert set(metrics) >= {"fnr", "p", "auroc", "acc", "psnr", "ssim"}
+    groups = {arm_key(name): group for name, group in sr_wins["results_data"]["arm_groups"].items()}
+    assert {"sr_null", "bicubic", "bicubic_m", "hr"} <= set(metrics["fnr"])
     for key, value in metrics["fnr"].items():
         assert value == groups[key.removeprefix("ORACLE_")]["pooled"]["fnr_val"]["value"]
+    assert "q2_sr_null" in metrics["p"] and "q1_sr_null" in metrics["p"]
     assert "hr" not in metrics["psnr"] and "sr_null" in metrics["psnr"]
 
 

@@ -134,6 +134,30 @@ def test_dvc_metrics_diff_and_plots_show(dvc_project):
         dvc("checkout", "-q", cwd=project, check=False)
 
 
+EXP_SHOW = ["exp", "show", "--no-pager", "--only-changed", "--drop", r"^(auroc|acc|psnr|ssim|p)\."]
+
+
+def test_dvc_exp_show_compares_experiments_in_200_columns(dvc_project):
+    """README's comparison: `dvc exp show --only-changed --drop '^(auroc|acc|psnr|ssim|p)\.'`: one row per
+    experiment with the changed parameter and the FNR of every arm, whole in a 200-column terminal."""
+    project, _ = dvc_project
+    try:
+        dvc("exp", "run", "-S", "evaluate.val_specificity=0.8", cwd=project)
+        env_columns = {"COLUMNS": "200"}
+        shown = sh([sys.executable, "-m", "dvc", *EXP_SHOW], project, env=env_columns).stdout
+        lines = [line for line in shown.splitlines() if line.strip()]
+        assert all(len(line) <= 200 for line in lines), shown
+        assert "…" not in shown, f"columns truncated:\n{shown}"
+        header = next(line for line in lines if "Experiment" in line)
+        assert "evaluate.val_specificity" in header and "fnr.bicubic_m" in header and "fnr.sr_null" in header, shown
+        rows = [line for line in lines if line.strip().startswith(("workspace", "main", "├", "└"))]
+        assert len(rows) >= 2, shown  # the workspace (the experiment applied) and the baseline commit
+    finally:
+        sh(["git", "checkout", "params.yaml", "dvc.lock"], project)
+        dvc("checkout", "-q", cwd=project, check=False)
+        dvc("exp", "remove", "--all-commits", cwd=project, check=False)
+
+
 def test_reviewer_clones_pulls_and_has_nothing_to_reproduce(dvc_project, tmp_path):
     project, _ = dvc_project
     assert dvc("status", cwd=project).stdout.strip().startswith("Data and pipelines are up to date")

@@ -60,6 +60,7 @@ class Stage:
     module: str  # medsr.<module>.run is the stage function
     help: str
     sections: tuple[str, ...] = ()  # params.yaml sections passed to run() positionally, in this order
+    params: tuple[str, ...] = ()  # the params.yaml keys whose change reruns the stage (Snakemake's and DVC's)
     paths: tuple[PathArg, ...] = ()
     options: tuple[Option, ...] = ()
     device: bool = False  # takes --device (torch stages)
@@ -81,29 +82,36 @@ IMAGE_SET_PATHS = (
 
 STAGES: tuple[Stage, ...] = (
     Stage("download", "data.download", "build or fetch the labeled HR dataset (data.source), with train/val/test",
+          params=("data",),
           sections=("data",),
           paths=(PathArg("out", "dataset folder to write: <out>/{train,val,test}/{healthy,unhealthy}/*.png "
                                 "+ manifest.csv"),)),
-    Stage("degrade", "degrade", "LR images by Eq. 1.1 and their bicubic upsampling", sections=("degrade",),
+    Stage("degrade", "degrade", "LR images by Eq. 1.1 and their bicubic upsampling", params=("degrade",),
+          sections=("degrade",),
           paths=(PathArg("hr", "HR dataset folder (from download)"), PathArg("lr", "LR folder to write"),
                  PathArg("bicubic", "bicubic-upsampled LR folder to write"))),
     Stage("train-sr", "train_sr", "train the class-guided diffusion SR model",
+          params=("sr_model", "diffusion", "train_sr"),
           sections=("sr_model", "diffusion", "train_sr"), device=True,
           paths=(PathArg("hr", "HR dataset folder"), PathArg("lr", "LR folder"),
                  PathArg("model", "safetensors file to write (EMA weights + config)"),
                  PathArg("log", "loss log CSV to write"),
                  PathArg("checkpoints", "folder of resumable checkpoints (kept between runs)"))),
     Stage("train-regression", "train_regression", "train the one-pass L1 regression SR baseline",
+          params=("sr_model", "train_regression"),
           sections=("sr_model", "train_regression"), device=True,
           paths=(PathArg("hr", "HR dataset folder"), PathArg("lr", "LR folder"),
                  PathArg("model", "safetensors file to write"), PathArg("log", "loss log CSV to write"))),
     Stage("train-classifier", "classifier.train", "train the ResNet18 classifier on one kind of images",
+          params=("train_classifier",),
           sections=("train_classifier",), device=True,
           paths=(PathArg("images", "image set to train on (its train split; the best epoch is chosen on val)"),
                  PathArg("model", "safetensors file to write"), PathArg("log", "per-epoch history CSV to write")),
           options=(Option("domain", "the kind of images: hr, bicubic or sr", choices=CLASSIFIER_DOMAINS),
                    Option("seed", "training seed (one of evaluate.train_seeds)", int))),
     Stage("generate", "generate", "super-resolve one shard of the val and test LR images with the diffusion model",
+          params=("generate.sampler", "generate.steps", "generate.eta", "generate.guidance_scale",
+                  "generate.batch_size", "generate.shards"),
           sections=("generate",), device=True,
           paths=(PathArg("model", "SR model (from train-sr)"), PathArg("lr", "LR folder"),
                  PathArg("guide", "classifier trained on bicubic images (used by predicted guidance)"),
@@ -111,20 +119,25 @@ STAGES: tuple[Stage, ...] = (
                  PathArg("out", "shard folder to write")),
           options=(Option("guidance", "guidance mode", choices=GUIDANCE_MODES),
                    Option("seed", "sampling seed", int), Option("shard", "shard id in generate.shards", int))),
-    Stage("gather", "gather", "gather generation shards into one image set", sections=("generate",),
+    Stage("gather", "gather", "gather generation shards into one image set", params=("generate.shards",),
+          sections=("generate",),
           paths=(PathArg("shards", "folder holding shard<k> for every k in generate.shards"),
                  PathArg("out", "image set folder to write"))),
     Stage("regress", "regress", "super-resolve the val and test LR images with the regression baseline",
+          params=("generate.batch_size",),
           sections=("generate",), device=True,
           paths=(PathArg("model", "regression model (from train-regression)"), PathArg("lr", "LR folder"),
                  PathArg("out", "image set folder to write"))),
     Stage("classify", "classify", "classify the val and test images of every image set with every classifier",
+          params=("classify", "generate.guidance", "evaluate.sampling_seeds", "evaluate.train_seeds",
+                  "evaluate.external"),
           sections=("classify",), device=True, image_sets=True,
           paths=(PathArg("models", "folder of the classifiers (from train-classifier): one per domain and "
                                    "evaluate.train_seeds"), *IMAGE_SET_PATHS,
                  PathArg("out", "predictions CSV to write")),
           expand=(("models", classifier_files),)),
     Stage("evaluate", "evaluation.evaluate", "verdicts with paired tests and intervals, image quality, figures",
+          params=("evaluate", "generate.guidance"),
           sections=("evaluate",), image_sets=True,
           paths=(PathArg("predictions", "predictions CSV (from classify)"), *IMAGE_SET_PATHS,
                  PathArg("lr", "LR folder (for figures)"), PathArg("logs", "folder of the training logs (loss curves)"),

@@ -9,7 +9,7 @@ from snakemake.utils import validate
 
 from medsr.config import CLASSIFIER_DOMAINS, GUIDANCE_MODES, load_raw, params_from_dict
 from medsr.errors import MedsrError
-from medsr.stages import CLASSIFIER_LOG, CLASSIFIER_MODEL, classifier_files, source_files, training_logs
+from medsr.stages import BY_RULE, CLASSIFIER_LOG, CLASSIFIER_MODEL, classifier_files, source_files, training_logs
 
 
 configfile: "params.yaml"
@@ -60,10 +60,10 @@ wildcard_constraints:
     shard=r"\d+",
 
 
-def param_values(*names):
-    """The parameters a job reads, as {name: value}; Snakemake reruns the job when one changes."""
+def stage_params(rule):
+    """The parameters the stage table says `rule` reads, as {name: value}; Snakemake reruns it when one changes."""
     values = {}
-    for name in names:
+    for name in BY_RULE[rule].params:
         value = config
         for part in name.split("."):
             value = value[part]

@@ -5,7 +5,7 @@ rule download:
         directory("data/hr"),
     params:
         files=PARAMS_ARGS,
-        p=param_values("data"),
+        p=stage_params("download"),
     log:
         "logs/download.log",
     conda:
@@ -23,7 +23,7 @@ rule degrade:
         bicubic=directory("data/bicubic"),
     params:
         files=PARAMS_ARGS,
-        p=param_values("degrade"),
+        p=stage_params("degrade"),
     log:
         "logs/degrade.log",
     conda:

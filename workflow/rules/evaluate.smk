@@ -10,8 +10,7 @@ rule classify:
         "results/predictions.csv",
     params:
         files=PARAMS_ARGS,
-        p=param_values("classify", "generate.guidance", "evaluate.sampling_seeds", "evaluate.train_seeds",
-                       "evaluate.external"),
+        p=stage_params("classify"),
         sr=parent("sr", levels=2),
         models=parent("models"),
     log:
@@ -42,7 +41,7 @@ rule evaluate:
         plots=directory("results/plots"),
     params:
         files=PARAMS_ARGS,
-        p=param_values("evaluate", "generate.guidance"),
+        p=stage_params("evaluate"),
         sr=parent("sr", levels=2),
         logs=parent("logs"),
     log:

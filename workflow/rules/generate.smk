@@ -9,8 +9,7 @@ rule generate:
         directory("results/sr/shards/{guidance}/seed{seed}/shard{shard}"),
     params:
         files=PARAMS_ARGS,
-        p=param_values("generate.sampler", "generate.steps", "generate.eta",
-                       "generate.guidance_scale", "generate.batch_size", "generate.shards"),
+        p=stage_params("generate"),
     log:
         "logs/generate/{guidance}-seed{seed}-shard{shard}.log",
     threads: TORCH_THREADS
@@ -32,7 +31,7 @@ rule gather:
         directory("results/sr/eval/{guidance}/seed{seed}"),
     params:
         files=PARAMS_ARGS,
-        p=param_values("generate.shards"),
+        p=stage_params("gather"),
         shards=parent("shards"),
     log:
         "logs/gather/{guidance}-seed{seed}.log",
@@ -51,7 +50,7 @@ rule regress:
         directory("results/regression"),
     params:
         files=PARAMS_ARGS,
-        p=param_values("generate.batch_size"),
+        p=stage_params("regress"),
     log:
         "logs/regress.log",
     threads: TORCH_THREADS

@@ -8,7 +8,7 @@ rule train_sr:
         log="results/train/sr_loss.csv",
     params:
         files=PARAMS_ARGS,
-        p=param_values("sr_model", "diffusion", "train_sr"),
+        p=stage_params("train_sr"),
         checkpoints="checkpoints/train_sr",
     log:
         "logs/train_sr.log",
@@ -32,7 +32,7 @@ rule train_regression:
         log="results/train/regression_loss.csv",
     params:
         files=PARAMS_ARGS,
-        p=param_values("sr_model", "train_regression"),
+        p=stage_params("train_regression"),
     log:
         "logs/train_regression.log",
     threads: TORCH_THREADS
@@ -55,7 +55,7 @@ rule train_classifier:
         log=f"{TRAIN_LOGS}/{CLASSIFIER_LOG}",
     params:
         files=PARAMS_ARGS,
-        p=param_values("train_classifier"),
+        p=stage_params("train_classifier"),
     log:
         "logs/train_classifier/{domain}-seed{seed}.log",
     threads: TORCH_THREADS
