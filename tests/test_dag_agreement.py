@@ -10,7 +10,7 @@ import pytest
 
 from dag import dvc_stages, snakemake_stages
 from project import ROOT, copy_workflow, set_params
-GPU_RULES = {"train_sr", "train_regression", "train_classifier", "train_guide_classifier", "generate", "regress"}
+GPU_RULES = {"train_sr", "train_regression", "train_classifier", "train_sr_classifier", "generate", "regress"}
 
 
 def project_copy(tmp_path: Path, overrides: dict | None = None) -> Path:
@@ -26,6 +26,11 @@ VARIANTS = {
         "generate.shards": [0, 1, 2],
         "generate.guidance": ["null", "predicted"],
         "evaluate.sampling_seeds": [7],
+    },
+    "a classifier on SR images, two train seeds": {
+        "evaluate.sr_classifier": ["predicted"],
+        "evaluate.train_seeds": [3, 4],
+        "evaluate.sampling_seeds": [1, 2],
     },
 }
 
@@ -49,6 +54,17 @@ def test_matrix_expands_with_params(tmp_path):
     work = project_copy(tmp_path, VARIANTS["three shards, two guidance modes, one seed"])
     names = sorted(n for n in dvc_stages(work) if n.startswith("generate@"))
     assert names == sorted(f"generate@{g}-7-{k}" for g in ("null", "predicted") for k in range(3))
+
+
+def test_sr_classifier_trains_on_the_sr_train_images_of_its_mode(tmp_path):
+    work = project_copy(tmp_path, VARIANTS["a classifier on SR images, two train seeds"])
+    stages = dvc_stages(work)
+    trained = {n for n in stages if n.startswith("train_sr_classifier@")}
+    assert trained == {"train_sr_classifier@predicted-3", "train_sr_classifier@predicted-4"}
+    assert "results/sr/eval/predicted/seed1" in stages["train_sr_classifier@predicted-3"].inputs
+    classify = stages["classify"]
+    assert "models/classifiers/classifier_sr-predicted_seed4.safetensors" in classify.inputs
+    assert not {n for n in dvc_stages(project_copy(tmp_path / "default")) if n.startswith("train_sr_classifier")}
 
 
 def test_training_and_generation_rules_request_a_gpu(tmp_path):
@@ -102,7 +118,8 @@ def test_every_rule_reads_its_parameters_from_the_stage_table():
     from medsr.stages import BY_RULE
 
     text = "\n".join(p.read_text() for p in sorted((ROOT / "workflow/rules").glob("*.smk")))
-    rules = re.split(r"^rule (\w+):", text, flags=re.M)[1:]
+    rules = re.split(r"^(?:use rule \w+ as )?rule (\w+)(?: with)?:|^use rule \w+ as (\w+) with:", text, flags=re.M)[1:]
+    rules = [part for part in rules if part is not None]
     declared = dict(zip(rules[::2], rules[1::2]))
     assert set(declared) == set(BY_RULE), "a rule without a stage table row (or the reverse)"
     for rule, body in declared.items():

@@ -47,7 +47,7 @@ def workspace(tmp_path_factory) -> Path:
 
 def make(workspace: Path, out: Path, guidance: str = "null", seed: int = 0, shard: int = 0, **changes) -> Path:
     params = dataclasses.replace(PARAMS.generate, **changes)
-    generate.run(params, model=workspace / "sr.safetensors", lr=workspace / "lr",
+    generate.run(params, PARAMS.evaluate, model=workspace / "sr.safetensors", lr=workspace / "lr",
                  guide=workspace / "guide.safetensors", bicubic=workspace / "bicubic", guidance=guidance,
                  seed=seed, shard=shard, out=out)
     return out
@@ -140,7 +140,7 @@ def test_generate_errors_name_the_problem(workspace, tmp_path):
     with pytest.raises(MedsrError, match="--shard: 4 is not in generate.shards"):
         make(workspace, tmp_path / "o", shard=4)
     with pytest.raises(MedsrError, match="regression.safetensors: holds a 'sr_regression' model"):
-        generate.run(PARAMS.generate, model=workspace / "regression.safetensors", lr=workspace / "lr",
+        generate.run(PARAMS.generate, PARAMS.evaluate, model=workspace / "regression.safetensors", lr=workspace / "lr",
                      guide=workspace / "guide.safetensors", bicubic=workspace / "bicubic", guidance="null",
                      seed=0, shard=0, out=tmp_path / "o")
     assert not (tmp_path / "o").exists()

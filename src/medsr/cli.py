@@ -102,7 +102,7 @@ def dispatch(args: argparse.Namespace) -> None:
         roots = {arg.name: kwargs.pop(arg.name) for arg in IMAGE_SET_PATHS}
         kwargs["sets"] = build(**roots, guidance=params.generate.guidance,
                                sampling_seeds=params.evaluate.sampling_seeds,
-                               external=params.evaluate.external)
+                               external=params.evaluate.external, sr_classifier=bool(params.evaluate.sr_classifier))
     if stage.device:
         from medsr.device import resolve_device
         kwargs["device"] = resolve_device(args.device)

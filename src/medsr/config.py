@@ -33,10 +33,11 @@ EVAL_SPLITS = ("val", "test")  # what generate/regress super-resolve and classif
 Source = Literal["synthetic", "kaggle", "url", "folder"]
 Guidance = Literal["null", "predicted", "oracle"]  # oracle hands the generator the true label (flagged everywhere)
 SamplerName = Literal["ancestral", "ddim", "dpmpp"]
-ClassifierDomain = Literal["hr", "bicubic"]  # the kind of images a classifier is trained on (its folder: data/<domain>)
+ClassifierDomain = Literal["hr", "bicubic", "sr"]  # the kind of images a classifier is trained on
 GUIDANCE_MODES: tuple[str, ...] = typing.get_args(Guidance)
 SAMPLERS: tuple[str, ...] = typing.get_args(SamplerName)
 CLASSIFIER_DOMAINS: tuple[str, ...] = typing.get_args(ClassifierDomain)
+DATA_DOMAINS = ("hr", "bicubic")  # always trained, on data/<domain>; "sr" only with evaluate.sr_classifier
 
 # --- strict scalar types (YAML's "16" is not silently an integer) -----------------------------
 Int = Annotated[int, Field(strict=True)]
@@ -188,6 +189,8 @@ class EvaluateParams:
     confidence: Annotated[float, Field(strict=True, gt=0.5, lt=1)]
     exact_below: Annotated[int, Field(strict=True, ge=0)]
     val_specificity: Annotated[float, Field(strict=True, gt=0, lt=1)]
+    # guidance mode of the SR train images a classifier is also trained on (Q2 for SR): [] none, or one mode
+    sr_classifier: Annotated[tuple[Guidance, ...], Field(max_length=1)]
     external: dict[str, Annotated[str, Field(strict=True, min_length=1)]]
     figure_images: Annotated[int, Field(strict=True, ge=1, le=16)]
     lpips_weights: Str
@@ -326,9 +329,25 @@ def _check_consistency(params: Params, source: str) -> None:
     if image_size % 2 ** (levels - 1):
         raise MedsrError(f"{source}: data.image_size: {image_size} must be a multiple of 2^(levels-1) = "
                          f"{2 ** (levels - 1)} so the U-Net can halve it {levels - 1} times")
+    missing = [g for g in params.evaluate.sr_classifier if g not in params.generate.guidance]
+    if missing:
+        raise MedsrError(f"{source}: evaluate.sr_classifier: {missing[0]} is not one of generate.guidance "
+                         f"{list(params.generate.guidance)}")
     bad_names = [n for n in params.evaluate.external if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", n)]
     if bad_names:
         raise MedsrError(f"{source}: evaluate.external.{bad_names[0]}: a set name is letters, digits, _ and -")
+
+
+def classifier_domains(params: Params) -> tuple[str, ...]:
+    """The domains a run trains classifiers on: hr and bicubic, and sr with evaluate.sr_classifier."""
+    return DATA_DOMAINS + (("sr",) if params.evaluate.sr_classifier else ())
+
+
+def generation_splits(evaluate: EvaluateParams, guidance: str, seed: int) -> tuple[str, ...]:
+    """What one generate job super-resolves: val and test; and train too for the SR images the SR-trained
+    classifier learns from (evaluate.sr_classifier's mode at the first sampling seed)."""
+    trains = guidance in evaluate.sr_classifier and seed == evaluate.sampling_seeds[0]
+    return ("train", *EVAL_SPLITS) if trains else EVAL_SPLITS
 
 
 def load_raw(paths: Sequence[str | Path]) -> dict[str, Any]:

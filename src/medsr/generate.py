@@ -1,6 +1,7 @@
 """`medsr generate`: super-resolve one shard of the val and test LR images with the diffusion model.
 
-Val images serve the operating points chosen on val, test images the verdict. The ids (sorted) are split into `len(generate.shards)` contiguous shards; shard k is one job
+Val images serve the operating points chosen on val, test images the verdict; the job of evaluate.sr_classifier's
+guidance mode at the first sampling seed also super-resolves the train images (the SR-trained classifier's). The ids (sorted) are split into `len(generate.shards)` contiguous shards; shard k is one job
 (one SLURM job, one DVC matrix stage). Each image's noise comes from (seed, image id), so a shard's
 images are the same whatever the shard count or batch size. Guidance (recorded in metadata.json):
   null       unconditional: the null class (the thesis's inference)
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from medsr import io
 from medsr.classifier.model import load_classifier, predict_proba
-from medsr.config import CLASSES, EVAL_SPLITS, GUIDANCE_MODES, NULL_CLASS, GenerateParams
+from medsr.config import CLASSES, GUIDANCE_MODES, NULL_CLASS, EvaluateParams, GenerateParams, generation_splits
 from medsr.diffusion.model_file import load_unet
 from medsr.diffusion.samplers import Sampler, SamplerSpec, image_generators
 from medsr.errors import MedsrError
@@ -50,8 +51,8 @@ def guide_labels(guidance: str, records: list[io.Record], *, guide: Path, bicubi
     return predict_proba(classifier, images, batch_size).argmax(dim=1)
 
 
-def run(params: GenerateParams, *, model: Path, lr: Path, guide: Path, bicubic: Path, out: Path,
-        guidance: str, seed: int, shard: int, device: torch.device | None = None) -> None:
+def run(params: GenerateParams, evaluate: EvaluateParams, *, model: Path, lr: Path, guide: Path, bicubic: Path,
+        out: Path, guidance: str, seed: int, shard: int, device: torch.device | None = None) -> None:
     device = device or torch.device("cpu")
     if guidance not in GUIDANCE_MODES:
         raise MedsrError(f"--guidance: {guidance!r} is not one of {', '.join(GUIDANCE_MODES)}")
@@ -61,13 +62,14 @@ def run(params: GenerateParams, *, model: Path, lr: Path, guide: Path, bicubic: 
     timesteps = loaded.schedule.timesteps
     if params.sampler != "ancestral" and params.steps > timesteps:
         raise MedsrError(f"generate.steps: {params.steps} exceeds the model's {timesteps} diffusion timesteps")
-    records = shard_records(io.read_manifest(lr, split=EVAL_SPLITS), shard, len(params.shards))
+    splits = generation_splits(evaluate, guidance, seed)
+    records = shard_records(io.read_manifest(lr, split=splits), shard, len(params.shards))
     labels = guide_labels(guidance, records, guide=guide, bicubic=bicubic, batch_size=params.batch_size,
                           device=device)
     spec = SamplerSpec(params.sampler, params.steps, params.eta)
     sampler = Sampler(loaded.model, loaded.schedule, loaded.target, spec,
                       guidance_scale=1.0 if guidance == "null" else params.guidance_scale)
-    print(f"generate: {len(records)} val/test images (shard {shard} of {len(params.shards)}), {spec.name} with "
+    print(f"generate: {len(records)} {'/'.join(splits)} images (shard {shard} of {len(params.shards)}), {spec.name} with "
           f"{spec.evaluations(timesteps)} steps, guidance {guidance} (w = {sampler.guidance_scale}), seed {seed}, "
           f"on {device}", file=sys.stderr)
 
@@ -85,7 +87,7 @@ def run(params: GenerateParams, *, model: Path, lr: Path, guide: Path, bicubic: 
           file=sys.stderr)
 
     metadata = {
-        "set": "sr", "splits": list(EVAL_SPLITS), "sampler": spec.name, "steps": spec.evaluations(timesteps), "eta": spec.eta,
+        "set": "sr", "splits": list(splits), "sampler": spec.name, "steps": spec.evaluations(timesteps), "eta": spec.eta,
         "guidance": guidance, "guidance_scale": sampler.guidance_scale, "leaks_label": guidance == "oracle",
         "seed": seed, "shard": shard, "shards": len(params.shards), "batch_size": params.batch_size,
         "model_sha256": loaded.sha256, "target": loaded.target, "x0_clipping": sampler.clip_x0,

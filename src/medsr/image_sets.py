@@ -50,7 +50,7 @@ def sr_folder(root: Path, guidance: str, seed: int) -> Path:
 
 
 def build(*, hr: Path, bicubic: Path, regression: Path, sr: Path, guidance: Sequence[str],
-          sampling_seeds: Sequence[int], external: Mapping[str, str]) -> list[ImageSet]:
+          sampling_seeds: Sequence[int], external: Mapping[str, str], sr_classifier: bool = False) -> list[ImageSet]:
     """Every image set of a run, in comparison order: hr, bicubic, regression, sr_<guidance>_seed<seed>, ext_*."""
     sets = [ImageSet("hr", "hr", Path(hr), matched="hr"),
             ImageSet("bicubic", "bicubic", Path(bicubic), matched="bicubic"),
@@ -58,7 +58,7 @@ def build(*, hr: Path, bicubic: Path, regression: Path, sr: Path, guidance: Sequ
     for mode in guidance:
         for seed in sampling_seeds:
             sets.append(ImageSet(f"sr_{mode}_seed{seed}", "sr", sr_folder(sr, mode, seed), guidance=mode, seed=seed,
-                                 leaks_label=mode in LEAKING_GUIDANCE))
+                                 leaks_label=mode in LEAKING_GUIDANCE, matched="sr" if sr_classifier else None))
     for name, folder in external.items():
         sets.append(ImageSet(f"ext_{name}", "external", Path(folder)))
     return sets

@@ -15,7 +15,7 @@ import typing
 from functools import cache
 from pathlib import Path
 
-from medsr.config import CLASSIFIER_DOMAINS, GUIDANCE_MODES
+from medsr.config import CLASSIFIER_DOMAINS, DATA_DOMAINS, GUIDANCE_MODES, classifier_domains
 
 PACKAGE_ROOT = Path(__file__).resolve().parent  # src/medsr
 
@@ -38,20 +38,25 @@ class Option:
 # File names of the per-(domain, seed) classifiers and their histories, inside the folders the DAG passes.
 CLASSIFIER_MODEL = "classifier_{domain}_seed{seed}.safetensors"
 CLASSIFIER_LOG = "classifier_{domain}_seed{seed}.csv"
+SR_DOMAIN = "sr-{guidance}"  # the file-name domain of the classifier trained on SR images of one guidance mode
+
+
+def _file_domains(params) -> list[str]:
+    return list(DATA_DOMAINS) + [SR_DOMAIN.format(guidance=g) for g in params.evaluate.sr_classifier]
 TRAINING_LOGS = ("sr_loss.csv", "regression_loss.csv")
 
 
 def classifier_files(folder: Path, params) -> list[Path]:
-    """Every classifier a run trains: CLASSIFIER_DOMAINS x evaluate.train_seeds."""
+    """Every classifier a run trains: its domains (medsr.config.classifier_domains) x evaluate.train_seeds."""
     return [Path(folder) / CLASSIFIER_MODEL.format(domain=d, seed=s)
-            for d in CLASSIFIER_DOMAINS for s in params.evaluate.train_seeds]
+            for d in _file_domains(params) for s in params.evaluate.train_seeds]
 
 
 def training_logs(folder: Path, params) -> list[Path]:
     """The loss CSVs a run writes: the SR model's, the regression model's and every classifier's history."""
     return [Path(folder) / name for name in TRAINING_LOGS] + [
         Path(folder) / CLASSIFIER_LOG.format(domain=d, seed=s)
-        for d in CLASSIFIER_DOMAINS for s in params.evaluate.train_seeds]
+        for d in _file_domains(params) for s in params.evaluate.train_seeds]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,12 +112,12 @@ STAGES: tuple[Stage, ...] = (
           sections=("train_classifier",), device=True,
           paths=(PathArg("images", "image set to train on (its train split; the best epoch is chosen on val)"),
                  PathArg("model", "safetensors file to write"), PathArg("log", "per-epoch history CSV to write")),
-          options=(Option("domain", "the kind of images: hr, bicubic or sr", choices=CLASSIFIER_DOMAINS),
+          options=(Option("domain", "the kind of images: hr, bicubic or sr (SR images)", choices=CLASSIFIER_DOMAINS),
                    Option("seed", "training seed (one of evaluate.train_seeds)", int))),
     Stage("generate", "generate", "super-resolve one shard of the val and test LR images with the diffusion model",
           params=("generate.sampler", "generate.steps", "generate.eta", "generate.guidance_scale",
-                  "generate.batch_size", "generate.shards"),
-          sections=("generate",), device=True,
+                  "generate.batch_size", "generate.shards", "evaluate.sr_classifier", "evaluate.sampling_seeds"),
+          sections=("generate", "evaluate"), device=True,
           paths=(PathArg("model", "SR model (from train-sr)"), PathArg("lr", "LR folder"),
                  PathArg("guide", "classifier trained on bicubic images (used by predicted guidance)"),
                  PathArg("bicubic", "bicubic folder (the guide classifier's input)"),
@@ -130,7 +135,7 @@ STAGES: tuple[Stage, ...] = (
                  PathArg("out", "image set folder to write"))),
     Stage("classify", "classify", "classify the val and test images of every image set with every classifier",
           params=("classify", "generate.guidance", "evaluate.sampling_seeds", "evaluate.train_seeds",
-                  "evaluate.external"),
+                  "evaluate.external", "evaluate.sr_classifier"),
           sections=("classify",), device=True, image_sets=True,
           paths=(PathArg("models", "folder of the classifiers (from train-classifier): one per domain and "
                                    "evaluate.train_seeds"), *IMAGE_SET_PATHS,
@@ -148,7 +153,9 @@ STAGES: tuple[Stage, ...] = (
 )
 
 BY_COMMAND = {stage.command: stage for stage in STAGES}
-BY_RULE = {stage.rule: stage for stage in STAGES}
+# Rules (Snakemake) and stages (DVC) by name: one per command, plus the classifier trained on SR images, which
+# runs `medsr train-classifier` on another folder.
+BY_RULE = {stage.rule: stage for stage in STAGES} | {"train_sr_classifier": BY_COMMAND["train-classifier"]}
 
 
 # --- source files of a stage: the import graph ---------------------------------------------------

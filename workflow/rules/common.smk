@@ -7,9 +7,9 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from medsr.config import CLASSIFIER_DOMAINS, GUIDANCE_MODES, load_raw, params_from_dict
+from medsr.config import DATA_DOMAINS, GUIDANCE_MODES, load_raw, params_from_dict
 from medsr.errors import MedsrError
-from medsr.stages import BY_RULE, CLASSIFIER_LOG, CLASSIFIER_MODEL, classifier_files, source_files, training_logs
+from medsr.stages import BY_RULE, CLASSIFIER_LOG, CLASSIFIER_MODEL, SR_DOMAIN, classifier_files, source_files, training_logs
 
 
 configfile: "params.yaml"
@@ -47,7 +47,6 @@ GUIDANCE = list(PARAMS.generate.guidance)
 SAMPLING_SEEDS = list(PARAMS.evaluate.sampling_seeds)
 TRAIN_SEEDS = list(PARAMS.evaluate.train_seeds)
 SHARDS = sorted(PARAMS.generate.shards)
-DOMAINS = list(CLASSIFIER_DOMAINS)  # a classifier per domain and train seed, trained on data/<domain>
 CLASSIFIERS = "models/classifiers"
 TRAIN_LOGS = "results/train"
 GUIDE = f"{CLASSIFIERS}/{CLASSIFIER_MODEL.format(domain='bicubic', seed=TRAIN_SEEDS[0])}"  # predicted guidance's
@@ -55,7 +54,7 @@ GUIDE = f"{CLASSIFIERS}/{CLASSIFIER_MODEL.format(domain='bicubic', seed=TRAIN_SE
 
 wildcard_constraints:
     guidance="|".join(GUIDANCE_MODES),
-    domain="|".join(CLASSIFIER_DOMAINS),
+    domain="|".join(DATA_DOMAINS),
     seed=r"\d+",
     shard=r"\d+",
 

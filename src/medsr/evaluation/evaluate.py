@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from medsr.config import CLASSES, CLASSIFIER_DOMAINS, EvaluateParams
+from medsr.config import CLASSES, DATA_DOMAINS, EvaluateParams
 from medsr.errors import MedsrError
 from medsr.evaluation import quality
 from medsr.evaluation.compute import compute
@@ -97,7 +97,7 @@ def loss_curve(path: Path) -> tuple[str, np.ndarray, dict[str, np.ndarray]] | No
 # --- the stage -----------------------------------------------------------------------------
 
 def classifiers_of(params: EvaluateParams) -> tuple[str, ...]:
-    return CLASSIFIER_DOMAINS
+    return DATA_DOMAINS + (("sr",) if params.sr_classifier else ())
 
 
 def check_sets(sets: Sequence[ImageSet]) -> None:
