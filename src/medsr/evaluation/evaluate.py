@@ -70,7 +70,7 @@ def figure_ids(ids: Sequence[str], labels: np.ndarray, count: int) -> list[int]:
     return chosen
 
 
-def test_subjects(hr: ImageSet, ids: Sequence[str]) -> list[str] | None:
+def subjects_of_test_images(hr: ImageSet, ids: Sequence[str]) -> list[str] | None:
     """The subjects of the test images `ids` from the hr manifest (an image without one is its own subject), or
     None when no test image has one: the bootstrap then resamples images."""
     records = {r.id: r for r in read_manifest(hr.path, split="test")}
@@ -148,7 +148,7 @@ def run(params: EvaluateParams, *, predictions: Path, sets: Sequence[ImageSet], 
     log_status, curves = read_curves(logs)
 
     result: dict[str, Any] = compute(params, sets=sets, scores=scores, classifiers=classifiers, images=images,
-                                     lpips_net=lpips_net, subjects=test_subjects(sets[0], ids))
+                                     lpips_net=lpips_net, subjects=subjects_of_test_images(sets[0], ids))
     result.update(training_logs=log_status, provenance=provenance(), figures=list(FIGURES) + ["summary.rst"])
     result["summary"] = summary_text(result)
 
