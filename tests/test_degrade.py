@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -160,3 +161,98 @@ def test_hr_file_changed_after_download_is_refused_and_nothing_is_written(tmp_pa
     assert not (tmp_path / "lr_new").exists() and not (tmp_path / "bicubic_new").exists()
     assert {p: p.read_bytes() for p in sorted((tmp_path / "lr").rglob("*")) if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bicubic", "hr", "lr"]  # no temporary folders left
+
+
+# --- degrade.model kspace: x = |F^-1( W . C_s( P . F y ) ) + n| ----------------------------------
+
+from medsr.degrade import kspace_degrade  # noqa: E402
+
+
+def band_limited(size: int, scale: int, seed: int = 0):
+    """A positive image made of cosines below the LR Nyquist frequency, and the function it samples."""
+    rng = np.random.default_rng(seed)
+    low = size // scale
+    terms = [(rng.integers(0, low // 2), rng.integers(0, low // 2), rng.uniform(0, 2 * np.pi), rng.uniform(0.02, 0.08))
+             for _ in range(6)]
+
+    def f(t_row, t_col):
+        value = 0.5 + 0 * t_row * t_col
+        for ky, kx, phase, amplitude in terms:
+            value = value + amplitude * np.cos(2 * np.pi * (ky * t_row + kx * t_col) / size + phase)
+        return value
+
+    rows, cols = np.meshgrid(np.arange(size, dtype=np.float64), np.arange(size, dtype=np.float64), indexing="ij")
+    return f(rows, cols), f
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_kspace_passes_a_band_limited_image_unchanged_at_the_lr_pixel_centres(scale):
+    """No noise, no window: the LR image is the band-limited image sampled at the centres of the s x s HR blocks
+    (s i + (s - 1) / 2), the grid bicubic_upsample assumes; intensities keep their scale."""
+    size = 32
+    hr, f = band_limited(size, scale)
+    lr = kspace_degrade(hr, scale, 0.0)
+    centres = scale * np.arange(size // scale) + (scale - 1) / 2
+    expected = f(centres[:, None], centres[None, :])
+    np.testing.assert_allclose(lr, expected, atol=1e-5)  # float32 output of a float64 computation
+    np.testing.assert_allclose(kspace_degrade(np.full((16, 16), 0.3), scale, 0.0), 0.3, atol=1e-6)
+
+
+def test_kspace_removes_frequencies_above_the_lr_band():
+    """A cosine at the HR Nyquist-side frequency (above h/2) leaves only its mean."""
+    size, scale = 32, 2
+    cols = np.arange(size)
+    hr = np.tile(0.5 + 0.2 * np.cos(2 * np.pi * 12 * cols / size), (size, 1))  # 12 > h/2 = 8
+    np.testing.assert_allclose(kspace_degrade(hr, scale, 0.0), 0.5, atol=1e-6)
+
+
+def test_kspace_noise_magnitude_on_a_zero_image_is_rayleigh():
+    """|n| of complex Gaussian noise with sigma per part on a zero image: Rayleigh, mean sigma sqrt(pi/2), variance
+    (4 - pi)/2 sigma^2; the tolerance is 5 standard errors of the mean of N draws."""
+    sigma, size, scale = 0.05, 256, 2
+    rng = np.random.default_rng(0)
+    magnitude = kspace_degrade(np.zeros((size, size)), scale, sigma, rng=rng).astype(np.float64).ravel()
+    n = magnitude.size
+    mean, var = sigma * np.sqrt(np.pi / 2), (4 - np.pi) / 2 * sigma ** 2
+    assert abs(magnitude.mean() - mean) < 5 * np.sqrt(var / n)
+    # second moment of a Rayleigh: E|n|^2 = 2 sigma^2 (standard error from E|n|^4 = 8 sigma^4)
+    assert abs(np.mean(magnitude ** 2) - 2 * sigma ** 2) < 5 * np.sqrt((8 - 4) * sigma ** 4 / n)
+    assert magnitude.min() >= 0
+
+
+def test_kspace_noise_on_a_bright_image_is_rician_not_gaussian_clipped():
+    """Signal A >> sigma: the Rician magnitude is close to Gaussian with mean sqrt(A^2 + sigma^2) and std sigma."""
+    sigma, a = 0.02, 0.5
+    magnitude = kspace_degrade(np.full((256, 256), a), 2, sigma, rng=np.random.default_rng(1)).astype(np.float64)
+    n = magnitude.size
+    assert abs(magnitude.mean() - np.sqrt(a ** 2 + sigma ** 2)) < 5 * sigma / np.sqrt(n) + 1e-6
+    assert abs(magnitude.std() - sigma) < 0.05 * sigma
+
+
+def test_kspace_window_reduces_ringing_at_an_edge():
+    """A bar between two step edges (HR columns 7..22, LR 3.5..11): the Gibbs oscillation, measured as the mean
+    deviation from the ideal bar two or more LR pixels away from the edges, shrinks with the Tukey window and
+    more with the Hamming window."""
+    hr = np.zeros((32, 32))
+    hr[:, 7:23] = 0.8
+    ideal = np.zeros(16)
+    ideal[4:11] = 0.8
+    far = np.r_[0:2, 6:9, 13:16]
+    ringing = {w: np.abs(kspace_degrade(hr, 2, 0.0, w)[0] - ideal)[far].mean() for w in ("none", "tukey", "hamming")}
+    assert ringing["none"] > ringing["tukey"] > ringing["hamming"]
+
+
+def test_degrade_stage_kspace_records_its_model_and_keeps_the_lr_size(tmp_path):
+    hr_set(tmp_path / "hr")
+    params = dataclasses.replace(DEGRADE, model="kspace", kspace_window="tukey")
+    run(params, tmp_path / "hr", tmp_path / "lr", tmp_path / "bicubic")
+    meta = json.loads((tmp_path / "lr" / "metadata.json").read_text())
+    assert meta["model"] == "kspace" and meta["window"] == "tukey" and meta["blur_sigma"] == "unused by kspace"
+    assert json.loads((tmp_path / "bicubic" / "metadata.json").read_text())["model"] == "kspace"
+    lr = io.load_images(tmp_path / "lr", io.read_manifest(tmp_path / "lr"))
+    assert lr.shape[1:] == (16, 16)
+    assert io.load_images(tmp_path / "bicubic", io.read_manifest(tmp_path / "bicubic")).shape[1:] == (32, 32)
+    gaussian = tmp_path / "g"
+    run(DEGRADE, tmp_path / "hr", gaussian / "lr", gaussian / "bicubic")
+    assert json.loads((gaussian / "lr" / "metadata.json").read_text())["model"] == "gaussian"
+    assert not np.array_equal(lr, io.load_images(gaussian / "lr", io.read_manifest(gaussian / "lr")))

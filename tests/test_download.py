@@ -103,9 +103,9 @@ def test_synthetic_layout_sizes_and_manifest(tmp_path, image_size):
                 with Image.open(path) as img:
                     assert img.mode == "L" and img.size == (image_size, image_size)
     assert sorted(p.name for p in out.iterdir()) == sorted(["train", "val", "test", io.MANIFEST, download.SUMMARY,
-                                                            download.SKIPPED])
+                                                            download.SKIPPED, download.DUPLICATES])
     header = (out / io.MANIFEST).read_text().splitlines()[0]
-    assert header == "id,split,label,path,sha256,source"
+    assert header == "id,split,label,path,sha256,source,subject"
     records = io.read_manifest(out)
     assert len(records) == 10 and len({r.id for r in records}) == 10
     assert {r.path for r in records} == {p.relative_to(out).as_posix() for p in out.rglob("*.png")}
@@ -136,7 +136,7 @@ def test_same_seed_gives_byte_identical_files_and_manifest(tmp_path):
     download.run(synthetic_params(seed=7), tmp_path / "a")
     download.run(synthetic_params(seed=7), tmp_path / "b")
     first, second = snapshot(tmp_path / "a"), snapshot(tmp_path / "b")
-    assert io.MANIFEST in first and len(first) == 10 + 3
+    assert io.MANIFEST in first and len(first) == 10 + 4
     assert first == second
 
 
@@ -205,8 +205,11 @@ def test_rendering_follows_the_drawn_subject():
 # --- real images fitted to data.image_size --------------------------------------------------
 
 @pytest.mark.parametrize("resize", ["center_crop", "resize"])
-def test_rgb_and_non_square_images_become_single_channel_squares(tmp_path, resize):
+def test_rgb_and_non_square_images_become_single_channel_squares(tmp_path, resize, monkeypatch):
     """Colour and odd-sized inputs of several modes: 8-bit grayscale data.image_size squares, ITU-R 601 luma."""
+    # uniform images of one grey are duplicates of each other by construction: the duplicate check (tested in
+    # tests/test_duplicates.py) would rightly refuse this fixture, so it is bypassed here
+    monkeypatch.setattr(download.duplicates, "resolve", lambda root, records, *_: (records, [], {"dropped": 0}))
     tree = tmp_path / "alz"
     colour = (200, 100, 50)  # luma 0.299 R + 0.587 G + 0.114 B = 124.2
     inputs = {  # class folder: (mode, width x height, colour)

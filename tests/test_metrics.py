@@ -139,3 +139,30 @@ def test_spread_over_seeds():
     spread = summarize_spread([0.1, 0.2, None, 0.3])
     assert spread == {"n": 3, "mean": pytest.approx(0.2), "std": pytest.approx(0.1), "min": 0.1, "max": 0.3}
     assert summarize_spread([0.1])["std"] is None
+
+
+def test_cluster_bootstrap_draws_subjects_and_gives_their_images_one_multiplicity():
+    groups = ["a", "a", "a", "b", "c", "c", "d", "e"]
+    w = bootstrap_weights(len(groups), 500, seed=2, groups=groups)
+    assert w.shape == (500, 8)
+    for i, j in ((0, 1), (1, 2), (4, 5)):
+        np.testing.assert_array_equal(w[:, i], w[:, j])  # one subject, one multiplicity
+    per_subject = w[:, [0, 3, 4, 6, 7]]
+    np.testing.assert_array_equal(per_subject.sum(axis=1), np.full(500, 5.0))  # 5 subjects drawn 5 times
+    assert (w[:, 0] != w[:, 3]).any()
+    np.testing.assert_array_equal(w, bootstrap_weights(8, 500, seed=2, groups=groups))
+    # every image its own subject: exactly the image bootstrap
+    np.testing.assert_array_equal(bootstrap_weights(8, 50, 3, groups=list("abcdefgh")), bootstrap_weights(8, 50, 3))
+
+
+def test_cluster_bootstrap_interval_is_wider_when_slices_of_a_subject_agree():
+    """10 subjects x 5 identical slices: the image bootstrap treats 50 slices as independent and is too narrow."""
+    labels = np.ones(50, dtype=int)
+    preds = np.repeat(np.arange(10) % 2, 5)  # a subject's slices are all hit or all missed
+    groups = [f"s{k // 5}" for k in range(50)]
+    width = {}
+    for name, g in (("image", None), ("subject", groups)):
+        fnr = bootstrap_rates(bootstrap_weights(50, 2000, 0, groups=g), labels, preds)["fnr"]
+        low, high = np.percentile(fnr, [2.5, 97.5])
+        width[name] = high - low
+    assert width["subject"] > 1.5 * width["image"]

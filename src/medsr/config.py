@@ -30,7 +30,11 @@ SPLITS = ("train", "val", "test")  # val is carved from train once, at download;
 EVAL_SPLITS = ("val", "test")  # what generate/regress super-resolve and classify classifies: val for operating points
 
 # --- enums: each declared once --------------------------------------------------------------
-Source = Literal["synthetic", "kaggle", "url", "folder"]
+Source = Literal["synthetic", "kaggle", "url", "folder", "nifti", "dicom"]
+VOLUME_SOURCES = ("nifti", "dicom")  # sources of 3-D volumes: slices are cut per subject, splits drawn by subject
+SliceAxis = Literal["sagittal", "coronal", "axial"]  # the RAS axes 0, 1, 2 after reorientation to canonical
+DegradeModel = Literal["gaussian", "kspace"]  # Eq. 1.1 | k-space truncation + complex noise (magnitude: Rician)
+KspaceWindow = Literal["none", "hamming", "tukey"]
 Guidance = Literal["null", "predicted", "oracle"]  # oracle hands the generator the true label (flagged everywhere)
 SamplerName = Literal["ancestral", "ddim", "dpmpp"]
 ClassifierDomain = Literal["hr", "bicubic", "sr"]  # the kind of images a classifier is trained on
@@ -80,6 +84,20 @@ class FolderSource:
 
 
 @section
+class VolumeSource:
+    """data.source nifti | dicom: a folder of volumes plus a CSV `subject,label`, cut into 2-D slices."""
+    path: Str  # nifti: <path>/<subject>.nii[.gz] or <path>/<subject>/*.nii[.gz]; dicom: <path>/<subject>/ (series)
+    subjects_csv: Str  # the CSV of subject,label ("" = <path>/subjects.csv); label: healthy | unhealthy | class_map key
+    axis: SliceAxis  # the slicing axis after reorientation to RAS
+    slice_range: Annotated[tuple[Probability, Probability], Field(min_length=2, max_length=2)]  # [lo, hi] share of axis
+    min_brain_fraction: Probability  # a slice is a candidate when this share of its pixels is foreground
+    slices_per_subject: PositiveInt  # evenly spaced among the candidates of each volume
+    percentiles: Annotated[tuple[Annotated[float, Field(strict=True, ge=0, le=100)], ...],
+                           Field(min_length=2, max_length=2)]  # per-volume intensity window -> [0, 1]
+    test_fraction: Annotated[float, Field(strict=True, gt=0, lt=0.9)]  # share of each class's subjects carved into test
+
+
+@section
 class DataParams:
     source: Source
     image_size: Annotated[int, Field(strict=True, ge=16, le=1024)]
@@ -91,6 +109,12 @@ class DataParams:
     kaggle: KaggleSource
     url: UrlSource
     folder: FolderSource
+    volumes: VolumeSource
+    duplicates: Literal["fail", "drop"]  # an image (near-)duplicated across splits: error naming both, or dropped
+    near_duplicate_bits: Annotated[int, Field(strict=True, ge=-1, le=64)]  # pHash Hamming distance <= this: near
+    # duplicate candidate (-1: exact duplicates only)
+    near_duplicate_correlation: Annotated[float, Field(strict=True, ge=0, le=1)]  # a candidate's pixel correlation
+    # must reach this to be a near duplicate
     class_map: Annotated[dict[str, Literal["healthy", "unhealthy"]], Field(min_length=2)]
 
 
@@ -100,6 +124,8 @@ class DegradeParams:
     blur_sigma: Annotated[float, Field(strict=True, ge=0)]
     noise_std: Annotated[float, Field(strict=True, ge=0, le=0.5)]
     seed: Seed
+    model: DegradeModel = "gaussian"  # the default keeps Eq. 1.1 for callers that predate the kspace model
+    kspace_window: KspaceWindow = "none"  # kspace model: window over the kept k-space lines against Gibbs ringing
 
 
 @section
@@ -316,6 +342,11 @@ def _check_consistency(params: Params, source: str) -> None:
                              f"divide the level width {width}")
     if params.diffusion.beta_start >= params.diffusion.beta_end:
         raise MedsrError(f"{source}: diffusion.beta_start: must be below diffusion.beta_end")
+    volumes = params.data.volumes
+    if volumes.slice_range[0] >= volumes.slice_range[1]:
+        raise MedsrError(f"{source}: data.volumes.slice_range: lo must be below hi, got {list(volumes.slice_range)}")
+    if volumes.percentiles[0] >= volumes.percentiles[1]:
+        raise MedsrError(f"{source}: data.volumes.percentiles: low must be below high, got {list(volumes.percentiles)}")
     image_size, scale = params.data.image_size, params.degrade.scale
     if image_size % scale:
         raise MedsrError(f"{source}: degrade.scale: {scale} does not divide data.image_size {image_size}")

@@ -26,7 +26,7 @@ from medsr.errors import MedsrError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MANIFEST = "manifest.csv"
-MANIFEST_FIELDS = ("id", "split", "label", "path", "sha256", "source")
+MANIFEST_FIELDS = ("id", "split", "label", "path", "sha256", "source", "subject")  # subject: "" = its own subject
 
 
 # --- atomic outputs -------------------------------------------------------------------------
@@ -205,6 +205,12 @@ class Record:
     path: str
     sha256: str = ""
     source: str = ""
+    subject: str = ""  # the patient / volume the image was cut from; "" (old manifests too): the image is its own
+
+    @property
+    def unit(self) -> str:
+        """The sampling unit of splits and bootstrap: the subject, or the image itself when it has none."""
+        return self.subject or f"image:{self.id}"
 
 
 def write_manifest(root: str | Path, records: Sequence[Record]) -> None:
@@ -272,5 +278,5 @@ def write_generated(root: str | Path, records: Sequence[Record], images: np.ndar
         write_image(Path(root) / relative, image)
         write_array((Path(root) / relative).with_suffix(".npy"), image)
         out.append(Record(record.id, record.split, record.label, relative, sha256_file(Path(root) / relative),
-                          source))
+                          source, record.subject))
     return out

@@ -222,13 +222,15 @@ def _group_arm(arm: str, group_of: Mapping[str, str]) -> str:
 # --- the stage's numbers -------------------------------------------------------------------
 
 def compute(params: EvaluateParams, *, sets: Sequence[ImageSet], scores: Mapping[Key, Scores],
-            classifiers: Sequence[str], images: Mapping[str, np.ndarray], lpips_net=None) -> dict[str, Any]:
-    """Every number of the evaluation; `images`: set name -> N x H x W test images in the predictions' id order."""
+            classifiers: Sequence[str], images: Mapping[str, np.ndarray], lpips_net=None,
+            subjects: Sequence[str] | None = None) -> dict[str, Any]:
+    """Every number of the evaluation; `images`: set name -> N x H x W test images in the predictions' id order;
+    `subjects`: the test images' subjects in that order (bootstrap by subject), None when they have none."""
     by_name = {s.name: s for s in sets}
     reference = sets[0]
     test_ref = scores[("hr", params.train_seeds[0], reference.name, "test")]
     val_ref = scores[("hr", params.train_seeds[0], reference.name, "val")]
-    weights = bootstrap_weights(len(test_ref.ids), params.bootstrap, params.bootstrap_seed)
+    weights = bootstrap_weights(len(test_ref.ids), params.bootstrap, params.bootstrap_seed, subjects)
     arm_list = arms(sets, classifiers)
     points = operating_points(params, sets, scores, arm_list)
     group_of = {s.name: group_name(s) for s in sets}
@@ -271,7 +273,8 @@ def compute(params: EvaluateParams, *, sets: Sequence[ImageSet], scores: Mapping
         "positive_class": CLASSES[1], "classes": list(CLASSES),
         "n_test": len(test_ref.ids), "n_unhealthy": int(test_ref.labels.sum()), "n_val": len(val_ref.ids),
         "questions": dict(QUESTION_TEXT),
-        "settings": settings(params, classifiers),
+        "settings": {**settings(params, classifiers),
+                     "bootstrap_unit": "subject (cluster bootstrap)" if subjects is not None else "image"},
         "sets": set_results,
         "set_groups": quality_groups(set_results),
         "arms": arm_results,

@@ -70,6 +70,15 @@ def figure_ids(ids: Sequence[str], labels: np.ndarray, count: int) -> list[int]:
     return chosen
 
 
+def subjects_of_test_images(hr: ImageSet, ids: Sequence[str]) -> list[str] | None:
+    """The subjects of the test images `ids` from the hr manifest (an image without one is its own subject), or
+    None when no test image has one: the bootstrap then resamples images."""
+    records = {r.id: r for r in read_manifest(hr.path, split="test")}
+    if not any(records[i].subject for i in ids if i in records):
+        return None
+    return [records[i].unit if i in records else f"image:{i}" for i in ids]
+
+
 # --- training logs -------------------------------------------------------------------------
 
 def loss_curve(path: Path) -> tuple[str, np.ndarray, dict[str, np.ndarray]] | None:
@@ -139,7 +148,7 @@ def run(params: EvaluateParams, *, predictions: Path, sets: Sequence[ImageSet], 
     log_status, curves = read_curves(logs)
 
     result: dict[str, Any] = compute(params, sets=sets, scores=scores, classifiers=classifiers, images=images,
-                                     lpips_net=lpips_net)
+                                     lpips_net=lpips_net, subjects=subjects_of_test_images(sets[0], ids))
     result.update(training_logs=log_status, provenance=provenance(), figures=list(FIGURES) + ["summary.rst"])
     result["summary"] = summary_text(result)
 

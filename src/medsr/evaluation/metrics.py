@@ -9,7 +9,7 @@ Every function over counts also takes numpy arrays of counts, one per bootstrap 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,12 +78,25 @@ def auroc_kernel(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 # --- bootstrap over test images ------------------------------------------------------------
 
-def bootstrap_weights(n: int, resamples: int, seed: int) -> np.ndarray:
+def bootstrap_weights(n: int, resamples: int, seed: int, groups: Sequence[str] | None = None) -> np.ndarray:
     """[resamples, n] multiplicities of each test image in each resample (Efron & Tibshirani 1993).
 
-    One matrix serves every set, so intervals of differences between sets are paired.
+    One matrix serves every set, so intervals of differences between sets are paired. With `groups` (each test
+    image's subject), the cluster bootstrap (Davison & Hinkley 1997, Section 3.8): the G subjects are drawn G times
+    with replacement and every image of a subject drawn m times gets multiplicity m, since slices of one patient
+    are not independent. Without groups (or with every image its own group) the images are drawn.
     """
     rng = np.random.default_rng(seed)
+    if groups is not None:
+        if len(groups) != n:
+            raise ValueError(f"bootstrap_weights: {len(groups)} groups for {n} images")
+        _, group_of = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+        n_groups = int(group_of.max()) + 1 if n else 0
+        if n_groups < n:
+            draws = rng.integers(0, n_groups, size=(resamples, n_groups))
+            offsets = draws + (np.arange(resamples) * n_groups)[:, None]
+            counts = np.bincount(offsets.ravel(), minlength=resamples * n_groups).reshape(resamples, n_groups)
+            return counts[:, group_of].astype(np.float64)
     draws = rng.integers(0, n, size=(resamples, n))
     offsets = draws + (np.arange(resamples) * n)[:, None]
     return np.bincount(offsets.ravel(), minlength=resamples * n).reshape(resamples, n).astype(np.float64)
