@@ -31,10 +31,12 @@ EVAL_SPLITS = ("val", "test")  # what generate/regress super-resolve and classif
 
 # --- enums: each declared once --------------------------------------------------------------
 Source = Literal["synthetic", "kaggle", "url", "folder"]
-Guidance = Literal["null", "predicted", "oracle"]  # oracle hands the generator the true label (flagged everywhere)
+# oracle hands the generator the true label, swapped its opposite (the class-swap audit): both flagged everywhere
+Guidance = Literal["null", "predicted", "oracle", "swapped"]
 SamplerName = Literal["ancestral", "ddim", "dpmpp"]
 ClassifierDomain = Literal["hr", "bicubic"]  # the kind of images a classifier is trained on (its folder: data/<domain>)
 GUIDANCE_MODES: tuple[str, ...] = typing.get_args(Guidance)
+LEAKING_GUIDANCE: tuple[str, ...] = ("oracle", "swapped")  # modes computed from the true label: never a fair arm
 SAMPLERS: tuple[str, ...] = typing.get_args(SamplerName)
 CLASSIFIER_DOMAINS: tuple[str, ...] = typing.get_args(ClassifierDomain)
 
@@ -172,6 +174,9 @@ class GenerateParams:
     guidance_scale: Annotated[float, Field(strict=True, ge=0)]
     batch_size: PositiveInt
     shards: Annotated[tuple[Seed, ...], Field(min_length=1)]
+    samples_per_image: PositiveInt  # N posterior samples per chosen image (1: none beyond the main image)
+    sample_eta: Annotated[float, Field(strict=True, gt=0, le=1)]  # DDIM eta of the posterior samples (stochastic)
+    posterior_images: Annotated[int, Field(strict=True, ge=0)]  # images per split (half per class) with samples; 0: all
 
 
 @section
@@ -191,6 +196,10 @@ class EvaluateParams:
     external: dict[str, Annotated[str, Field(strict=True, min_length=1)]]
     figure_images: Annotated[int, Field(strict=True, ge=1, le=16)]
     lpips_weights: Str
+    rcps_alpha: Annotated[float, Field(strict=True, gt=0, lt=1)]  # RCPS: tolerated share of pixels outside interval
+    rcps_delta: Annotated[float, Field(strict=True, gt=0, lt=1)]  # RCPS: allowed chance that the bound fails
+    error_threshold: Annotated[float, Field(strict=True, gt=0, lt=1)]  # |SR - HR| above which a pixel is "wrong"
+    crc_alpha: Annotated[float, Field(strict=True, gt=0, lt=1)]  # conformal risk control: expected FNR bound
 
 
 @section

@@ -141,7 +141,7 @@ def fnr_intervals(path: Path, rows: Sequence[tuple[str, float | None, float | No
             err = [[max(value - low, 0.0)], [max(high - value, 0.0)]]
         ax.bar(i, value, color="tab:gray" if leaks else "tab:blue", hatch="//" if leaks else None,
                alpha=0.8, yerr=err, capsize=4)
-    ax.set_xticks(range(len(rows)), [r[0] + (" (oracle: leaks label)" if r[4] else "") for r in rows],
+    ax.set_xticks(range(len(rows)), [r[0] + (" (leaks label)" if r[4] else "") for r in rows],
                   rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("false negative rate FN / (FN + TP)", fontsize=8)
     ax.set_title(f"FNR per image set + classifier (val operating point, pooled), {confidence:.0%} bootstrap interval",

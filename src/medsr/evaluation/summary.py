@@ -63,8 +63,8 @@ def basis(results: Mapping[str, Any]) -> str:
 
 
 def oracle_warning(results: Mapping[str, Any]) -> str:
-    return (f"WARNING: {', '.join(results['leaks_label'])} used oracle guidance: the generator was given the true "
-            "test label, so its numbers are not a fair comparison (an upper bound at best); they are tested in "
+    return (f"WARNING: {', '.join(results['leaks_label'])} used label-leaking guidance (oracle: the true test "
+            "label, swapped: its opposite), so its numbers are not a fair comparison (an upper bound at best); they are tested in "
             "their own Holm family.")
 
 
