@@ -46,7 +46,7 @@ def test_enums_are_declared_once_and_reused():
     from medsr.diffusion import samplers
     assert samplers.SAMPLERS is config.SAMPLERS
     assert stages.BY_COMMAND["generate"].options[0].choices == config.GUIDANCE_MODES
-    assert config.GUIDANCE_MODES == typing.get_args(config.Guidance) == ("null", "predicted", "oracle")
+    assert config.GUIDANCE_MODES == typing.get_args(config.Guidance) == ("null", "predicted", "oracle", "swapped")
     assert not hasattr(generate, "GUIDANCE")
 
 

@@ -32,7 +32,8 @@ SET_SPECS = [("hr", "hr", {"matched": "hr"}), ("bicubic", "bicubic", {"matched":
 def _params(**overrides) -> EvaluateParams:
     values = dict(train_seeds=SEEDS, sampling_seeds=(0,), bootstrap=200, bootstrap_seed=0, confidence=0.95,
                   exact_below=25, val_specificity=0.95, external={"mine": "x"},
-                  figure_images=4, lpips_weights="")
+                  figure_images=4, lpips_weights="", rcps_alpha=0.2, rcps_delta=0.1,
+                  error_threshold=0.05, crc_alpha=0.1)
     values.update(overrides)
     return EvaluateParams(**values)
 

@@ -181,3 +181,43 @@ def test_wrong_lr_size_is_an_error_naming_the_file(workspace, tmp_path):
                               for r in io.read_manifest(small)])  # a consistent manifest: the size is the fault
     with pytest.raises(MedsrError, match=r"LR image is \(5, 5\)|differs from"):
         regress.run(PARAMS.generate, model=workspace / "regression.safetensors", lr=small, out=tmp_path / "reg")
+
+
+def test_posterior_samples_are_keyed_by_image_and_sample_not_by_shard_or_batch(workspace, tmp_path):
+    from medsr import posterior
+    changes = dict(samples_per_image=3, posterior_images=4)
+    whole = make(workspace, tmp_path / "whole" / "shard0", shards=(0,), **changes)
+    for k in range(2):
+        make(workspace, tmp_path / "split" / f"shard{k}", shard=k, shards=(0, 1), batch_size=1, **changes)
+    gather.run(dataclasses.replace(PARAMS.generate, shards=(0, 1), **changes), shards=tmp_path / "split",
+               out=tmp_path / "set")
+    one, two = posterior.entries(whole), posterior.entries(tmp_path / "set")
+    records = io.read_manifest(workspace / "lr", EVAL)
+    assert sorted(one) == sorted(two) == sorted(posterior.chosen_ids(records, 4))
+    for split in EVAL:  # 4 per split, 2 per class
+        chosen = [r for r in records if r.split == split and r.id in one]
+        assert len(chosen) == 4 and sum(r.label == "unhealthy" for r in chosen) == 2
+    for image_id in one:
+        a = posterior.read_samples(whole, image_id, one[image_id])
+        b = posterior.read_samples(tmp_path / "set", image_id, two[image_id])
+        np.testing.assert_allclose(a, b, atol=1e-5)
+        assert a.shape[0] == 3 and not np.allclose(a[0], a[1])  # stochastic: the samples differ
+        np.testing.assert_allclose(np.load(whole / "posterior" / f"{image_id}.std.npy"), a.std(axis=0), atol=1e-6)
+        assert posterior.read_swapped(whole, image_id, one[image_id]) is not None  # null run: class-swap draw
+    meta = json.loads((whole / "metadata.json").read_text())
+    assert meta["swap_audit"] and meta["swapped_leaks_label"] and meta["posterior_eta"] == PARAMS.generate.sample_eta
+    # a posterior file changed after generate is refused
+    victim = sorted(one)[0]
+    np.save(whole / "posterior" / f"{victim}.npy", np.zeros((3, 2, 2), np.float32))
+    with pytest.raises(MedsrError, match="sha256"):
+        posterior.read_samples(whole, victim, one[victim])
+
+
+def test_swapped_guidance_gives_the_opposite_label_and_is_flagged(workspace, tmp_path):
+    out = make(workspace, tmp_path / "swapped", guidance="swapped", shards=(0,), samples_per_image=1)
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["leaks_label"] is True and meta["guidance"] == "swapped"
+    for record in io.read_manifest(workspace / "lr", EVAL):
+        assert meta["guide_class"][record.id] != record.label
+    from medsr import posterior
+    assert posterior.entries(out) == {}  # samples_per_image 1: no posterior samples, no swap draws

@@ -5,6 +5,10 @@ its questions need: an image kind through the HR classifier (a deployed classifi
 classifier trained on that kind (the matched-domain baseline). All sets take the same path: 8-bit PNG ->
 `io.read_record_image` -> [0, 1] -> `predict_proba`. An image whose size differs from the classifier's training size
 is an error, never silently resized.
+
+SR sets with posterior samples (medsr.posterior) add rows for set `<set>~sample<k>` (sample k of each chosen image)
+and `<set>~swapped` (the class-swap audit's draw): only the chosen images, read by evaluate's trust audit and
+ignored by the verdicts (`posterior_set_name`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medsr import posterior
 from medsr.checkpoint import read_metadata
 from medsr.classifier.model import load_classifier, predict_proba
 from medsr.config import CLASSES, EVAL_SPLITS, ClassifyParams
@@ -25,6 +30,30 @@ from medsr.io import Record, image_path, read_record_image, write_csv
 
 PREDICTION_FIELDS = ("classifier", "train_seed", "set", "split", "id", "label", "label_index", "prob_unhealthy")
 POSITIVE = CLASSES.index("unhealthy")
+
+
+def posterior_set_name(set_name: str, sample: int | None) -> str:
+    """Rows of sample k (or of the swapped draw, sample None) of an SR set's posterior images."""
+    return f"{set_name}~swapped" if sample is None else f"{set_name}~sample{sample}"
+
+
+def posterior_images(image_set: ImageSet, pairs, size: int | None) -> list[tuple[str, Record, np.ndarray]]:
+    """(row set name, HR record, image) for every posterior sample and swapped draw of an SR set."""
+    entries = posterior.entries(image_set.path) if image_set.kind == "sr" else {}
+    by_id = {ref.id: ref for ref, _ in pairs}
+    out = []
+    for image_id, entry in sorted(entries.items()):
+        if image_id not in by_id:
+            raise MedsrError(f"{image_set.path / 'metadata.json'}: posterior image {image_id} is not in the hr set")
+        samples = posterior.read_samples(image_set.path, image_id, entry)
+        swapped = posterior.read_swapped(image_set.path, image_id, entry)
+        if size is not None and samples.shape[1:] != (size, size):
+            raise MedsrError(f"{image_set.path / posterior.SAMPLES_DIR / image_id}.npy: samples are "
+                             f"{samples.shape[1]}x{samples.shape[2]}, the classifier was trained on {size}x{size}")
+        out += [(posterior_set_name(image_set.name, k), by_id[image_id], sample) for k, sample in enumerate(samples)]
+        if swapped is not None:
+            out.append((posterior_set_name(image_set.name, None), by_id[image_id], swapped))
+    return out
 
 
 def load_set(folder: Path, records: Sequence[Record], size: int | None) -> np.ndarray:
@@ -76,4 +105,12 @@ def run(params: ClassifyParams, *, models: Sequence[Path], sets: Sequence[ImageS
             accuracy = float(np.mean((proba[test].argmax(1)) == labels[test])) if test.any() else float("nan")
             print(f"classify: {domain} classifier seed {seed} on {image_set.name}: {len(pairs)} images, "
                   f"test accuracy at 0.5 {accuracy:.3f}", file=sys.stderr)
+            extra = posterior_images(image_set, pairs, size)
+            if extra:
+                stacked = torch.from_numpy(np.stack([image for _, _, image in extra]).astype(np.float32)).unsqueeze(1)
+                extra_proba = predict_proba(classifier, stacked, params.batch_size).numpy()[:, POSITIVE]
+                for (name, record, _), p in zip(extra, extra_proba):
+                    rows.append({"classifier": domain, "train_seed": seed, "set": name, "split": record.split,
+                                 "id": record.id, "label": record.label, "label_index": CLASSES.index(record.label),
+                                 "prob_unhealthy": f"{float(p):.8g}"})
     write_csv(out, rows, PREDICTION_FIELDS)

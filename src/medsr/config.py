@@ -35,10 +35,12 @@ VOLUME_SOURCES = ("nifti", "dicom")  # sources of 3-D volumes: slices are cut pe
 SliceAxis = Literal["sagittal", "coronal", "axial"]  # the RAS axes 0, 1, 2 after reorientation to canonical
 DegradeModel = Literal["gaussian", "kspace"]  # Eq. 1.1 | k-space truncation + complex noise (magnitude: Rician)
 KspaceWindow = Literal["none", "hamming", "tukey"]
-Guidance = Literal["null", "predicted", "oracle"]  # oracle hands the generator the true label (flagged everywhere)
+# oracle hands the generator the true label, swapped its opposite (the class-swap audit): both flagged everywhere
+Guidance = Literal["null", "predicted", "oracle", "swapped"]
 SamplerName = Literal["ancestral", "ddim", "dpmpp"]
 ClassifierDomain = Literal["hr", "bicubic", "sr"]  # the kind of images a classifier is trained on
 GUIDANCE_MODES: tuple[str, ...] = typing.get_args(Guidance)
+LEAKING_GUIDANCE: tuple[str, ...] = ("oracle", "swapped")  # modes computed from the true label: never a fair arm
 SAMPLERS: tuple[str, ...] = typing.get_args(SamplerName)
 CLASSIFIER_DOMAINS: tuple[str, ...] = typing.get_args(ClassifierDomain)
 DATA_DOMAINS = ("hr", "bicubic")  # always trained, on data/<domain>; "sr" only with evaluate.sr_classifier
@@ -199,6 +201,9 @@ class GenerateParams:
     guidance_scale: Annotated[float, Field(strict=True, ge=0)]
     batch_size: PositiveInt
     shards: Annotated[tuple[Seed, ...], Field(min_length=1)]
+    samples_per_image: PositiveInt  # N posterior samples per chosen image (1: none beyond the main image)
+    sample_eta: Annotated[float, Field(strict=True, gt=0, le=1)]  # DDIM eta of the posterior samples (stochastic)
+    posterior_images: Annotated[int, Field(strict=True, ge=0)]  # images per split (half per class) with samples; 0: all
 
 
 @section
@@ -220,6 +225,10 @@ class EvaluateParams:
     external: dict[str, Annotated[str, Field(strict=True, min_length=1)]]
     figure_images: Annotated[int, Field(strict=True, ge=1, le=16)]
     lpips_weights: Str
+    rcps_alpha: Annotated[float, Field(strict=True, gt=0, lt=1)]  # RCPS: tolerated share of pixels outside interval
+    rcps_delta: Annotated[float, Field(strict=True, gt=0, lt=1)]  # RCPS: allowed chance that the bound fails
+    error_threshold: Annotated[float, Field(strict=True, gt=0, lt=1)]  # |SR - HR| above which a pixel is "wrong"
+    crc_alpha: Annotated[float, Field(strict=True, gt=0, lt=1)]  # conformal risk control: expected FNR bound
 
 
 @section

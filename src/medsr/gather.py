@@ -11,11 +11,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from medsr import io
+from medsr import io, posterior
 from medsr.config import GenerateParams
 from medsr.errors import MedsrError
 
-PER_SHARD = ("shard", "guide_class")  # metadata keys that differ between shards
+PER_SHARD = ("shard", "guide_class", posterior.KEY)  # metadata keys that differ between shards
 
 
 def shard_folders(params: GenerateParams, shards: Path) -> list[Path]:
@@ -39,7 +39,7 @@ def run(params: GenerateParams, *, shards: Path, out: Path) -> None:
     found = sorted(int(m["shard"]) for m in metadata)
     if found != list(range(int(common["shards"]))):
         raise MedsrError(f"{shards[0].parent}: shards {found} do not make up 0..{int(common['shards']) - 1}")
-    records, guide_class = [], {}
+    records, guide_class, samples = [], {}, {}
     with io.atomic_dir(out) as tmp:
         for folder, meta in zip(shards, metadata):
             for record in io.read_manifest(folder, allow_empty=True):
@@ -54,10 +54,20 @@ def run(params: GenerateParams, *, shards: Path, out: Path) -> None:
                     shutil.copyfile(source, target)
                 guide_class[record.id] = meta["guide_class"].get(record.id)
                 records.append(record)
+            for image_id, entry in (meta.get(posterior.KEY) or {}).items():  # posterior samples (issue 11)
+                copies = posterior.files(image_id) + ([f"{posterior.SWAPPED_DIR}/{image_id}.npy"]
+                                                      if entry.get("swapped") else [])
+                for relative in copies:
+                    if not (folder / relative).is_file():
+                        raise MedsrError(f"{folder / relative}: listed in {folder / 'metadata.json'} but missing")
+                    (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(folder / relative, tmp / relative)
+                samples[image_id] = entry
         if not records:
             raise MedsrError(f"{shards[0].parent}: the shards hold no images")
         records.sort(key=lambda r: r.id)
         io.write_manifest(tmp, records)
         io.write_json(tmp / "metadata.json", {**common, "images": len(records),
-                                              "guide_class": dict(sorted(guide_class.items()))})
+                                              "guide_class": dict(sorted(guide_class.items())),
+                                              posterior.KEY: dict(sorted(samples.items()))})
     print(f"gather: {len(records)} images from {len(shards)} shard(s) into {out}", file=sys.stderr)

@@ -7,6 +7,13 @@ images are the same whatever the shard count or batch size. Guidance (recorded i
   null       unconditional: the null class (the thesis's inference)
   predicted  the class the guide classifier (trained on bicubic images) gives the bicubic image
   oracle     the true label: leaks the answer; for ablation only, flagged everywhere downstream
+  swapped    the opposite of the true label: the class-swap audit's mode, flagged like oracle
+
+Posterior samples (medsr.posterior): for `generate.posterior_images` val and test images, N =
+`generate.samples_per_image` extra stochastic draws (DDIM with eta = generate.sample_eta, or ancestral), noise keyed
+by (seed, image id, sample index); in a null run also one swapped-label draw sharing sample 0's noise. The SR
+set's main image stays the configured sampler's draw (today's image, so every existing number is unchanged); the
+samples only feed the uncertainty maps, decision stability and the class-swap audit.
 """
 
 from __future__ import annotations
@@ -21,10 +28,14 @@ from tqdm import tqdm
 
 from medsr import io
 from medsr.classifier.model import load_classifier, predict_proba
-from medsr.config import CLASSES, GUIDANCE_MODES, NULL_CLASS, EvaluateParams, GenerateParams, generation_splits
+from medsr import posterior
+from medsr.config import (CLASSES, EVAL_SPLITS, GUIDANCE_MODES, LEAKING_GUIDANCE, NULL_CLASS, EvaluateParams,
+                          GenerateParams, generation_splits)
 from medsr.diffusion.model_file import load_unet
 from medsr.diffusion.samplers import Sampler, SamplerSpec, image_generators
 from medsr.errors import MedsrError
+from medsr.pixels import quantize
+from medsr.randomness import torch_generator
 
 
 
@@ -42,6 +53,8 @@ def guide_labels(guidance: str, records: list[io.Record], *, guide: Path, bicubi
         return torch.full((len(records),), NULL_CLASS, dtype=torch.long)
     if guidance == "oracle":
         return torch.tensor([CLASSES.index(r.label) for r in records])
+    if guidance == "swapped":
+        return torch.tensor([posterior.swapped_label(r.label) for r in records], dtype=torch.long)
     classifier = load_classifier(guide, device)
     by_id = {r.id: r for r in io.read_manifest(bicubic)}
     missing = next((r.id for r in records if r.id not in by_id), None)
@@ -63,6 +76,7 @@ def run(params: GenerateParams, evaluate: EvaluateParams, *, model: Path, lr: Pa
     if params.sampler != "ancestral" and params.steps > timesteps:
         raise MedsrError(f"generate.steps: {params.steps} exceeds the model's {timesteps} diffusion timesteps")
     splits = generation_splits(evaluate, guidance, seed)
+    all_records = io.read_manifest(lr, split=EVAL_SPLITS)  # posterior samples are drawn for val/test images only
     records = shard_records(io.read_manifest(lr, split=splits), shard, len(params.shards))
     labels = guide_labels(guidance, records, guide=guide, bicubic=bicubic, batch_size=params.batch_size,
                           device=device)
@@ -86,16 +100,72 @@ def run(params: GenerateParams, evaluate: EvaluateParams, *, model: Path, lr: Pa
     print(f"generate: {len(records)} images in {elapsed:.1f} s ({len(records) / max(elapsed, 1e-9):.2f} images/s)",
           file=sys.stderr)
 
+    # --- posterior samples (chosen over all shards' records, so the choice is independent of sharding) ---
+    drawn: dict[str, dict] = {}
+    if params.samples_per_image > 1:
+        chosen = posterior.chosen_ids(all_records, params.posterior_images)
+        drawn = posterior_samples(params, loaded, lr, [r for r in records if r.id in chosen],
+                                  {r.id: int(k) for r, k in zip(records, labels.tolist())}, guidance, seed)
+    post_spec = posterior_spec(params)
+
     metadata = {
         "set": "sr", "splits": list(splits), "sampler": spec.name, "steps": spec.evaluations(timesteps), "eta": spec.eta,
-        "guidance": guidance, "guidance_scale": sampler.guidance_scale, "leaks_label": guidance == "oracle",
+        "guidance": guidance, "guidance_scale": sampler.guidance_scale, "leaks_label": guidance in LEAKING_GUIDANCE,
         "seed": seed, "shard": shard, "shards": len(params.shards), "batch_size": params.batch_size,
         "model_sha256": loaded.sha256, "target": loaded.target, "x0_clipping": sampler.clip_x0,
         "guide_classifier_sha256": io.sha256_file(guide) if guidance == "predicted" else None,
         "guide_class": {r.id: (CLASSES[k] if k < len(CLASSES) else "null")
                         for r, k in zip(records, labels.tolist())},
+        "samples_per_image": params.samples_per_image, "posterior_images": params.posterior_images,
+        "posterior_sampler": post_spec.name, "posterior_eta": post_spec.eta,
+        "swap_audit": guidance == "null" and params.samples_per_image > 1, "swapped_leaks_label": True,
     }
     with io.atomic_dir(out) as tmp:
+        metadata[posterior.KEY] = {i: posterior.write(tmp, i, *drawn[i]) for i in sorted(drawn)}
         written = io.write_generated(tmp, records, images, [str(io.image_path(lr, r)) for r in records])
         io.write_manifest(tmp, written)  # an empty shard (more shards than images) has a header only
         io.write_json(tmp / "metadata.json", metadata)
+
+
+# --- posterior samples (issue 11): kept apart from the main loop above ---------------------------
+
+def posterior_spec(params: GenerateParams) -> SamplerSpec:
+    """The stochastic sampler of the posterior samples: ancestral as configured, else DDIM with sample_eta."""
+    if params.sampler == "ancestral":
+        return SamplerSpec("ancestral", params.steps, 0.0)
+    return SamplerSpec("ddim", params.steps, params.sample_eta)
+
+
+def posterior_generators(seed: int, ids: list[str], index: int) -> list[torch.Generator]:
+    """Sample `index` of each image: noise keyed by (seed, image id, sample index), batch- and shard-free."""
+    return [torch_generator(seed, f"posterior:{image_id}", index) for image_id in ids]
+
+
+def posterior_samples(params: GenerateParams, loaded, lr: Path, records: list[io.Record], label_of: dict[str, int],
+                      guidance: str, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """{id: (N x H x W quantized samples, swapped-label draw or None)}; the swapped draw (null runs only, the
+    class-swap audit) reuses sample 0's noise, so swapped - sample 0 isolates what the injected label paints."""
+    spec = posterior_spec(params)
+    scale = 1.0 if guidance == "null" else params.guidance_scale
+    sampler = Sampler(loaded.model, loaded.schedule, loaded.target, spec, guidance_scale=scale)
+    swapper = Sampler(loaded.model, loaded.schedule, loaded.target, spec, guidance_scale=params.guidance_scale) \
+        if guidance == "null" else None
+    start = time.perf_counter()
+    out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    for first in range(0, len(records), params.batch_size):
+        batch = records[first:first + params.batch_size]
+        ids = [r.id for r in batch]
+        bicubic = loaded.bicubic_input(lr, batch)
+        labels = torch.tensor([label_of[i] for i in ids], dtype=torch.long)
+        draws = [quantize(sampler.sample(bicubic, labels, posterior_generators(seed, ids, k)))[:, 0].float().cpu().numpy()
+                 for k in range(params.samples_per_image)]
+        swapped = None
+        if swapper is not None:
+            injected = torch.tensor([posterior.swapped_label(r.label) for r in batch], dtype=torch.long)
+            swapped = quantize(swapper.sample(bicubic, injected, posterior_generators(seed, ids, 0)))[:, 0].float().cpu().numpy()
+        for j, image_id in enumerate(ids):
+            out[image_id] = (np.stack([d[j] for d in draws]), None if swapped is None else swapped[j])
+    print(f"generate: {params.samples_per_image} posterior samples of {len(records)} images"
+          f"{' + a swapped-label draw' if swapper else ''} ({spec.name}, eta {spec.eta}) in "
+          f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return out

@@ -16,12 +16,13 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from medsr.config import LEAKING_GUIDANCE
 from medsr.errors import MedsrError
 from medsr.io import MANIFEST, Record, read_manifest
 
 KINDS = ("hr", "bicubic", "regression", "sr", "external")
-# Guidance modes that hand the generator the true label: flagged in every output, never a fair comparison.
-LEAKING_GUIDANCE = ("oracle",)
+# LEAKING_GUIDANCE (declared in config): modes computed from the true label (oracle, swapped), flagged in every
+# output, never a fair comparison.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,9 +30,9 @@ class ImageSet:
     name: str  # unique, used in predictions.csv and metrics: hr, bicubic, regression, sr_null_seed0, ext_<name>
     kind: str  # one of KINDS
     path: Path
-    guidance: str | None = None  # sr only: null | predicted | oracle
+    guidance: str | None = None  # sr only: null | predicted | oracle | swapped
     seed: int | None = None  # sr only: the sampling seed
-    leaks_label: bool = False  # True for oracle guidance: never a fair comparison
+    leaks_label: bool = False  # True for LEAKING_GUIDANCE (oracle, swapped): never a fair comparison
     matched: str | None = None  # classifier domain trained on this kind of image (hr, bicubic, sr) or None
 
     @property

@@ -19,6 +19,7 @@ import numpy as np
 from medsr.config import CLASSES, DATA_DOMAINS, EvaluateParams
 from medsr.errors import MedsrError
 from medsr.evaluation import quality
+from medsr.evaluation.audit import audit
 from medsr.evaluation.compute import compute
 from medsr.evaluation.predictions import read_predictions
 from medsr.evaluation.provenance import provenance
@@ -149,13 +150,17 @@ def run(params: EvaluateParams, *, predictions: Path, sets: Sequence[ImageSet], 
 
     result: dict[str, Any] = compute(params, sets=sets, scores=scores, classifiers=classifiers, images=images,
                                      lpips_net=lpips_net, subjects=subjects_of_test_images(sets[0], ids))
-    result.update(training_logs=log_status, provenance=provenance(), figures=list(FIGURES) + ["summary.rst"])
+    result["trust"], trust_data = audit(params, sets=sets, scores=scores, result=result,
+                                        predictions=Path(predictions))
+    result.update(training_logs=log_status, provenance=provenance())
     result["summary"] = summary_text(result)
 
     chosen = figure_ids(ids, labels, params.figure_images)
     lr_images = load_by_id(lr, [ids[i] for i in chosen], "LR folder")
     row_titles = [f"{ids[i]} ({CLASSES[labels[i]]})" for i in chosen]
-    write_figures(Path(figures), result, scores, images, lr_images, chosen, row_titles, curves)
+    trust_figures = write_figures(Path(figures), result, scores, images, lr_images, chosen, row_titles, curves,
+                                  trust_data, params.figure_images)
+    result["figures"] = list(FIGURES) + trust_figures + ["summary.rst"]
     write_plots(Path(plots), result, scores)
     write_outputs(results=result, metrics=Path(metrics), results_path=Path(results))
     print(result["summary"], file=sys.stderr)

@@ -141,7 +141,7 @@ def fnr_intervals(path: Path, rows: Sequence[tuple[str, float | None, float | No
             err = [[max(value - low, 0.0)], [max(high - value, 0.0)]]
         ax.bar(i, value, color="tab:gray" if leaks else "tab:blue", hatch="//" if leaks else None,
                alpha=0.8, yerr=err, capsize=4)
-    ax.set_xticks(range(len(rows)), [r[0] + (" (oracle: leaks label)" if r[4] else "") for r in rows],
+    ax.set_xticks(range(len(rows)), [r[0] + (" (leaks label)" if r[4] else "") for r in rows],
                   rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("false negative rate FN / (FN + TP)", fontsize=8)
     ax.set_title(f"FNR per image set + classifier (val operating point, pooled), {confidence:.0%} bootstrap interval",
@@ -169,4 +169,86 @@ def fnr_forest(path: Path, rows: Sequence[tuple[str, float | None, float | None,
     ax.set_title(f"FNR differences at the val operating point: pooled mean, {confidence:.0%} paired bootstrap "
                  "interval, ticks = replicates", fontsize=8)
     fig.tight_layout()
+    _save(fig, path)
+
+
+# --- the trust audit (issue 11) ---------------------------------------------------------------------------
+
+def posterior_maps(path: Path, hr: np.ndarray, mean: np.ndarray, std: np.ndarray, lam: float | None,
+                   row_titles: Sequence[str]) -> None:
+    """Per test image: HR, SR mean, |mean - HR|, per-pixel std, and the pixels outside the calibrated interval."""
+    error = np.abs(mean - hr)
+    miss = error > lam * std if lam is not None else np.zeros_like(error, dtype=bool)
+    columns = [("HR", hr, "gray", (0, 1)), ("SR mean of samples", mean, "gray", (0, 1)),
+               ("|SR mean - HR|", error, "magma", (0, max(float(error.max()), 1e-6))),
+               ("std over samples", std, "magma", (0, max(float(std.max()), 1e-6))),
+               (f"outside interval (lambda {lam:.2f})" if lam is not None else "no calibrated lambda", miss, "Reds",
+                (0, 1))]
+    fig, axes = plt.subplots(len(hr), len(columns), figsize=(1.9 * len(columns), 1.9 * len(hr) + 0.3), squeeze=False)
+    for i in range(len(hr)):
+        for j, (title, images, cmap, (lo, hi)) in enumerate(columns):
+            ax = axes[i, j]
+            ax.imshow(images[i], cmap=cmap, vmin=lo, vmax=hi)
+            ax.set_xticks([]), ax.set_yticks([])
+            if i == 0:
+                ax.set_title(title, fontsize=7)
+            if j == 0:
+                ax.set_ylabel(row_titles[i], fontsize=7)
+    _save(fig, path)
+
+
+def coverage_reliability(path: Path, curves: Mapping[str, Mapping[str, Sequence[float]]], alpha: float,
+                         lambdas: Mapping[str, float | None]) -> None:
+    """Pixel coverage of [mean - lambda std, mean + lambda std] against lambda, val and test, per SR set; the
+    Gaussian nominal 2 Phi(lambda) - 1 for reference; the target 1 - alpha and each set's chosen lambda."""
+    from scipy.stats import norm
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for name, curve in curves.items():
+        lam = np.asarray(curve["lambda"])
+        line, = ax.plot(lam, curve["val"], label=f"{name} val")
+        ax.plot(lam, curve["test"], "--", color=line.get_color(), label=f"{name} test")
+        if lambdas.get(name) is not None:
+            ax.axvline(lambdas[name], color=line.get_color(), lw=0.8, alpha=0.6)
+    grid = np.linspace(0, float(max(max(c["lambda"]) for c in curves.values())), 100)
+    ax.plot(grid, 2 * norm.cdf(grid) - 1, ":", color="grey", label="Gaussian nominal")
+    ax.axhline(1 - alpha, color="black", lw=0.8, label=f"target 1 - alpha = {1 - alpha:.2f}")
+    ax.set_xlabel("lambda (interval half-width in stds)")
+    ax.set_ylabel("share of pixels inside the interval")
+    ax.set_ylim(0, 1.01)
+    ax.legend(fontsize=6, loc="lower right")
+    _save(fig, path)
+
+
+def stability_histogram(path: Path, shares: Mapping[str, np.ndarray], labels: np.ndarray, samples: int) -> None:
+    """Per test image with samples: the share of its samples the HR classifier calls unhealthy, by true class."""
+    fig, axes = plt.subplots(1, len(shares), figsize=(3.2 * len(shares), 2.8), squeeze=False)
+    bins = np.linspace(-0.5 / samples, 1 + 0.5 / samples, samples + 2)
+    for ax, (name, share) in zip(axes[0], shares.items()):
+        for cls in (1, 0):
+            ax.hist(share[labels == cls], bins=bins, alpha=0.6, label=f"truly {CLASSES[cls]}")
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("share of samples called unhealthy")
+        ax.axvspan(0.5 / samples, 1 - 0.5 / samples, color="orange", alpha=0.12, lw=0)
+    axes[0, 0].set_ylabel("test images")
+    axes[0, 0].legend(fontsize=6)
+    _save(fig, path)
+
+
+def swap_maps(path: Path, hr: np.ndarray, null: np.ndarray, swapped: np.ndarray, row_titles: Sequence[str]) -> None:
+    """HR, the null-guided draw, the draw told the opposite label (same noise), and swapped - null (signed)."""
+    diff = swapped - null
+    bound = max(float(np.abs(diff).max()), 1e-6)
+    columns = [("HR", hr, "gray", (0, 1)), ("null guidance", null, "gray", (0, 1)),
+               ("told the opposite label", swapped, "gray", (0, 1)),
+               ("swapped - null", diff, "RdBu_r", (-bound, bound))]
+    fig, axes = plt.subplots(len(hr), 4, figsize=(7.6, 1.9 * len(hr) + 0.3), squeeze=False)
+    for i in range(len(hr)):
+        for j, (title, images, cmap, (lo, hi)) in enumerate(columns):
+            ax = axes[i, j]
+            ax.imshow(images[i], cmap=cmap, vmin=lo, vmax=hi)
+            ax.set_xticks([]), ax.set_yticks([])
+            if i == 0:
+                ax.set_title(title, fontsize=7)
+            if j == 0:
+                ax.set_ylabel(row_titles[i], fontsize=7)
     _save(fig, path)

@@ -5,7 +5,14 @@ the HR-trained classifier (`sr_null`), or with `_m` through the classifier train
 (`bicubic_m`: the matched-domain baseline). fnr.<arm> (pooled FNR at the val operating point), auroc.<arm>,
 acc.<arm> (pooled accuracy at the val operating point), psnr.<set group>, ssim.<set group>, p.q1_<arm> /
 p.q2_<arm> (median over replicates of the Holm-adjusted unhealthy-only McNemar p). Label-leaking (oracle) entries
-carry the prefix ORACLE_ and only their FNR is kept. If a large run still exceeds MAX_NUMBERS, whole blocks are dropped in
+carry the prefix ORACLE_ and only their FNR is kept.
+Trust audit (issue 11): crc_fnr.<set group> / crc_spec.<set group> (test FNR and specificity at the conformal-risk-
+control threshold chosen on val, mean over train seeds and sampling seeds; hr and SR through the HR classifier,
+bicubic through its matched one); trust.<key> for the first null-guided SR set with posterior samples:
+interval_risk, interval_width, rho_width_error, std_auroc, unstable_share, fn_caught (summed over train seeds),
+and ORACLE_injection / ORACLE_injection_null (the label-injection rate of the swapped draw and the null draw's
+share of the same class: the swapped draw leaks the label by construction). If a large run still exceeds
+MAX_NUMBERS, whole blocks are dropped in
 the order of DROP_ORDER (listed under "omitted"); the full results JSON holds everything.
 """
 
@@ -15,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 MAX_NUMBERS = 40
-DROP_ORDER = ("acc", "ssim", "auroc")
+DROP_ORDER = ("acc", "ssim", "auroc", "crc_spec", "trust")
 
 
 def arm_key(arm_group: str) -> str:
@@ -43,6 +50,7 @@ def headline(results: Mapping[str, Any]) -> dict[str, Any]:
     for v in results["verdicts"]:
         if v["question"] in ("Q1", "Q2") and not v["leaks_label"]:
             blocks["p"][f"{v['question'].lower()}_{arm_key(v['first'])}"] = v["pvalue_holm_median"]
+    blocks.update(trust_blocks(results.get("trust")))
     omitted = []
     for name in DROP_ORDER:
         if sum(len(b) for b in blocks.values()) <= MAX_NUMBERS:
@@ -58,3 +66,39 @@ def headline(results: Mapping[str, Any]) -> dict[str, Any]:
 def count_numbers(metrics: Mapping[str, Any]) -> int:
     return sum(count_numbers(v) if isinstance(v, Mapping) else isinstance(v, (int, float)) or v is None
                for v in metrics.values())
+
+
+def trust_blocks(trust: Mapping[str, Any] | None) -> dict[str, dict[str, float | None]]:
+    """crc_fnr, crc_spec and trust blocks (see the module docstring); empty without a trust audit."""
+    if not trust:
+        return {}
+    fnr: dict[str, list] = {}
+    spec: dict[str, list] = {}
+    for arm in trust["crc"].values():
+        group = arm["set"].rsplit("_seed", 1)[0] if arm["set"].startswith("sr_") else arm["set"]
+        if arm["leaks_label"]:
+            continue
+        fnr.setdefault(group, []).append(arm["test_fnr"])
+        spec.setdefault(group, []).append(arm["test_specificity"])
+
+    def mean(values):
+        kept = [v for v in values if v is not None]
+        return sum(kept) / len(kept) if kept else None
+
+    out = {"crc_fnr": {k: mean(v) for k, v in fnr.items()}, "crc_spec": {k: mean(v) for k, v in spec.items()}}
+    sets = trust["sets"]
+    first = next((n for n, e in sets.items() if e["guidance"] == "null"), next(iter(sets), None))
+    if first is not None:
+        entry = sets[first]
+        test = entry["intervals"].get("test") or {}
+        block = {"interval_risk": test.get("realised_risk"), "interval_width": test.get("mean_width"),
+                 "rho_width_error": test.get("spearman_width_error"),
+                 "std_auroc": test.get("std_auroc_wrong_pixels"),
+                 "unstable_share": entry["stability"]["pooled"]["unstable_share"],
+                 "fn_caught": entry["stability"]["pooled"]["false_negatives_caught"]}
+        if entry.get("injection"):
+            seed = next(iter(entry["injection"]))
+            block["ORACLE_injection"] = entry["injection"][seed]["swapped"]["rate"]
+            block["ORACLE_injection_null"] = entry["injection"][seed]["null"]["rate"]
+        out["trust"] = block
+    return out

@@ -22,6 +22,7 @@ from medsr.io import atomic_dir, write_csv, write_json
 FORMAT_VERSION = 2
 FIGURES = ("fnr_forest.png", "examples.png", "difference_maps.png", "confusion_matrices.png", "mcnemar_tables.png",
            "training_curves.png", "fnr_intervals.png")
+TRUST_FIGURES = ("posterior_maps.png", "coverage_reliability.png", "decision_stability.png", "swap_maps.png")
 CONFUSION_POINT = "val"  # plots/confusion/<set>.csv: hr classifier, first train seed, val-chosen threshold
 
 
@@ -64,7 +65,9 @@ def mcnemar_panels(results: Mapping[str, Any]) -> list[tuple[str, str, Mapping[s
 
 def write_figures(folder: Path, results: Mapping[str, Any], scores: Mapping[Key, Scores],
                   images: Mapping[str, np.ndarray], lr_images: np.ndarray, chosen: Sequence[int],
-                  row_titles: Sequence[str], curves: Sequence[tuple]) -> None:
+                  row_titles: Sequence[str], curves: Sequence[tuple], trust_data: Mapping[str, Any] | None = None,
+                  figure_images: int = 4) -> list[str]:
+    """Write every figure; returns the trust figures written (those with data)."""
     seed = results["settings"]["train_seeds"][0]
     reference = next(iter(results["sets"]))
     shown = shown_sets(results)
@@ -87,7 +90,47 @@ def write_figures(folder: Path, results: Mapping[str, Any], scores: Mapping[Key,
                            [(k, g["pooled"]["fnr_val"]["value"], g["pooled"]["fnr_val"]["ci_low"],
                              g["pooled"]["fnr_val"]["ci_high"], g["leaks_label"])
                             for k, g in results["arm_groups"].items()], results["settings"]["confidence"])
+        written = write_trust_figures(tmp, results.get("trust") or {}, trust_data or {}, figure_images,
+                                      results["settings"]["train_seeds"][0])
         (tmp / "summary.rst").write_text(summary_rst(results))
+    return written
+
+
+def write_trust_figures(tmp: Path, trust_results: Mapping[str, Any], trust_data: Mapping[str, Any], count: int,
+                        seed: int) -> list[str]:
+    """The trust audit's figures (issue 11), for the SR sets with posterior samples; the maps show the first such
+    set with a null run (else the first), on test images chosen as in the other figures."""
+    if not trust_data:
+        return []
+    from medsr.evaluation.evaluate import figure_ids
+    written = []
+    names = list(trust_data)
+    shown = next((n for n in names if trust_results["sets"][n]["guidance"] == "null"), names[0])
+    test = trust_data[shown]["data"]["test"]
+    if test["ids"]:
+        chosen = figure_ids(test["ids"], test["labels"], count)
+        titles = [f"{test['ids'][i]} ({CLASSES[test['labels'][i]]})" for i in chosen]
+        samples = test["samples"][chosen]
+        draw.posterior_maps(tmp / "posterior_maps.png", test["hr"][chosen], samples.mean(axis=1),
+                            samples.std(axis=1), trust_data[shown]["lambda"], titles)
+        written.append("posterior_maps.png")
+        if test["swapped"] is not None:
+            draw.swap_maps(tmp / "swap_maps.png", test["hr"][chosen], samples[:, 0], test["swapped"][chosen], titles)
+            written.append("swap_maps.png")
+    curves = {n: trust_results["sets"][n]["intervals"]["coverage_curve"] for n in names
+              if "coverage_curve" in trust_results["sets"][n]["intervals"]}
+    if curves:
+        draw.coverage_reliability(tmp / "coverage_reliability.png", curves,
+                                  next(iter(trust_results["sets"].values()))["intervals"]["alpha"],
+                                  {n: trust_data[n]["lambda"] for n in names})
+        written.append("coverage_reliability.png")
+    shares = {n: np.array(trust_results["sets"][n]["stability"]["per_seed"][str(seed)]["unhealthy_share_per_image"])
+              for n in names if trust_data[n]["data"]["test"]["ids"]}
+    if shares:
+        draw.stability_histogram(tmp / "decision_stability.png", shares, test["labels"],
+                                 trust_results["sets"][shown]["samples_per_image"])
+        written.append("decision_stability.png")
+    return written
 
 
 def write_plots(folder: Path, results: Mapping[str, Any], scores: Mapping[Key, Scores]) -> None:

@@ -49,6 +49,44 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
     lines.append(basis(results))
     if results["leaks_label"]:
         lines.append(oracle_warning(results))
+    lines += trust_lines(results)
+    return lines
+
+
+def _f(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def trust_lines(results: Mapping[str, Any]) -> list[str]:
+    """What the SR model invents (issue 11): intervals, decision stability, class swap, guaranteed-FNR point."""
+    trust = results.get("trust")
+    if not trust:
+        return []
+    lines = ["Trust audit (posterior samples; every choice made on val):"]
+    for name, e in trust["sets"].items():
+        iv, st = e["intervals"], e["stability"]["pooled"]
+        if "test" in iv:
+            t = iv["test"]
+            lines.append(f"  {name}: pixel intervals mean +- {t['lambda']:.2f} std (RCPS, alpha {iv['alpha']}, delta "
+                         f"{iv['delta']}, {iv['val_images']} val images): test miss rate {_f(t['realised_risk'])}, "
+                         f"mean width {_f(t['mean_width'])}, Spearman(width, |error|) {_f(t['spearman_width_error'])}, "
+                         f"AUROC of std for |error| > threshold {_f(t['std_auroc_wrong_pixels'])}")
+        else:
+            lines.append(f"  {name}: intervals {iv['status']}")
+        lines.append(f"  {name}: {e['samples_per_image']} samples per image on {iv['test_images']} test images: "
+                     f"unstable share {_f(st['unstable_share'])}, FNR stable {_f(st['fnr_stable'])} / unstable "
+                     f"{_f(st['fnr_unstable'])}, false negatives caught by the flag {st['false_negatives_caught']} of "
+                     f"{st['false_negatives']} (summed over train seeds)")
+        for seed, inj in (e.get("injection") or {}).items():
+            sw, nu = inj["swapped"], inj["null"]
+            lines.append(f"  {name} class swap (LEAKS THE LABEL by design), train seed {seed}: the HR classifier follows "
+                         f"the injected label on {sw['follows']}/{sw['images']} = {_f(sw['rate'])} "
+                         f"[{_f(sw['interval'][0])}, {_f(sw['interval'][1])}] (Clopper-Pearson) vs null "
+                         f"{nu['follows']}/{nu['images']} = {_f(nu['rate'])}")
+    for key, arm in trust["crc"].items():
+        flag = " (LEAKS THE LABEL)" if arm["leaks_label"] else ""
+        lines.append(f"  CRC E[FNR] <= {arm['alpha']}: {key}{flag}: test FNR {_f(arm['test_fnr'])}, specificity "
+                     f"{_f(arm['test_specificity'])} (mean over train seeds)")
     return lines
 
 
@@ -63,8 +101,8 @@ def basis(results: Mapping[str, Any]) -> str:
 
 
 def oracle_warning(results: Mapping[str, Any]) -> str:
-    return (f"WARNING: {', '.join(results['leaks_label'])} used oracle guidance: the generator was given the true "
-            "test label, so its numbers are not a fair comparison (an upper bound at best); they are tested in "
+    return (f"WARNING: {', '.join(results['leaks_label'])} used label-leaking guidance (oracle: the true test "
+            "label, swapped: its opposite), so its numbers are not a fair comparison (an upper bound at best); they are tested in "
             "their own Holm family.")
 
 
@@ -88,6 +126,8 @@ def summary_rst(results: Mapping[str, Any]) -> str:
     out += [f"- {s}" for s in question_lines(results, "reference")] + [""]
     out += [rst_table(ARM_HEADER, arm_rows(results), "FNR per image set and classifier (pooled, then per train seed)"),
             secondary_text(results), ""]
+    if results.get("trust"):
+        out += ["Trust audit", "===========", "", "::", ""] + [f"  {line}" for line in trust_lines(results)] + [""]
     return "\n".join(out)
 
 
