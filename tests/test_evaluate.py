@@ -33,7 +33,7 @@ def _params(**overrides) -> EvaluateParams:
     values = dict(train_seeds=SEEDS, sampling_seeds=(0,), bootstrap=200, bootstrap_seed=0, confidence=0.95,
                   exact_below=25, val_specificity=0.95, external={"mine": "x"},
                   figure_images=4, lpips_weights="", rcps_alpha=0.2, rcps_delta=0.1,
-                  error_threshold=0.05, crc_alpha=0.1)
+                  error_threshold=0.05, crc_alpha=0.1, sr_classifier=())
     values.update(overrides)
     return EvaluateParams(**values)
 
@@ -137,8 +137,8 @@ def test_sr_wins_numbers_and_wording(sr_wins):
     assert v["fnr_first_val"]["value"] == pytest.approx(2 / N_UNHEALTHY)
     assert v["fnr_second_val"]["value"] == pytest.approx(14 / N_UNHEALTHY)
     assert v["fnr_difference_val"]["ci_high"] < 0
-    assert sr_wins["metrics_data"]["holm_p"]["q2_sr_null@hr"] < 0.05
-    assert sr_wins["metrics_data"]["fnr"]["bicubic@bicubic"] == pytest.approx(14 / N_UNHEALTHY)
+    assert sr_wins["metrics_data"]["p"]["q2_sr_null"] < 0.05
+    assert sr_wins["metrics_data"]["fnr"]["bicubic_m"] == pytest.approx(14 / N_UNHEALTHY)
     q2 = sr_wins["summary_rst"].split("**Q2.")[1].split("**Q")[0] if "**Q2." in sr_wins["summary_rst"] else ""
     assert "Yes: SR (null guidance) + HR-trained classifier misses fewer unhealthy images than bicubic + " \
            "bicubic-trained classifier" in q2
@@ -161,7 +161,7 @@ def test_neither_significant(neither):
     v = _verdict(neither, Q2_SR)
     assert v["verdict"] == "not_significant" and v["holds"] == 0
     assert v["pvalue_holm_median"] >= 0.05
-    assert neither["metrics_data"]["holm_p"]["q2_sr_null@hr"] == pytest.approx(v["pvalue_holm_median"])
+    assert neither["metrics_data"]["p"]["q2_sr_null"] == pytest.approx(v["pvalue_holm_median"])
     q2 = neither["summary_rst"].split("**Q2.")[1].split("**Q")[0]
     assert "Not shown: no significant difference in missed unhealthy images between SR (null guidance)" in q2
     assert "Yes:" not in q2 and "No:" not in q2
@@ -197,7 +197,7 @@ def test_oracle_is_flagged_everywhere_and_in_its_own_family(sr_wins):
     fair = [c for c in data["comparisons"] if not c["leaks_label"]]
     assert all(c["family"].endswith("fair") for c in fair)
     assert not any("oracle" in c["first"] for c in fair)
-    assert "ORACLE_sr_oracle@hr" in sr_wins["metrics_data"]["fnr"]
+    assert "ORACLE_sr_oracle" in sr_wins["metrics_data"]["fnr"]
     assert not any("oracle" in k and not k.startswith("ORACLE_") for block in sr_wins["metrics_data"].values()
                    if isinstance(block, dict) for k in block)
     rst = sr_wins["summary_rst"]
