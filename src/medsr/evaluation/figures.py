@@ -184,8 +184,14 @@ def posterior_maps(path: Path, hr: np.ndarray, mean: np.ndarray, std: np.ndarray
                ("std over samples", std, "magma", (0, max(float(std.max()), 1e-6))),
                (f"outside interval (lambda {lam:.2f})" if lam is not None else "no calibrated lambda", miss, "Reds",
                 (0, 1))]
-    fig, axes = plt.subplots(len(hr), len(columns), figsize=(1.9 * len(columns), 1.9 * len(hr) + 0.3), squeeze=False)
-    for i in range(len(hr)):
+    _image_grid(path, columns, row_titles)
+
+
+def _image_grid(path: Path, columns: Sequence[tuple], row_titles: Sequence[str]) -> None:
+    """One row per image, one column per (title, images, colormap, (low, high)) map."""
+    rows = len(columns[0][1])
+    fig, axes = plt.subplots(rows, len(columns), figsize=(1.9 * len(columns), 1.9 * rows + 0.3), squeeze=False)
+    for i in range(rows):
         for j, (title, images, cmap, (lo, hi)) in enumerate(columns):
             ax = axes[i, j]
             ax.imshow(images[i], cmap=cmap, vmin=lo, vmax=hi)
@@ -241,14 +247,4 @@ def swap_maps(path: Path, hr: np.ndarray, null: np.ndarray, swapped: np.ndarray,
     columns = [("HR", hr, "gray", (0, 1)), ("null guidance", null, "gray", (0, 1)),
                ("told the opposite label", swapped, "gray", (0, 1)),
                ("swapped - null", diff, "RdBu_r", (-bound, bound))]
-    fig, axes = plt.subplots(len(hr), 4, figsize=(7.6, 1.9 * len(hr) + 0.3), squeeze=False)
-    for i in range(len(hr)):
-        for j, (title, images, cmap, (lo, hi)) in enumerate(columns):
-            ax = axes[i, j]
-            ax.imshow(images[i], cmap=cmap, vmin=lo, vmax=hi)
-            ax.set_xticks([]), ax.set_yticks([])
-            if i == 0:
-                ax.set_title(title, fontsize=7)
-            if j == 0:
-                ax.set_ylabel(row_titles[i], fontsize=7)
-    _save(fig, path)
+    _image_grid(path, columns, row_titles)
