@@ -6,16 +6,19 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from medsr.errors import MedsrError
-from medsr.evaluation.summary import oracle_warning
+from medsr.evaluation.summary import oracle_warning, trust_lines
 from medsr.evaluation.tables import ARM_HEADER, VERDICT_HEADER, arm_rows, markdown_table, verdict_rows
-from medsr.io import read_json, write_text
+from medsr.io import atomic_path, read_json, write_text
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+# The figure the README shows, copied from the run's figures folder into git (results/ is DVC's).
+README_FIGURE = "docs/results/posterior_maps.png"
 
 
 def _origin(results: Mapping[str, Any]) -> str:
@@ -52,6 +55,10 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         "",
         markdown_table(ARM_HEADER, arm_rows(results)),
     ]
+    trust = trust_lines(results)
+    if any(e.get("intervals", {}).get("test") for e in (results.get("trust") or {}).get("sets", {}).values()):
+        lines += ["### What the SR model invents (trust audit)", "", *(f"- {line.strip()}" for line in trust[1:]), "",
+                  f"![Posterior mean, error, std and interval misses]({README_FIGURE})", ""]
     if results.get("leaks_label"):
         lines += [f"**{oracle_warning(results)}**", ""]
     lines.append(_origin(results))
@@ -73,4 +80,10 @@ def update_readme(readme: Path, results: Path) -> None:
         if key not in data:
             raise MedsrError(f"{results}: key {key!r} is missing: not a results file of `medsr evaluate`")
     block = results_markdown(data)
+    figure = Path(results).parent / "figures" / Path(README_FIGURE).name
+    if README_FIGURE in block:
+        if not figure.is_file():
+            raise MedsrError(f"{figure}: the figure the results block shows is missing (run evaluate first)")
+        with atomic_path(readme.parent / README_FIGURE) as tmp:
+            shutil.copyfile(figure, tmp)
     write_text(readme, text[:begin + len(BEGIN)] + "\n" + block + text[end:])
