@@ -18,7 +18,7 @@ from tqdm import tqdm
 from medsr import training
 from medsr.checkpoint import load_training_state, save_model, save_training_state
 from medsr.config import NULL_CLASS, DiffusionParams, TrainSRParams, UNetParams, to_jsonable
-from medsr.device import autocast
+from medsr.device import autocast, needs_grad_scaler
 from medsr.randomness import derived_seed
 from medsr.diffusion.ema import EMA
 from medsr.diffusion.resshift import ResShiftSchedule
@@ -109,7 +109,7 @@ def train(model_params: UNetParams, diffusion_params: DiffusionParams, train_par
     schedule = process_schedule(diffusion_params)
     ema = EMA(model, train_params.ema_decay)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_params.learning_rate)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(device))
     generator = torch.Generator().manual_seed(train_params.seed)
     config = resume_config(model_params, diffusion_params, train_params, data)
     step, rows, window = 0, [], []  # window: losses since the last log row
