@@ -1,12 +1,21 @@
 """Sampling speed and quality: the seed's way (ancestral, all T steps, one image at a time) against
-our samplers at several step counts and batch sizes, on one trained checkpoint and the same val images.
+our samplers at several step counts and batch sizes, and the few-step ResShift process (Yue et al. 2023), on the
+same val images.
 
-Every row super-resolves the same `--images` val images (never test: benchmark-driven defaults are choices) (the first ones by id, both classes) with
-the same model and sampling seed; images/s is wall time over the whole row (model calls, noise,
-scheduler), after one warm-up batch. PSNR / SSIM are against HR, mean over the images. Bicubic is
-the reference row the SR rows have to beat.
+Every row super-resolves the same `--images` val images (never test: benchmark-driven defaults are choices)
+(the first ones by id, half of each class) with its model and the same sampling seed; images/s is wall time
+over the whole row (model calls, noise, scheduler), after one warm-up batch. SR images are quantized to 8 bits
+(what generate writes) before PSNR / SSIM against HR (mean over the images) and before the HR classifier
+(`--classifier`, argmax) gives the FNR on them, with a percentile bootstrap interval over the positive images
+(the same resamples for every row). Bicubic and HR are reference rows. The network's FLOPs per image per call
+come from torch.utils.flop_counter.FlopCounterMode; "of matmul" is the achieved FLOP rate of a row over an fp32
+1024^3 matmul's on the same threads.
 
-    .venv/bin/python benchmarks/sampling.py [--model models/sr.safetensors] [--images 16]
+The ResShift rows sample `--resshift-model`; without it, one is trained first with train-sr's code on the
+`--params` parameters with diffusion.process resshift (the time it took is reported), written to
+`--resshift-out`.
+
+    .venv/bin/python benchmarks/sampling.py [--model models/sr.safetensors] [--images 16] [--resshift-model F]
 
 Prints a table and writes results/benchmarks/sampling.json.
 """
@@ -14,6 +23,7 @@ Prints a table and writes results/benchmarks/sampling.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import sys
 import time
@@ -21,25 +31,40 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from medsr import io
-from medsr.config import NULL_CLASS
+from medsr import io, train_sr, training
+from medsr.classifier.model import load_classifier, predict_proba
+from medsr.config import CLASSES, NULL_CLASS, load_params
 from medsr.device import resolve_device
 from medsr.diffusion.model_file import load_unet
 from medsr.diffusion.samplers import Sampler, SamplerSpec, image_generators
 from medsr.evaluation.quality import psnr, ssim
+from medsr.pixels import quantize
+from medsr.randomness import numpy_rng
 
-# (label, sampler, K, batch): the first row is the seed code's sampling
+# (label, model, sampler, K, batch): the first row is the seed code's sampling; "ddim K=20 b16" the reference
 ROWS = [
-    ("seed-style", "ancestral", 0, 1),
-    ("ancestral batched", "ancestral", 0, 16),
-    ("ddim", "ddim", 50, 16),
-    ("ddim", "ddim", 20, 16),
-    ("ddim", "ddim", 10, 16),
-    ("ddim", "ddim", 20, 32),
-    ("dpmpp", "dpmpp", 20, 16),
-    ("dpmpp", "dpmpp", 10, 16),
+    ("seed-style", "ddpm", "ancestral", 0, 1),
+    ("ancestral batched", "ddpm", "ancestral", 0, 16),
+    ("ddim", "ddpm", "ddim", 50, 16),
+    ("ddim", "ddpm", "ddim", 20, 16),
+    ("ddim", "ddpm", "ddim", 10, 16),
+    ("ddim", "ddpm", "ddim", 20, 32),
+    ("dpmpp", "ddpm", "dpmpp", 20, 16),
+    ("dpmpp", "ddpm", "dpmpp", 10, 16),
+    ("dpmpp", "ddpm", "dpmpp", 5, 16),
+    ("dpmpp", "ddpm", "dpmpp", 3, 16),
+    ("resshift", "resshift", "resshift", 15, 16),
+    ("resshift", "resshift", "resshift", 8, 16),
+    ("resshift", "resshift", "resshift", 4, 16),
+    ("resshift", "resshift", "resshift", 3, 16),
+    ("resshift", "resshift", "resshift", 2, 16),
+    ("resshift", "resshift", "resshift", 1, 16),
+    ("resshift", "resshift", "resshift", 1, 32),
 ]
+REFERENCE = ("ddim", 20, 16)  # (sampler, K, batch) the acceptance compares with
+TARGET_SPEEDUP, PSNR_DROP, SSIM_DROP = 200.0, 0.3, 0.01  # issue 12's bar: x seed-style, dB, SSIM
 
 
 def val_images(hr_root: Path, lr_root: Path, count: int) -> tuple[list[io.Record], list[io.Record], np.ndarray]:
@@ -59,11 +84,79 @@ def quality(images: np.ndarray, hr: np.ndarray) -> tuple[float, float]:
             float(np.mean([ssim(x, y) for x, y in zip(images, hr)])))
 
 
+def as_stored(images: np.ndarray) -> np.ndarray:
+    """[N, H, W] in [0, 1] as generate writes them: 8-bit."""
+    return quantize(torch.from_numpy(images)).numpy()
+
+
+class FNR:
+    """The HR classifier's false-negative rate (argmax) on a set of images, with a percentile bootstrap interval
+    over the positive images; the resamples are drawn once, so every row is resampled alike (paired)."""
+
+    def __init__(self, classifier_path: Path, labels: np.ndarray, resamples: int, seed: int, confidence: float = 0.95):
+        self.model = load_classifier(classifier_path, "cpu")
+        self.positives = np.flatnonzero(labels == CLASSES.index("unhealthy"))
+        rng = numpy_rng("benchmark-sampling-bootstrap", seed)
+        self.draws = rng.integers(0, len(self.positives), size=(resamples, len(self.positives)))
+        self.confidence = confidence
+
+    def __call__(self, images: np.ndarray) -> dict[str, float]:
+        proba = predict_proba(self.model, torch.from_numpy(images)[:, None].float())[:, 1].numpy()
+        missed = (proba[self.positives] < 0.5).astype(np.float64)  # argmax of two classes
+        boot = missed[self.draws].mean(axis=1)
+        tail = (1 - self.confidence) / 2 * 100
+        return {"fnr": float(missed.mean()), "fnr_low": float(np.percentile(boot, tail)),
+                "fnr_high": float(np.percentile(boot, 100 - tail)), "positives": int(len(self.positives))}
+
+
+def fnr_text(row: dict) -> str:
+    if row["fnr"] is None:
+        return "-"
+    return f"{row['fnr']:5.3f} [{row['fnr_low']:.3f}, {row['fnr_high']:.3f}]"
+
+
+def flops_per_call(loaded) -> int:
+    """FLOPs of one network call on one image (batch 1, the model's HR size, one class label)."""
+    size = tuple(loaded.metadata["hr_size"])
+    device = next(loaded.model.parameters()).device
+    x = torch.zeros(1, 1, *size, device=device)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        loaded.model(x, torch.zeros(1, dtype=torch.long, device=device),
+                     class_labels=torch.full((1,), NULL_CLASS, device=device), lr_upsampled=x)
+    return int(counter.get_total_flops())
+
+
+def matmul_rate(device: torch.device, n: int = 1024, repeats: int = 20) -> float:
+    """FLOP/s of an fp32 n x n matmul on this device and thread count (best of `repeats`)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(repeats + 3):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best
+
+
+def train_resshift(params_paths: list[Path], hr: Path, lr: Path, out: Path, device: torch.device) -> float:
+    """A ResShift model by train-sr's code on `params_paths` (diffusion.process resshift): seconds taken."""
+    params = load_params(params_paths)
+    diffusion = dataclasses.replace(params.diffusion, process="resshift")
+    start = time.perf_counter()
+    train_sr.run(params.sr_model, diffusion, params.train_sr, hr=hr, lr=lr, model=out,
+                 log=out.with_suffix(".csv"), checkpoints=out.parent / f"{out.stem}_checkpoints", device=device)
+    return time.perf_counter() - start
+
+
 def run_row(loaded, lr_root: Path, records, spec: SamplerSpec, batch: int, seed: int) -> tuple[np.ndarray, float]:
     sampler = Sampler(loaded.model, loaded.schedule, loaded.target, spec)
     labels = torch.full((len(records),), NULL_CLASS)
     warm = records[: min(batch, 2)]  # warm-up: allocator, kernels (not timed)
-    Sampler(loaded.model, loaded.schedule, loaded.target, SamplerSpec("ddim", 2)).sample(
+    warm_spec = SamplerSpec("resshift", 1) if spec.name == "resshift" else SamplerSpec("ddim", 2)
+    Sampler(loaded.model, loaded.schedule, loaded.target, warm_spec).sample(
         loaded.bicubic_input(lr_root, warm), labels[: len(warm)], image_generators(seed, [r.id for r in warm]))
     out = []
     start = time.perf_counter()
@@ -72,57 +165,120 @@ def run_row(loaded, lr_root: Path, records, spec: SamplerSpec, batch: int, seed:
         sr = sampler.sample(loaded.bicubic_input(lr_root, chunk), labels[first:first + len(chunk)],
                             image_generators(seed, [r.id for r in chunk]))
         out.append(sr[:, 0].float().cpu().numpy())
+    if loaded.model.parameters().__next__().device.type == "cuda":
+        torch.cuda.synchronize()
     return np.concatenate(out), time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=Path("models/sr.safetensors"))
+    parser.add_argument("--resshift-model", type=Path, default=None,
+                        help="a diffusion.process resshift model; absent: trained first (see --resshift-out)")
+    parser.add_argument("--resshift-out", type=Path, default=Path("models/sr_resshift.safetensors"))
+    parser.add_argument("--params", type=Path, action="append", default=None, metavar="YAML",
+                        help="parameters (params.yaml, then overlays; repeatable) for training the ResShift model")
+    parser.add_argument("--classifier", type=Path, default=Path("models/classifiers/classifier_hr_seed0.safetensors"))
     parser.add_argument("--hr", type=Path, default=Path("data/hr"))
     parser.add_argument("--lr", type=Path, default=Path("data/lr"))
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed-style-images", type=int, default=0,
+                        help="time the seed-style row (batch 1, all T steps) on the first N images only (0: all); "
+                             "its images/s is per image either way, its PSNR/SSIM are then over those N, no FNR")
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--rows", default="", help="comma-separated row numbers to run (default: all)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks/sampling.json"))
     args = parser.parse_args()
 
     device = resolve_device(args.device)
-    loaded = load_unet(args.model, "sr_diffusion", device)
-    records, _, hr = val_images(args.hr, args.lr, args.images)
-    bicubic = loaded.bicubic_input(args.lr, records)[:, 0].cpu().numpy()
-    bicubic_psnr, bicubic_ssim = quality(bicubic, hr)
-    timesteps = loaded.schedule.timesteps
+    args.params = args.params or [Path("params.yaml")]
+    training_seconds = None
+    if args.resshift_model is None:
+        print(f"training a ResShift model on {' + '.join(map(str, args.params))} (diffusion.process resshift) -> {args.resshift_out}",
+              file=sys.stderr)
+        training_seconds = train_resshift(args.params, args.hr, args.lr, args.resshift_out, device)
+        args.resshift_model = args.resshift_out
+    models = {"ddpm": load_unet(args.model, "sr_diffusion", device),
+              "resshift": load_unet(args.resshift_model, "sr_diffusion", device)}
+    for process, loaded in models.items():
+        if loaded.process != process:
+            raise SystemExit(f"{loaded.metadata.get('path', process)}: a {loaded.process} model where a {process} "
+                             f"one is expected")
+    records, hr_records, hr = val_images(args.hr, args.lr, args.images)
+    labels = np.array([CLASSES.index(r.label) for r in hr_records])
+    fnr = FNR(args.classifier, labels, args.bootstrap, args.seed)
+    bicubic = as_stored(models["ddpm"].bicubic_input(args.lr, records)[:, 0].cpu().numpy())
+    references = {"hr": {"psnr": None, "ssim": None, **fnr(hr)}}
+    references["bicubic"] = dict(zip(("psnr", "ssim"), quality(bicubic, hr)), **fnr(bicubic))
+    flops = {process: flops_per_call(loaded) for process, loaded in models.items()}
+    rate = matmul_rate(device)
+    chosen = [int(i) for i in args.rows.split(",")] if args.rows else range(len(ROWS))
     results = []
-    for label, name, steps, batch in ROWS:
+    for index in chosen:
+        label, process, name, steps, batch = ROWS[index]
+        loaded = models[process]
+        timesteps = loaded.schedule.timesteps
         spec = SamplerSpec(name, steps)
-        images, seconds = run_row(loaded, args.lr, records, spec, batch, args.seed)
-        row_psnr, row_ssim = quality(images, hr)
-        results.append({"row": label, "sampler": name, "steps": spec.evaluations(timesteps), "batch": batch,
-                        "images": len(records), "seconds": round(seconds, 2),
-                        "images_per_s": len(records) / seconds, "psnr": row_psnr, "ssim": row_ssim})
-        print(f"  {label:18s} {name:9s} K={spec.evaluations(timesteps):4d} batch {batch:3d}: "
-              f"{len(records) / seconds:8.3f} images/s  PSNR {row_psnr:.2f}  SSIM {row_ssim:.4f}", file=sys.stderr)
-    base = results[0]
+        count = args.seed_style_images if label == "seed-style" and 0 < args.seed_style_images < len(records) \
+            else len(records)
+        images, seconds = run_row(loaded, args.lr, records[:count], spec, batch, args.seed)
+        images = as_stored(images)
+        row_psnr, row_ssim = quality(images, hr[:count])
+        calls = spec.evaluations(timesteps)
+        rates = fnr(images) if count == len(records) else {"fnr": None, "fnr_low": None, "fnr_high": None}
+        results.append({"row": label, "process": process, "sampler": name, "steps": calls, "batch": batch,
+                        "images": count, "seconds": round(seconds, 2),
+                        "images_per_s": count / seconds, "psnr": row_psnr, "ssim": row_ssim, **rates,
+                        "flops_per_image_per_call": flops[process],
+                        "of_matmul": flops[process] * calls * count / seconds / rate})
+        r = results[-1]
+        print(f"  {label:18s} {name:9s} K={calls:4d} batch {batch:3d}: {r['images_per_s']:8.3f} images/s  "
+              f"PSNR {row_psnr:.2f}  SSIM {row_ssim:.4f}  FNR {fnr_text(r)}  {r['of_matmul']:.0%} of matmul",
+              file=sys.stderr)
+    base = next((r for r in results if r["row"] == "seed-style"), None)
+    reference = next((r for r in results if (r["sampler"], r["steps"], r["batch"]) == REFERENCE), None)
     for row in results:
-        row["speedup"] = row["images_per_s"] / base["images_per_s"]
-        row["psnr_minus_seed_style"] = row["psnr"] - base["psnr"]
+        row["speedup"] = row["images_per_s"] / base["images_per_s"] if base else None
+        if reference is not None:
+            row["meets_bar"] = bool(
+                row["speedup"] is not None and row["speedup"] >= TARGET_SPEEDUP
+                and row["psnr"] >= reference["psnr"] - PSNR_DROP and row["ssim"] >= reference["ssim"] - SSIM_DROP
+                and row["fnr"] is not None and reference["fnr_low"] <= row["fnr"] <= reference["fnr_high"])
 
-    print(f"\nSampling on {device} ({torch.get_num_threads()} threads), {len(records)} val images, "
-          f"model {args.model} (T = {timesteps}, target {loaded.target})")
-    header = f"| {'sampler':18s} | {'K':>4s} | {'batch':>5s} | {'images/s':>8s} | {'x seed-style':>12s} | " \
-             f"{'PSNR dB':>7s} | {'dPSNR':>6s} | {'SSIM':>6s} |"
+    print(f"\nSampling on {device} ({torch.get_num_threads()} threads), {len(records)} val images "
+          f"({len(fnr.positives)} unhealthy), models {args.model} (ddpm, T = {models['ddpm'].schedule.timesteps}, "
+          f"target {models['ddpm'].target}) and {args.resshift_model} (resshift, T = "
+          f"{models['resshift'].schedule.timesteps}); fp32 matmul {rate / 1e9:.1f} GFLOP/s; network "
+          f"{flops['ddpm'] / 1e9:.3f} GFLOP per image per call")
+    header = (f"| {'sampler':18s} | {'K':>4s} | {'batch':>5s} | {'images/s':>8s} | {'x seed-style':>12s} | "
+              f"{'PSNR dB':>7s} | {'SSIM':>6s} | {'FNR [95% bootstrap]':>21s} | {'of matmul':>9s} | {'bar':>3s} |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for r in results:
-        print(f"| {r['row']:18s} | {r['steps']:4d} | {r['batch']:5d} | {r['images_per_s']:8.3f} | "
-              f"{r['speedup']:12.1f} | {r['psnr']:7.2f} | {r['psnr_minus_seed_style']:+6.2f} | {r['ssim']:6.4f} |")
-    print(f"| {'bicubic':18s} | {'':>4s} | {'':>5s} | {'':>8s} | {'':>12s} | {bicubic_psnr:7.2f} | "
-          f"{bicubic_psnr - base['psnr']:+6.2f} | {bicubic_ssim:6.4f} |")
+        speedup = f"{r['speedup']:12.1f}" if r["speedup"] is not None else f"{'':>12s}"
+        bar = ("yes" if r.get("meets_bar") else "no") if reference is not None else ""
+        print(f"| {r['row']:18s} | {r['steps']:4d} | {r['batch']:5d} | {r['images_per_s']:8.3f} | {speedup} | "
+              f"{r['psnr']:7.2f} | {r['ssim']:6.4f} | {fnr_text(r):>21s} | "
+              f"{r['of_matmul']:9.0%} | {bar:>3s} |")
+    for name, ref in references.items():
+        q = f"{ref['psnr']:7.2f} | {ref['ssim']:6.4f}" if ref["psnr"] is not None else f"{'':7s} | {'':6s}"
+        print(f"| {name:18s} | {'':>4s} | {'':>5s} | {'':>8s} | {'':>12s} | {q} | "
+              f"{fnr_text(ref):>21s} | {'':>9s} | {'':>3s} |")
     report = {"device": str(device), "threads": torch.get_num_threads(), "machine": platform.machine(),
-              "processor": platform.processor(), "torch": torch.__version__, "model": str(args.model),
-              "model_sha256": loaded.sha256, "timesteps": timesteps, "target": loaded.target,
-              "images": len(records), "seed": args.seed,
-              "bicubic": {"psnr": bicubic_psnr, "ssim": bicubic_ssim}, "rows": results}
+              "processor": platform.processor(), "torch": torch.__version__,
+              "models": {p: {"path": str(args.model if p == "ddpm" else args.resshift_model), "sha256": m.sha256,
+                             "timesteps": m.schedule.timesteps, "target": m.target,
+                             "diffusion": m.metadata["diffusion"], "training_steps": m.metadata["training_steps"]}
+                         for p, m in models.items()},
+              "resshift_training_seconds": training_seconds,
+              "resshift_training_params": [str(p) for p in args.params] if training_seconds is not None else None, "classifier": str(args.classifier),
+              "images": len(records), "positives": int(len(fnr.positives)), "seed": args.seed,
+              "bootstrap": args.bootstrap, "matmul_flops_per_s": rate, "flops_per_image_per_call": flops,
+              "bar": {"reference": dict(zip(("sampler", "steps", "batch"), REFERENCE)),
+                      "speedup": TARGET_SPEEDUP, "psnr_drop": PSNR_DROP, "ssim_drop": SSIM_DROP},
+              "references": references, "rows": results}
     io.write_json(args.out, report)
     print(f"\nwrote {args.out}")
 

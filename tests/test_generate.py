@@ -146,6 +146,32 @@ def test_generate_errors_name_the_problem(workspace, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_resshift_model_is_sampled_by_the_resshift_sampler_only(workspace, tmp_path):
+    """The model file records its process; generate samples a resshift model with K <= T resshift steps, records
+    the process, and refuses a mismatched sampler in either direction without writing anything."""
+    size = PARAMS.data.image_size
+    resshift = dataclasses.replace(PARAMS.diffusion, process="resshift")
+    torch.manual_seed(0)
+    save_model(tmp_path / "rs.safetensors", build_unet(PARAMS.sr_model, "sr_diffusion").state_dict(),
+               {"sr_model": dataclasses.asdict(PARAMS.sr_model), "scale": PARAMS.degrade.scale,
+                "hr_size": [size, size], "lr_size": [size // 2, size // 2], "kind": "sr_diffusion",
+                "diffusion": dataclasses.asdict(resshift)})
+    assert load_unet(tmp_path / "rs.safetensors", "sr_diffusion", torch.device("cpu")).process == "resshift"
+    params = dataclasses.replace(PARAMS.generate, sampler="resshift", steps=2)
+    generate.run(params, model=tmp_path / "rs.safetensors", lr=workspace / "lr", guide=workspace / "guide.safetensors",
+                 bicubic=workspace / "bicubic", guidance="null", seed=0, shard=0, out=tmp_path / "out")
+    metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
+    assert metadata["process"] == "resshift" and metadata["sampler"] == "resshift" and metadata["steps"] == 2
+    assert len(io.read_manifest(tmp_path / "out", EVAL)) > 0
+    with pytest.raises(MedsrError, match="generate.sampler: ddim cannot sample .*resshift model"):
+        generate.run(PARAMS.generate, model=tmp_path / "rs.safetensors", lr=workspace / "lr",
+                     guide=workspace / "guide.safetensors", bicubic=workspace / "bicubic", guidance="null",
+                     seed=0, shard=0, out=tmp_path / "bad")
+    with pytest.raises(MedsrError, match="generate.sampler: resshift cannot sample .*ddpm model"):
+        make(workspace, tmp_path / "bad", sampler="resshift", steps=2)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_generate_cli_exits_non_zero_with_one_line(workspace, tmp_path, capsys):
     code = main(["generate", "--params", str(ROOT / "params.yaml"), "--params", str(ROOT / "configs/smoke.yaml"),
                  "--model", str(tmp_path / "missing.safetensors"), "--lr", str(workspace / "lr"),

@@ -8,12 +8,18 @@ import pytest
 import torch
 from torch import nn
 
-from medsr.config import NULL_CLASS, DiffusionParams
+from medsr.config import NULL_CLASS, DiffusionParams, ResShiftParams
 from medsr.diffusion.samplers import (Sampler, SamplerSpec, clip_eps, guided_eps, image_generators,
                                       make_scheduler)
 from medsr.diffusion.schedule import DiffusionSchedule, encode_target, target_bounds
 
-SCHEDULE = DiffusionSchedule.from_params(DiffusionParams("linear", 100, 1e-4, 0.02, 0.008, "image"))
+
+
+def ddpm_params(schedule: str) -> DiffusionParams:
+    return DiffusionParams("ddpm", schedule, 100, 1e-4, 0.02, 0.008, "image", ResShiftParams(15, 2.0, 0.3, 1e-3, 0.998))
+
+
+SCHEDULE = DiffusionSchedule.from_params(ddpm_params("linear"))
 
 
 class PerfectDenoiser(nn.Module):
@@ -149,8 +155,7 @@ def test_diffusers_schedulers_use_our_betas():
 
 
 def test_cosine_schedule_samplers_recover_too():
-    cosine = DiffusionSchedule.from_params(dataclasses.replace(
-        DiffusionParams("cosine", 100, 1e-4, 0.02, 0.008, "image")))
+    cosine = DiffusionSchedule.from_params(ddpm_params("cosine"))
     hr = hr_images()
     for spec in (SamplerSpec("ddim", 8), SamplerSpec("dpmpp", 8)):
         sr = Sampler(PerfectDenoiser(encode_target(hr, hr, "image"), cosine), cosine, "image", spec).sample(

@@ -20,6 +20,7 @@ from medsr.config import CLASSES, NULL_CLASS, DegradeParams, load_params
 from medsr.degrade import degrade_image
 from medsr.pixels import bicubic_upsample
 from medsr.diffusion.ema import EMA
+from medsr.diffusion.schedule import encode_target, process_schedule
 from medsr.errors import MedsrError
 from medsr.io import Record, read_csv, write_image, write_manifest
 
@@ -31,11 +32,11 @@ CPU = training.Distributed(0, 1, torch.device("cpu"))
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-def _params(**train):
+def _params(process: str = "ddpm", **train):
     """Tiny sr_model / diffusion / train_sr sections (smoke profile, a few changes)."""
     model = dataclasses.replace(SMOKE.sr_model, base_channels=8, channel_mult=(1, 2), attention_levels=(1,),
                                 norm_groups=4, attention_heads=2, dropout=0.1)
-    diffusion = dataclasses.replace(SMOKE.diffusion, timesteps=50)
+    diffusion = dataclasses.replace(SMOKE.diffusion, timesteps=50, process=process)
     values = dict(steps=6, batch_size=4, crop=16, learning_rate=1e-3, checkpoint_every=3, log_every=2, seed=0)
     values.update(train)
     return model, diffusion, dataclasses.replace(SMOKE.train_sr, **values)
@@ -67,8 +68,8 @@ def data() -> training.PairedImages:
     return _pairs()
 
 
-def _train(data, checkpoints: Path | None = None, log: Path | None = None, **train):
-    model_params, diffusion_params, train_params = _params(**train)
+def _train(data, checkpoints: Path | None = None, log: Path | None = None, process: str = "ddpm", **train):
+    model_params, diffusion_params, train_params = _params(process, **train)
     return train_sr.train(model_params, diffusion_params, train_params, data, ctx=CPU, log=log,
                           checkpoints=checkpoints)
 
@@ -162,6 +163,33 @@ def test_loss_falls(data, tmp_path):
     assert losses[-1] < 0.6 * losses[0], losses
 
 
+def test_resshift_loss_is_x0_prediction_and_falls(data, tmp_path):
+    """ResShift trains the network to predict x_0 (not eps): its loss falls, and at a checkpointed model the loss
+    function is the MSE to x_0 of the network's output at x_t = x_0 + eta_t (y_0 - x_0) + kappa sqrt(eta_t) eps."""
+    _, _, loss = _train(data, log=tmp_path / "log.csv", steps=60, log_every=10, checkpoint_every=60,
+                        process="resshift")
+    losses = [float(r["loss"]) for r in read_csv(tmp_path / "log.csv")]
+    assert losses[-1] < 0.6 * losses[0], losses
+    _, diffusion_params, train_params = _params("resshift", batch_size=4, crop=16)
+    schedule = process_schedule(diffusion_params)
+    batch = train_sr.draw_batch(data, train_params, schedule.timesteps, torch.Generator().manual_seed(0))
+    seen = {}
+
+    class Echo(nn.Module):  # returns a fixed output and keeps its input
+        def forward(self, x_t, t, *, class_labels, lr_upsampled):
+            seen["x_t"], seen["t"] = x_t, t
+            return torch.zeros_like(x_t)
+
+    value = train_sr.diffusion_loss(Echo(), schedule, diffusion_params.target, batch)
+    x0 = encode_target(batch["hr"], batch["bicubic"], diffusion_params.target)
+    y0 = encode_target(batch["bicubic"], batch["bicubic"], diffusion_params.target)
+    eta = schedule.etas[batch["t"]].float()[:, None, None, None]
+    kappa = diffusion_params.resshift.kappa
+    torch.testing.assert_close(seen["x_t"], x0 + eta * (y0 - x0) + kappa * eta.sqrt() * batch["noise"])
+    torch.testing.assert_close(value, (x0 ** 2).mean())  # || 0 - x_0 ||^2
+    assert int(batch["t"].max()) < diffusion_params.resshift.timesteps
+
+
 def test_same_seed_gives_identical_weights(data):
     model_a, ema_a, loss_a = _train(data, steps=4)
     model_b, ema_b, loss_b = _train(data, steps=4)
@@ -176,11 +204,13 @@ class Preempted(Exception):
     """Stands for the job being killed."""
 
 
-@pytest.mark.parametrize("interrupt, steps, log_every", [(3, 6, 2), (4, 7, 1), (2, 7, 3)])
-def test_resume_after_a_kill_continues_exactly(data, tmp_path, monkeypatch, interrupt, steps, log_every):
+@pytest.mark.parametrize("interrupt, steps, log_every, process",
+                         [(3, 6, 2, "ddpm"), (4, 7, 1, "ddpm"), (2, 7, 3, "ddpm"), (3, 6, 2, "resshift")])
+def test_resume_after_a_kill_continues_exactly(data, tmp_path, monkeypatch, interrupt, steps, log_every, process):
     """Killed after the checkpoint at `interrupt` and rerun: the same log rows (next loss included) and weights as
-    the uninterrupted run. Dropout is on, so its random draws matter too; log_every need not divide the interval."""
-    settings = dict(steps=steps, log_every=log_every, checkpoint_every=interrupt)
+    the uninterrupted run. Dropout is on, so its random draws matter too; log_every need not divide the interval.
+    The ResShift process trains through the same loop and resumes the same way."""
+    settings = dict(steps=steps, log_every=log_every, checkpoint_every=interrupt, process=process)
     whole, whole_ema, whole_loss = _train(data, log=tmp_path / "whole.csv", **settings)
     draws = _count_draws(monkeypatch)
     original = train_sr.draw_batch

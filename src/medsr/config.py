@@ -37,11 +37,13 @@ DegradeModel = Literal["gaussian", "kspace"]  # Eq. 1.1 | k-space truncation + c
 KspaceWindow = Literal["none", "hamming", "tukey"]
 # oracle hands the generator the true label, swapped its opposite (the class-swap audit): both flagged everywhere
 Guidance = Literal["null", "predicted", "oracle", "swapped"]
-SamplerName = Literal["ancestral", "ddim", "dpmpp"]
+SamplerName = Literal["ancestral", "ddim", "dpmpp", "resshift"]  # resshift samples (only) a resshift model
+DiffusionProcess = Literal["ddpm", "resshift"]  # noise -> HR (Ho et al. 2020) | bicubic -> HR (Yue et al. 2023)
 ClassifierDomain = Literal["hr", "bicubic", "sr"]  # the kind of images a classifier is trained on
 GUIDANCE_MODES: tuple[str, ...] = typing.get_args(Guidance)
 LEAKING_GUIDANCE: tuple[str, ...] = ("oracle", "swapped")  # modes computed from the true label: never a fair arm
 SAMPLERS: tuple[str, ...] = typing.get_args(SamplerName)
+DIFFUSION_PROCESSES: tuple[str, ...] = typing.get_args(DiffusionProcess)
 CLASSIFIER_DOMAINS: tuple[str, ...] = typing.get_args(ClassifierDomain)
 DATA_DOMAINS = ("hr", "bicubic")  # always trained, on data/<domain>; "sr" only with evaluate.sr_classifier
 
@@ -145,13 +147,26 @@ class UNetParams:
 
 
 @section
+class ResShiftParams:
+    """ResShift (Yue et al. 2023): x_t = x_0 + eta_t (y_0 - x_0) + kappa sqrt(eta_t) eps, t = 1..T."""
+
+    timesteps: Annotated[int, Field(strict=True, ge=1, le=1000)]  # T
+    kappa: Annotated[float, Field(strict=True, gt=0)]  # noise scale
+    p: Annotated[float, Field(strict=True, gt=0)]  # schedule shape: beta_t = ((t-1)/(T-1))^p (T-1)
+    eta_1: Annotated[float, Field(strict=True, gt=0, lt=1)]
+    eta_T: Annotated[float, Field(strict=True, gt=0, le=1)]
+
+
+@section
 class DiffusionParams:
+    process: DiffusionProcess
     schedule: Literal["linear", "cosine"]
     timesteps: Annotated[int, Field(strict=True, ge=2)]
     beta_start: Annotated[float, Field(strict=True, gt=0, lt=1)]
     beta_end: Annotated[float, Field(strict=True, gt=0, lt=1)]
     cosine_s: Annotated[float, Field(strict=True, ge=0)]
     target: Literal["image", "residual"]
+    resshift: ResShiftParams
 
 
 LearningRate = Annotated[float, Field(strict=True, gt=0)]
@@ -349,6 +364,16 @@ def _check_consistency(params: Params, source: str) -> None:
         if width % params.sr_model.attention_heads:
             raise MedsrError(f"{source}: sr_model.attention_heads: {params.sr_model.attention_heads} does not "
                              f"divide the level width {width}")
+    resshift = params.diffusion.resshift
+    if resshift.eta_1 >= resshift.eta_T:
+        raise MedsrError(f"{source}: diffusion.resshift.eta_1: must be below diffusion.resshift.eta_T")
+    if (params.diffusion.process == "resshift") != (params.generate.sampler == "resshift"):
+        raise MedsrError(f"{source}: generate.sampler: {params.generate.sampler} cannot sample a "
+                         f"diffusion.process {params.diffusion.process} model (the resshift sampler goes with the "
+                         f"resshift process, and only with it)")
+    if params.diffusion.process == "resshift" and params.generate.steps > resshift.timesteps:
+        raise MedsrError(f"{source}: generate.steps: {params.generate.steps} exceeds diffusion.resshift.timesteps "
+                         f"{resshift.timesteps}")
     if params.diffusion.beta_start >= params.diffusion.beta_end:
         raise MedsrError(f"{source}: diffusion.beta_start: must be below diffusion.beta_end")
     volumes = params.data.volumes

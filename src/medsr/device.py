@@ -24,9 +24,29 @@ def resolve_device(requested: str | None = None) -> torch.device:
     return device
 
 
-def autocast(device: torch.device, dtype: str = "bf16"):
-    """Mixed precision on CUDA only: bf16 autocast on our CPUs measured about 200x slower."""
+AMP_DTYPES = ("bf16", "fp16", "off")  # $MEDSR_AMP: CUDA mixed precision (bf16 falls back to fp16 where unsupported)
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype on `device` (None: full fp32): CUDA only, bf16 unless $MEDSR_AMP says fp16 or off."""
     if device.type != "cuda":
+        return None
+    choice = os.environ.get("MEDSR_AMP", "bf16")
+    if choice not in AMP_DTYPES:
+        raise MedsrError(f"MEDSR_AMP: {choice!r} is not one of {', '.join(AMP_DTYPES)}")
+    if choice == "off":
+        return None
+    return torch.bfloat16 if choice == "bf16" and torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device):
+    """Mixed precision on CUDA only (`amp_dtype`): bf16 autocast on our CPUs measured about 200x slower."""
+    dtype = amp_dtype(device)
+    if dtype is None:
         return contextlib.nullcontext()
-    torch_dtype = torch.bfloat16 if dtype == "bf16" and torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=torch_dtype)
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def needs_grad_scaler(device: torch.device) -> bool:
+    """fp16 gradients underflow without loss scaling (GradScaler); bf16 and fp32 need none."""
+    return amp_dtype(device) == torch.float16

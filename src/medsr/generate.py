@@ -73,6 +73,10 @@ def run(params: GenerateParams, evaluate: EvaluateParams, *, model: Path, lr: Pa
         raise MedsrError(f"--shard: {shard} is not in generate.shards {list(params.shards)}")
     loaded = load_unet(model, "sr_diffusion", device)
     timesteps = loaded.schedule.timesteps
+    if (params.sampler == "resshift") != (loaded.process == "resshift"):
+        raise MedsrError(f"generate.sampler: {params.sampler} cannot sample {model}, a diffusion.process "
+                         f"{loaded.process} model (the resshift sampler goes with the resshift process, and only "
+                         f"with it)")
     if params.sampler != "ancestral" and params.steps > timesteps:
         raise MedsrError(f"generate.steps: {params.steps} exceeds the model's {timesteps} diffusion timesteps")
     splits = generation_splits(evaluate, guidance, seed)
@@ -112,7 +116,7 @@ def run(params: GenerateParams, evaluate: EvaluateParams, *, model: Path, lr: Pa
         "set": "sr", "splits": list(splits), "sampler": spec.name, "steps": spec.evaluations(timesteps), "eta": spec.eta,
         "guidance": guidance, "guidance_scale": sampler.guidance_scale, "leaks_label": guidance in LEAKING_GUIDANCE,
         "seed": seed, "shard": shard, "shards": len(params.shards), "batch_size": params.batch_size,
-        "model_sha256": loaded.sha256, "target": loaded.target, "x0_clipping": sampler.clip_x0,
+        "model_sha256": loaded.sha256, "process": loaded.process, "target": loaded.target, "x0_clipping": sampler.clip_x0,
         "guide_classifier_sha256": io.sha256_file(guide) if guidance == "predicted" else None,
         "guide_class": {r.id: (CLASSES[k] if k < len(CLASSES) else "null")
                         for r, k in zip(records, labels.tolist())},

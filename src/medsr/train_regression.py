@@ -16,7 +16,7 @@ from tqdm import tqdm
 from medsr import training
 from medsr.checkpoint import save_model
 from medsr.config import TrainRegressionParams, UNetParams, to_jsonable
-from medsr.device import autocast
+from medsr.device import autocast, needs_grad_scaler
 from medsr.diffusion.model_file import build_unet
 from medsr.diffusion.schedule import encode_target, to_model_range
 from medsr.diffusion.unet import count_parameters
@@ -43,7 +43,7 @@ def train(model_params: UNetParams, params: TrainRegressionParams, data: trainin
               f"{ctx.world_size} process(es) x batch {per_rank}", file=sys.stderr)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.learning_rate)
     # fp16 autocast (CUDA without bf16) needs loss scaling; a no-op elsewhere, as in train-sr
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(device))
     generator = torch.Generator().manual_seed(params.seed)
     net = training.wrap(model, ctx).train()
     log_every = max(1, params.steps // LOG_ROWS)

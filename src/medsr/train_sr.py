@@ -1,6 +1,7 @@
 """Train the class-guided diffusion SR model (`medsr train-sr`).
 
-Noise-prediction MSE (Eq. 1.13) on aligned random crops, classifier-free null-class dropout
+Noise-prediction MSE (Eq. 1.13) for `diffusion.process: ddpm`, x_0-prediction MSE for `resshift`
+(Yue et al. 2023, `medsr.diffusion.resshift`), on aligned random crops, classifier-free null-class dropout
 (Section 3.1.7), Adam, gradient clipping, EMA; resumable checkpoints; DDP under torchrun.
 """
 
@@ -17,10 +18,11 @@ from tqdm import tqdm
 from medsr import training
 from medsr.checkpoint import load_training_state, save_model, save_training_state
 from medsr.config import NULL_CLASS, DiffusionParams, TrainSRParams, UNetParams, to_jsonable
-from medsr.device import autocast
+from medsr.device import autocast, needs_grad_scaler
 from medsr.randomness import derived_seed
 from medsr.diffusion.ema import EMA
-from medsr.diffusion.schedule import DiffusionSchedule, encode_target, to_model_range
+from medsr.diffusion.resshift import ResShiftSchedule
+from medsr.diffusion.schedule import DiffusionSchedule, encode_target, process_schedule, to_model_range
 from medsr.diffusion.model_file import build_unet
 from medsr.diffusion.unet import UNet, count_parameters
 
@@ -70,9 +72,14 @@ def draw_batch(data: training.PairedImages, train_params: TrainSRParams, timeste
     return {"hr": hr, "bicubic": bicubic, "labels": labels, "t": t, "noise": noise}
 
 
-def diffusion_loss(model: torch.nn.Module, schedule: DiffusionSchedule, target: str,
+def diffusion_loss(model: torch.nn.Module, schedule: DiffusionSchedule | ResShiftSchedule, target: str,
                    batch: dict[str, torch.Tensor]) -> torch.Tensor:
     x0 = encode_target(batch["hr"], batch["bicubic"], target)
+    if isinstance(schedule, ResShiftSchedule):
+        y0 = encode_target(batch["bicubic"], batch["bicubic"], target)
+        x_t = schedule.q_sample(x0, y0, batch["t"], batch["noise"])  # Eq. 3
+        x0_hat = model(x_t, batch["t"], class_labels=batch["labels"], lr_upsampled=to_model_range(batch["bicubic"]))
+        return F.mse_loss(x0_hat.float(), x0)  # ResShift's loss: || f_theta(x_t, y_0, t) - x_0 ||^2
     x_t = schedule.q_sample(x0, batch["t"], batch["noise"])  # Eq. 1.9 / 1.12
     eps_hat = model(x_t, batch["t"], class_labels=batch["labels"], lr_upsampled=to_model_range(batch["bicubic"]))
     return F.mse_loss(eps_hat.float(), batch["noise"])  # Eq. 1.13: L = E || eps - eps_theta(x_t, t) ||^2
@@ -99,10 +106,10 @@ def train(model_params: UNetParams, diffusion_params: DiffusionParams, train_par
         print(f"train-sr: U-Net with {count_parameters(model):,} parameters; {len(data.ids)} train images "
               f"{data.hr_size} (scale {data.scale}); {ctx.world_size} process(es) x batch {per_rank}",
               file=sys.stderr)
-    schedule = DiffusionSchedule.from_params(diffusion_params)
+    schedule = process_schedule(diffusion_params)
     ema = EMA(model, train_params.ema_decay)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_params.learning_rate)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(device))
     generator = torch.Generator().manual_seed(train_params.seed)
     config = resume_config(model_params, diffusion_params, train_params, data)
     step, rows, window = 0, [], []  # window: losses since the last log row

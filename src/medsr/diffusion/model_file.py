@@ -11,7 +11,8 @@ import torch
 
 from medsr.checkpoint import load_model_file
 from medsr.config import DiffusionParams, UNetParams, section_from_dict
-from medsr.diffusion.schedule import DiffusionSchedule
+from medsr.diffusion.resshift import ResShiftSchedule
+from medsr.diffusion.schedule import DiffusionSchedule, process_schedule
 from medsr.diffusion.unet import UNet
 from medsr.errors import MedsrError
 from medsr.pixels import bicubic_upsample
@@ -31,11 +32,16 @@ class LoadedUNet:
     model: UNet
     metadata: dict[str, Any]
     sha256: str
-    schedule: DiffusionSchedule | None  # the diffusion model's noise schedule (None for regression)
+    schedule: DiffusionSchedule | ResShiftSchedule | None  # the diffusion model's schedule (None for regression)
 
     @property
     def scale(self) -> int:
         return int(self.metadata["scale"])
+
+    @property
+    def process(self) -> str:
+        """diffusion.process the model was trained with: ddpm | resshift (it decides the sampler)."""
+        return self.metadata["diffusion"]["process"]
 
     @property
     def target(self) -> str:
@@ -65,5 +71,5 @@ def load_unet(path: str | Path, kind: str, device: torch.device) -> LoadedUNet:
     model = model.to(device, memory_format=torch.channels_last).eval()
     schedule = None
     if kind == "sr_diffusion":
-        schedule = DiffusionSchedule.from_params(section_from_dict(DiffusionParams, metadata["diffusion"]))
+        schedule = process_schedule(section_from_dict(DiffusionParams, metadata["diffusion"]))
     return LoadedUNet(model, metadata, sha256_file(path), schedule)

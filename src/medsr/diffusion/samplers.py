@@ -3,9 +3,12 @@
 - `ancestral`: the thesis's Algorithm 2 (all T steps, sigma_t^2 = beta_t), written out here.
 - `ddim`: DDIM with K steps (Song et al. 2021), diffusers' `DDIMScheduler`.
 - `dpmpp`: DPM-Solver++ (2M) with K steps (Lu et al. 2022), diffusers' `DPMSolverMultistepScheduler`.
+- `resshift`: the ResShift chain bicubic -> HR with K <= T steps (Yue et al. 2023; `medsr.diffusion.resshift`),
+  for models trained with `diffusion.process: resshift` (the network predicts x_0, not eps).
 
-All three share `guided_eps` (classifier-free guidance, eps = eps(null) + w (eps(c) - eps(null)))
-and x0 clipping (the predicted image kept in the data range, per pixel for the residual target).
+All share `guided_eps` (classifier-free guidance, out = out(null) + w (out(c) - out(null)), on eps or, for
+resshift, on the x_0 prediction) and x0 clipping (the predicted image kept in the data range, per pixel for the
+residual target).
 Randomness is drawn per image from a generator seeded by (sampling seed, image id), on the CPU, so
 an image's result depends neither on its batch, its shard, nor the device's RNG.
 """
@@ -21,7 +24,9 @@ from torch import nn
 from medsr.config import NULL_CLASS, SAMPLERS
 from medsr.randomness import torch_generator
 from medsr.device import autocast
-from medsr.diffusion.schedule import DiffusionSchedule, decode_target, target_bounds, to_model_range
+from medsr.diffusion.resshift import ResShiftSchedule
+from medsr.diffusion.schedule import (DiffusionSchedule, decode_target, encode_target, target_bounds,
+                                      to_model_range)
 
 
 
@@ -34,7 +39,9 @@ class SamplerSpec:
     eta: float = 0.0
 
     def evaluations(self, timesteps: int) -> int:
-        return timesteps if self.name == "ancestral" else self.steps
+        if self.name == "ancestral":
+            return timesteps
+        return min(self.steps, timesteps) if self.name == "resshift" else self.steps
 
 
 def image_generators(seed: int, ids: Sequence[str]) -> list[torch.Generator]:
@@ -49,7 +56,8 @@ def per_image_normal(generators: Sequence[torch.Generator], shape: Sequence[int]
 
 def guided_eps(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, lr_cond: torch.Tensor,
                labels: torch.Tensor, scale: float) -> torch.Tensor:
-    """Classifier-free guidance (Ho & Salimans 2022): eps = eps(null) + w (eps(c) - eps(null))."""
+    """Classifier-free guidance (Ho & Salimans 2022): eps = eps(null) + w (eps(c) - eps(null)); the same
+    combination of the network's outputs guides an x_0 prediction (resshift)."""
     null = torch.full_like(labels, NULL_CLASS)
     if scale == 0 or bool((labels == NULL_CLASS).all()):
         return model(x_t, t, class_labels=null, lr_upsampled=lr_cond)
@@ -88,10 +96,14 @@ def make_scheduler(name: str, schedule: DiffusionSchedule):
 class Sampler:
     """Draws SR images for a batch of LR images: `sample(bicubic, labels, generators)`."""
 
-    def __init__(self, model: nn.Module, schedule: DiffusionSchedule, target: str, spec: SamplerSpec,
-                 guidance_scale: float = 1.0, clip_x0: bool = True):
+    def __init__(self, model: nn.Module, schedule: DiffusionSchedule | ResShiftSchedule, target: str,
+                 spec: SamplerSpec, guidance_scale: float = 1.0, clip_x0: bool = True):
         if spec.name not in SAMPLERS:
             raise ValueError(f"sampler {spec.name!r} is not one of {', '.join(SAMPLERS)}")
+        if (spec.name == "resshift") != isinstance(schedule, ResShiftSchedule):
+            raise ValueError(f"sampler {spec.name!r} cannot sample a "
+                             f"{'resshift' if isinstance(schedule, ResShiftSchedule) else 'ddpm'} model "
+                             f"(the resshift sampler goes with the resshift process, and only with it)")
         self.model = model.eval()
         self.schedule, self.target, self.spec = schedule, target, spec
         self.guidance_scale, self.clip_x0 = guidance_scale, clip_x0
@@ -119,11 +131,36 @@ class Sampler:
         lr_cond = to_model_range(bicubic)
         bounds = target_bounds(bicubic, self.target)
         x = per_image_normal(generators, bicubic.shape[1:], device)  # x_T ~ N(0, I)
-        if self.spec.name == "ancestral":
+        if self.spec.name == "resshift":
+            x = self._resshift(x, bicubic, lr_cond, labels, bounds, generators)
+        elif self.spec.name == "ancestral":
             x = self._ancestral(x, lr_cond, labels, bounds, generators)
         else:
             x = self._scheduled(x, lr_cond, labels, bounds, generators)
         return decode_target(x, bicubic, self.target)
+
+    def _x0(self, x_t: torch.Tensor, t: int, lr_cond: torch.Tensor, labels: torch.Tensor, bounds) -> torch.Tensor:
+        """The (guided) x_0 prediction of a resshift model, clamped per pixel to the valid range."""
+        t_batch = torch.full((len(x_t),), int(t), dtype=torch.long, device=x_t.device)
+        with autocast(x_t.device):
+            x0 = guided_eps(self.model, x_t, t_batch, lr_cond, labels, self.guidance_scale).float()
+        if not self.clip_x0:
+            return x0
+        low, high = bounds
+        return torch.clamp(x0, low, high) if isinstance(low, float) else torch.minimum(torch.maximum(x0, low), high)
+
+    def _resshift(self, noise, bicubic, lr_cond, labels, bounds, generators):
+        y0 = encode_target(bicubic, bicubic, self.target)  # the bicubic image in the diffused space
+        x = self.schedule.prior_sample(y0, noise)  # x_T = y_0 + kappa sqrt(eta_T) eps
+        steps = self.schedule.step_indices(self.spec.steps)
+        for t, s in zip(steps[:-1], steps[1:]):
+            x0 = self._x0(x, t, lr_cond, labels, bounds)
+            if s < 0:  # eta_0 = 0: the posterior is the point x_0
+                return x0
+            mean, variance = self.schedule.posterior_mean_variance(
+                x, x0, torch.full((len(x),), t), torch.full((len(x),), s))  # Eq. 6 between steps s < t
+            x = mean + variance.sqrt() * per_image_normal(generators, x.shape[1:], x.device)
+        return x
 
     def _ancestral(self, x, lr_cond, labels, bounds, generators):
         betas = self.schedule.betas.float()

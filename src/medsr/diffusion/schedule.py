@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from medsr.config import DiffusionParams
+from medsr.diffusion.resshift import ResShiftSchedule
 
 
 def linear_betas(timesteps: int, beta_start: float, beta_end: float) -> torch.Tensor:
@@ -99,6 +100,13 @@ class DiffusionSchedule:
         # Algorithm 2: mu = 1/sqrt(alpha_t) (x_t - (1 - alpha_t) / sqrt(1 - abar_t) eps_hat)
         coef_eps = _gather((self.betas / (1 - self.alphas_cumprod).sqrt()).float(), t, x_t.ndim)  # 1 - alpha_t = beta_t
         return (x_t - coef_eps * eps) / _gather(self.alphas.sqrt().float(), t, x_t.ndim)
+
+
+def process_schedule(params: DiffusionParams) -> "DiffusionSchedule | ResShiftSchedule":
+    """The schedule of `diffusion.process`: DDPM's betas or ResShift's etas."""
+    if params.process == "resshift":
+        return ResShiftSchedule.from_params(params.resshift)
+    return DiffusionSchedule.from_params(params)
 
 
 # --- the diffused variable x0 (diffusion.target), in the model's [-1, 1] intensity scale ---------
