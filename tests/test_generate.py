@@ -158,13 +158,13 @@ def test_a_resshift_model_is_sampled_by_the_resshift_sampler_only(workspace, tmp
                 "diffusion": dataclasses.asdict(resshift)})
     assert load_unet(tmp_path / "rs.safetensors", "sr_diffusion", torch.device("cpu")).process == "resshift"
     params = dataclasses.replace(PARAMS.generate, sampler="resshift", steps=2)
-    generate.run(params, model=tmp_path / "rs.safetensors", lr=workspace / "lr", guide=workspace / "guide.safetensors",
+    generate.run(params, PARAMS.evaluate, model=tmp_path / "rs.safetensors", lr=workspace / "lr", guide=workspace / "guide.safetensors",
                  bicubic=workspace / "bicubic", guidance="null", seed=0, shard=0, out=tmp_path / "out")
     metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
     assert metadata["process"] == "resshift" and metadata["sampler"] == "resshift" and metadata["steps"] == 2
     assert len(io.read_manifest(tmp_path / "out", EVAL)) > 0
     with pytest.raises(MedsrError, match="generate.sampler: ddim cannot sample .*resshift model"):
-        generate.run(PARAMS.generate, model=tmp_path / "rs.safetensors", lr=workspace / "lr",
+        generate.run(PARAMS.generate, PARAMS.evaluate, model=tmp_path / "rs.safetensors", lr=workspace / "lr",
                      guide=workspace / "guide.safetensors", bicubic=workspace / "bicubic", guidance="null",
                      seed=0, shard=0, out=tmp_path / "bad")
     with pytest.raises(MedsrError, match="generate.sampler: resshift cannot sample .*ddpm model"):

@@ -134,9 +134,10 @@ def run(params: GenerateParams, evaluate: EvaluateParams, *, model: Path, lr: Pa
 # --- posterior samples (issue 11): kept apart from the main loop above ---------------------------
 
 def posterior_spec(params: GenerateParams) -> SamplerSpec:
-    """The stochastic sampler of the posterior samples: ancestral as configured, else DDIM with sample_eta."""
-    if params.sampler == "ancestral":
-        return SamplerSpec("ancestral", params.steps, 0.0)
+    """The stochastic sampler of the posterior samples: ancestral or resshift (both draw noise at every step) as
+    configured, else DDIM with sample_eta."""
+    if params.sampler in ("ancestral", "resshift"):
+        return SamplerSpec(params.sampler, params.steps, 0.0)
     return SamplerSpec("ddim", params.steps, params.sample_eta)
 
 
