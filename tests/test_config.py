@@ -79,6 +79,9 @@ def test_sections_serialise_to_json_and_back():
     ({"generate": {"shards": [0, 2]}}, "generate.shards"),
     ({"sr_model": {"attention_levels": [7]}}, "sr_model.attention_levels"),
     ({"data": {"source": "ftp"}}, "data.source"),
+    ({"data": {"mni": {"lesion_count": [9, 5]}}}, "data.mni.lesion_count"),
+    ({"data": {"mni": {"rim_width": 2.5}}}, "data.mni.rim_width"),
+    ({"data": {"mni": {"lesion_radius": 0.2}}}, "data.mni.lesion_radius"),
     ({"nonsense": 1}, "nonsense: unknown key"),
 ])
 def test_bad_params_name_the_key_on_one_line(change, message):

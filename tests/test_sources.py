@@ -103,7 +103,7 @@ def one_line_error(excinfo) -> str:
 def test_params_yaml_maps_the_thesis_classes():
     """No Impairment is healthy; the three impairment stages are unhealthy (the thesis's binary task)."""
     assert _base_data().class_map == THESIS_CLASS_MAP
-    assert _base_data().source == "synthetic"
+    assert _base_data().source == "mni"
 
 
 # --- fitting images to data.image_size ------------------------------------------------------

@@ -1,9 +1,10 @@
 """The split rule: training reads `train`, every selection reads `val`, nothing but inference and `evaluate` reads
 `test`. Every image file medsr opens goes through `medsr.io._read_bytes`; a spy records them while each training
-stage and the sampling benchmark's loader run on a tiny dataset whose test images are all unreadable."""
+stage, the sampling benchmark's loader and the difficulty sweep's training and scoring run on a tiny dataset."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib.util
 import sys
@@ -78,3 +79,25 @@ def test_sampling_benchmark_reads_val_images(data, opened):
     records, _, hr = module.val_images(data / "hr", data / "lr", 4)
     assert {r.split for r in records} == {"val"} and len(hr) == 4
     assert opened and splits_of(opened, data) == {"val"}
+
+
+def benchmark(name: str):
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", ROOT / f"benchmarks/{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[f"{name}_benchmark"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_difficulty_benchmark_trains_on_train_and_scores_on_val(tmp_path, opened):
+    module = benchmark("difficulty")
+    args = argparse.Namespace(train_per_class=6, epochs=1, sr_model=None)
+    module.build_level(PARAMS, 2.5, args, tmp_path)
+    assert io.read_manifest(tmp_path / "hr", split="test")  # the level has a test split: it must stay unread
+    opened.clear()
+    row = module.score_level(PARAMS, args, tmp_path)
+    assert opened and splits_of(opened, tmp_path) == {"train", "val"}
+    assert {r.source for r in io.read_manifest(tmp_path / "hr")} == {"mni"}
+    for domain in ("hr", "bicubic"):
+        assert 0.0 <= row[domain]["fnr"] <= 1.0 and 0.0 <= row[domain]["auroc"] <= 1.0
+    assert row["val_images"]["unhealthy"] == sum(r.label == "unhealthy" for r in io.read_manifest(tmp_path / "hr", "val"))

@@ -30,7 +30,7 @@ SPLITS = ("train", "val", "test")  # val is carved from train once, at download;
 EVAL_SPLITS = ("val", "test")  # what generate/regress super-resolve and classify classifies: val for operating points
 
 # --- enums: each declared once --------------------------------------------------------------
-Source = Literal["synthetic", "kaggle", "url", "folder", "nifti", "dicom"]
+Source = Literal["mni", "synthetic", "kaggle", "url", "folder", "nifti", "dicom"]
 VOLUME_SOURCES = ("nifti", "dicom")  # sources of 3-D volumes: slices are cut per subject, splits drawn by subject
 SliceAxis = Literal["sagittal", "coronal", "axial"]  # the RAS axes 0, 1, 2 after reorientation to canonical
 DegradeModel = Literal["gaussian", "kspace"]  # Eq. 1.1 | k-space truncation + complex noise (magnitude: Rician)
@@ -72,6 +72,18 @@ class SyntheticSource:
 
 
 @section
+class MniSource:
+    train_per_class: PositiveInt
+    test_per_class: PositiveInt
+    seed: Seed
+    lesion_radius: Annotated[float, Field(strict=True, gt=0.5, le=16)]  # outer radius, HR pixels: the difficulty knob
+    lesion_radius_jitter: Annotated[float, Field(strict=True, ge=0, lt=0.5)]  # radii uniform in radius x (1 +- this)
+    rim_width: Annotated[float, Field(strict=True, gt=0)]  # thickness of the unhealthy class's rim, HR pixels
+    lesion_count: Annotated[tuple[Annotated[int, Field(strict=True, ge=0)], ...], Field(min_length=2, max_length=2)]
+    lesion_contrast: Annotated[float, Field(strict=True, gt=0, le=1)]  # fractional intensity drop of a rim
+
+
+@section
 class KaggleSource:
     dataset: Annotated[str, Field(strict=True, pattern=r"^[^/\s]+/[^/\s]+$")]
 
@@ -109,6 +121,7 @@ class DataParams:
     on_bad_image: Literal["fail", "skip"]
     val_fraction: Annotated[float, Field(strict=True, gt=0, lt=0.9)]  # share of each class of train carved into val
     split_seed: Seed  # seed of the val carving
+    mni: MniSource
     synthetic: SyntheticSource
     kaggle: KaggleSource
     url: UrlSource
@@ -381,6 +394,12 @@ def _check_consistency(params: Params, source: str) -> None:
         raise MedsrError(f"{source}: data.volumes.slice_range: lo must be below hi, got {list(volumes.slice_range)}")
     if volumes.percentiles[0] >= volumes.percentiles[1]:
         raise MedsrError(f"{source}: data.volumes.percentiles: low must be below high, got {list(volumes.percentiles)}")
+    mni = params.data.mni
+    if mni.lesion_count[0] > mni.lesion_count[1]:
+        raise MedsrError(f"{source}: data.mni.lesion_count: [min, max] with min <= max, got {list(mni.lesion_count)}")
+    if mni.rim_width >= mni.lesion_radius * (1 - mni.lesion_radius_jitter):
+        raise MedsrError(f"{source}: data.mni.rim_width: {mni.rim_width} leaves no core inside the smallest "
+                         f"lesion radius {mni.lesion_radius * (1 - mni.lesion_radius_jitter):g}")
     image_size, scale = params.data.image_size, params.degrade.scale
     if image_size % scale:
         raise MedsrError(f"{source}: degrade.scale: {scale} does not divide data.image_size {image_size}")

@@ -1,4 +1,4 @@
-"""`medsr download`: build (synthetic) or fetch (folder | url | kaggle) the labeled HR dataset.
+"""`medsr download`: build (mni | synthetic) or fetch (folder | url | kaggle) the labeled HR dataset.
 
 Writes, as one atomic folder, `<out>/{train,val,test}/{healthy,unhealthy}/<id>.png` (8-bit grayscale,
 data.image_size square), `manifest.csv` (with each image's subject, when the source knows it), `download.json`
@@ -19,8 +19,8 @@ from pathlib import Path
 
 
 from medsr import io
-from medsr.config import CLASSES, SPLITS, VOLUME_SOURCES, DataParams
-from medsr.data import duplicates, sources, synthetic, volumes
+from medsr.config import CLASSES, SPLITS, VOLUME_SOURCES, DataParams, to_jsonable
+from medsr.data import duplicates, mni, sources, synthetic, volumes
 from medsr.data.splits import carve, carve_val
 from medsr.errors import MedsrError
 
@@ -28,13 +28,18 @@ SUMMARY = "download.json"
 SKIPPED = "skipped.csv"
 SKIPPED_FIELDS = ("path", "reason")
 DUPLICATES = "duplicates.csv"
+GENERATORS = {  # the embedded, offline sources: data.source -> (module with generate(params, size), description)
+    "mni": (mni, "medsr.data.mni (MNI152 2009a template slices; unhealthy: rim lesions, healthy: solid lesions "
+                 "of equal size and mass)"),
+    "synthetic": (synthetic, "medsr.data.synthetic (T1-like axial slices; unhealthy: atrophy + small lesions)"),
+}
 
 
 def run(data: DataParams, out: Path) -> None:
     out = Path(out)
     with io.atomic_dir(out) as tmp:
-        if data.source == "synthetic":
-            records, skipped, provenance = _write_synthetic(data, tmp)
+        if data.source in GENERATORS:
+            records, skipped, provenance = _write_generated(data, tmp)
         elif data.source in VOLUME_SOURCES:
             records, skipped, provenance = _write_volumes(data, tmp)
         else:
@@ -56,12 +61,16 @@ def run(data: DataParams, out: Path) -> None:
               f"{out / DUPLICATES}", file=sys.stderr)
 
 
-def _write_synthetic(data: DataParams, root: Path) -> tuple[list[io.Record], list[dict], dict]:
-    items = list(synthetic.generate(data.synthetic, data.image_size))
+def _write_generated(data: DataParams, root: Path) -> tuple[list[io.Record], list[dict], dict]:
+    module, description = GENERATORS[data.source]
+    params = getattr(data, data.source)
+    items = list(module.generate(params, data.image_size))
     splits = _with_val([item.split for item in items], [item.label for item in items], data)
-    records = [_write(root, item.id, split, item.label, item.image, "synthetic") for item, split in zip(items, splits)]
-    provenance = {"source": "synthetic", "seed": data.synthetic.seed,
-                  "generator": "medsr.data.synthetic (T1-like axial slices; unhealthy: atrophy + small lesions)"}
+    records = [_write(root, item.id, split, item.label, item.image, data.source) for item, split in zip(items, splits)]
+    provenance = {"source": data.source, "seed": params.seed, "generator": description,
+                  "params": to_jsonable(params)}
+    if data.source == "mni":
+        provenance["template"] = mni.template_provenance()
     return records, [], provenance
 
 
@@ -167,5 +176,5 @@ def _summary(data: DataParams, records: list[io.Record], skipped: list[dict], pr
             "subjects": subjects if by_subject else None,
             "val": {"fraction": data.val_fraction, "seed": data.split_seed,
                     "from": "train, stratified by class" + (", by subject" if by_subject else "")},
-            "image_size": data.image_size, "resize": data.resize if data.source != "synthetic" else None,
+            "image_size": data.image_size, "resize": data.resize if data.source not in GENERATORS else None,
             **provenance}
