@@ -68,7 +68,7 @@ def trained(tmp_path_factory) -> dict:
 
     medsr.io.read_record_image = spy
     try:
-        train.run(_params(), images=images, model=root / "clf.safetensors", log=root / "clf.csv", architecture="resnet18",
+        train.run(_params(), images=images, model=root / "clf.safetensors", log=root / "clf.csv",
                   architecture="resnet18", domain="hr", seed=0)
     finally:
         medsr.io.read_record_image = original
