@@ -1,7 +1,7 @@
 """`medsr classify`: every classifier on the val and test images of every image set, paired by id.
 
-Every classifier (one per architecture x trained domain x train seed) sees every image set, so `evaluate` can pick the pairs
-its questions need: an image kind through the HR classifier (a deployed classifier) and through the
+Every classifier (one per architecture x trained domain x train seed) sees every image set, so `evaluate` can pick
+the pairs its questions need: an image kind through the HR classifier (a deployed classifier) and through the
 classifier trained on that kind (the matched-domain baseline). All sets take the same path: 8-bit PNG ->
 `io.read_record_image` -> [0, 1] -> `predict_proba`. An image whose size differs from the classifier's training size
 is an error, never silently resized.

@@ -341,7 +341,8 @@ def _check_consistency(params: Params, source: str) -> None:
             raise MedsrError(f"{source}: {name}: lists a value twice ({values})")
     if params.train_classifier.architectures[0] != GUIDE_ARCHITECTURE:
         raise MedsrError(f"{source}: train_classifier.architectures: must start with {GUIDE_ARCHITECTURE} (predicted "
-                         f"guidance's classifier and the headline's), got {list(params.train_classifier.architectures)}")
+                         f"guidance's classifier and the headline's), "
+                         f"got {list(params.train_classifier.architectures)}")
     shards = sorted(params.generate.shards)
     if shards != list(range(len(shards))):
         raise MedsrError(f"{source}: generate.shards: must be the ids 0..n-1, got {list(params.generate.shards)}")

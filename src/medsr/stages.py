@@ -50,8 +50,9 @@ TRAINING_LOGS = ("sr_loss.csv", "regression_loss.csv")
 def classifier_files(folder: Path, params) -> list[Path]:
     """Every classifier a run trains: train_classifier.architectures x its domains (medsr.config.classifier_domains)
     x evaluate.train_seeds."""
-    return [Path(folder) / CLASSIFIER_MODEL.format(arch=a, domain=d, seed=s) for a in params.train_classifier.architectures
-            for d in _file_domains(params) for s in params.evaluate.train_seeds]
+    return [Path(folder) / CLASSIFIER_MODEL.format(arch=a, domain=d, seed=s)
+            for a in params.train_classifier.architectures for d in _file_domains(params)
+            for s in params.evaluate.train_seeds]
 
 
 def training_logs(folder: Path, params) -> list[Path]:

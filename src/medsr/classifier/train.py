@@ -1,4 +1,5 @@
-"""`medsr train-classifier`: one classifier family on the `train` split of one image set, the best epoch chosen on `val`.
+"""`medsr train-classifier`: one classifier family on the `train` split of one image set, the best epoch chosen
+on `val`.
 
 The train and val splits are those of the set's manifest (val carved once at download); the test split is
 never read. The kept weights are those of the epoch with the lowest validation cross-entropy (ties go to the
