@@ -193,7 +193,7 @@ def test_thesis_overlay_as_dvc_overrides_plans_every_stage(dvc_project):
         generate = {s for s in planned if s.startswith("generate@")}
         assert len(generate) == 2 * 3 * 8 and "generate@predicted-2-7" in generate  # guidance x seeds x shards
         trained = {s for s in planned if s.startswith("train_classifier@")}
-        assert trained == {f"train_classifier@{a}-{d}-{k}" for a in ("resnet18", "efficientnet_b0")
+        assert trained == {f"train_classifier@{a}-{d}-{k}" for a in ("resnet18", "densenet121")
                            for d in ("hr", "bicubic") for k in range(3)}
         assert (project / "results/metrics.json").read_bytes() == before  # planned, nothing run
     finally:
