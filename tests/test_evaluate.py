@@ -399,3 +399,16 @@ def test_headline_drops_whole_blocks_when_a_large_run_exceeds_the_cap(sr_wins):
     assert count_numbers(metrics) <= MAX_NUMBERS
     assert metrics["omitted"].startswith("acc") and "acc" not in metrics
     assert len(metrics["fnr"]) == len(results["arm_groups"])  # FNR is never dropped
+
+
+def test_the_trust_audit_reads_the_posterior_rows_of_the_first_family_only(tmp_path):
+    from medsr.evaluation.audit import posterior_rows
+
+    rows = [{"architecture": a, "classifier": "hr", "train_seed": 0, "set": "sr_null_seed0~sample0", "split": "test",
+             "id": "test_000", "label": "healthy", "label_index": 0, "prob_unhealthy": p}
+            for a, p in (("resnet18", "0.25"), ("densenet121", "0.75"))]
+    write_csv(tmp_path / "p.csv", rows, COLUMNS)
+    assert posterior_rows(tmp_path / "p.csv", "resnet18") == {("hr", 0, "sr_null_seed0~sample0", "test"):
+                                                               {"test_000": 0.25}}
+    assert posterior_rows(tmp_path / "p.csv", "densenet121")[("hr", 0, "sr_null_seed0~sample0", "test")] == {
+        "test_000": 0.75}
