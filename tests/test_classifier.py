@@ -1,4 +1,4 @@
-"""The ResNet18 classifier: model shape, train/val splits (no test image ever read), classify pairing."""
+"""The classifier families: model shape, train/val splits (no test image ever read), classify pairing."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from medsr.classifier import build_classifier, load_classifier, predict_proba
 from medsr.classifier import train
 from medsr.classify import PREDICTION_FIELDS
 from medsr import classify
-from medsr.config import CLASSES, ClassifyParams, TrainClassifierParams
+from medsr.config import ARCHITECTURES, CLASSES, ClassifyParams, TrainClassifierParams
 from medsr.data.splits import carve_val
 from medsr.errors import MedsrError
 from medsr.image_sets import ImageSet, paired_records
@@ -24,7 +24,7 @@ SIZE = 32
 
 
 def _params(**overrides) -> TrainClassifierParams:
-    values = dict(epochs=2, batch_size=8, learning_rate=1e-3, lr_schedule="cosine", weight_decay=1e-4, hflip=True)
+    values = dict(architectures=("resnet18", "mobilenet_v3_small"), epochs=2, batch_size=8, learning_rate=1e-3, lr_schedule="cosine", weight_decay=1e-4, hflip=True)
     values.update(overrides)
     return TrainClassifierParams(**values)
 
@@ -68,7 +68,8 @@ def trained(tmp_path_factory) -> dict:
 
     medsr.io.read_record_image = spy
     try:
-        train.run(_params(), images=images, model=root / "clf.safetensors", log=root / "clf.csv", domain="hr", seed=0)
+        train.run(_params(), images=images, model=root / "clf.safetensors", log=root / "clf.csv",
+                  architecture="resnet18", domain="hr", seed=0)
     finally:
         medsr.io.read_record_image = original
     return {"root": root, "images": images, "model": root / "clf.safetensors", "log": root / "clf.csv", "read": read}
@@ -78,6 +79,36 @@ def test_model_shape_and_stem():
     model = build_classifier()
     assert model.conv1.in_channels == 1 and model.fc.out_features == 2
     assert model(torch.rand(3, 1, SIZE, SIZE)).shape == (3, 2)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_every_family_takes_one_channel_and_gives_two_logits(architecture):
+    torch.manual_seed(0)
+    model = build_classifier(architecture).eval()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs[0].in_channels == 1 and not any(m.in_channels == 3 for m in convs)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears[-1].out_features == 2
+    assert model(torch.rand(3, 1, SIZE, SIZE)).shape == (3, 2)
+    with pytest.raises(MedsrError, match="unknown architecture 'vgg11'"):
+        build_classifier("vgg11")
+
+
+def test_a_second_family_trains_and_loads_from_its_metadata(trained, tmp_path):
+    params = _params()
+    train.run(params, images=trained["images"], model=tmp_path / "m.safetensors", log=tmp_path / "m.csv",
+              architecture="mobilenet_v3_small", domain="bicubic", seed=1)
+    metadata = read_metadata(tmp_path / "m.safetensors")
+    assert (metadata["architecture"], metadata["domain"], metadata["seed"]) == ("mobilenet_v3_small", "bicubic", 1)
+    assert [r["epoch"] for r in read_csv(tmp_path / "m.csv")] == ["1", "2"]
+    model = load_classifier(tmp_path / "m.safetensors")
+    assert type(model).__name__ == "MobileNetV3" and model.architecture == "mobilenet_v3_small"
+    assert predict_proba(model, torch.rand(2, 1, SIZE, SIZE)).shape == (2, 2)
+    assert classify.classifier_identity(tmp_path / "m.safetensors") == ("mobilenet_v3_small", "bicubic", 1)
+    with pytest.raises(MedsrError, match="'densenet121' is not in train_classifier.architectures"):
+        train.run(params, images=trained["images"], model=tmp_path / "d.safetensors", log=tmp_path / "d.csv",
+                  architecture="densenet121", domain="hr", seed=0)
+    assert not (tmp_path / "d.safetensors").exists()
 
 
 def test_predict_proba_is_deterministic_inference():
@@ -131,7 +162,7 @@ def test_training_writes_history_and_a_loadable_model(trained):
 def test_learning_rate_schedule(trained, tmp_path, schedule):
     params = _params(epochs=4, lr_schedule=schedule)
     train.run(params, images=trained["images"], model=tmp_path / "m.safetensors", log=tmp_path / "h.csv",
-              domain="hr", seed=0)
+              architecture="resnet18", domain="hr", seed=0)
     rates = [float(r["learning_rate"]) for r in read_csv(tmp_path / "h.csv")]
     if schedule == "constant":
         assert rates == [params.learning_rate] * 4
@@ -142,7 +173,7 @@ def test_learning_rate_schedule(trained, tmp_path, schedule):
 
 def test_training_is_deterministic(trained, tmp_path):
     train.run(_params(), images=trained["images"], model=tmp_path / "again.safetensors", log=tmp_path / "again.csv",
-              domain="hr", seed=0)
+              architecture="resnet18", domain="hr", seed=0)
     assert read_csv(tmp_path / "again.csv") == read_csv(trained["log"])
 
 
@@ -161,7 +192,7 @@ def test_classify_writes_paired_predictions_for_val_and_test(trained, tmp_path):
     for row in rows:
         assert row["label_index"] == str(CLASSES.index(row["label"]))
         assert 0.0 <= float(row["prob_unhealthy"]) <= 1.0
-        assert (row["classifier"], row["train_seed"]) == ("hr", "0")
+        assert (row["architecture"], row["classifier"], row["train_seed"]) == ("resnet18", "hr", "0")
     hr_ids = [r["id"] for r in rows if r["set"] == "hr"]
     assert hr_ids == [r["id"] for r in rows if r["set"] == "bicubic"]
     assert {r["split"] for r in rows} == {"val", "test"} and not any(i.startswith("train_") for i in hr_ids)
@@ -197,7 +228,7 @@ def test_diverging_training_writes_no_model(trained, tmp_path, monkeypatch, how)
     model, log = tmp_path / "clf.safetensors", tmp_path / "clf.csv"
     model.write_bytes(b"an earlier model")
     with pytest.raises(MedsrError) as err:
-        train.run(params, images=trained["images"], model=model, log=log, domain="hr", seed=0)
+        train.run(params, images=trained["images"], model=model, log=log, architecture="resnet18", domain="hr", seed=0)
     message = str(err.value)
     assert message.startswith("train-classifier: ") and "training diverged; no model written" in message, message
     assert f"(train_classifier.learning_rate {params.learning_rate:g})" in message, message

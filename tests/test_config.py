@@ -46,6 +46,7 @@ def test_enums_are_declared_once_and_reused():
     from medsr.diffusion import samplers
     assert samplers.SAMPLERS is config.SAMPLERS
     assert stages.BY_COMMAND["generate"].options[0].choices == config.GUIDANCE_MODES
+    assert stages.BY_COMMAND["train-classifier"].options[0].choices == config.ARCHITECTURES
     assert config.GUIDANCE_MODES == typing.get_args(config.Guidance) == ("null", "predicted", "oracle", "swapped")
     assert not hasattr(generate, "GUIDANCE")
 
@@ -73,6 +74,11 @@ def test_sections_serialise_to_json_and_back():
     ({"train_sr": {"steps": "16"}}, "train_sr.steps: Input should be a valid integer, got '16'"),
     ({"train_sr": {"hflip": "yes"}}, "train_sr.hflip"),
     ({"evaluate": {"train_seeds": [0, 0]}}, "evaluate.train_seeds: lists a value twice"),
+    ({"train_classifier": {"architectures": ["vgg11"]}}, "train_classifier.architectures[0]"),
+    ({"train_classifier": {"architectures": ["resnet18", "resnet18"]}}, "train_classifier.architectures: lists a "
+                                                                         "value twice"),
+    ({"train_classifier": {"architectures": ["shufflenet_v2_x1_0"]}}, "train_classifier.architectures: must start "
+                                                                       "with resnet18"),
     ({"evaluate": {"external": {"my sr": "x"}}}, "evaluate.external.my sr"),
     ({"degrade": {"scale": 1}}, "degrade.scale"),
     ({"generate": {"guidance": [None]}}, "generate.guidance[0]"),

@@ -32,6 +32,10 @@ VARIANTS = {
         "evaluate.train_seeds": [3, 4],
         "evaluate.sampling_seeds": [1, 2],
     },
+    "two classifier families, one with an SR classifier": {
+        "train_classifier.architectures": ["resnet18", "mobilenet_v3_small"],
+        "evaluate.sr_classifier": ["null"],
+    },
 }
 
 
@@ -60,11 +64,25 @@ def test_sr_classifier_trains_on_the_sr_train_images_of_its_mode(tmp_path):
     work = project_copy(tmp_path, VARIANTS["a classifier on SR images, two train seeds"])
     stages = dvc_stages(work)
     trained = {n for n in stages if n.startswith("train_sr_classifier@")}
-    assert trained == {"train_sr_classifier@predicted-3", "train_sr_classifier@predicted-4"}
-    assert "results/sr/eval/predicted/seed1" in stages["train_sr_classifier@predicted-3"].inputs
+    assert trained == {"train_sr_classifier@resnet18-predicted-3", "train_sr_classifier@resnet18-predicted-4"}
+    assert "results/sr/eval/predicted/seed1" in stages["train_sr_classifier@resnet18-predicted-3"].inputs
     classify = stages["classify"]
-    assert "models/classifiers/classifier_sr-predicted_seed4.safetensors" in classify.inputs
+    assert "models/classifiers/classifier_resnet18_sr-predicted_seed4.safetensors" in classify.inputs
     assert not {n for n in dvc_stages(project_copy(tmp_path / "default")) if n.startswith("train_sr_classifier")}
+
+
+def test_every_architecture_trains_every_domain_and_seed_and_the_guide_stays_resnet18(tmp_path):
+    work = project_copy(tmp_path, VARIANTS["two classifier families, one with an SR classifier"])
+    stages = dvc_stages(work)
+    trained = {n for n in stages if n.startswith("train_classifier@")}
+    assert trained == {f"train_classifier@{a}-{d}-{s}" for a in ("resnet18", "mobilenet_v3_small")
+                       for d in ("hr", "bicubic") for s in (0, 1, 2)}
+    assert {n for n in stages if n.startswith("train_sr_classifier@")} == {
+        f"train_sr_classifier@{a}-null-{s}" for a in ("resnet18", "mobilenet_v3_small") for s in (0, 1, 2)}
+    assert "--architecture mobilenet_v3_small" in stages["train_classifier@mobilenet_v3_small-hr-1"].cmd
+    assert "models/classifiers/classifier_mobilenet_v3_small_sr-null_seed2.safetensors" in stages["classify"].inputs
+    guides = {f for n, s in stages.items() if n.startswith("generate@") for f in s.inputs if "classifiers" in f}
+    assert guides == {"models/classifiers/classifier_resnet18_bicubic_seed0.safetensors"}
 
 
 def test_training_and_generation_rules_request_a_gpu(tmp_path):

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medsr.config import CLASSES, EvaluateParams
+from medsr.config import CLASSES, EvaluateParams, TrainClassifierParams
 from medsr.errors import MedsrError
 from medsr.evaluation import evaluate, readme
 from medsr.evaluation.headline import MAX_NUMBERS, arm_key, count_numbers
 from medsr.evaluation.predictions import COLUMNS
 from medsr.evaluation.render import FIGURES
+from medsr.evaluation.tables import verdict_rows
 from medsr.image_sets import ImageSet
 from medsr.io import Record, read_csv, write_csv, write_image, write_manifest
 
@@ -36,6 +37,11 @@ def _params(**overrides) -> EvaluateParams:
                   error_threshold=0.05, crc_alpha=0.1, sr_classifier=())
     values.update(overrides)
     return EvaluateParams(**values)
+
+
+def _train_params(architectures: tuple[str, ...] = ("resnet18",)) -> TrainClassifierParams:
+    return TrainClassifierParams(architectures=architectures, epochs=1, batch_size=2, learning_rate=1e-3,
+                                 lr_schedule="cosine", weight_decay=0.0, hflip=True)
 
 
 def _ids(split: str) -> tuple[list[str], list[int]]:
@@ -63,9 +69,13 @@ def _scores(split: str, misses: int, caught: float) -> list[float]:
     return healthy + [0.02 if i < misses else caught for i in range(len(ids) - n_h)]
 
 
-def write_experiment(root: Path, misses: dict[str, int], caught: dict[str, float] | None = None) -> dict:
-    """`misses[arm]`: unhealthy test images the arm misses (both train seeds); val images are all caught."""
+def write_experiment(root: Path, misses: dict[str, int], caught: dict[str, float] | None = None,
+                     other: dict[str, dict[str, int]] | None = None) -> dict:
+    """`misses[arm]`: unhealthy test images the arm misses (both train seeds); val images are all caught.
+
+    `other`: architecture -> its own `misses` (a second classifier family, with the same `caught`)."""
     caught = caught or {}
+    families = {"resnet18": misses, **(other or {})}
     rng = np.random.default_rng(0)
     hr = {split: rng.uniform(0.2, 0.8, (len(_ids(split)[0]), SIZE, SIZE)) for split in ("val", "test")}
     sets = []
@@ -76,26 +86,29 @@ def write_experiment(root: Path, misses: dict[str, int], caught: dict[str, float
         sets.append(ImageSet(name, kind, root / name, **extra))
     _write_set(root / "lr", {s: x[:, ::2, ::2] for s, x in hr.items()}, ("val", "test"))
     rows = []
-    for classifier in ("hr", "bicubic"):
-        for seed in SEEDS:
-            for image_set in sets:
-                arm = f"{image_set.name}@{classifier}"
-                for split in ("val", "test"):
-                    if split == "val" and image_set.kind == "external":
-                        continue
-                    ids, labels = _ids(split)
-                    values = _scores(split, misses.get(arm, 0) if split == "test" else 0, caught.get(arm, 0.9))
-                    rows += [{"classifier": classifier, "train_seed": seed, "set": image_set.name, "split": split,
-                              "id": i, "label": CLASSES[y], "label_index": y, "prob_unhealthy": f"{p:.6f}"}
-                             for i, y, p in zip(ids, labels, values)]
+    for architecture, family_misses in families.items():
+        for classifier in ("hr", "bicubic"):
+            for seed in SEEDS:
+                for image_set in sets:
+                    arm = f"{image_set.name}@{classifier}"
+                    for split in ("val", "test"):
+                        if split == "val" and image_set.kind == "external":
+                            continue
+                        ids, labels = _ids(split)
+                        values = _scores(split, family_misses.get(arm, 0) if split == "test" else 0,
+                                         caught.get(arm, 0.9))
+                        rows += [{"architecture": architecture, "classifier": classifier, "train_seed": seed,
+                                  "set": image_set.name, "split": split, "id": i, "label": CLASSES[y],
+                                  "label_index": y, "prob_unhealthy": f"{p:.6f}"}
+                                 for i, y, p in zip(ids, labels, values)]
     write_csv(root / "predictions.csv", rows, COLUMNS)
     write_csv(root / "classifier_hr_seed0.csv", [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.5 / e}
                                                  for e in range(1, 5)], ("epoch", "train_loss", "val_loss"))
     write_csv(root / "other.csv", [{"x": 1}], ("x",))
     out = {"metrics": root / "out" / "metrics.json", "results": root / "out" / "evaluation.json",
            "figures": root / "out" / "figures", "plots": root / "out" / "plots"}
-    evaluate.run(_params(), predictions=root / "predictions.csv", sets=sets, lr=root / "lr",
-                 logs=[root / "classifier_hr_seed0.csv", root / "other.csv"], **out)
+    evaluate.run(_params(), _train_params(tuple(families)), predictions=root / "predictions.csv", sets=sets,
+                 lr=root / "lr", logs=[root / "classifier_hr_seed0.csv", root / "other.csv"], **out)
     return {"root": root, "sets": sets, "misses": misses, **out,
             "results_data": json.loads(out["results"].read_text()),
             "metrics_data": json.loads(out["metrics"].read_text()),
@@ -121,6 +134,14 @@ def sr_loses(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def neither(tmp_path_factory) -> dict:
     return write_experiment(tmp_path_factory.mktemp("neither"), {**BASE, "sr_null_seed0@hr": 5, "bicubic@bicubic": 6})
+
+
+@pytest.fixture(scope="module")
+def family_specific(tmp_path_factory) -> dict:
+    """resnet18 as in sr_wins; a second family for which SR misses as many unhealthy images as bicubic (Q1)."""
+    other = {**BASE, "sr_null_seed0@hr": 12, "bicubic@bicubic": 14}
+    return write_experiment(tmp_path_factory.mktemp("family"), {**BASE, "sr_null_seed0@hr": 2, "bicubic@bicubic": 14},
+                            SHIFT, other={"mobilenet_v3_small": other})
 
 
 def _verdict(experiment: dict, vid: str) -> dict:
@@ -272,7 +293,7 @@ def test_readme_block_is_regenerated(sr_wins, tmp_path):
     assert "stale numbers" not in text and text.startswith("# medsr\n\nintro") and text.endswith("rest\n")
     block = text.split("<!-- results:begin -->")[1].split("<!-- results:end -->")[0]
     assert "Generated by `medsr readme` from results/evaluation.json of commit" in block
-    assert "| Q2 | SR (null guidance) + HR-trained classifier vs bicubic + bicubic-trained classifier" in block
+    assert "| Q2 | resnet18 | SR (null guidance) + HR-trained classifier vs bicubic + bicubic-trained classifier" in block
     assert f"{2 / N_UNHEALTHY:.3f}" in block
     readme.update_readme(target, sr_wins["results"])  # idempotent
     assert target.read_text() == text
@@ -281,11 +302,49 @@ def test_readme_block_is_regenerated(sr_wins, tmp_path):
         readme.update_readme(target, sr_wins["results"])
 
 
+def test_verdicts_are_reported_per_classifier_family(family_specific, sr_wins):
+    data = family_specific["results_data"]
+    assert data["architectures"] == ["resnet18", "mobilenet_v3_small"]
+    first, other = _verdict(family_specific, Q1_SR), next(
+        v for v in data["other_architectures"]["mobilenet_v3_small"]["verdicts"] if v["id"] == Q1_SR)
+    assert (first["architecture"], first["verdict"]) == ("resnet18", "first_better")
+    assert (other["architecture"], other["verdict"]) == ("mobilenet_v3_small", "not_significant")
+    assert other["fnr_first_val"]["value"] == pytest.approx(12 / N_UNHEALTHY)
+    # the first family's numbers (headline, verdicts) are those of a run with it alone
+    assert family_specific["metrics_data"] == sr_wins["metrics_data"]
+    assert [v["verdict"] for v in data["verdicts"]] == [v["verdict"] for v in sr_wins["results_data"]["verdicts"]]
+
+
+def test_a_gain_in_one_family_only_shows_as_such(family_specific):
+    data = family_specific["results_data"]
+    agreement = {a["id"]: a for a in data["architecture_agreement"]}
+    assert agreement[Q1_SR]["verdicts"] == {"resnet18": "first_better", "mobilenet_v3_small": "not_significant"}
+    assert not agreement[Q1_SR]["agree"] and agreement[Q1_SR]["specific_to"] == {"first_better": ["resnet18"]}
+    assert agreement["reference:hr@hr_vs_bicubic@bicubic"]["agree"]  # the same made-up scores in both families
+    assert f"{Q1_SR}: first lower FNR only with resnet18 (resnet18 first lower FNR, mobilenet_v3_small not " \
+           "significant)" in data["summary"]
+    assert "[mobilenet_v3_small] Not shown: no significant difference in missed unhealthy images between SR (null " \
+        "guidance)" in data["summary"]
+    rows = [r for r in verdict_rows(data) if r[0] == "Q1" and r[2].startswith("SR (null guidance)")]
+    assert [(r[1], r[-1]) for r in rows] == [("resnet18", "first lower FNR"),
+                                             ("mobilenet_v3_small", "not significant")]
+    assert "mobilenet_v3_small" in family_specific["summary_rst"]
+
+
+def test_predictions_of_an_unlisted_family_are_an_error(family_specific, tmp_path):
+    with pytest.raises(MedsrError, match=r"architectures \['mobilenet_v3_small', 'resnet18'\] differ"):
+        evaluate.run(_params(), _train_params(), predictions=family_specific["root"] / "predictions.csv",
+                     sets=family_specific["sets"], lr=family_specific["root"] / "lr", logs=[],
+                     metrics=tmp_path / "m.json", results=tmp_path / "r.json", figures=tmp_path / "f",
+                     plots=tmp_path / "p")
+    assert not (tmp_path / "m.json").exists()
+
+
 def test_predictions_without_a_required_classifier_are_an_error(sr_wins, tmp_path):
     rows = [r for r in read_csv(sr_wins["root"] / "predictions.csv") if r["classifier"] != "bicubic"]
     write_csv(tmp_path / "p.csv", rows, COLUMNS)
-    with pytest.raises(MedsrError, match="p.csv: no rows for classifier bicubic"):
-        evaluate.run(_params(), predictions=tmp_path / "p.csv", sets=sr_wins["sets"], lr=sr_wins["root"] / "lr",
+    with pytest.raises(MedsrError, match="p.csv: no rows for resnet18 classifier bicubic"):
+        evaluate.run(_params(), _train_params(), predictions=tmp_path / "p.csv", sets=sr_wins["sets"], lr=sr_wins["root"] / "lr",
                      logs=[], metrics=tmp_path / "m.json", results=tmp_path / "r.json", figures=tmp_path / "f",
                      plots=tmp_path / "p")
     assert not (tmp_path / "m.json").exists()
@@ -293,14 +352,14 @@ def test_predictions_without_a_required_classifier_are_an_error(sr_wins, tmp_pat
 
 def test_train_seeds_must_match_the_predictions(sr_wins, tmp_path):
     with pytest.raises(MedsrError, match="train seeds"):
-        evaluate.run(_params(train_seeds=(0, 1, 2)), predictions=sr_wins["root"] / "predictions.csv",
+        evaluate.run(_params(train_seeds=(0, 1, 2)), _train_params(), predictions=sr_wins["root"] / "predictions.csv",
                      sets=sr_wins["sets"], lr=sr_wins["root"] / "lr", logs=[], metrics=tmp_path / "m.json",
                      results=tmp_path / "r.json", figures=tmp_path / "f", plots=tmp_path / "p")
 
 
 def test_lpips_weights_path_must_exist(sr_wins, tmp_path):
     with pytest.raises(MedsrError, match="lpips_weights"):
-        evaluate.run(_params(lpips_weights=str(tmp_path / "none.pth")), predictions=sr_wins["root"] / "predictions.csv",
+        evaluate.run(_params(lpips_weights=str(tmp_path / "none.pth")), _train_params(), predictions=sr_wins["root"] / "predictions.csv",
                      sets=sr_wins["sets"], lr=sr_wins["root"] / "lr", logs=[], metrics=tmp_path / "m.json",
                      results=tmp_path / "r.json", figures=tmp_path / "f", plots=tmp_path / "p")
 
@@ -340,3 +399,16 @@ def test_headline_drops_whole_blocks_when_a_large_run_exceeds_the_cap(sr_wins):
     assert count_numbers(metrics) <= MAX_NUMBERS
     assert metrics["omitted"].startswith("acc") and "acc" not in metrics
     assert len(metrics["fnr"]) == len(results["arm_groups"])  # FNR is never dropped
+
+
+def test_the_trust_audit_reads_the_posterior_rows_of_the_first_family_only(tmp_path):
+    from medsr.evaluation.audit import posterior_rows
+
+    rows = [{"architecture": a, "classifier": "hr", "train_seed": 0, "set": "sr_null_seed0~sample0", "split": "test",
+             "id": "test_000", "label": "healthy", "label_index": 0, "prob_unhealthy": p}
+            for a, p in (("resnet18", "0.25"), ("densenet121", "0.75"))]
+    write_csv(tmp_path / "p.csv", rows, COLUMNS)
+    assert posterior_rows(tmp_path / "p.csv", "resnet18") == {("hr", 0, "sr_null_seed0~sample0", "test"):
+                                                               {"test_000": 0.25}}
+    assert posterior_rows(tmp_path / "p.csv", "densenet121")[("hr", 0, "sr_null_seed0~sample0", "test")] == {
+        "test_000": 0.75}

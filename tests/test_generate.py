@@ -41,7 +41,8 @@ def workspace(tmp_path_factory) -> Path:
                {**common, "kind": "sr_regression"})
     from medsr.classifier.train import run as train_classifier
     train_classifier(dataclasses.replace(PARAMS.train_classifier, epochs=1), images=root / "bicubic",
-                     model=root / "guide.safetensors", log=root / "guide.csv", domain="bicubic", seed=0)
+                     model=root / "guide.safetensors", log=root / "guide.csv", architecture="resnet18",
+                     domain="bicubic", seed=0)
     return root
 
 

@@ -22,8 +22,8 @@ from project import copy_workflow, dvc, set_params, sh, snakemake
 
 pytestmark = pytest.mark.pipeline
 
-ALL_STAGES = {"download", "degrade", "train_sr", "train_regression", "train_classifier@hr-0",
-              "train_classifier@bicubic-0", "generate@null-0-0", "generate@null-0-1", "gather@null-0",
+ALL_STAGES = {"download", "degrade", "train_sr", "train_regression", "train_classifier@resnet18-hr-0",
+              "train_classifier@resnet18-bicubic-0", "generate@null-0-0", "generate@null-0-1", "gather@null-0",
               "generate@predicted-0-0", "generate@predicted-0-1", "gather@predicted-0",
               "regress", "classify", "evaluate"}
 
@@ -193,7 +193,8 @@ def test_thesis_overlay_as_dvc_overrides_plans_every_stage(dvc_project):
         generate = {s for s in planned if s.startswith("generate@")}
         assert len(generate) == 2 * 3 * 8 and "generate@predicted-2-7" in generate  # guidance x seeds x shards
         trained = {s for s in planned if s.startswith("train_classifier@")}
-        assert trained == {f"train_classifier@{d}-{k}" for d in ("hr", "bicubic") for k in range(3)}
+        assert trained == {f"train_classifier@{a}-{d}-{k}" for a in ("resnet18", "densenet121")
+                           for d in ("hr", "bicubic") for k in range(3)}
         assert (project / "results/metrics.json").read_bytes() == before  # planned, nothing run
     finally:
         sh(["git", "checkout", "params.yaml", "dvc.lock"], project)

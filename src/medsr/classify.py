@@ -1,7 +1,7 @@
 """`medsr classify`: every classifier on the val and test images of every image set, paired by id.
 
-Every classifier (one per trained domain x train seed) sees every image set, so `evaluate` can pick the pairs
-its questions need: an image kind through the HR classifier (a deployed classifier) and through the
+Every classifier (one per architecture x trained domain x train seed) sees every image set, so `evaluate` can pick
+the pairs its questions need: an image kind through the HR classifier (a deployed classifier) and through the
 classifier trained on that kind (the matched-domain baseline). All sets take the same path: 8-bit PNG ->
 `io.read_record_image` -> [0, 1] -> `predict_proba`. An image whose size differs from the classifier's training size
 is an error, never silently resized.
@@ -22,13 +22,14 @@ import torch
 
 from medsr import posterior
 from medsr.checkpoint import read_metadata
-from medsr.classifier.model import load_classifier, predict_proba
+from medsr.classifier.model import LEGACY_ARCHITECTURE, load_classifier, predict_proba
 from medsr.config import CLASSES, EVAL_SPLITS, ClassifyParams
 from medsr.errors import MedsrError
 from medsr.image_sets import ImageSet, paired_records
 from medsr.io import Record, image_path, read_record_image, write_csv
 
-PREDICTION_FIELDS = ("classifier", "train_seed", "set", "split", "id", "label", "label_index", "prob_unhealthy")
+PREDICTION_FIELDS = ("architecture", "classifier", "train_seed", "set", "split", "id", "label", "label_index",
+                     "prob_unhealthy")
 POSITIVE = CLASSES.index("unhealthy")
 
 
@@ -70,26 +71,29 @@ def load_set(folder: Path, records: Sequence[Record], size: int | None) -> np.nd
     return np.stack(images).astype(np.float32)
 
 
-def classifier_identity(model: Path) -> tuple[str, int]:
-    """(domain, train seed) recorded by train-classifier in the model file."""
+def classifier_identity(model: Path) -> tuple[str, str, int]:
+    """(architecture, domain, train seed) recorded by train-classifier in the model file."""
     metadata = read_metadata(model)
     if "domain" not in metadata or "seed" not in metadata:
         raise MedsrError(f"{model}: classifier without domain/seed metadata: retrain it with this medsr")
-    return str(metadata["domain"]), int(metadata["seed"])
+    architecture = str(metadata.get("architecture"))
+    architecture = "resnet18" if architecture == LEGACY_ARCHITECTURE else architecture
+    return architecture, str(metadata["domain"]), int(metadata["seed"])
 
 
 def run(params: ClassifyParams, *, models: Sequence[Path], sets: Sequence[ImageSet], out: Path,
         device: torch.device | None = None) -> None:
     device = device or torch.device("cpu")
     identities = {Path(m): classifier_identity(Path(m)) for m in models}
-    seen: dict[tuple[str, int], Path] = {}
+    seen: dict[tuple[str, str, int], Path] = {}
     for model, identity in identities.items():
         if identity in seen:
-            raise MedsrError(f"{model}: same domain and seed ({identity[0]}, {identity[1]}) as {seen[identity]}")
+            raise MedsrError(f"{model}: same architecture, domain and seed ({', '.join(map(str, identity))}) "
+                             f"as {seen[identity]}")
         seen[identity] = model
     paired = paired_records(sets, EVAL_SPLITS)  # {set name: [(record of hr, image path)]}
     rows = []
-    for model, (domain, seed) in identities.items():
+    for model, (architecture, domain, seed) in identities.items():
         classifier = load_classifier(model, device)
         size = getattr(classifier, "image_size", None)
         for image_set in sets:
@@ -98,19 +102,19 @@ def run(params: ClassifyParams, *, models: Sequence[Path], sets: Sequence[ImageS
             proba = predict_proba(classifier, torch.from_numpy(images).unsqueeze(1), params.batch_size).numpy()
             labels = np.array([CLASSES.index(record.label) for record, _ in pairs])
             for (record, _), p in zip(pairs, proba[:, POSITIVE]):
-                rows.append({"classifier": domain, "train_seed": seed, "set": image_set.name, "split": record.split,
-                             "id": record.id, "label": record.label, "label_index": CLASSES.index(record.label),
-                             "prob_unhealthy": f"{float(p):.8g}"})
+                rows.append({"architecture": architecture, "classifier": domain, "train_seed": seed,
+                             "set": image_set.name, "split": record.split, "id": record.id, "label": record.label,
+                             "label_index": CLASSES.index(record.label), "prob_unhealthy": f"{float(p):.8g}"})
             test = np.array([record.split == "test" for record, _ in pairs])
             accuracy = float(np.mean((proba[test].argmax(1)) == labels[test])) if test.any() else float("nan")
-            print(f"classify: {domain} classifier seed {seed} on {image_set.name}: {len(pairs)} images, "
+            print(f"classify: {architecture} {domain} classifier seed {seed} on {image_set.name}: {len(pairs)} images, "
                   f"test accuracy at 0.5 {accuracy:.3f}", file=sys.stderr)
             extra = posterior_images(image_set, pairs, size)
             if extra:
                 stacked = torch.from_numpy(np.stack([image for _, _, image in extra]).astype(np.float32)).unsqueeze(1)
                 extra_proba = predict_proba(classifier, stacked, params.batch_size).numpy()[:, POSITIVE]
                 for (name, record, _), p in zip(extra, extra_proba):
-                    rows.append({"classifier": domain, "train_seed": seed, "set": name, "split": record.split,
-                                 "id": record.id, "label": record.label, "label_index": CLASSES.index(record.label),
-                                 "prob_unhealthy": f"{float(p):.8g}"})
+                    rows.append({"architecture": architecture, "classifier": domain, "train_seed": seed,
+                                 "set": name, "split": record.split, "id": record.id, "label": record.label,
+                                 "label_index": CLASSES.index(record.label), "prob_unhealthy": f"{float(p):.8g}"})
     write_csv(out, rows, PREDICTION_FIELDS)

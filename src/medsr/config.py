@@ -40,11 +40,16 @@ Guidance = Literal["null", "predicted", "oracle", "swapped"]
 SamplerName = Literal["ancestral", "ddim", "dpmpp", "resshift"]  # resshift samples (only) a resshift model
 DiffusionProcess = Literal["ddpm", "resshift"]  # noise -> HR (Ho et al. 2020) | bicubic -> HR (Yue et al. 2023)
 ClassifierDomain = Literal["hr", "bicubic", "sr"]  # the kind of images a classifier is trained on
+# torchvision classifier families (weights=None, 1-channel stem, 2-class head): verdicts are reported per architecture
+Architecture = Literal["resnet18", "efficientnet_b0", "densenet121", "mobilenet_v3_small", "shufflenet_v2_x1_0"]
 GUIDANCE_MODES: tuple[str, ...] = typing.get_args(Guidance)
 LEAKING_GUIDANCE: tuple[str, ...] = ("oracle", "swapped")  # modes computed from the true label: never a fair arm
 SAMPLERS: tuple[str, ...] = typing.get_args(SamplerName)
 DIFFUSION_PROCESSES: tuple[str, ...] = typing.get_args(DiffusionProcess)
 CLASSIFIER_DOMAINS: tuple[str, ...] = typing.get_args(ClassifierDomain)
+ARCHITECTURES: tuple[str, ...] = typing.get_args(Architecture)
+GUIDE_ARCHITECTURE = "resnet18"  # first of every run: predicted guidance's classifier (on bicubic, first train seed)
+                                 # and the one the headline metrics and the README's verdicts are of
 DATA_DOMAINS = ("hr", "bicubic")  # always trained, on data/<domain>; "sr" only with evaluate.sr_classifier
 
 # --- strict scalar types (YAML's "16" is not silently an integer) -----------------------------
@@ -212,6 +217,7 @@ class TrainRegressionParams:
 
 @section
 class TrainClassifierParams:
+    architectures: Annotated[tuple[Architecture, ...], Field(min_length=1)]  # every one trained per domain and seed
     epochs: PositiveInt
     batch_size: PositiveInt
     learning_rate: LearningRate
@@ -274,8 +280,8 @@ class Params:
 
 
 SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Params))
-UNIQUE_LISTS = ("sr_model.attention_levels", "generate.guidance", "generate.shards", "evaluate.train_seeds",
-                "evaluate.sampling_seeds")
+UNIQUE_LISTS = ("sr_model.attention_levels", "train_classifier.architectures", "generate.guidance", "generate.shards",
+                "evaluate.train_seeds", "evaluate.sampling_seeds")
 
 
 # --- reading and validating ------------------------------------------------------------------
@@ -361,6 +367,10 @@ def _check_consistency(params: Params, source: str) -> None:
         values = list(getattr(getattr(params, name.split(".")[0]), name.split(".")[1]))
         if len(set(values)) != len(values):
             raise MedsrError(f"{source}: {name}: lists a value twice ({values})")
+    if params.train_classifier.architectures[0] != GUIDE_ARCHITECTURE:
+        raise MedsrError(f"{source}: train_classifier.architectures: must start with {GUIDE_ARCHITECTURE} (predicted "
+                         f"guidance's classifier and the headline's), "
+                         f"got {list(params.train_classifier.architectures)}")
     shards = sorted(params.generate.shards)
     if shards != list(range(len(shards))):
         raise MedsrError(f"{source}: generate.shards: must be the ids 0..n-1, got {list(params.generate.shards)}")

@@ -15,7 +15,7 @@ import typing
 from functools import cache
 from pathlib import Path
 
-from medsr.config import CLASSIFIER_DOMAINS, DATA_DOMAINS, GUIDANCE_MODES, classifier_domains
+from medsr.config import ARCHITECTURES, CLASSIFIER_DOMAINS, DATA_DOMAINS, GUIDANCE_MODES, classifier_domains
 
 PACKAGE_ROOT = Path(__file__).resolve().parent  # src/medsr
 
@@ -35,9 +35,10 @@ class Option:
     choices: tuple[str, ...] | None = None
 
 
-# File names of the per-(domain, seed) classifiers and their histories, inside the folders the DAG passes.
-CLASSIFIER_MODEL = "classifier_{domain}_seed{seed}.safetensors"
-CLASSIFIER_LOG = "classifier_{domain}_seed{seed}.csv"
+# File names of the per-(architecture, domain, seed) classifiers and their histories, inside the folders the DAG
+# passes (the fields in this order: Snakemake names a job by its wildcards in it, DVC by its matrix keys).
+CLASSIFIER_MODEL = "classifier_{arch}_{domain}_seed{seed}.safetensors"
+CLASSIFIER_LOG = "classifier_{arch}_{domain}_seed{seed}.csv"
 SR_DOMAIN = "sr-{guidance}"  # the file-name domain of the classifier trained on SR images of one guidance mode
 
 
@@ -47,15 +48,17 @@ TRAINING_LOGS = ("sr_loss.csv", "regression_loss.csv")
 
 
 def classifier_files(folder: Path, params) -> list[Path]:
-    """Every classifier a run trains: its domains (medsr.config.classifier_domains) x evaluate.train_seeds."""
-    return [Path(folder) / CLASSIFIER_MODEL.format(domain=d, seed=s)
-            for d in _file_domains(params) for s in params.evaluate.train_seeds]
+    """Every classifier a run trains: train_classifier.architectures x its domains (medsr.config.classifier_domains)
+    x evaluate.train_seeds."""
+    return [Path(folder) / CLASSIFIER_MODEL.format(arch=a, domain=d, seed=s)
+            for a in params.train_classifier.architectures for d in _file_domains(params)
+            for s in params.evaluate.train_seeds]
 
 
 def training_logs(folder: Path, params) -> list[Path]:
     """The loss CSVs a run writes: the SR model's, the regression model's and every classifier's history."""
     return [Path(folder) / name for name in TRAINING_LOGS] + [
-        Path(folder) / CLASSIFIER_LOG.format(domain=d, seed=s)
+        Path(folder) / CLASSIFIER_LOG.format(arch=a, domain=d, seed=s) for a in params.train_classifier.architectures
         for d in _file_domains(params) for s in params.evaluate.train_seeds]
 
 
@@ -107,19 +110,22 @@ STAGES: tuple[Stage, ...] = (
           sections=("sr_model", "train_regression"), device=True,
           paths=(PathArg("hr", "HR dataset folder"), PathArg("lr", "LR folder"),
                  PathArg("model", "safetensors file to write"), PathArg("log", "loss log CSV to write"))),
-    Stage("train-classifier", "classifier.train", "train the ResNet18 classifier on one kind of images",
+    Stage("train-classifier", "classifier.train", "train one classifier family on one kind of images",
           params=("train_classifier",),
           sections=("train_classifier",), device=True,
           paths=(PathArg("images", "image set to train on (its train split; the best epoch is chosen on val)"),
                  PathArg("model", "safetensors file to write"), PathArg("log", "per-epoch history CSV to write")),
-          options=(Option("domain", "the kind of images: hr, bicubic or sr (SR images)", choices=CLASSIFIER_DOMAINS),
+          options=(Option("architecture", "the classifier family (one of train_classifier.architectures)",
+                          choices=ARCHITECTURES),
+                   Option("domain", "the kind of images: hr, bicubic or sr (SR images)", choices=CLASSIFIER_DOMAINS),
                    Option("seed", "training seed (one of evaluate.train_seeds)", int))),
     Stage("generate", "generate", "super-resolve one shard of the val and test LR images with the diffusion model",
           params=("generate.sampler", "generate.steps", "generate.eta", "generate.guidance_scale",
                   "generate.batch_size", "generate.shards", "evaluate.sr_classifier", "evaluate.sampling_seeds"),
           sections=("generate", "evaluate"), device=True,
           paths=(PathArg("model", "SR model (from train-sr)"), PathArg("lr", "LR folder"),
-                 PathArg("guide", "classifier trained on bicubic images (used by predicted guidance)"),
+                 PathArg("guide", "resnet18 classifier trained on bicubic images, first train seed (used by "
+                                  "predicted guidance)"),
                  PathArg("bicubic", "bicubic folder (the guide classifier's input)"),
                  PathArg("out", "shard folder to write")),
           options=(Option("guidance", "guidance mode", choices=GUIDANCE_MODES),
@@ -134,16 +140,16 @@ STAGES: tuple[Stage, ...] = (
           paths=(PathArg("model", "regression model (from train-regression)"), PathArg("lr", "LR folder"),
                  PathArg("out", "image set folder to write"))),
     Stage("classify", "classify", "classify the val and test images of every image set with every classifier",
-          params=("classify", "generate.guidance", "evaluate.sampling_seeds", "evaluate.train_seeds",
-                  "evaluate.external", "evaluate.sr_classifier"),
+          params=("classify", "train_classifier.architectures", "generate.guidance", "evaluate.sampling_seeds",
+                  "evaluate.train_seeds", "evaluate.external", "evaluate.sr_classifier"),
           sections=("classify",), device=True, image_sets=True,
-          paths=(PathArg("models", "folder of the classifiers (from train-classifier): one per domain and "
-                                   "evaluate.train_seeds"), *IMAGE_SET_PATHS,
+          paths=(PathArg("models", "folder of the classifiers (from train-classifier): one per architecture, "
+                                   "domain and evaluate.train_seeds"), *IMAGE_SET_PATHS,
                  PathArg("out", "predictions CSV to write")),
           expand=(("models", classifier_files),)),
     Stage("evaluate", "evaluation.evaluate", "verdicts with paired tests and intervals, image quality, figures",
-          params=("evaluate", "generate.guidance"),
-          sections=("evaluate",), image_sets=True,
+          params=("evaluate", "train_classifier.architectures", "generate.guidance"),
+          sections=("evaluate", "train_classifier"), image_sets=True,
           paths=(PathArg("predictions", "predictions CSV (from classify)"), *IMAGE_SET_PATHS,
                  PathArg("lr", "LR folder (for figures)"), PathArg("logs", "folder of the training logs (loss curves)"),
                  PathArg("metrics", "headline metrics JSON to write (DVC metrics)"),

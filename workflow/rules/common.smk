@@ -7,7 +7,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from medsr.config import DATA_DOMAINS, GUIDANCE_MODES, load_raw, params_from_dict
+from medsr.config import ARCHITECTURES, DATA_DOMAINS, GUIDANCE_MODES, GUIDE_ARCHITECTURE, load_raw, params_from_dict
 from medsr.errors import MedsrError
 from medsr.stages import BY_RULE, CLASSIFIER_LOG, CLASSIFIER_MODEL, SR_DOMAIN, classifier_files, source_files, training_logs
 
@@ -49,10 +49,12 @@ TRAIN_SEEDS = list(PARAMS.evaluate.train_seeds)
 SHARDS = sorted(PARAMS.generate.shards)
 CLASSIFIERS = "models/classifiers"
 TRAIN_LOGS = "results/train"
-GUIDE = f"{CLASSIFIERS}/{CLASSIFIER_MODEL.format(domain='bicubic', seed=TRAIN_SEEDS[0])}"  # predicted guidance's
+# predicted guidance's classifier: resnet18 (GUIDE_ARCHITECTURE) on bicubic images, first train seed
+GUIDE = f"{CLASSIFIERS}/{CLASSIFIER_MODEL.format(arch=GUIDE_ARCHITECTURE, domain='bicubic', seed=TRAIN_SEEDS[0])}"
 
 
 wildcard_constraints:
+    arch="|".join(ARCHITECTURES),
     guidance="|".join(GUIDANCE_MODES),
     domain="|".join(DATA_DOMAINS),
     seed=r"\d+",

@@ -45,8 +45,9 @@ rule train_regression:
         " --model {output.model} --log {output.log} --log-file {log}"
 
 
-# One classifier per image domain (data/<domain>: hr, bicubic) and training seed (evaluate.train_seeds); with
-# evaluate.sr_classifier also one on the SR images of the train split made with that guidance mode.
+# One classifier per architecture (train_classifier.architectures), image domain (data/<domain>: hr, bicubic) and
+# training seed (evaluate.train_seeds); with evaluate.sr_classifier also one on the SR images of the train split
+# made with that guidance mode.
 rule train_classifier:
     input:
         images="data/{domain}",
@@ -59,7 +60,7 @@ rule train_classifier:
         p=stage_params("train_classifier"),
         domain=lambda wildcards: wildcards.domain,
     log:
-        "logs/train_classifier/{domain}-seed{seed}.log",
+        "logs/train_classifier/{arch}-{domain}-seed{seed}.log",
     threads: TORCH_THREADS
     resources:
         gpu=1,
@@ -67,7 +68,8 @@ rule train_classifier:
         ENV
     shell:
         "medsr train-classifier {params.files} --images {input.images} --model {output.model}"
-        " --log {output.log} --domain {params.domain} --seed {wildcards.seed} --log-file {log}"
+        " --log {output.log} --architecture {wildcards.arch} --domain {params.domain} --seed {wildcards.seed}"
+        " --log-file {log}"
 
 
 use rule train_classifier as train_sr_classifier with:
@@ -75,11 +77,11 @@ use rule train_classifier as train_sr_classifier with:
         images=f"results/sr/eval/{{guidance}}/seed{SAMPLING_SEEDS[0]}",
         code=source_files("train-classifier"),
     output:
-        model=f"{CLASSIFIERS}/{CLASSIFIER_MODEL.format(domain=SR_DOMAIN, seed='{seed}')}",
-        log=f"{TRAIN_LOGS}/{CLASSIFIER_LOG.format(domain=SR_DOMAIN, seed='{seed}')}",
+        model=f"{CLASSIFIERS}/{CLASSIFIER_MODEL.format(arch='{arch}', domain=SR_DOMAIN, seed='{seed}')}",
+        log=f"{TRAIN_LOGS}/{CLASSIFIER_LOG.format(arch='{arch}', domain=SR_DOMAIN, seed='{seed}')}",
     params:
         files=PARAMS_ARGS,
         p=stage_params("train_sr_classifier"),
         domain=lambda wildcards: "sr",  # a function: the linter takes a literal for a path prefix
     log:
-        "logs/train_classifier/sr-{guidance}-seed{seed}.log",
+        "logs/train_classifier/{arch}-sr-{guidance}-seed{seed}.log",

@@ -1,4 +1,4 @@
-"""The ResNet18 diagnostic / guide classifier: network, training stage, and inference helpers."""
+"""The diagnostic / guide classifiers (torchvision families, resnet18 first): network, training stage, inference."""
 
 from medsr.classifier.model import build_classifier, load_classifier, predict_proba
 

@@ -1,10 +1,11 @@
-"""`medsr train-classifier`: ResNet18 on the `train` split of one image set, the best epoch chosen on `val`.
+"""`medsr train-classifier`: one classifier family on the `train` split of one image set, the best epoch chosen
+on `val`.
 
 The train and val splits are those of the set's manifest (val carved once at download); the test split is
 never read. The kept weights are those of the epoch with the lowest validation cross-entropy (ties go to the
 earlier epoch): the loss is smoother than accuracy on a small validation split. One classifier is trained
-per (domain, seed): `domain` says which kind of images the set holds (hr, bicubic, sr), `seed` is one of
-evaluate.train_seeds.
+per (architecture, domain, seed): `architecture` is one of train_classifier.architectures, `domain` says which
+kind of images the set holds (hr, bicubic, sr), `seed` is one of evaluate.train_seeds.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from medsr.checkpoint import save_model
-from medsr.classifier.model import ARCHITECTURE, NORMALIZE_MEAN, NORMALIZE_STD, build_classifier, normalize
+from medsr.classifier.model import NORMALIZE_MEAN, NORMALIZE_STD, build_classifier, normalize
 from medsr.config import CLASSES, TrainClassifierParams, to_jsonable
 from medsr.randomness import seed_everything
 from medsr.errors import MedsrError
@@ -97,18 +98,21 @@ def _split_tensors(images: Path, split: str) -> tuple[torch.Tensor, torch.Tensor
     return torch.from_numpy(pixels).unsqueeze(1), torch.from_numpy(labels)
 
 
-def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, domain: str, seed: int,
-        device: torch.device | None = None) -> None:
+def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, architecture: str, domain: str,
+        seed: int, device: torch.device | None = None) -> None:
     """Train on `images`' train split, choose the epoch on its val split; write the weights and the history."""
     device = device or torch.device("cpu")
     images = Path(images)
+    if architecture not in params.architectures:
+        raise MedsrError(f"train-classifier: architecture {architecture!r} is not in train_classifier.architectures "
+                         f"({', '.join(params.architectures)})")
     generator = seed_everything(seed)
     x_train, y_train = _split_tensors(images, "train")
     x_val, y_val = _split_tensors(images, "val")
     if x_train.shape[-2:] != x_val.shape[-2:]:
         raise MedsrError(f"{images}: val images are {tuple(x_val.shape[-2:])}, train images {tuple(x_train.shape[-2:])}")
 
-    net = build_classifier().to(device)
+    net = build_classifier(architecture).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
     # cosine decay to zero over the epochs: the last epochs settle instead of jumping between minima
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=params.epochs)
@@ -139,7 +143,7 @@ def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, 
                        f"(train_classifier.learning_rate {params.learning_rate:g}): training diverged; "
                        f"no model written")
     metadata = {
-        "architecture": ARCHITECTURE,
+        "architecture": architecture,
         "num_classes": len(CLASSES),
         "classes": list(CLASSES),
         "image_size": int(x_train.shape[-1]),

@@ -30,11 +30,12 @@ COVERAGE_LAMBDAS = np.round(np.arange(0.0, 6.01, 0.25), 2)  # lambdas of the rel
 SAMPLE_MARK = "~"  # classify's row names: <set>~sample<k>, <set>~swapped
 
 
-def posterior_rows(path: Path) -> dict[tuple[str, int, str, str], dict[str, float]]:
-    """{(classifier, seed, row set, split): {id: P(unhealthy)}} for the posterior rows of the predictions CSV."""
+def posterior_rows(path: Path, architecture: str) -> dict[tuple[str, int, str, str], dict[str, float]]:
+    """{(classifier, seed, row set, split): {id: P(unhealthy)}} for the posterior rows of the predictions CSV of
+    one classifier family (`architecture`; the audit is of the first, resnet18)."""
     out: dict[tuple[str, int, str, str], dict[str, float]] = {}
     for row in read_csv(path):
-        if SAMPLE_MARK in row["set"]:
+        if SAMPLE_MARK in row["set"] and row["architecture"] == architecture:
             out.setdefault((row["classifier"], int(row["train_seed"]), row["set"], row["split"]), {})[row["id"]] = \
                 float(row["prob_unhealthy"])
     return out
@@ -148,7 +149,7 @@ def crc_audit(sets: Sequence[ImageSet], scores: Mapping[Key, Scores], params: Ev
 def audit(params: EvaluateParams, *, sets: Sequence[ImageSet], scores: Mapping[Key, Scores],
           result: Mapping[str, Any], predictions: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the "trust" block of the results, the arrays its figures need)."""
-    rows = posterior_rows(predictions)
+    rows = posterior_rows(predictions, result["architecture"])
     out: dict[str, Any] = {"sets": {}, "crc": crc_audit(sets, scores, params)}
     figure_data: dict[str, Any] = {}
     for s in sets:

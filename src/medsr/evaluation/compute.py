@@ -5,7 +5,8 @@ confusion counts and rates with bootstrap intervals (Efron & Tibshirani 1993), A
 in `comparisons.py`) and train seed: McNemar (1947) on the unhealthy test images (primary, the test of FNR) and on
 all test images, each Holm (1979)-adjusted within its family; DeLong (1988) for AUROC. Per comparison group
 (replicates = train seeds x sampling seeds of the SR set): pooled FNR (mean over replicates), the paired
-bootstrap interval of the mean FNR difference, and the verdict with "holds in k/n".
+bootstrap interval of the mean FNR difference, and the verdict with "holds in k/n". All of this once per
+classifier family (architecture), and per comparison whether the families agree (`architecture_agreement`).
 """
 
 from __future__ import annotations
@@ -221,16 +222,10 @@ def _group_arm(arm: str, group_of: Mapping[str, str]) -> str:
 
 # --- the stage's numbers -------------------------------------------------------------------
 
-def compute(params: EvaluateParams, *, sets: Sequence[ImageSet], scores: Mapping[Key, Scores],
-            classifiers: Sequence[str], images: Mapping[str, np.ndarray], lpips_net=None,
-            subjects: Sequence[str] | None = None) -> dict[str, Any]:
-    """Every number of the evaluation; `images`: set name -> N x H x W test images in the predictions' id order;
-    `subjects`: the test images' subjects in that order (bootstrap by subject), None when they have none."""
+def classifier_analysis(params: EvaluateParams, sets: Sequence[ImageSet], scores: Mapping[Key, Scores],
+                        classifiers: Sequence[str], weights: np.ndarray, architecture: str) -> dict[str, Any]:
+    """Arms, comparisons and verdicts of one classifier family (its own operating points and Holm families)."""
     by_name = {s.name: s for s in sets}
-    reference = sets[0]
-    test_ref = scores[("hr", params.train_seeds[0], reference.name, "test")]
-    val_ref = scores[("hr", params.train_seeds[0], reference.name, "val")]
-    weights = bootstrap_weights(len(test_ref.ids), params.bootstrap, params.bootstrap_seed, subjects)
     arm_list = arms(sets, classifiers)
     points = operating_points(params, sets, scores, arm_list)
     group_of = {s.name: group_name(s) for s in sets}
@@ -259,7 +254,47 @@ def compute(params: EvaluateParams, *, sets: Sequence[ImageSet], scores: Mapping
              for c in comparisons(sets, classifiers) for seed in params.train_seeds]
     adjust(tests)
     titles = {k: v["title"] for k, v in arm_groups.items()}
-    verdicts = comparison_groups(tests, group_of, scores, points, weights, params, titles)
+    verdicts = [{"architecture": architecture, **v}
+                for v in comparison_groups(tests, group_of, scores, points, weights, params, titles)]
+    return {"arms": arm_results, "arm_groups": arm_groups, "verdicts": verdicts, "comparisons": tests}
+
+
+def architecture_agreement(analyses: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per comparison group: its verdict in every classifier family, and whether they all agree.
+
+    A gain (or loss) that only some families show is listed with `specific_to`, the families that show it.
+    """
+    first = next(iter(analyses.values()))
+    out = []
+    for v in first["verdicts"]:
+        by_arch = {a: next((w["verdict"] for w in r["verdicts"] if w["id"] == v["id"]), None)
+                   for a, r in analyses.items()}
+        significant = sorted({w for w in by_arch.values() if w not in (None, "not_significant")})
+        out.append({"id": v["id"], "question": v["question"], "leaks_label": v["leaks_label"],
+                    "first_title": v["first_title"], "second_title": v["second_title"],
+                    "verdicts": by_arch, "agree": len(set(by_arch.values())) == 1,
+                    "specific_to": {w: [a for a, x in by_arch.items() if x == w] for w in significant}})
+    return out
+
+
+def compute(params: EvaluateParams, *, sets: Sequence[ImageSet], scores: Mapping[Key, Scores],
+            classifiers: Sequence[str], images: Mapping[str, np.ndarray], lpips_net=None,
+            subjects: Sequence[str] | None = None, architecture: str = "resnet18",
+            other_scores: Mapping[str, Mapping[Key, Scores]] | None = None) -> dict[str, Any]:
+    """Every number of the evaluation; `images`: set name -> N x H x W test images in the predictions' id order;
+    `subjects`: the test images' subjects in that order (bootstrap by subject), None when they have none.
+
+    `scores` are those of the first classifier family (`architecture`: its numbers are the top-level arms,
+    arm_groups, verdicts and comparisons); `other_scores`: architecture -> scores of every other family, each
+    analysed the same way on the same bootstrap resamples, under "other_architectures".
+    """
+    reference = sets[0]
+    test_ref = scores[("hr", params.train_seeds[0], reference.name, "test")]
+    val_ref = scores[("hr", params.train_seeds[0], reference.name, "val")]
+    weights = bootstrap_weights(len(test_ref.ids), params.bootstrap, params.bootstrap_seed, subjects)
+    group_of = {s.name: group_name(s) for s in sets}
+    main = classifier_analysis(params, sets, scores, classifiers, weights, architecture)
+    others = {a: classifier_analysis(params, sets, s, classifiers, weights, a) for a, s in (other_scores or {}).items()}
 
     set_results = {}
     for s in sets:
@@ -277,10 +312,11 @@ def compute(params: EvaluateParams, *, sets: Sequence[ImageSet], scores: Mapping
                      "bootstrap_unit": "subject (cluster bootstrap)" if subjects is not None else "image"},
         "sets": set_results,
         "set_groups": quality_groups(set_results),
-        "arms": arm_results,
-        "arm_groups": arm_groups,
-        "verdicts": verdicts,
-        "comparisons": tests,
+        "architecture": architecture,
+        "architectures": [architecture, *others],
+        **main,
+        "other_architectures": others,
+        "architecture_agreement": architecture_agreement({architecture: main, **others}),
         "leaks_label": [s.name for s in sets if s.leaks_label],
     }
 
@@ -308,6 +344,9 @@ def settings(params: EvaluateParams, classifiers: Sequence[str]) -> dict[str, An
         "exact_below": params.exact_below, "val_specificity": params.val_specificity,
         "train_seeds": list(params.train_seeds), "sampling_seeds": list(params.sampling_seeds),
         "classifiers": list(classifiers),
+        "architectures": "every classifier family (train_classifier.architectures) is analysed on its own: its own "
+                         "val operating points, Holm families and verdicts, on the same bootstrap resamples; the "
+                         "headline metrics and the trust audit are of the first (resnet18)",
         "decision": "unhealthy iff P(unhealthy) > threshold; 0.5 is the argmax of the softmax",
         "operating_point": f"primary: per (classifier, image set, train seed) the smallest threshold whose val "
                            f"specificity is >= {params.val_specificity}; secondary: 0.5",

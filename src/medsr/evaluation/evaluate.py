@@ -1,6 +1,7 @@
 """`medsr evaluate`: read -> compute (a plain dict) -> render (files).
 
-Inputs: the predictions CSV from `medsr classify` (scores of every classifier x train seed x image set x split)
+Inputs: the predictions CSV from `medsr classify` (scores of every architecture x classifier x train seed x image
+set x split)
 and the ImageSets it classified (the first is hr). Outputs, each written atomically: the headline metrics JSON
 (DVC metrics), the full results JSON (with provenance), a figures folder (PNGs + summary.rst) and a plots folder
 (DVC plot CSVs). What is compared with what is declared in `comparisons.py`.
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from medsr.config import CLASSES, DATA_DOMAINS, EvaluateParams
+from medsr.config import CLASSES, DATA_DOMAINS, EvaluateParams, TrainClassifierParams
 from medsr.errors import MedsrError
 from medsr.evaluation import quality
 from medsr.evaluation.audit import audit
@@ -131,13 +132,19 @@ def read_curves(logs: Sequence[Path]) -> tuple[dict[str, str], list[tuple]]:
     return status, curves
 
 
-def run(params: EvaluateParams, *, predictions: Path, sets: Sequence[ImageSet], lr: Path, logs: Sequence[Path],
-        metrics: Path, results: Path, figures: Path, plots: Path) -> None:
+def run(params: EvaluateParams, train_classifier: TrainClassifierParams, *, predictions: Path,
+        sets: Sequence[ImageSet], lr: Path, logs: Sequence[Path], metrics: Path, results: Path, figures: Path,
+        plots: Path) -> None:
+    """The analysis once per classifier family (train_classifier.architectures); the first (resnet18) is the
+    headline's, the trust audit's and the figures'; the verdict table and summary list every family."""
     sets = list(sets)
     check_sets(sets)
     classifiers = classifiers_of(params)
-    scores = read_predictions(Path(predictions), classifiers=classifiers, train_seeds=list(params.train_seeds),
-                              sets=[s.name for s in sets], optional_val=[s.name for s in sets if s.kind == "external"])
+    architectures = list(train_classifier.architectures)
+    by_architecture = read_predictions(Path(predictions), architectures=architectures, classifiers=classifiers,
+                                       train_seeds=list(params.train_seeds), sets=[s.name for s in sets],
+                                       optional_val=[s.name for s in sets if s.kind == "external"])
+    scores = by_architecture[architectures[0]]
     test = scores[("hr", params.train_seeds[0], sets[0].name, "test")]
     ids, labels = list(test.ids), test.labels
     images = set_images(sets, ids)
@@ -149,7 +156,9 @@ def run(params: EvaluateParams, *, predictions: Path, sets: Sequence[ImageSet], 
     log_status, curves = read_curves(logs)
 
     result: dict[str, Any] = compute(params, sets=sets, scores=scores, classifiers=classifiers, images=images,
-                                     lpips_net=lpips_net, subjects=subjects_of_test_images(sets[0], ids))
+                                     lpips_net=lpips_net, subjects=subjects_of_test_images(sets[0], ids),
+                                     architecture=architectures[0],
+                                     other_scores={a: by_architecture[a] for a in architectures[1:]})
     result["trust"], trust_data = audit(params, sets=sets, scores=scores, result=result,
                                         predictions=Path(predictions))
     result.update(training_logs=log_status, provenance=provenance())

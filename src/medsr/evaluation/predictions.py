@@ -1,9 +1,11 @@
-"""The predictions CSV of `medsr classify`: one row per (classifier, train_seed, set, split, image).
+"""The predictions CSV of `medsr classify`: one row per (architecture, classifier, train_seed, set, split, image).
 
-Columns: classifier,train_seed,set,split,id,label,label_index,prob_unhealthy. `classifier` is the domain its
-training images came from (hr, bicubic, sr). Scores are kept, not hard predictions: the stage decides the
-operating point (0.5 and a threshold chosen on val). Every (classifier, seed, set) of one split lists the same
-images as the HR set, in one id order, with the same labels; an external set may lack val rows.
+Columns: architecture,classifier,train_seed,set,split,id,label,label_index,prob_unhealthy. `architecture` is the
+classifier family (train_classifier.architectures), `classifier` the domain its training images came from (hr,
+bicubic, sr). The evaluation is run once per architecture: `read_predictions` returns one score table per family.
+Scores are kept, not hard predictions: the stage decides the operating point (0.5 and a threshold chosen on val).
+Every (architecture, classifier, seed, set) of one split lists the same images as the HR set, in one id order, with
+the same labels; an external set may lack val rows.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 from medsr.errors import MedsrError
 from medsr.io import read_csv
 
-COLUMNS = ("classifier", "train_seed", "set", "split", "id", "label", "label_index", "prob_unhealthy")
+COLUMNS = ("architecture", "classifier", "train_seed", "set", "split", "id", "label", "label_index", "prob_unhealthy")
 SPLITS = ("val", "test")
 REFERENCE_SET = "hr"
 
@@ -34,9 +36,10 @@ class Scores:
 Key = tuple[str, int, str, str]  # (classifier, train_seed, set, split)
 
 
-def _parse(path: Path, rows: list[dict[str, str]]) -> dict[Key, dict[str, tuple[int, float]]]:
-    grouped: dict[Key, dict[str, tuple[int, float]]] = {}
+def _parse(path: Path, rows: list[dict[str, str]]) -> dict[str, dict[Key, dict[str, tuple[int, float]]]]:
+    by_architecture: dict[str, dict[Key, dict[str, tuple[int, float]]]] = {}
     for line, row in enumerate(rows, start=2):
+        grouped = by_architecture.setdefault(row["architecture"], {})
         try:
             key = (row["classifier"], int(row["train_seed"]), row["set"], row["split"])
             value = (int(row["label_index"]), float(row["prob_unhealthy"]))
@@ -49,18 +52,21 @@ def _parse(path: Path, rows: list[dict[str, str]]) -> dict[Key, dict[str, tuple[
             raise MedsrError(f"{path}: line {line}: label_index must be 0/1 and prob_unhealthy in [0, 1]")
         by_id = grouped.setdefault(key, {})
         if row["id"] in by_id:
-            raise MedsrError(f"{path}: line {line}: image {row['id']} listed twice for {_name(key)}")
+            raise MedsrError(f"{path}: line {line}: image {row['id']} listed twice for {row['architecture']} "
+                             f"{_name(key)}")
         by_id[row["id"]] = value
-    return grouped
+    return by_architecture
 
 
 def _name(key: Key) -> str:
     return f"classifier {key[0]}, train seed {key[1]}, set {key[2]}, split {key[3]}"
 
 
-def read_predictions(path: Path, *, classifiers: Sequence[str], train_seeds: Sequence[int],
-                     sets: Sequence[str], optional_val: Sequence[str] = ()) -> dict[Key, Scores]:
-    """Every (classifier, seed, set, split) the evaluation needs, checked to pair by id with the HR set.
+def read_predictions(path: Path, *, architectures: Sequence[str], classifiers: Sequence[str],
+                     train_seeds: Sequence[int], sets: Sequence[str],
+                     optional_val: Sequence[str] = ()) -> dict[str, dict[Key, Scores]]:
+    """architecture -> every (classifier, seed, set, split) the evaluation needs, checked to pair by id with the
+    HR set of the first architecture (every family sees the same images).
 
     `optional_val`: sets whose val rows may be absent (external SR); every other combination is required.
     """
@@ -71,38 +77,46 @@ def read_predictions(path: Path, *, classifiers: Sequence[str], train_seeds: Seq
     missing = [c for c in COLUMNS if c not in rows[0]]
     if missing:
         raise MedsrError(f"{path}: missing column(s) {', '.join(missing)} (expected {','.join(COLUMNS)})")
-    grouped = _parse(path, rows)
-    seeds_found = sorted({k[1] for k in grouped})
-    if seeds_found != sorted(train_seeds):
-        raise MedsrError(f"{path}: train seeds {seeds_found} differ from evaluate.train_seeds {sorted(train_seeds)}")
-    out: dict[Key, Scores] = {}
+    by_architecture = _parse(path, rows)
+    if sorted(by_architecture) != sorted(architectures):
+        raise MedsrError(f"{path}: architectures {sorted(by_architecture)} differ from train_classifier.architectures "
+                         f"{sorted(architectures)}")
+    out: dict[str, dict[Key, Scores]] = {a: {} for a in architectures}
+    for architecture in architectures:
+        grouped = by_architecture[architecture]
+        seeds_found = sorted({k[1] for k in grouped})
+        if seeds_found != sorted(train_seeds):
+            raise MedsrError(f"{path}: {architecture}: train seeds {seeds_found} differ from evaluate.train_seeds "
+                             f"{sorted(train_seeds)}")
     for split in SPLITS:
         reference_key = (classifiers[0], train_seeds[0], REFERENCE_SET, split)
-        if reference_key not in grouped:
-            raise MedsrError(f"{path}: no rows for {_name(reference_key)}")
-        reference = grouped[reference_key]
+        if reference_key not in by_architecture[architectures[0]]:
+            raise MedsrError(f"{path}: no rows for {architectures[0]} {_name(reference_key)}")
+        reference = by_architecture[architectures[0]][reference_key]
         order = tuple(sorted(reference))
-        for classifier in classifiers:
-            for seed in train_seeds:
-                for name in sets:
-                    key = (classifier, seed, name, split)
-                    if key not in grouped:
-                        if split == "val" and name in optional_val:
-                            continue
-                        raise MedsrError(f"{path}: no rows for {_name(key)}")
-                    out[key] = _paired(path, key, grouped[key], reference, order)
+        for architecture in architectures:
+            grouped = by_architecture[architecture]
+            for classifier in classifiers:
+                for seed in train_seeds:
+                    for name in sets:
+                        key = (classifier, seed, name, split)
+                        if key not in grouped:
+                            if split == "val" and name in optional_val:
+                                continue
+                            raise MedsrError(f"{path}: no rows for {architecture} {_name(key)}")
+                        out[architecture][key] = _paired(path, key, grouped[key], reference, order, architecture)
     return out
 
 
 def _paired(path: Path, key: Key, by_id: dict[str, tuple[int, float]], reference: dict[str, tuple[int, float]],
-            order: tuple[str, ...]) -> Scores:
+            order: tuple[str, ...], architecture: str) -> Scores:
     absent = next((i for i in order if i not in by_id), None)
     extra = next((i for i in sorted(by_id) if i not in reference), None)
     if absent or extra:
         what = f"lacks image {absent}" if absent else f"has extra image {extra}"
-        raise MedsrError(f"{path}: {_name(key)} {what} compared with set {REFERENCE_SET}")
+        raise MedsrError(f"{path}: {architecture} {_name(key)} {what} compared with set {REFERENCE_SET}")
     labels = np.array([by_id[i][0] for i in order], dtype=np.int64)
     bad = next((i for i in order if by_id[i][0] != reference[i][0]), None)
     if bad is not None:
-        raise MedsrError(f"{path}: {_name(key)} labels image {bad} differently from set {REFERENCE_SET}")
+        raise MedsrError(f"{path}: {architecture} {_name(key)} labels image {bad} differently from set {REFERENCE_SET}")
     return Scores(order, labels, np.array([by_id[i][1] for i in order], dtype=np.float64))

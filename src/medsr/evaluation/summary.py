@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from medsr.evaluation.tables import (ARM_HEADER, ORACLE, VERDICT_HEADER, arm_rows, interval, num, pvalue, rst_table,
-                                     verdict_rows)
+from medsr.evaluation.tables import (ARM_HEADER, ORACLE, VERDICT_HEADER, VERDICT_WORDS, arm_rows, interval, num,
+                                     pvalue, rst_table, verdict_rows)
 
 ANSWER = {  # question -> verdict -> leading word
     "Q1": {"first_better": "Yes", "second_better": "No", "not_significant": "Not shown"},
@@ -37,7 +37,28 @@ def verdict_sentence(v: Mapping[str, Any]) -> str:
 
 
 def question_lines(results: Mapping[str, Any], question: str) -> list[str]:
-    return [verdict_sentence(v) for v in results["verdicts"] if v["question"] == question]
+    """The first family's (resnet18) verdicts, then every other family's, labelled with it."""
+    lines = [verdict_sentence(v) for v in results["verdicts"] if v["question"] == question]
+    for architecture, other in results.get("other_architectures", {}).items():
+        lines += [f"[{architecture}] {verdict_sentence(v)}" for v in other["verdicts"] if v["question"] == question]
+    return lines
+
+
+def agreement_lines(results: Mapping[str, Any]) -> list[str]:
+    """With several classifier families: per comparison, whether its verdict holds in every family or only some."""
+    if len(results.get("architectures", [])) < 2:
+        return []
+    lines = [f"Across classifier families ({', '.join(results['architectures'])}):"]
+    for a in results["architecture_agreement"]:
+        flag = f" [{ORACLE}]" if a["leaks_label"] else ""
+        each = ", ".join(f"{arch} {VERDICT_WORDS[w] if w else 'n/a'}" for arch, w in a["verdicts"].items())
+        if a["agree"]:
+            how = "the same verdict in every family"
+        else:
+            how = "; ".join(f"{VERDICT_WORDS[w]} only with {', '.join(archs)}" for w, archs in a["specific_to"].items())
+            how = how or "differs between families"
+        lines.append(f"  {a['id']}{flag}: {how} ({each})")
+    return lines
 
 
 def summary_lines(results: Mapping[str, Any]) -> list[str]:
@@ -46,6 +67,7 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
     for question in ("Q1", "Q2", "reference"):
         lines.append(f"{question}. {results['questions'][question]}")
         lines += [f"  {s}" for s in question_lines(results, question)] or ["  (no comparison in this run)"]
+    lines += agreement_lines(results)
     lines.append(basis(results))
     if results["leaks_label"]:
         lines.append(oracle_warning(results))
@@ -117,6 +139,9 @@ def summary_rst(results: Mapping[str, Any]) -> str:
         out += [f"**{question}. {results['questions'][question]}**", ""]
         out += [f"- {s}" for s in question_lines(results, question)] or ["- (no comparison in this run)"]
         out.append("")
+    agreement = agreement_lines(results)
+    if agreement:
+        out += [agreement[0], ""] + [f"- {line.strip()}" for line in agreement[1:]] + [""]
     out += [basis(results), ""]
     if results["leaks_label"]:
         out += [f"**{oracle_warning(results)}**", ""]

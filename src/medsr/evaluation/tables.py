@@ -27,18 +27,26 @@ def interval(est: Mapping[str, Any], digits: int = 3, signed: bool = False) -> s
     return f"{head} [{num(est['ci_low'], digits)}, {num(est['ci_high'], digits)}]"
 
 
-VERDICT_HEADER = ("Question", "Comparison (first vs second)", "FNR first", "FNR second",
+VERDICT_HEADER = ("Question", "Classifier family", "Comparison (first vs second)", "FNR first", "FNR second",
                   "FNR difference [CI]", "p", "Holm p", "Holds in", "Verdict")
 VERDICT_WORDS = {"first_better": "first lower FNR", "second_better": "first higher FNR",
                  "not_significant": "not significant"}
 
 
+def all_verdicts(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every classifier family's verdicts, each comparison's rows together, the first family's (resnet18) first."""
+    others = [v for a in results.get("other_architectures", {}).values() for v in a["verdicts"]]
+    return [w for v in results["verdicts"] for w in [v, *(o for o in others if o["id"] == v["id"])]]
+
+
 def verdict_rows(results: Mapping[str, Any]) -> list[list[str]]:
-    """One row per comparison group: pooled FNR at the val operating point, paired CI, median p, k/n."""
+    """One row per comparison group and classifier family: pooled FNR at the val operating point, paired CI,
+    median p, k/n."""
     rows = []
-    for v in results["verdicts"]:
+    for v in all_verdicts(results):
         flag = f" [{ORACLE}]" if v["leaks_label"] else ""
-        rows.append([v["question"], f"{v['first_title']} vs {v['second_title']}{flag}",
+        family = v.get("architecture", "resnet18")  # results written before there were several
+        rows.append([v["question"], family, f"{v['first_title']} vs {v['second_title']}{flag}",
                      num(v["fnr_first_val"]["value"]), num(v["fnr_second_val"]["value"]),
                      interval(v["fnr_difference_val"], signed=True), pvalue(v["pvalue_median"]),
                      pvalue(v["pvalue_holm_median"]), f"{v['holds']}/{v['replicates']}",
