@@ -85,7 +85,7 @@ def score_level(params, args, root: Path) -> dict:
     for domain in DOMAINS:
         model = root / f"classifier_{domain}.safetensors"
         train_classifier.run(classifier_params, images=root / domain, model=model, log=root / f"{domain}.csv",
-                             domain=domain, seed=seed)
+                             architecture=classifier_params.architectures[0], domain=domain, seed=seed)
         scores, labels, _ = val_scores(model, root / domain)
         row[domain], preds[domain] = score_row(scores, labels, params.evaluate.val_specificity)
     if args.sr_model:
@@ -112,7 +112,7 @@ def sr_row(params, sr_model: Path, root: Path, labels: np.ndarray) -> tuple[dict
     from medsr import generate
 
     out = root / "sr"
-    generate.run(dataclasses.replace(params.generate, shards=(0,)), model=Path(sr_model), lr=root / "lr",
+    generate.run(dataclasses.replace(params.generate, shards=(0,)), params.evaluate, model=Path(sr_model), lr=root / "lr",
                  guide=root / "classifier_bicubic.safetensors", bicubic=root / "bicubic", out=out, guidance="null",
                  seed=params.evaluate.sampling_seeds[0], shard=0)
     scores, sr_labels, _ = val_scores(root / "classifier_hr.safetensors", out)

@@ -67,7 +67,8 @@ def test_train_sr_and_regression_read_only_train(data, tmp_path, opened):
 
 def test_classifier_reads_train_and_selects_on_val(data, tmp_path, opened):
     train_classifier.run(dataclasses.replace(PARAMS.train_classifier, epochs=1), images=data / "bicubic",
-                         model=tmp_path / "c.safetensors", log=tmp_path / "c.csv", domain="bicubic", seed=0)
+                         model=tmp_path / "c.safetensors", log=tmp_path / "c.csv", architecture="resnet18",
+                         domain="bicubic", seed=0)
     assert splits_of(opened, data) == {"train", "val"}
 
 
