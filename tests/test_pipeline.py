@@ -134,11 +134,11 @@ def test_dvc_metrics_diff_and_plots_show(dvc_project):
         dvc("checkout", "-q", cwd=project, check=False)
 
 
-EXP_SHOW = ["exp", "show", "--no-pager", "--only-changed", "--drop", r"^(auroc|acc|psnr|ssim|p)\."]
+EXP_SHOW = ["exp", "show", "--no-pager", "--only-changed", "--drop", r"^(auroc|acc|psnr|ssim|p|crc_fnr|crc_spec|trust)\."]
 
 
 def test_dvc_exp_show_compares_experiments_in_200_columns(dvc_project):
-    """README's comparison: `dvc exp show --only-changed --drop '^(auroc|acc|psnr|ssim|p)\.'`: one row per
+    """README's comparison: `dvc exp show --only-changed --drop '^(auroc|acc|psnr|ssim|p|crc_fnr|crc_spec|trust)\.'`: one row per
     experiment with the changed parameter and the FNR of every arm, whole in a 200-column terminal."""
     project, _ = dvc_project
     try:
