@@ -138,7 +138,7 @@ EXP_SHOW = ["exp", "show", "--no-pager", "--only-changed", "--drop", r"^(auroc|a
 
 
 def test_dvc_exp_show_compares_experiments_in_200_columns(dvc_project):
-    """README's comparison: `dvc exp show --only-changed --drop '^(auroc|acc|psnr|ssim|p|crc_fnr|crc_spec|trust)\.'`: one row per
+    r"""README's comparison: `dvc exp show --only-changed --drop '^(auroc|acc|psnr|ssim|p|crc_fnr|crc_spec|trust)\.'`: one row per
     experiment with the changed parameter and the FNR of every arm, whole in a 200-column terminal."""
     project, _ = dvc_project
     try:
@@ -246,7 +246,7 @@ def test_snakemake_report_holds_this_runs_figures_and_findings(snakemake_project
     summary = (snakemake_project / "results/figures/summary.rst").read_text()
     first_finding = next(line for line in summary.splitlines() if line.startswith("- "))  # the first verdict
     assert first_finding[2:] in html  # the generated summary is in the report's description
-    assert "Confusion matrix of the HR-trained classifier" in html  # per-figure captions
+    assert "Confusion matrix of each image set + classifier" in html  # per-figure captions
 
 
 def test_report_renders_in_headless_chromium(snakemake_project, tmp_path):
