@@ -27,6 +27,22 @@ def sh(args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | Non
     return result
 
 
+def run_together(commands: list[tuple[list[str], Path]]) -> list[subprocess.CompletedProcess]:
+    """`sh` for several commands at once (each in its own folder), so two front ends' end-to-end runs share
+    the wall clock; each must exit 0."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               PYTHONDONTWRITEBYTECODE="1")
+    running = [(args, subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True)) for args, cwd in commands]
+    results = []
+    for args, process in running:
+        stdout, stderr = process.communicate()
+        if process.returncode != 0:
+            raise AssertionError(f"{' '.join(map(str, args))} failed ({process.returncode}):\n{stdout}\n{stderr}")
+        results.append(subprocess.CompletedProcess(args, process.returncode, stdout, stderr))
+    return results
+
+
 def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     return sh([sys.executable, "-m", "dvc", *args], cwd, check)
 

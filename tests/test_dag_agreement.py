@@ -28,6 +28,7 @@ VARIANTS = {
         "evaluate.sampling_seeds": [7],
     },
     "a classifier on SR images, two train seeds": {
+        "generate.guidance": ["null", "predicted"],
         "evaluate.sr_classifier": ["predicted"],
         "evaluate.train_seeds": [3, 4],
         "evaluate.sampling_seeds": [1, 2],

@@ -90,7 +90,17 @@ def test_paired_fnr_difference_interval():
 
 def test_holm():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.01, 0.5]) == pytest.approx([1.0, 0.03, 1.0])  # capped at 1, ties keep their order
     assert holm([]) == []
+
+
+def test_holm_agrees_with_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(3)
+    for m in (1, 2, 5, 17):
+        p = rng.uniform(0, 0.2, m) ** 2
+        assert holm(list(p)) == pytest.approx(list(multipletests(p, method="holm")[1]), rel=1e-12)
 
 
 def _delong_brute_force(labels, first, second):

@@ -27,7 +27,6 @@ import torch
 from tqdm import tqdm
 
 from medsr import io
-from medsr.classifier.model import load_classifier, predict_proba
 from medsr import posterior
 from medsr.config import (CLASSES, EVAL_SPLITS, GUIDANCE_MODES, LEAKING_GUIDANCE, NULL_CLASS, EvaluateParams,
                           GenerateParams, generation_splits)
@@ -55,6 +54,8 @@ def guide_labels(guidance: str, records: list[io.Record], *, guide: Path, bicubi
         return torch.tensor([CLASSES.index(r.label) for r in records])
     if guidance == "swapped":
         return torch.tensor([posterior.swapped_label(r.label) for r in records], dtype=torch.long)
+    from medsr.classifier.model import load_classifier, predict_proba  # torchvision: only for predicted guidance
+
     classifier = load_classifier(guide, device)
     by_id = {r.id: r for r in io.read_manifest(bicubic)}
     missing = next((r.id for r in records if r.id not in by_id), None)
