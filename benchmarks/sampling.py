@@ -178,7 +178,7 @@ def main() -> None:
     parser.add_argument("--resshift-out", type=Path, default=Path("models/sr_resshift.safetensors"))
     parser.add_argument("--params", type=Path, action="append", default=None, metavar="YAML",
                         help="parameters (params.yaml, then overlays; repeatable) for training the ResShift model")
-    parser.add_argument("--classifier", type=Path, default=Path("models/classifiers/classifier_hr_seed0.safetensors"))
+    parser.add_argument("--classifier", type=Path, default=Path("models/classifiers/classifier_resnet18_hr_seed0.safetensors"))
     parser.add_argument("--hr", type=Path, default=Path("data/hr"))
     parser.add_argument("--lr", type=Path, default=Path("data/lr"))
     parser.add_argument("--images", type=int, default=16)

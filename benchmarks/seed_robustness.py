@@ -1,0 +1,68 @@
+"""Do the verdicts survive other training seeds? Compares two runs' `results/evaluation.json` (the same
+commit and parameters except `evaluate.train_seeds`) verdict by verdict.
+
+A verdict is the answer to one comparison (Q1, Q2, reference): first_better | second_better | not_significant,
+from the Holm-adjusted unhealthy-only McNemar test in each replicate (see medsr.evaluation.comparisons).
+The check the issue asks for: rerun the default pipeline with train seeds 3-5 instead of 0-2 and reach the
+same verdicts. Label-leaking comparisons are listed but flagged.
+
+    .venv/bin/python benchmarks/seed_robustness.py RUN_A/results/evaluation.json RUN_B/results/evaluation.json
+
+Prints a table and writes results/benchmarks/seed_robustness.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from medsr.config import to_jsonable
+from medsr.io import write_json
+
+
+def verdicts(results: dict) -> dict[str, dict]:
+    return {v["id"]: v for v in results["verdicts"]}
+
+
+def compare(first: dict, second: dict) -> dict:
+    a, b = verdicts(first), verdicts(second)
+    rows = []
+    for vid in sorted(set(a) | set(b)):
+        va, vb = a.get(vid), b.get(vid)
+        row = {"id": vid, "leaks_label": bool((va or vb)["leaks_label"])}
+        for name, v in (("a", va), ("b", vb)):
+            row[name] = None if v is None else {
+                "verdict": v["verdict"], "holds": v["holds"], "replicates": v["replicates"],
+                "fnr_first": v["fnr_first_val"]["value"], "fnr_second": v["fnr_second_val"]["value"],
+                "pvalue_holm_median": v["pvalue_holm_median"]}
+        row["same"] = va is not None and vb is not None and va["verdict"] == vb["verdict"]
+        rows.append(row)
+    fair = [r for r in rows if not r["leaks_label"]]
+    return {"benchmark": "seed_robustness", "rows": rows,
+            "fair_verdicts": len(fair), "fair_verdicts_same": sum(r["same"] for r in fair),
+            "train_seeds": {"a": first["settings"].get("train_seeds"), "b": second["settings"].get("train_seeds")},
+            "provenance": {"a": first.get("provenance"), "b": second.get("provenance")}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("first", type=Path)
+    parser.add_argument("second", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("results/benchmarks/seed_robustness.json"))
+    args = parser.parse_args()
+    out = compare(json.loads(args.first.read_text()), json.loads(args.second.read_text()))
+    print(f"train seeds {out['train_seeds']['a']} vs {out['train_seeds']['b']}")
+    print("| comparison | verdict (a) | holds | verdict (b) | holds | same |")
+    print("|---|---|---|---|---|---|")
+    for r in out["rows"]:
+        cells = [f"{r[k]['verdict']} | {r[k]['holds']}/{r[k]['replicates']}" if r[k] else "- | -" for k in ("a", "b")]
+        flag = " (LEAKS THE LABEL)" if r["leaks_label"] else ""
+        print(f"| {r['id']}{flag} | {cells[0]} | {cells[1]} | {'yes' if r['same'] else 'NO'} |")
+    print(f"{out['fair_verdicts_same']}/{out['fair_verdicts']} fair verdicts the same")
+    write_json(args.out, to_jsonable(out))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

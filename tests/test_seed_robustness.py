@@ -1,0 +1,34 @@
+"""benchmarks/seed_robustness.py: two runs' verdicts compared one by one; leaking comparisons kept apart."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from seed_robustness import compare  # noqa: E402
+
+
+def _run(seeds, verdicts):
+    def verdict(vid, answer, leaks=False):
+        return {"id": vid, "verdict": answer, "holds": 3 if answer != "not_significant" else 0, "replicates": 3,
+                "leaks_label": leaks, "fnr_first_val": {"value": 0.1}, "fnr_second_val": {"value": 0.2},
+                "pvalue_holm_median": 0.01}
+    return {"settings": {"train_seeds": seeds}, "provenance": {"git": {"commit": "x"}},
+            "verdicts": [verdict(*v) for v in verdicts]}
+
+
+def test_a_changed_verdict_is_counted_and_leaking_ones_are_not():
+    a = _run([0, 1, 2], [("Q1:x", "first_better"), ("Q2:x", "not_significant"), ("Q1:o", "first_better", True)])
+    b = _run([3, 4, 5], [("Q1:x", "first_better"), ("Q2:x", "second_better"), ("Q1:o", "not_significant", True)])
+    out = compare(a, b)
+    assert (out["fair_verdicts"], out["fair_verdicts_same"]) == (2, 1)
+    same = {r["id"]: r["same"] for r in out["rows"]}
+    assert same == {"Q1:x": True, "Q2:x": False, "Q1:o": False}
+    assert out["train_seeds"] == {"a": [0, 1, 2], "b": [3, 4, 5]}
+
+
+def test_a_verdict_missing_from_one_run_is_not_the_same():
+    out = compare(_run([0], [("Q1:x", "first_better")]), _run([1], []))
+    assert out["rows"][0]["same"] is False and out["rows"][0]["b"] is None
