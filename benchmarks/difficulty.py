@@ -37,6 +37,7 @@ from medsr.classifier import train as train_classifier
 from medsr.classifier.model import load_classifier, predict_proba
 from medsr.config import CLASSES, load_params
 from medsr.data import download
+from medsr.evaluation.benchmark_tables import DIFFICULTY_HEADER, difficulty_row
 from medsr.evaluation.metrics import auroc
 from medsr.evaluation.operating_point import predict, val_threshold
 from medsr.evaluation.statistics import contingency, mcnemar_test
@@ -186,14 +187,8 @@ def write(rows: list[dict], params, args) -> None:
 def print_row(row: dict) -> None:
     if not hasattr(print_row, "header"):
         print_row.header = True
-        print("| radius HR px | radius LR px | HR AUROC | HR FNR | bicubic AUROC | bicubic FNR | SR FNR | "
-              "McNemar p (unhealthy) | b / c | s |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-    m = row["mcnemar_unhealthy_hr_vs_bicubic"]
-    sr = f"{row['sr']['fnr']:.3f}" if "sr" in row else "-"
-    print(f"| {row['lesion_radius']:g} | {row['lesion_radius_lr_px']:g} | {row['hr']['auroc']:.3f} | "
-          f"{row['hr']['fnr']:.3f} | {row['bicubic']['auroc']:.3f} | {row['bicubic']['fnr']:.3f} | {sr} | "
-          f"{m['pvalue']:.3g} | {m['b']} / {m['c']} | {row['seconds']:.0f} |", flush=True)
+        print(DIFFICULTY_HEADER)
+    print(difficulty_row(row), flush=True)
 
 
 if __name__ == "__main__":

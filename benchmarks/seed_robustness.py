@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from medsr.config import to_jsonable
+from medsr.evaluation.benchmark_tables import seed_robustness_markdown
 from medsr.io import write_json
 
 
@@ -52,14 +53,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks/seed_robustness.json"))
     args = parser.parse_args()
     out = compare(json.loads(args.first.read_text()), json.loads(args.second.read_text()))
-    print(f"train seeds {out['train_seeds']['a']} vs {out['train_seeds']['b']}")
-    print("| comparison | verdict (a) | holds | verdict (b) | holds | same |")
-    print("|---|---|---|---|---|---|")
-    for r in out["rows"]:
-        cells = [f"{r[k]['verdict']} | {r[k]['holds']}/{r[k]['replicates']}" if r[k] else "- | -" for k in ("a", "b")]
-        flag = " (LEAKS THE LABEL)" if r["leaks_label"] else ""
-        print(f"| {r['id']}{flag} | {cells[0]} | {cells[1]} | {'yes' if r['same'] else 'NO'} |")
-    print(f"{out['fair_verdicts_same']}/{out['fair_verdicts']} fair verdicts the same")
+    print(seed_robustness_markdown(to_jsonable(out)))
     write_json(args.out, to_jsonable(out))
     print(f"wrote {args.out}")
 

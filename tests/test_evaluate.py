@@ -17,7 +17,7 @@ from medsr.evaluation.predictions import COLUMNS
 from medsr.evaluation.render import FIGURES
 from medsr.evaluation.tables import verdict_rows
 from medsr.image_sets import ImageSet
-from medsr.io import Record, read_csv, write_csv, write_image, write_manifest
+from medsr.io import Record, read_csv, write_csv, write_image, write_json, write_manifest
 
 SIZE = 16
 N_VAL = 20  # per class
@@ -300,6 +300,35 @@ def test_readme_block_is_regenerated(sr_wins, tmp_path):
     target.write_text("no markers\n")
     with pytest.raises(MedsrError, match="README.md.*markers"):
         readme.update_readme(target, sr_wins["results"])
+
+
+def test_readme_benchmark_blocks_come_from_their_json(sr_wins, tmp_path):
+    from medsr.evaluation.benchmark_tables import difficulty_row
+
+    bench = tmp_path / "benchmarks"
+    row = {"lesion_radius": 2.0, "lesion_radius_lr_px": 1.0, "seconds": 12.0,
+           "hr": {"auroc": 0.987, "fnr": 0.0625}, "bicubic": {"auroc": 0.5931, "fnr": 0.875},
+           "mcnemar_unhealthy_hr_vs_bicubic": {"a": 6, "b": 39, "c": 0, "d": 3, "pvalue": 1.2e-9}}
+    write_json(bench / "difficulty.json", {"split": "val", "rows": [row], "machine": {"platform": "x"},
+                                          "settings": {"epochs": 6, "train_per_class": 320, "val_specificity": 0.95}})
+    target = tmp_path / "README.md"
+    target.write_text("<!-- results:begin -->\n<!-- results:end -->\n\nsweep:\n\n<!-- benchmark:difficulty:begin -->\n"
+                      "| stale | 0.5 |\n<!-- benchmark:difficulty:end -->\nrest\n")
+    readme.update_readme(target, sr_wins["results"], bench)
+    text = target.read_text()
+    block = text.split("<!-- benchmark:difficulty:begin -->\n")[1].split("<!-- benchmark:difficulty:end -->")[0]
+    assert "stale" not in block and difficulty_row(row) in block and "| 2 | 1 | 0.987 | 0.062 | 0.593 |" in block
+    assert f"from {bench / 'difficulty.json'}" in block and text.endswith("rest\n")
+    readme.update_readme(target, sr_wins["results"], bench)  # idempotent
+    assert target.read_text() == text
+    (bench / "difficulty.json").unlink()
+    with pytest.raises(MedsrError, match="difficulty.json: missing"):
+        readme.update_readme(target, sr_wins["results"], bench)
+    assert target.read_text() == text  # nothing written on error
+    target.write_text("<!-- results:begin -->\n<!-- results:end -->\n<!-- benchmark:nope:begin -->\n"
+                      "<!-- benchmark:nope:end -->\n")
+    with pytest.raises(MedsrError, match="'nope' is not one of"):
+        readme.update_readme(target, sr_wins["results"], bench)
 
 
 def test_verdicts_are_reported_per_classifier_family(family_specific, sr_wins):

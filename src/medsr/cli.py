@@ -54,8 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path(SCHEMA_FILE), help=f"schema file to write ({SCHEMA_FILE})")
     p = sub.add_parser("dvc-deps", help="rewrite dvc.yaml's source dependencies from each stage's import graph")
     p.add_argument("--dvc-yaml", type=Path, default=Path("dvc.yaml"), help="dvc.yaml to update in place")
-    p = sub.add_parser("readme", help="regenerate the README's results block from a run's full results JSON")
+    p = sub.add_parser("readme", help="regenerate the README's results and benchmark blocks from their JSON files")
     p.add_argument("--results", type=Path, default=Path("results/evaluation.json"), help="full results JSON")
+    p.add_argument("--benchmarks", type=Path, default=Path("results/benchmarks"),
+                   help="folder of the benchmarks' <name>.json (fills <!-- benchmark:<name>:begin --> blocks)")
     p.add_argument("--readme", type=Path, default=Path("README.md"), help="README to update in place")
     return parser
 
@@ -78,7 +80,7 @@ def _tool(args: argparse.Namespace) -> bool:
         from medsr.stages import sync_dvc_deps
         write_text(args.dvc_yaml, sync_dvc_deps(args.dvc_yaml.read_text()))
     elif args.stage == "readme":
-        importlib.import_module("medsr.evaluation.readme").update_readme(args.readme, args.results)
+        importlib.import_module("medsr.evaluation.readme").update_readme(args.readme, args.results, args.benchmarks)
     else:
         return False
     return True

@@ -1,0 +1,80 @@
+"""Markdown tables of the benchmarks' JSON files (results/benchmarks/<name>.json), for the README.
+
+`medsr readme` fills each `<!-- benchmark:<name>:begin -->` ... `<!-- benchmark:<name>:end -->` block of the README
+with `TABLES[name](data)`, so no benchmark number in the README is typed by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+DIFFICULTY_HEADER = ("| radius HR px | radius LR px | HR AUROC | HR FNR | bicubic AUROC | bicubic FNR | SR FNR | "
+                     "McNemar p (unhealthy) | b / c | s |\n|---|---|---|---|---|---|---|---|---|---|")
+
+
+def _f(value: Any, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def difficulty_row(row: Mapping[str, Any]) -> str:
+    """One level of benchmarks/difficulty.py: HR-trained classifier on HR against bicubic-trained on bicubic."""
+    m = row["mcnemar_unhealthy_hr_vs_bicubic"]
+    sr = _f(row["sr"]["fnr"]) if "sr" in row else "-"
+    return (f"| {row['lesion_radius']:g} | {row['lesion_radius_lr_px']:g} | {row['hr']['auroc']:.3f} | "
+            f"{row['hr']['fnr']:.3f} | {row['bicubic']['auroc']:.3f} | {row['bicubic']['fnr']:.3f} | {sr} | "
+            f"{m['pvalue']:.3g} | {m['b']} / {m['c']} | {row['seconds']:.0f} |")
+
+
+def difficulty_markdown(data: Mapping[str, Any]) -> str:
+    s = data["settings"]
+    lines = [DIFFICULTY_HEADER, *(difficulty_row(r) for r in data["rows"])]
+    return "\n".join(lines) + (f"\n\n{data['split']} split; {s['epochs']} classifier epochs, {s['train_per_class']} "
+                               f"train images per class, FNR at val specificity {s['val_specificity']}; "
+                               f"{_machine(data.get('machine'))}.")
+
+
+def sampling_markdown(data: Mapping[str, Any]) -> str:
+    lines = ["| sampler | process | K | batch | images/s | x seed-style | PSNR dB | SSIM | FNR [95% CI] | of matmul "
+             "| meets the bar |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        fnr = "-" if r.get("fnr") is None else f"{r['fnr']:.3f} [{r['fnr_low']:.3f}, {r['fnr_high']:.3f}]"
+        bar = "" if "meets_bar" not in r else ("yes" if r["meets_bar"] else "no")
+        lines.append(f"| {r['row']} | {r['process']} | {r['steps']} | {r['batch']} | {r['images_per_s']:.2f} | "
+                     f"{_f(r.get('speedup'), '.1f')} | {r['psnr']:.2f} | {r['ssim']:.4f} | {fnr} | "
+                     f"{r['of_matmul']:.0%} | {bar} |")
+    for name, ref in data.get("references", {}).items():
+        fnr = "-" if ref.get("fnr") is None else f"{ref['fnr']:.3f} [{ref['fnr_low']:.3f}, {ref['fnr_high']:.3f}]"
+        lines.append(f"| {name} | | | | | | {_f(ref.get('psnr'), '.2f')} | {_f(ref.get('ssim'), '.4f')} | {fnr} | | |")
+    bar = data["bar"]
+    return "\n".join(lines) + (
+        f"\n\n{data['images']} val images ({data['positives']} unhealthy) on {data['device']} with {data['threads']} "
+        f"threads ({data.get('processor') or data.get('machine')}, torch {data['torch']}); the bar: >= "
+        f"{bar['speedup']}x seed-style, PSNR at most {bar['psnr_drop']} dB and SSIM at most {bar['ssim_drop']} below "
+        f"{bar['reference']['sampler']} K={bar['reference']['steps']}, FNR inside its interval.")
+
+
+def seed_robustness_markdown(data: Mapping[str, Any]) -> str:
+    seeds = data["train_seeds"]
+    lines = [f"| comparison | verdict, seeds {seeds['a']} | holds | verdict, seeds {seeds['b']} | holds | same |",
+             "|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        cells = [f"{r[k]['verdict']} | {r[k]['holds']}/{r[k]['replicates']}" if r[k] else "- | -" for k in "ab"]
+        flag = " (LEAKS THE LABEL)" if r["leaks_label"] else ""
+        lines.append(f"| {r['id']}{flag} | {cells[0]} | {cells[1]} | {'yes' if r['same'] else '**no**'} |")
+    commits = {k: ((data.get("provenance") or {}).get(k) or {}).get("git", {}).get("commit", "?")[:10] for k in "ab"}
+    return "\n".join(lines) + (f"\n\n{data['fair_verdicts_same']} of {data['fair_verdicts']} fair verdicts the same "
+                               f"(runs of commits {commits['a']} and {commits['b']}).")
+
+
+def _machine(machine: Mapping[str, Any] | None) -> str:
+    if not machine:
+        return "machine not recorded"
+    return f"{machine.get('platform', '?')}, torch {machine.get('torch', '?')}"
+
+
+TABLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "difficulty": difficulty_markdown,
+    "sampling": sampling_markdown,
+    "seed_robustness": seed_robustness_markdown,
+}
