@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from project import copy_workflow, dvc, run_together, set_params, sh, snakemake
-from volume_data import nifti_dataset
+from volume_data import dicom_dataset, nifti_dataset
 
 pytestmark = pytest.mark.pipeline
 
@@ -53,6 +53,21 @@ def snakemake_planned(project: Path) -> set[str]:
     return {line.split()[0] for line in table.splitlines()[3:] if line.strip()} - {"all"}
 
 
+def assert_subject_level_run(project: Path, degradation: str) -> None:
+    """A run on 10 volume subjects: no subject in two splits, the cluster bootstrap, the degradation asked for."""
+    from medsr import io
+
+    records = io.read_manifest(project / "data/hr")
+    splits_of: dict[str, set[str]] = {}
+    for r in records:
+        splits_of.setdefault(r.subject, set()).add(r.split)
+    assert len(splits_of) == 10 and all(len(s) == 1 for s in splits_of.values())  # no subject in two splits
+    assert {r.split for r in records} == {"train", "val", "test"}
+    results = json.loads((project / "results/evaluation.json").read_text())
+    assert results["settings"]["bootstrap_unit"] == "subject (cluster bootstrap)"
+    assert json.loads((project / "data/lr/metadata.json").read_text())["model"] == degradation
+
+
 # --- DVC --------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -64,14 +79,16 @@ def both_runs(tmp_path_factory):
         where = tmp_path_factory.mktemp(front_end)
         projects[front_end] = copy_workflow(where / "project", "configs/smoke.yaml", git=True,
                                             remote=where / "remote")
-    # the Snakemake run reads real scan formats end to end: NIfTI volumes cut into slices with subject-level
-    # splits, the k-space degradation, the cluster bootstrap (the DVC run keeps the synthetic smoke set)
-    volumes = projects["snakemake"].parent / "volumes"
-    nifti_dataset(volumes, per_class=5)
-    set_params(projects["snakemake"], {"data.source": "nifti", "data.volumes.path": str(volumes),
-                                       "data.volumes.slices_per_subject": 3, "data.volumes.min_brain_fraction": 0.1,
-                                       "degrade.model": "kspace"})
-    sh(["git", "commit", "-qam", "NIfTI volumes"], projects["snakemake"])
+    # both runs read real scan formats end to end: volumes cut into slices with subject-level splits through to
+    # the cluster bootstrap; Snakemake reads NIfTI with the k-space degradation, DVC a DICOM series per subject
+    for front_end, source, make, degradation in (("snakemake", "nifti", nifti_dataset, "kspace"),
+                                                  ("dvc", "dicom", dicom_dataset, "gaussian")):
+        volumes = projects[front_end].parent / "volumes"
+        make(volumes, per_class=5)
+        set_params(projects[front_end], {"data.source": source, "data.volumes.path": str(volumes),
+                                         "data.volumes.slices_per_subject": 3, "data.volumes.min_brain_fraction": 0.1,
+                                         "degrade.model": degradation})
+        sh(["git", "commit", "-qam", f"{source} volumes"], projects[front_end])
     repro, _ = run_together([([sys.executable, "-m", "dvc", "repro"], projects["dvc"]),
                              ([sys.executable, "-m", "snakemake", "--cores", "2", "--max-threads", "1"],
                               projects["snakemake"])])
@@ -87,8 +104,10 @@ def dvc_project(both_runs):
 
 
 def test_dvc_repro_runs_the_whole_dag(dvc_project):
+    """On DICOM series (see both_runs): subject-level splits all the way to a cluster bootstrap."""
     project, ran = dvc_project
     assert ran == ALL_STAGES
+    assert_subject_level_run(project, "gaussian")
     metrics = json.loads((project / "results/metrics.json").read_text())
     assert metrics  # its content is checked in tests/test_evaluate.py
     assert (project / "models/sr.safetensors").is_file()
@@ -232,17 +251,7 @@ def test_snakemake_runs_the_whole_dag(snakemake_project):
     """On NIfTI volumes (see both_runs): subject-level splits all the way to a cluster bootstrap."""
     assert (snakemake_project / "results/metrics.json").is_file()
     assert snakemake_planned(snakemake_project) == set()
-    from medsr import io
-
-    records = io.read_manifest(snakemake_project / "data/hr")
-    splits_of = {}
-    for r in records:
-        splits_of.setdefault(r.subject, set()).add(r.split)
-    assert len(splits_of) == 10 and all(len(s) == 1 for s in splits_of.values())  # no subject in two splits
-    assert {r.split for r in records} == {"train", "val", "test"}
-    results = json.loads((snakemake_project / "results/evaluation.json").read_text())
-    assert results["settings"]["bootstrap_unit"] == "subject (cluster bootstrap)"
-    assert json.loads((snakemake_project / "data/lr/metadata.json").read_text())["model"] == "kspace"
+    assert_subject_level_run(snakemake_project, "kspace")
 
 
 def test_snakemake_reruns_the_rules_that_use_a_changed_param(snakemake_project):
