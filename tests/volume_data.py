@@ -42,16 +42,23 @@ def write_nifti(path: Path, volume: np.ndarray, affine: np.ndarray | None = None
     return path
 
 
-def nifti_dataset(root: Path, per_class: int = 3) -> list[tuple[str, str]]:
-    """`per_class` healthy and unhealthy subjects as <root>/<subject>.nii.gz plus subjects.csv."""
+def _dataset(root: Path, per_class: int, write) -> list[tuple[str, str]]:
+    """`per_class` healthy and unhealthy subjects sub-00, sub-01, ... written by `write(root, subject, unhealthy,
+    seed)`, plus <root>/subjects.csv."""
     root.mkdir(parents=True, exist_ok=True)
     rows = []
     for k in range(2 * per_class):
         subject, label = f"sub-{k:02d}", ("healthy", "unhealthy")[k % 2]
-        write_nifti(root / f"{subject}.nii.gz", head(label == "unhealthy", seed=k))
+        write(root, subject, label == "unhealthy", k)
         rows.append((subject, label))
     write_csv(root / "subjects.csv", rows)
     return rows
+
+
+def nifti_dataset(root: Path, per_class: int = 3) -> list[tuple[str, str]]:
+    """Subjects as <root>/<subject>.nii.gz plus subjects.csv."""
+    return _dataset(root, per_class, lambda r, subject, unhealthy, k:
+                    write_nifti(r / f"{subject}.nii.gz", head(unhealthy, seed=k)))
 
 
 def write_dicom_series(folder: Path, volume: np.ndarray, spacing=(1.0, 1.0, 2.0), slope: float = 1.0,
@@ -93,11 +100,6 @@ def write_dicom_series(folder: Path, volume: np.ndarray, spacing=(1.0, 1.0, 2.0)
 
 
 def dicom_dataset(root: Path, per_class: int = 3) -> list[tuple[str, str]]:
-    root.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for k in range(2 * per_class):
-        subject, label = f"sub-{k:02d}", ("healthy", "unhealthy")[k % 2]
-        write_dicom_series(root / subject, head(label == "unhealthy", seed=k, peak=4000.0))
-        rows.append((subject, label))
-    write_csv(root / "subjects.csv", rows)
-    return rows
+    """Subjects as one DICOM series per <root>/<subject>/ plus subjects.csv."""
+    return _dataset(root, per_class, lambda r, subject, unhealthy, k:
+                    write_dicom_series(r / subject, head(unhealthy, seed=k, peak=4000.0)))
