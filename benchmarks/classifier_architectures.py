@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from medsr.classifier.model import build_classifier
-from medsr.classifier.train import _evaluate, _split_tensors, _train_epoch
+from medsr.classifier.train import _evaluate, _split_tensors, _train_epoch, precise_bn_subset, recalibrate_batchnorm
 from medsr.config import ARCHITECTURES, load_params
 from medsr.randomness import seed_everything
 
@@ -43,6 +43,8 @@ def bench(architecture: str, params, images: Path, epochs: int, seed: int) -> di
         _train_epoch(net, optimizer, x_train, y_train, params, generator, torch.device("cpu"), epoch)
         times.append(time.perf_counter() - start)
         schedule.step()
+        if params.precise_bn:  # as train-classifier: val scored with BatchNorm statistics of the train split
+            recalibrate_batchnorm(net, precise_bn_subset(x_train), params.batch_size, torch.device("cpu"))
         val.append(_evaluate(net, x_val, y_val, params.batch_size, torch.device("cpu")))
     best = min(range(epochs), key=lambda i: val[i][0])
     return {"architecture": architecture, "parameters": sum(p.numel() for p in net.parameters()),

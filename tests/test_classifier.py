@@ -11,6 +11,7 @@ import torch
 import medsr.io
 from medsr.checkpoint import read_metadata
 from medsr.classifier import build_classifier, load_classifier, predict_proba
+from medsr.classifier.model import normalize
 from medsr.classifier import train
 from medsr.classify import PREDICTION_FIELDS
 from medsr import classify
@@ -24,7 +25,7 @@ SIZE = 32
 
 
 def _params(**overrides) -> TrainClassifierParams:
-    values = dict(architectures=("resnet18", "mobilenet_v3_small"), epochs=2, batch_size=8, learning_rate=1e-3, lr_schedule="cosine", weight_decay=1e-4, hflip=True)
+    values = dict(architectures=("resnet18", "mobilenet_v3_small"), epochs=2, batch_size=8, learning_rate=1e-3, lr_schedule="cosine", weight_decay=1e-4, hflip=True, precise_bn=True)
     values.update(overrides)
     return TrainClassifierParams(**values)
 
@@ -235,3 +236,36 @@ def test_diverging_training_writes_no_model(trained, tmp_path, monkeypatch, how)
     if how == "nan loss":
         assert message.startswith("train-classifier: loss is nan at epoch 1 batch 2 "), message
     assert model.read_bytes() == b"an earlier model" and not log.exists()
+
+
+def test_precise_batchnorm_replaces_stale_running_statistics_without_drawing_randomness():
+    """recalibrate_batchnorm: running mean = the average of the batch means of the train images (here one
+    BatchNorm reading the normalized images directly), running variance the average unbiased batch variance;
+    momentum restored; no random number drawn (the training stream of the next epoch is unchanged)."""
+    x = torch.rand(20, 1, 4, 4) * 0.5 + 0.25
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(1, momentum=0.1))
+    model[0].running_mean.fill_(7.0)  # stale statistics, as after weights moved faster than the EMA followed
+    model[0].running_var.fill_(9.0)
+    torch.manual_seed(3)
+    before = torch.rand(1)
+    torch.manual_seed(3)
+    train.recalibrate_batchnorm(model, x, batch_size=8, device=torch.device("cpu"))
+    assert torch.equal(torch.rand(1), before), "recalibration drew a random number"
+    batches = [normalize(x[s:s + 8]) for s in range(0, 20, 8)]  # 8, 8, 4 images
+    mean = np.mean([b.double().mean().item() for b in batches])
+    var = np.mean([b.double().var(unbiased=True).item() for b in batches])
+    np.testing.assert_allclose(model[0].running_mean.item(), mean, rtol=1e-5)  # float32 sums of <= 128 values
+    np.testing.assert_allclose(model[0].running_var.item(), var, rtol=1e-5)
+    assert model[0].momentum == 0.1 and model[0].num_batches_tracked.item() == 3
+
+
+def test_precise_batchnorm_is_what_the_val_pass_sees(trained, tmp_path, monkeypatch):
+    """With precise_bn every val pass follows a recalibration on the train split (and without it none does)."""
+    calls: list[int] = []
+    real = train.recalibrate_batchnorm
+    monkeypatch.setattr(train, "recalibrate_batchnorm", lambda model, x, *a: (calls.append(len(x)), real(model, x, *a)))
+    for precise, expected in ((True, [12, 12]), (False, [])):
+        calls.clear()
+        train.run(_params(precise_bn=precise), images=trained["images"], model=tmp_path / "m.safetensors",
+                  log=tmp_path / "h.csv", architecture="resnet18", domain="hr", seed=0)
+        assert calls == expected

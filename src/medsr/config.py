@@ -224,6 +224,7 @@ class TrainClassifierParams:
     lr_schedule: Literal["cosine", "constant"]
     weight_decay: Annotated[float, Field(strict=True, ge=0)]
     hflip: Bool
+    precise_bn: Bool  # BatchNorm statistics recomputed on the train split before every val pass (precise BN)
 
 
 @section

@@ -1,0 +1,135 @@
+"""Classifier recipe across training seeds: does every seed's classifier learn in the default epochs, with and
+without precise BatchNorm (`train_classifier.precise_bn`)? Chosen on val, never test.
+
+For each seed, one training run of `train-classifier`'s loop (params.yaml's train_classifier: batches,
+augmentation, optimizer, schedule, epochs) on the train split of `--images`; after every epoch the val split is
+scored twice from the same weights: with the running BatchNorm statistics kept during training (`ema`, what
+`precise_bn: false` keeps) and with statistics recomputed on the train split (`precise`, on a copy: the training
+run itself is the same for both). Per variant, the epoch with the lowest val loss is kept, as train-classifier
+does; the table shows its val accuracy and AUROC per seed and the worst seed.
+
+    .venv/bin/python benchmarks/classifier_recipe.py --images data/hr --seeds 0 1 2 3 4 5 [--workers 2] \
+        [--set learning_rate=0.003 epochs=8 --out results/benchmarks/classifier_recipe_<variant>.json]
+
+`--set` overrides train_classifier keys of the params file (validated as params.yaml is) for a recipe variant.
+
+Prints a table and writes results/benchmarks/classifier_recipe.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from medsr.classifier.model import build_classifier, normalize
+from medsr.classifier.train import _split_tensors, _train_epoch, precise_bn_subset, recalibrate_batchnorm
+from medsr.config import TrainClassifierParams, load_params
+from medsr.evaluation.metrics import auroc
+from medsr.io import write_json
+from medsr.randomness import seed_everything
+
+VARIANTS = ("ema", "precise")
+NOT_LEARNED = 0.75  # a best-epoch val accuracy below this counts as a seed whose classifier did not learn
+
+
+def _score(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    model.eval()
+    with torch.inference_mode():
+        logits = torch.cat([model(normalize(x[s:s + 64])) for s in range(0, len(x), 64)])
+    p = torch.softmax(logits, 1)[:, 1].numpy().astype(np.float64)
+    return {"val_loss": nn.functional.cross_entropy(logits, y).item(),
+            "val_acc": float((logits.argmax(1) == y).double().mean()), "val_auroc": auroc(y.numpy(), p)}
+
+
+def recipe(params_file: str, overrides: list[str]) -> TrainClassifierParams:
+    """params.yaml's train_classifier with `key=value` overrides (YAML values), validated."""
+    values = dataclasses.asdict(load_params([params_file]).train_classifier)
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key not in values:
+            raise SystemExit(f"--set {item}: train_classifier has no key {key!r}")
+        values[key] = yaml.safe_load(value)
+    return TrainClassifierParams(**values)
+
+
+def one_seed(params: TrainClassifierParams, images: Path, architecture: str, seed: int, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    generator = seed_everything(seed)
+    x_train, y_train = _split_tensors(images, "train")
+    x_val, y_val = _split_tensors(images, "val")
+    net = build_classifier(architecture)
+    optimizer = torch.optim.Adam(net.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=params.epochs)
+                if params.lr_schedule == "cosine" else torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0))
+    epochs, train_s, recal_s = [], [], []
+    for epoch in range(1, params.epochs + 1):
+        start = time.perf_counter()
+        train_loss, train_acc = _train_epoch(net, optimizer, x_train, y_train, params, generator,
+                                             torch.device("cpu"), epoch)
+        train_s.append(time.perf_counter() - start)
+        schedule.step()
+        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "ema": _score(net, x_val, y_val)}
+        precise = copy.deepcopy(net)
+        start = time.perf_counter()
+        recalibrate_batchnorm(precise, precise_bn_subset(x_train), params.batch_size, torch.device("cpu"))
+        recal_s.append(time.perf_counter() - start)
+        row["precise"] = _score(precise, x_val, y_val)
+        epochs.append(row)
+    best = {v: min(epochs, key=lambda r: r[v]["val_loss"]) for v in VARIANTS}  # ties: the earlier epoch
+    return {"seed": seed, "epochs": epochs, "train_s_per_epoch": float(np.median(train_s)),
+            "recalibration_s": float(np.median(recal_s)),
+            "best": {v: {"epoch": best[v]["epoch"], **best[v][v]} for v in VARIANTS}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--images", type=Path, default=Path("data/hr"))
+    parser.add_argument("--architecture", default="resnet18")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="train_classifier overrides")
+    parser.add_argument("--workers", type=int, default=2, help="seeds trained at once, one thread each")
+    parser.add_argument("--out", type=Path, default=Path("results/benchmarks/classifier_recipe.json"))
+    args = parser.parse_args()
+    params = recipe(args.params, args.set)
+    with ProcessPoolExecutor(args.workers) as pool:
+        runs = list(pool.map(one_seed, *zip(*[(params, args.images, args.architecture, s, 1)
+                                              for s in args.seeds])))
+    print(f"{'seed':>4} " + " ".join(f"{v + ' ep':>10} {v + ' acc':>11} {v + ' AUROC':>13}" for v in VARIANTS))
+    for run in runs:
+        print(f"{run['seed']:>4} " + " ".join(f"{run['best'][v]['epoch']:>10} {run['best'][v]['val_acc']:>11.3f} "
+                                              f"{run['best'][v]['val_auroc']:>13.3f}" for v in VARIANTS))
+    summary = {v: {"worst_val_acc": min(r["best"][v]["val_acc"] for r in runs),
+                   "median_val_acc": float(np.median([r["best"][v]["val_acc"] for r in runs])),
+                   "worst_val_auroc": min(r["best"][v]["val_auroc"] for r in runs),
+                   "seeds_not_learned": sum(r["best"][v]["val_acc"] < NOT_LEARNED for r in runs)}
+               for v in VARIANTS}
+    for v in VARIANTS:
+        print(f"{v}: worst val acc {summary[v]['worst_val_acc']:.3f}, worst val AUROC "
+              f"{summary[v]['worst_val_auroc']:.3f}, seeds below val acc {NOT_LEARNED}: "
+              f"{summary[v]['seeds_not_learned']}/{len(runs)}")
+    train_s = float(np.median([r["train_s_per_epoch"] for r in runs]))
+    recal_s = float(np.median([r["recalibration_s"] for r in runs]))
+    print(f"s/epoch (training, 1 thread, {args.workers} at once): {train_s:.1f}; recalibration: {recal_s:.1f} "
+          f"(+{100 * recal_s / train_s:.0f}%)")
+    write_json(args.out, {
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": 1,
+                    "workers": args.workers, "torch": torch.__version__},
+        "images": str(args.images), "architecture": args.architecture, "params": dataclasses.asdict(params), "overrides": args.set,
+        "not_learned_below_val_acc": NOT_LEARNED, "summary": summary,
+        "train_s_per_epoch": train_s, "recalibration_s": recal_s, "runs": runs})
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
