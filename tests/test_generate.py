@@ -21,7 +21,10 @@ from medsr.diffusion.model_file import build_unet, load_unet
 from medsr.errors import MedsrError
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = load_params([ROOT / "params.yaml", ROOT / "configs/smoke.yaml"])
+SMOKE = load_params([ROOT / "params.yaml", ROOT / "configs/smoke.yaml"])
+# these tests sample a DDPM model with DDIM (the default resshift route: test_a_resshift_model_is_sampled_...)
+PARAMS = dataclasses.replace(SMOKE, diffusion=dataclasses.replace(SMOKE.diffusion, process="ddpm"),
+                             generate=dataclasses.replace(SMOKE.generate, sampler="ddim"))
 EVAL = ("val", "test")  # what generate and regress super-resolve
 
 

@@ -81,13 +81,16 @@ def both_runs(tmp_path_factory):
                                             remote=where / "remote")
     # both runs read real scan formats end to end: volumes cut into slices with subject-level splits through to
     # the cluster bootstrap; Snakemake reads NIfTI with the k-space degradation, DVC a DICOM series per subject
-    for front_end, source, make, degradation in (("snakemake", "nifti", nifti_dataset, "kspace"),
-                                                  ("dvc", "dicom", dicom_dataset, "gaussian")):
+    # and both diffusion processes: Snakemake the default (resshift), DVC the thesis's DDPM sampled with DDIM
+    for front_end, source, make, degradation, process, sampler in (
+            ("snakemake", "nifti", nifti_dataset, "kspace", "resshift", "resshift"),
+            ("dvc", "dicom", dicom_dataset, "gaussian", "ddpm", "ddim")):
         volumes = projects[front_end].parent / "volumes"
         make(volumes, per_class=5)
         set_params(projects[front_end], {"data.source": source, "data.volumes.path": str(volumes),
                                          "data.volumes.slices_per_subject": 3, "data.volumes.min_brain_fraction": 0.1,
-                                         "degrade.model": degradation})
+                                         "degrade.model": degradation, "diffusion.process": process,
+                                         "generate.sampler": sampler})
         sh(["git", "commit", "-qam", f"{source} volumes"], projects[front_end])
     repro, _ = run_together([([sys.executable, "-m", "dvc", "repro"], projects["dvc"]),
                              ([sys.executable, "-m", "snakemake", "--cores", "2", "--max-threads", "1"],

@@ -194,20 +194,22 @@ def test_sampler_and_process_must_match():
 
 def test_params_choose_the_process():
     raw = load_raw([ROOT / "params.yaml"])
-    raw["diffusion"]["process"] = "resshift"
+    default = params_from_dict(raw)  # the default: resshift, sampled by the resshift sampler
+    assert (default.diffusion.process, default.generate.sampler) == ("resshift", "resshift")
+    assert isinstance(process_schedule(default.diffusion), ResShiftSchedule)
+    assert process_schedule(default.diffusion).timesteps == default.diffusion.resshift.timesteps
+    raw["generate"]["sampler"] = "ddim"
     with pytest.raises(MedsrError, match="generate.sampler: ddim cannot sample a diffusion.process resshift"):
         params_from_dict(raw)
     raw["generate"]["sampler"] = "resshift"
-    raw["generate"]["steps"] = 4
-    params = params_from_dict(raw)
-    assert isinstance(process_schedule(params.diffusion), ResShiftSchedule)
-    assert process_schedule(params.diffusion).timesteps == params.diffusion.resshift.timesteps
-    raw["generate"]["steps"] = params.diffusion.resshift.timesteps + 1
+    raw["generate"]["steps"] = default.diffusion.resshift.timesteps + 1
     with pytest.raises(MedsrError, match="generate.steps"):
         params_from_dict(raw)
     raw["diffusion"]["process"] = "ddpm"
     raw["generate"]["steps"] = 4
     with pytest.raises(MedsrError, match="generate.sampler: resshift cannot sample a diffusion.process ddpm"):
         params_from_dict(raw)
-    default = load_params([ROOT / "params.yaml"])
-    assert isinstance(process_schedule(default.diffusion), DiffusionSchedule)
+    raw["generate"]["sampler"] = "ddim"
+    assert isinstance(process_schedule(params_from_dict(raw).diffusion), DiffusionSchedule)
+    thesis = load_params([ROOT / "params.yaml", ROOT / "configs" / "thesis.yaml"])
+    assert (thesis.diffusion.process, thesis.generate.sampler) == ("ddpm", "ancestral")
