@@ -39,7 +39,7 @@ import numpy as np
 from scipy import interpolate, ndimage
 
 from medsr.config import CLASSES, MniSource
-from medsr.data.synthetic import SPLITS, image_id, image_seed
+from medsr.data.synthetic import SPLITS, image_id, image_seed, scanner_effects
 from medsr.errors import MedsrError
 from medsr.io import sha256_file
 
@@ -228,10 +228,7 @@ def render(subject: Subject, size: int, params: MniSource) -> tuple[np.ndarray, 
     image = np.clip(t1, 0.0, 1.0) ** subject.gamma * (1.0 + subject.gm_wm_contrast * (wm - gm))
     lesions = place_lesions(subject, wm)
     image = image * (1.0 - _area(lesion_map(subject.rim, lesions, size, params.rim_width), size))
-    image = image * subject.gain * _bias_field(subject, size)
-    noise = np.random.default_rng(subject.noise_seed).normal(0.0, subject.noise_std, size=(2, size, size))
-    image = np.hypot(image + noise[0], noise[1])  # Rician: magnitude of complex Gaussian noise
-    return np.clip(image, 0.0, 1.0).astype(np.float32), lesions
+    return scanner_effects(image * subject.gain, subject.bias, subject.noise_seed, subject.noise_std), lesions
 
 
 def lesion_map(rim: bool, lesions: list[Lesion], size: int, rim_width_px: float) -> np.ndarray:
@@ -254,15 +251,6 @@ def _area(image: np.ndarray, size: int) -> np.ndarray:
     """Mean of each block: a supersampled square down to size x size."""
     k = image.shape[0] // size
     return image.reshape(size, k, size, k).mean(axis=(1, 3))
-
-
-def _bias_field(subject: Subject, size: int) -> np.ndarray:
-    """A smooth multiplicative intensity non-uniformity (coil sensitivity), about +-10-20 %."""
-    axis = (np.arange(size) + 0.5) / size * 2.0 - 1.0
-    v, u = np.meshgrid(axis, axis, indexing="ij")
-    b = subject.bias
-    field = b[0] * u + b[1] * v + b[2] * u * v + b[3] * (u**2 - 0.33) + b[4] * (v**2 - 0.33)
-    return np.exp(field).astype(np.float32)
 
 
 # --- the dataset -----------------------------------------------------------------------------

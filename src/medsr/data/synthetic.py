@@ -211,10 +211,7 @@ def render(subject: Subject, size: int) -> np.ndarray:
     image[brain] = _brain(subject, x[brain], y[brain], t[brain], phi[brain], hr_px)
 
     image = image.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).mean(axis=(1, 3))  # area anti-aliasing
-    image *= _bias_field(subject, size)
-    noise = np.random.default_rng(subject.noise_seed).normal(0.0, subject.noise_std, size=(2, size, size))
-    image = np.hypot(image + noise[0], noise[1])  # Rician: magnitude of complex Gaussian noise
-    return np.clip(image, 0.0, 1.0).astype(np.float32)
+    return scanner_effects(image, subject.bias, subject.noise_seed, subject.noise_std)
 
 
 def _brain(subject: Subject, x: np.ndarray, y: np.ndarray, t: np.ndarray, phi: np.ndarray,
@@ -256,13 +253,24 @@ def _texture(subject: Subject, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (1.0 + 0.03 * field).astype(np.float32)
 
 
-def _bias_field(subject: Subject, size: int) -> np.ndarray:
-    """A smooth multiplicative intensity non-uniformity (coil sensitivity), about +-10-20 %."""
+def bias_field(b: tuple[float, ...], size: int) -> np.ndarray:
+    """A smooth multiplicative intensity non-uniformity (coil sensitivity), about +-10-20 %: exp of a quadratic
+    in the image coordinates u (column) and v (row), both in [-1, 1], with coefficients b."""
     axis = (np.arange(size) + 0.5) / size * 2.0 - 1.0
     u, v = np.meshgrid(axis, axis)
-    b = subject.bias
     field = b[0] * u + b[1] * v + b[2] * u * v + b[3] * (u**2 - 0.33) + b[4] * (v**2 - 0.33)
     return np.exp(field).astype(np.float32)
+
+
+def scanner_effects(image: np.ndarray, bias: tuple[float, ...], noise_seed: int, noise_std: float) -> np.ndarray:
+    """What the scanner adds to a rendered square slice (both generators): the bias field, then Rician noise (the
+    magnitude of the image plus complex Gaussian noise of std `noise_std`, drawn from `noise_seed`); float32 in
+    [0, 1]."""
+    size = image.shape[0]
+    image = image * bias_field(bias, size)
+    noise = np.random.default_rng(noise_seed).normal(0.0, noise_std, size=(2, size, size))
+    image = np.hypot(image + noise[0], noise[1])  # Rician: magnitude of complex Gaussian noise
+    return np.clip(image, 0.0, 1.0).astype(np.float32)
 
 
 # --- the dataset -----------------------------------------------------------------------------
