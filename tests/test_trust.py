@@ -47,8 +47,19 @@ def test_rcps_miss_rates_count_pixels_outside_the_interval():
     # errors / sigma: 0 (sigma 0, exact), 1, 4, 0 (sigma 0, exact)
     rates = trust.miss_rates(truth, mean, std, np.array([0.0, 0.5, 1.0, 3.9, 4.0]))[0]
     np.testing.assert_allclose(rates, [0.5, 0.5, 0.25, 0.25, 0.0])
-    # sigma 0 but wrong: outside for every lambda
-    assert trust.miss_rates(np.array([[0.6]]), np.array([[0.5]]), np.array([[0.0]]), np.array([100.0]))[0, 0] == 1
+
+
+def test_rcps_sigma_is_floored_at_one_grey_level():
+    """Samples that all agree (std 0, e.g. clipped to black) still get an interval lambda grey levels wide: an
+    error of 0.1 = 25.5 grey levels is outside up to lambda 25.5 and inside above; one grey level off is inside
+    from lambda 1 on (tolerances: the ratio is one float64 division)."""
+    one = np.array([[0.0]])
+    rates = trust.miss_rates(np.array([[0.6]]), np.array([[0.5]]), one, np.array([20.0, 25.0, 26.0]))[0]
+    np.testing.assert_array_equal(rates, [1.0, 1.0, 0.0])
+    rates = trust.miss_rates(np.array([[trust.GREY_LEVEL]]), one, one, np.array([0.5, 1.001]))[0]
+    np.testing.assert_array_equal(rates, [1.0, 0.0])
+    assert trust.interval_report(np.array([[0.5]]), np.array([[0.5]]), one, 3.0, 0.05)["mean_width"] == \
+        pytest.approx(6.0 / 255.0)
 
 
 def test_rcps_refuses_when_val_is_too_small_for_alpha_and_delta():

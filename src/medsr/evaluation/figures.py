@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from medsr.config import CLASSES  # noqa: E402
+from medsr.evaluation.trust import interval_sigma  # noqa: E402
 
 DPI = 120
 
@@ -178,7 +179,7 @@ def posterior_maps(path: Path, hr: np.ndarray, mean: np.ndarray, std: np.ndarray
                    row_titles: Sequence[str]) -> None:
     """Per test image: HR, SR mean, |mean - HR|, per-pixel std, and the pixels outside the calibrated interval."""
     error = np.abs(mean - hr)
-    miss = error > lam * std if lam is not None else np.zeros_like(error, dtype=bool)
+    miss = error > lam * interval_sigma(std) if lam is not None else np.zeros_like(error, dtype=bool)
     columns = [("HR", hr, "gray", (0, 1)), ("SR mean of samples", mean, "gray", (0, 1)),
                ("|SR mean - HR|", error, "magma", (0, max(float(error.max()), 1e-6))),
                ("std over samples", std, "magma", (0, max(float(std.max()), 1e-6))),
