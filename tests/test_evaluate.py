@@ -331,6 +331,21 @@ def test_readme_benchmark_blocks_come_from_their_json(sr_wins, tmp_path):
         readme.update_readme(target, sr_wins["results"], bench)
 
 
+def test_readme_classifier_recipe_table_shows_every_seed():
+    from medsr.evaluation.benchmark_tables import TABLES
+
+    def run(seed, ema_acc, precise_acc):
+        return {"seed": seed, "best": {"ema": {"epoch": 2, "val_acc": ema_acc, "val_auroc": 0.5},
+                                       "precise": {"epoch": 8, "val_acc": precise_acc, "val_auroc": 0.99}}}
+    data = {"runs": [run(0, 0.49, 0.917), run(1, 0.9, 0.95)], "architecture": "resnet18", "images": "data/hr",
+            "params": {"epochs": 8, "batch_size": 32, "learning_rate": 1e-3, "lr_schedule": "cosine"},
+            "not_learned_below_val_acc": 0.75,
+            "summary": {"ema": {"seeds_not_learned": 1}, "precise": {"seeds_not_learned": 0}}, "machine": None}
+    table = TABLES["classifier_recipe"](data)
+    assert "| 0 | 2 | 0.490 | 0.500 | 8 | 0.917 | 0.990 |" in table and "| 1 | 2 | 0.900 |" in table
+    assert "1 with ema, 0 with precise BN" in table and "8 epochs" in table
+
+
 def test_verdicts_are_reported_per_classifier_family(family_specific, sr_wins):
     data = family_specific["results_data"]
     assert data["architectures"] == ["resnet18", "mobilenet_v3_small"]

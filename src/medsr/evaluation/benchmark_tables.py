@@ -67,6 +67,24 @@ def seed_robustness_markdown(data: Mapping[str, Any]) -> str:
                                f"(runs of commits {commits['a']} and {commits['b']}).")
 
 
+def classifier_recipe_markdown(data: Mapping[str, Any]) -> str:
+    """benchmarks/classifier_recipe.py: per training seed, the kept epoch's val accuracy / AUROC with the
+    training-time BatchNorm statistics (ema) and with precise BatchNorm."""
+    lines = ["| seed | ema: epoch | val acc | val AUROC | precise BN: epoch | val acc | val AUROC |",
+             "|---|---|---|---|---|---|---|"]
+    for run in data["runs"]:
+        cells = [f"{run['best'][v]['epoch']} | {run['best'][v]['val_acc']:.3f} | {run['best'][v]['val_auroc']:.3f}"
+                 for v in ("ema", "precise")]
+        lines.append(f"| {run['seed']} | {cells[0]} | {cells[1]} |")
+    p, worst = data["params"], data["summary"]
+    below = data["not_learned_below_val_acc"]
+    return "\n".join(lines) + (
+        f"\n\n{data['architecture']} on {data['images']} (val split), {p['epochs']} epochs, batch {p['batch_size']}, "
+        f"learning rate {p['learning_rate']:g} ({p['lr_schedule']}); seeds below val accuracy {below}: "
+        f"{worst['ema']['seeds_not_learned']} with ema, {worst['precise']['seeds_not_learned']} with precise BN; "
+        f"{_machine(data.get('machine'))}.")
+
+
 def _machine(machine: Mapping[str, Any] | None) -> str:
     if not machine:
         return "machine not recorded"
@@ -77,4 +95,5 @@ TABLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "difficulty": difficulty_markdown,
     "sampling": sampling_markdown,
     "seed_robustness": seed_robustness_markdown,
+    "classifier_recipe": classifier_recipe_markdown,
 }
