@@ -6,11 +6,17 @@ with `TABLES[name](data)`, so no benchmark number in the README is typed by hand
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 DIFFICULTY_HEADER = ("| radius HR px | radius LR px | HR AUROC | HR FNR | bicubic AUROC | bicubic FNR | SR FNR | "
                      "McNemar p (unhealthy) | b / c | s |\n|---|---|---|---|---|---|---|---|---|---|")
+
+
+def _table(columns: Sequence[str], rows: Iterable[str], caption: str) -> str:
+    """A markdown table (header, separator, rows) and its caption paragraph."""
+    head = f"| {' | '.join(columns)} |\n|{'---|' * len(columns)}"
+    return "\n".join([head, *rows]) + f"\n\n{caption}"
 
 
 def _f(value: Any, spec: str = ".3f") -> str:
@@ -35,8 +41,7 @@ def difficulty_markdown(data: Mapping[str, Any]) -> str:
 
 
 def sampling_markdown(data: Mapping[str, Any]) -> str:
-    lines = ["| sampler | process | K | batch | images/s | x seed-style | PSNR dB | SSIM | FNR [95% CI] | of matmul "
-             "| meets the bar |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = []
     for r in data["rows"]:
         fnr = "-" if r.get("fnr") is None else f"{r['fnr']:.3f} [{r['fnr_low']:.3f}, {r['fnr_high']:.3f}]"
         bar = "" if "meets_bar" not in r else ("yes" if r["meets_bar"] else "no")
@@ -47,11 +52,12 @@ def sampling_markdown(data: Mapping[str, Any]) -> str:
         fnr = "-" if ref.get("fnr") is None else f"{ref['fnr']:.3f} [{ref['fnr_low']:.3f}, {ref['fnr_high']:.3f}]"
         lines.append(f"| {name} | | | | | | {_f(ref.get('psnr'), '.2f')} | {_f(ref.get('ssim'), '.4f')} | {fnr} | | |")
     bar = data["bar"]
-    return "\n".join(lines) + (
-        f"\n\n{data['images']} val images ({data['positives']} unhealthy) on {data['device']} with {data['threads']} "
+    return _table(("sampler", "process", "K", "batch", "images/s", "x seed-style", "PSNR dB", "SSIM", "FNR [95% CI]",
+                   "of matmul", "meets the bar"), lines, (
+        f"{data['images']} val images ({data['positives']} unhealthy) on {data['device']} with {data['threads']} "
         f"threads ({data.get('processor') or data.get('machine')}, torch {data['torch']}); the bar: >= "
         f"{bar['speedup']}x seed-style, PSNR at most {bar['psnr_drop']} dB and SSIM at most {bar['ssim_drop']} below "
-        f"{bar['reference']['sampler']} K={bar['reference']['steps']}, FNR inside its interval.")
+        f"{bar['reference']['sampler']} K={bar['reference']['steps']}, FNR inside its interval."))
 
 
 def seed_robustness_markdown(data: Mapping[str, Any]) -> str:
@@ -70,19 +76,18 @@ def seed_robustness_markdown(data: Mapping[str, Any]) -> str:
 def classifier_recipe_markdown(data: Mapping[str, Any]) -> str:
     """benchmarks/classifier_recipe.py: per training seed, the kept epoch's val accuracy / AUROC with the
     training-time BatchNorm statistics (ema) and with precise BatchNorm."""
-    lines = ["| seed | ema: epoch | val acc | val AUROC | precise BN: epoch | val acc | val AUROC |",
-             "|---|---|---|---|---|---|---|"]
+    lines = []
     for run in data["runs"]:
         cells = [f"{run['best'][v]['epoch']} | {run['best'][v]['val_acc']:.3f} | {run['best'][v]['val_auroc']:.3f}"
                  for v in ("ema", "precise")]
         lines.append(f"| {run['seed']} | {cells[0]} | {cells[1]} |")
     p, worst = data["params"], data["summary"]
     below = data["not_learned_below_val_acc"]
-    return "\n".join(lines) + (
-        f"\n\n{data['architecture']} on {data['images']} (val split), {p['epochs']} epochs, batch {p['batch_size']}, "
+    return _table(("seed", "ema: epoch", "val acc", "val AUROC", "precise BN: epoch", "val acc", "val AUROC"), lines, (
+        f"{data['architecture']} on {data['images']} (val split), {p['epochs']} epochs, batch {p['batch_size']}, "
         f"learning rate {p['learning_rate']:g} ({p['lr_schedule']}); seeds below val accuracy {below}: "
         f"{worst['ema']['seeds_not_learned']} with ema, {worst['precise']['seeds_not_learned']} with precise BN; "
-        f"{_machine(data.get('machine'))}.")
+        f"{_machine(data.get('machine'))}."))
 
 
 def _machine(machine: Mapping[str, Any] | None) -> str:
