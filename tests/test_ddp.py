@@ -22,7 +22,7 @@ from medsr import degrade, train_sr, training
 from medsr.checkpoint import load_model_file, read_metadata
 from medsr.config import load_params
 from medsr.data import download
-from medsr.diffusion.schedule import DiffusionSchedule
+from medsr.diffusion.schedule import process_schedule
 from medsr.io import read_csv
 from medsr.randomness import derived_seed
 
@@ -190,7 +190,8 @@ def test_each_rank_trains_on_its_half_of_the_global_batch(ddp_run):
     rank0, rank1 = ddp_run["ranks"]
     assert len(rank0["batches"]) == len(rank1["batches"]) == params.train_sr.steps
     for step in range(params.train_sr.steps):
-        expected = train_sr.draw_batch(ddp_run["data"], params.train_sr, params.diffusion.timesteps, generator)
+        expected = train_sr.draw_batch(ddp_run["data"], params.train_sr,
+                                           process_schedule(params.diffusion).timesteps, generator)
         for key, value in expected.items():
             half0, half1 = rank0["batches"][step][key], rank1["batches"][step][key]
             assert len(half0) == len(half1) == params.train_sr.batch_size // 2
@@ -243,7 +244,7 @@ def _one_rank_gradient(ddp_run) -> dict:
     model = train_sr.build_model(params.sr_model).to(memory_format=torch.channels_last)
     batch = ddp_run["ranks"][0]["batches"][0]
     torch.manual_seed(derived_seed(params.train_sr.seed, 0, 0))
-    train_sr.diffusion_loss(model.train(), DiffusionSchedule.from_params(params.diffusion),
+    train_sr.diffusion_loss(model.train(), process_schedule(params.diffusion),
                             params.diffusion.target, batch).backward()
     return {name: p.grad for name, p in model.named_parameters()}
 
