@@ -230,7 +230,11 @@ def test_posterior_samples_are_keyed_by_image_and_sample_not_by_shard_or_batch(w
     for image_id in one:
         a = posterior.read_samples(whole, image_id, one[image_id])
         b = posterior.read_samples(tmp_path / "set", image_id, two[image_id])
-        np.testing.assert_allclose(a, b, atol=1e-5)
+        # batch 1 vs batch 8 sums the network's floats in another order (other kernels, other CPUs): a pixel near a
+        # rounding edge of the stored 8-bit samples may move by one grey level; a sample keyed by the batch or the
+        # shard would differ everywhere
+        np.testing.assert_allclose(a, b, atol=1 / 255 + 1e-6)
+        assert np.mean(np.abs(a - b) > 1e-6) < 0.01
         assert a.shape[0] == 3 and not np.allclose(a[0], a[1])  # stochastic: the samples differ
         np.testing.assert_allclose(np.load(whole / "posterior" / f"{image_id}.std.npy"), a.std(axis=0), atol=1e-6)
         assert posterior.read_swapped(whole, image_id, one[image_id]) is not None  # null run: class-swap draw
