@@ -11,7 +11,9 @@ import shutil
 import stat
 import tarfile
 import zipfile
+from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import IO
 
 from medsr.errors import MedsrError
 
@@ -48,6 +50,17 @@ def _destination(archive: Path, target: Path, name: str) -> Path:
     return destination
 
 
+def _write_entries(entries: Iterable[tuple[Path, bool, Callable[[], IO[bytes] | None]]]) -> None:
+    """Write checked archive entries: (destination, is_dir, open_source) each, after every entry passed the checks."""
+    for destination, is_dir, open_source in entries:
+        if is_dir:
+            destination.mkdir(parents=True, exist_ok=True)
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with open_source() as source, destination.open("wb") as sink:
+            shutil.copyfileobj(source, sink)
+
+
 def _extract_zip(archive: Path, target: Path) -> None:
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -60,13 +73,8 @@ def _extract_zip(archive: Path, target: Path) -> None:
                 if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                     raise MedsrError(f"{archive}: refusing archive entry {info.filename!r}: not a regular file")
                 plan.append((info, destination))
-            for info, destination in plan:
-                if info.is_dir():
-                    destination.mkdir(parents=True, exist_ok=True)
-                    continue
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as source, destination.open("wb") as sink:
-                    shutil.copyfileobj(source, sink)
+            _write_entries(((destination, info.is_dir(), lambda info=info: zf.open(info))
+                            for info, destination in plan))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as err:
         raise MedsrError(f"{archive}: damaged zip archive ({err})") from err
 
@@ -83,13 +91,7 @@ def _extract_tar(archive: Path, target: Path) -> None:
                 if not (member.isfile() or member.isdir()):
                     raise MedsrError(f"{archive}: refusing archive entry {member.name!r}: device or special file")
                 plan.append((member, destination))
-            for member, destination in plan:
-                if member.isdir():
-                    destination.mkdir(parents=True, exist_ok=True)
-                    continue
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                source = tf.extractfile(member)
-                with source, destination.open("wb") as sink:
-                    shutil.copyfileobj(source, sink)
+            _write_entries(((destination, member.isdir(), lambda member=member: tf.extractfile(member))
+                            for member, destination in plan))
     except (tarfile.TarError, EOFError, OSError) as err:
         raise MedsrError(f"{archive}: damaged tar archive ({err})") from err
