@@ -2,7 +2,7 @@
 commit and parameters except `evaluate.train_seeds`) verdict by verdict.
 
 A verdict is the answer to one comparison (Q1, Q2, reference): first_better | second_better | not_significant,
-from the Holm-adjusted unhealthy-only McNemar test in each replicate (see medsr.evaluation.comparisons).
+under the run's `evaluate.verdict_rule` (see medsr.evaluation.compute.verdict and comparisons).
 The check the issue asks for: rerun the default pipeline with train seeds 3-5 instead of 0-2 and reach the
 same verdicts. Label-leaking comparisons are listed but flagged.
 
@@ -36,7 +36,8 @@ def compare(first: dict, second: dict) -> dict:
             row[name] = None if v is None else {
                 "verdict": v["verdict"], "holds": v["holds"], "replicates": v["replicates"],
                 "fnr_first": v["fnr_first_val"]["value"], "fnr_second": v["fnr_second_val"]["value"],
-                "pvalue_holm_median": v["pvalue_holm_median"]}
+                "rule": v.get("rule", "majority"),  # results written before the pooled rule: majority verdicts
+                "pvalue_holm": v.get("pvalue_holm"), "pvalue_holm_median": v["pvalue_holm_median"]}
         row["same"] = va is not None and vb is not None and va["verdict"] == vb["verdict"]
         rows.append(row)
     fair = [r for r in rows if not r["leaks_label"]]

@@ -14,7 +14,7 @@ def _run(seeds, verdicts):
     def verdict(vid, answer, leaks=False):
         return {"id": vid, "verdict": answer, "holds": 3 if answer != "not_significant" else 0, "replicates": 3,
                 "leaks_label": leaks, "fnr_first_val": {"value": 0.1}, "fnr_second_val": {"value": 0.2},
-                "pvalue_holm_median": 0.01}
+                "pvalue_holm": 0.01, "pvalue_holm_median": 0.02, "rule": "pooled"}
     return {"settings": {"train_seeds": seeds}, "provenance": {"git": {"commit": "x"}},
             "verdicts": [verdict(*v) for v in verdicts]}
 

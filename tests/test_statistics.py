@@ -3,6 +3,8 @@ DeLong's paired AUROC test against a brute-force computation and a hand-worked e
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from scipy.stats import binomtest, chi2, norm
@@ -10,7 +12,7 @@ from statsmodels.stats.contingency_tables import mcnemar
 
 from medsr.evaluation.metrics import bootstrap_weights
 from medsr.evaluation.operating_point import predict, val_threshold
-from medsr.evaluation.statistics import (compare, contingency, delong_paired, holm, mcnemar_test,
+from medsr.evaluation.statistics import (compare, contingency, delong_paired, holm, mcnemar_test, sign_flip_test,
                                           paired_rate_difference)
 
 
@@ -194,3 +196,31 @@ def test_val_threshold_exact_multiples_and_no_healthy_image():
     assert val_threshold(labels, scores, 0.95, "x").threshold == pytest.approx(18 / 20)  # 19th, not 20th
     with pytest.raises(Exception, match="preds.csv: no healthy val image"):
         val_threshold(np.array([1, 1]), np.array([0.2, 0.3]), 0.95, "preds.csv")
+
+
+@pytest.mark.parametrize("b, c", [(0, 0), (1, 0), (3, 3), (10, 0), (16, 4), (12, 24), (40, 15), (2, 30)])
+def test_sign_flip_test_of_one_replicate_is_the_exact_mcnemar_test(b, c):
+    first = np.array([[0] * b + [1] * c + [0] * 7 + [1] * 4])  # misses; 11 concordant images carry nothing
+    second = np.array([[1] * b + [0] * c + [0] * 7 + [1] * 4])
+    result = sign_flip_test(first, second)
+    expected = mcnemar([[0, b], [c, 0]], exact=True).pvalue
+    assert result["pvalue"] == pytest.approx(expected, rel=1e-12, abs=1e-300)
+    assert result["informative_images"] == b + c and result["statistic"] == c - b
+
+
+def test_sign_flip_test_equals_full_enumeration_and_is_symmetric():
+    rng = np.random.default_rng(3)
+    first, second = rng.random((3, 12)) < 0.6, rng.random((3, 12)) < 0.3  # 3 replicates x 12 images
+    k = first.astype(int).sum(0) - second.astype(int).sum(0)
+    signs = np.array(list(itertools.product((-1, 1), repeat=12)))
+    enumerated = np.mean(np.abs(signs @ np.abs(k)) >= abs(k.sum()))
+    result = sign_flip_test(first, second)
+    assert result["pvalue"] == pytest.approx(enumerated, rel=1e-12)
+    swapped = sign_flip_test(second, first)
+    assert swapped["pvalue"] == result["pvalue"] and swapped["statistic"] == -result["statistic"]
+    assert result["favours"] == "second" and swapped["favours"] == "first"  # first misses more
+
+
+def test_sign_flip_test_refuses_arrays_of_different_shapes():
+    with pytest.raises(ValueError, match="replicates x images"):
+        sign_flip_test(np.zeros((2, 5)), np.zeros((3, 5)))

@@ -38,6 +38,7 @@ KspaceWindow = Literal["none", "hamming", "tukey"]
 # oracle hands the generator the true label, swapped its opposite (the class-swap audit): both flagged everywhere
 Guidance = Literal["null", "predicted", "oracle", "swapped"]
 SamplerName = Literal["ancestral", "ddim", "dpmpp", "resshift"]  # resshift samples (only) a resshift model
+VerdictRule = Literal["pooled", "majority"]  # one paired test over all replicates | a majority of per-replicate tests
 DiffusionProcess = Literal["ddpm", "resshift"]  # noise -> HR (Ho et al. 2020) | bicubic -> HR (Yue et al. 2023)
 ClassifierDomain = Literal["hr", "bicubic", "sr"]  # the kind of images a classifier is trained on
 # torchvision classifier families (weights=None, 1-channel stem, 2-class head): verdicts are reported per architecture
@@ -255,6 +256,7 @@ class EvaluateParams:
     confidence: Annotated[float, Field(strict=True, gt=0.5, lt=1)]
     exact_below: Annotated[int, Field(strict=True, ge=0)]
     val_specificity: Annotated[float, Field(strict=True, gt=0, lt=1)]
+    verdict_rule: VerdictRule
     # guidance mode of the SR train images a classifier is also trained on (Q2 for SR): [] none, or one mode
     sr_classifier: Annotated[tuple[Guidance, ...], Field(max_length=1)]
     external: dict[str, Annotated[str, Field(strict=True, min_length=1)]]

@@ -23,7 +23,7 @@ from medsr.evaluation.metrics import (bootstrap_auroc, bootstrap_rates, bootstra
                                       mean_estimate, set_metrics)
 from medsr.evaluation.operating_point import DEFAULT_THRESHOLD, OperatingPoint, predict, val_threshold
 from medsr.evaluation.predictions import Key, Scores
-from medsr.evaluation.statistics import compare, delong_paired, holm
+from medsr.evaluation.statistics import compare, delong_paired, holm, sign_flip_test
 from medsr.image_sets import ImageSet
 
 POINTS = ("val", "0.5")  # operating points; "val" is primary
@@ -134,19 +134,36 @@ def adjust(tests: list[dict[str, Any]]) -> None:
                     test["pvalue_holm"] = adjusted
 
 
-def verdict(replicates: Sequence[dict[str, Any]], alpha: float) -> dict[str, Any]:
-    """Pooled direction of the FNR difference (first - second), and in how many replicates it holds: a replicate
-    holds when its Holm-adjusted unhealthy-only McNemar p < alpha and its difference has the pooled sign. The
-    verdict is significant when it holds in more than half of the replicates."""
+def pooled_test(replicates: Sequence[dict[str, Any]], scores: Mapping[Key, Scores],
+                points: Mapping[tuple[str, str, int], Mapping[str, OperatingPoint]]) -> dict[str, Any]:
+    """The FNR test of a comparison group over all its replicates at once: `sign_flip_test` of the replicates x
+    unhealthy test images miss indicators at the val operating point (the exact McNemar test for one replicate)."""
+    misses: dict[str, list[np.ndarray]] = {"first": [], "second": []}
+    for r in replicates:
+        for side in ("first", "second"):
+            name, classifier = r[side].split("@")
+            test = scores[(classifier, r["train_seed"], name, "test")]
+            unhealthy = test.labels.astype(bool)
+            calls = predict(test.scores, points[(name, classifier, r["train_seed"])]["val"].threshold)
+            misses[side].append(calls[unhealthy] == 0)
+    return sign_flip_test(np.stack(misses["first"]), np.stack(misses["second"]))
+
+
+def verdict(replicates: Sequence[dict[str, Any]], pooled: Mapping[str, Any], alpha: float,
+            rule: str) -> dict[str, Any]:
+    """Direction of the mean FNR difference (first - second) over replicates, the verdict under `rule`, and in how
+    many replicates it holds (its own Holm-adjusted unhealthy-only McNemar p < alpha, difference of that sign).
+    rule "pooled": significant when the Holm-adjusted `pooled_test` p < alpha (one test over every replicate);
+    rule "majority": significant when it holds in more than half of the replicates."""
     diffs = np.array([r["val"]["fnr_difference"]["value"] for r in replicates], dtype=np.float64)
-    pooled = float(np.mean(diffs))
-    sign = int(np.sign(pooled)) if abs(pooled) > 1e-12 else 0
+    mean = float(np.mean(diffs))
+    sign = int(np.sign(mean)) if abs(mean) > 1e-12 else 0
     holds = [bool(sign != 0 and r["val"]["unhealthy_only"]["mcnemar"]["pvalue_holm"] < alpha
                   and np.sign(d) == sign) for r, d in zip(replicates, diffs)]
     k, n = sum(holds), len(holds)
-    significant = sign != 0 and k > n / 2
+    significant = sign != 0 and (pooled["pvalue_holm"] < alpha if rule == "pooled" else k > n / 2)
     name = "not_significant" if not significant else "first_better" if sign < 0 else "second_better"
-    return {"verdict": name, "holds": k, "replicates": n, "holds_per_replicate": holds,
+    return {"verdict": name, "rule": rule, "holds": k, "replicates": n, "holds_per_replicate": holds,
             "direction": {-1: "first lower FNR", 1: "second lower FNR", 0: "no difference"}[sign]}
 
 
@@ -186,12 +203,21 @@ def comparison_groups(tests: Sequence[dict[str, Any]], group_of: Mapping[str, st
     for t in tests:
         key = (t["question"], _group_arm(t["first"], group_of), _group_arm(t["second"], group_of))
         grouped.setdefault(key, []).append(t)
+    pooled = {key: pooled_test(replicates, scores, points) for key, replicates in grouped.items()}
+    families: dict[str, list[tuple[str, str, str]]] = {}
+    for key, replicates in grouped.items():
+        families.setdefault(replicates[0]["family"], []).append(key)
+    for members in families.values():  # Holm (1979) within each declared family, as per replicate
+        for key, adjusted in zip(members, holm([pooled[key]["pvalue"] for key in members])):
+            pooled[key]["pvalue_holm"] = adjusted
     out = []
     for (question, first, second), replicates in grouped.items():
+        test = pooled[(question, first, second)]
         entry = {"id": f"{question}:{first}_vs_{second}", "question": question, "first": first, "second": second,
                  "first_title": titles[first], "second_title": titles[second],
                  "leaks_label": replicates[0]["leaks_label"], "family": replicates[0]["family"],
-                 **verdict(replicates, alpha),
+                 **verdict(replicates, test, alpha, params.verdict_rule),
+                 "pooled_test": test, "pvalue": test["pvalue"], "pvalue_holm": test["pvalue_holm"],
                  **pooled_comparison(replicates, scores, points, weights, params),
                  "pvalue_median": median_or_none([r["val"]["unhealthy_only"]["mcnemar"]["pvalue"] for r in replicates]),
                  "pvalue_holm_median": median_or_none(
@@ -356,11 +382,18 @@ def settings(params: EvaluateParams, classifiers: Sequence[str]) -> dict[str, An
                        "0.5 operating point are adjusted in their own, secondary families",
         "replicates": "a comparison's replicates are its train seeds x the sampling seeds of its SR set (one per "
                       "train seed when no SR set with several seeds is involved)",
-        "holds": "a replicate holds when its Holm-adjusted p < 1 - confidence and its FNR difference has the pooled "
-                 "sign; a verdict is significant when it holds in more than half of its replicates",
+        "verdict_rule": params.verdict_rule,
+        "verdict": {"pooled": "significant when the Holm-adjusted p of the exact paired sign-flip test over all "
+                              "replicates (Fisher 1935, Pitman 1937; per unhealthy test image the misses summed over "
+                              "replicates; the exact McNemar test for one replicate) is < 1 - confidence",
+                    "majority": "significant when it holds in more than half of its replicates"}[params.verdict_rule],
+        "holds": "a replicate holds when its own Holm-adjusted McNemar p < 1 - confidence and its FNR difference has "
+                 "the sign of the mean difference",
         "pooled": "mean over replicates; interval: percentile of the mean over replicates of per-replicate bootstrap "
                   "statistics, one resample matrix of the test images shared by every set, seed and classifier "
                   "(paired; Efron & Tibshirani 1993)",
-        "p_columns": "p and Holm p of a comparison group are medians over its replicates",
+        "p_columns": "p and Holm p of a comparison group: its paired test over all replicates (Holm within the "
+                      "question's family); pvalue_median, pvalue_holm_median: medians of the per-replicate McNemar "
+                      "tests",
         "auroc_test": "DeLong et al. (1988), paired (secondary)",
     }

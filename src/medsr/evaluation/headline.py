@@ -49,7 +49,7 @@ def headline(results: Mapping[str, Any]) -> dict[str, Any]:
             blocks["psnr"][name], blocks["ssim"][name] = group["psnr"], group["ssim"]
     for v in results["verdicts"]:
         if v["question"] in ("Q1", "Q2") and not v["leaks_label"]:
-            blocks["p"][f"{v['question'].lower()}_{arm_key(v['first'])}"] = v["pvalue_holm_median"]
+            blocks["p"][f"{v['question'].lower()}_{arm_key(v['first'])}"] = v["pvalue_holm"]
     blocks.update(trust_blocks(results.get("trust")))
     omitted = []
     for name in DROP_ORDER:

@@ -11,12 +11,17 @@ Only the discordant pairs b and c carry information. The primary test is fixed i
     thesis used it (Table 4.4: b = 15, c = 40 -> 11.364, p = 0.000749).
 The test of false negatives is McNemar restricted to the truly unhealthy images (`unhealthy_only`): there
 "correct" means "called unhealthy", so b and c count images one side catches and the other misses.
+Several replicates of one comparison (train seeds x sampling seeds, the same test images each time) are tested
+together by `sign_flip_test`: the exact paired randomization test (Fisher 1935, Pitman 1937) of the per-image
+sum over replicates of (first misses - second misses); with one replicate it is the exact McNemar test.
 AUROC differences: DeLong, DeLong & Clarke-Pearson (1988), paired (same images scored twice).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import math
 
 import numpy as np
 from scipy.stats import norm
@@ -51,6 +56,42 @@ def mcnemar_test(table: dict[str, int], exact_below: int) -> dict[str, object]:
     out["primary"] = primary
     out["pvalue"] = out[primary]["pvalue"]  # type: ignore[index]
     out["favours"] = "first" if b > c else "second" if c > b else "neither"
+    return out
+
+
+def sign_flip_test(first_misses: np.ndarray, second_misses: np.ndarray) -> dict[str, object]:
+    """Exact paired randomization test of replicates x images miss indicators (1 = an unhealthy image called
+    healthy), the same images in every replicate (Fisher 1935, Pitman 1937).
+
+    Per image i: k_i = sum over replicates r of (first_ri - second_ri), an integer in [-R, R]; statistic
+    S = sum_i k_i = R x m x (mean FNR difference). Null: for every image the two arms are exchangeable (the image
+    set makes no difference to that image's calls, in any replicate), so each k_i is as likely as -k_i and
+    S* = sum_i e_i |k_i| with independent signs e_i = +-1. Two-sided p = P(|S*| >= |S|), computed exactly by
+    convolving the images one at a time (no Monte Carlo). With R = 1, |k_i| = 1 on the b + c discordant images
+    and p is the exact McNemar (1947) binomial p."""
+    first, second = np.asarray(first_misses, dtype=np.int64), np.asarray(second_misses, dtype=np.int64)
+    if first.shape != second.shape or first.ndim != 2:
+        raise ValueError(f"sign_flip_test: replicates x images arrays of one shape expected, got {first.shape}, "
+                         f"{second.shape}")
+    k = (first - second).sum(axis=0)
+    weights = np.abs(k[k != 0])
+    statistic = int(k.sum())
+    out: dict[str, object] = {"statistic": statistic, "replicates": int(first.shape[0]),
+                              "images": int(first.shape[1]), "informative_images": int(weights.size),
+                              "favours": "first" if statistic < 0 else "second" if statistic > 0 else "neither"}
+    if weights.size == 0 or statistic == 0:
+        out["pvalue"] = 1.0
+        return out
+    total = int(weights.sum())
+    probability = np.zeros(2 * total + 1)  # P(S* = s) at index s + total
+    probability[total] = 1.0
+    for w in weights:
+        shifted = np.zeros_like(probability)
+        shifted[w:] += probability[:-w]
+        shifted[:-w] += probability[w:]
+        probability = 0.5 * shifted  # exact halving; elementwise sums: the same on every CPU
+    values = np.arange(-total, total + 1)
+    out["pvalue"] = min(1.0, math.fsum(probability[np.abs(values) >= abs(statistic)]))
     return out
 
 

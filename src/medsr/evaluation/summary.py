@@ -31,8 +31,9 @@ def verdict_sentence(v: Mapping[str, Any]) -> str:
     if v["leaks_label"]:  # never an answer to the question: an upper bound, flagged first
         lead = f"[{ORACLE}: not a fair comparison, no answer]"
     text = (f"{relation(v)}: FNR {num(v['fnr_first_val']['value'])} vs {num(v['fnr_second_val']['value'])}, "
-            f"difference {interval(v['fnr_difference_val'], signed=True)}; Holm p {pvalue(v['pvalue_holm_median'])} "
-            f"(median); holds in {v['holds']}/{v['replicates']} replicates.")
+            f"difference {interval(v['fnr_difference_val'], signed=True)}; Holm p {pvalue(v['pvalue_holm'])} "
+            f"(paired test over its {v['replicates']} replicate(s)); each replicate alone: holds in "
+            f"{v['holds']}/{v['replicates']}.")
     return f"{lead}: {text}" if lead else text[0].upper() + text[1:]
 
 
@@ -112,14 +113,22 @@ def trust_lines(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+VERDICT_RULE_TEXT = {
+    "pooled": "one exact paired test on the unhealthy images over all replicates (per image: misses summed over "
+              "replicates, signs flipped; McNemar for one replicate)",
+    "majority": "McNemar on the unhealthy images in each replicate"}
+
+
 def basis(results: Mapping[str, Any]) -> str:
     s = results["settings"]
+    rule = s.get("verdict_rule", "majority")  # results written before the pooled test were majority verdicts
+    where = " in more than half of the replicates" if rule == "majority" else ""
     return (f"FNR = FN / (FN + TP) on {results['n_test']} paired test images ({results['n_unhealthy']} unhealthy), at "
             f"the threshold reaching val specificity >= {s['val_specificity']} per classifier and image set; "
-            f"{s['confidence']:.0%} paired bootstrap intervals ({s['bootstrap']} resamples); verdict: McNemar on the "
-            f"unhealthy images, Holm-adjusted within each question, significant when Holm p < "
-            f"{1 - s['confidence']:.2g} in more than half of the replicates ({len(s['train_seeds'])} train seed(s) x "
-            f"the SR set's sampling seeds).")
+            f"{s['confidence']:.0%} paired bootstrap intervals ({s['bootstrap']} resamples); verdict: "
+            f"{VERDICT_RULE_TEXT[rule]}, Holm-adjusted within each question, significant when Holm p < "
+            f"{1 - s['confidence']:.2g}{where} (replicates: {len(s['train_seeds'])} train seed(s) x the SR set's "
+            f"sampling seeds).")
 
 
 def oracle_warning(results: Mapping[str, Any]) -> str:

@@ -41,15 +41,15 @@ def all_verdicts(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def verdict_rows(results: Mapping[str, Any]) -> list[list[str]]:
     """One row per comparison group and classifier family: pooled FNR at the val operating point, paired CI,
-    median p, k/n."""
+    the p and Holm p of its paired test over all replicates, in how many replicates it holds alone."""
     rows = []
     for v in all_verdicts(results):
         flag = f" [{ORACLE}]" if v["leaks_label"] else ""
         family = v.get("architecture", "resnet18")  # results written before there were several
         rows.append([v["question"], family, f"{v['first_title']} vs {v['second_title']}{flag}",
                      num(v["fnr_first_val"]["value"]), num(v["fnr_second_val"]["value"]),
-                     interval(v["fnr_difference_val"], signed=True), pvalue(v["pvalue_median"]),
-                     pvalue(v["pvalue_holm_median"]), f"{v['holds']}/{v['replicates']}",
+                     interval(v["fnr_difference_val"], signed=True), pvalue(v["pvalue"]),
+                     pvalue(v["pvalue_holm"]), f"{v['holds']}/{v['replicates']}",
                      VERDICT_WORDS[v["verdict"]]])
     return rows
 
