@@ -102,3 +102,47 @@ def test_difficulty_benchmark_trains_on_train_and_scores_on_val(tmp_path, opened
     for domain in ("hr", "bicubic"):
         assert 0.0 <= row[domain]["fnr"] <= 1.0 and 0.0 <= row[domain]["auroc"] <= 1.0
     assert row["val_images"]["unhealthy"] == sum(r.label == "unhealthy" for r in io.read_manifest(tmp_path / "hr", "val"))
+
+
+def _fake_run(root: Path, seeds: tuple[int, ...], test_score) -> Path:
+    """A finished default run as far as benchmarks/verdict_rule.py reads it: params.yaml and predictions.csv (val
+    scores drawn per arm and seed; test scores from `test_score(i)`)."""
+    import numpy as np
+
+    from medsr.config import CLASSES
+    from medsr.evaluation.predictions import COLUMNS
+    from medsr.io import write_csv
+
+    params = load_params([ROOT / "params.yaml"])
+    (root / "results").mkdir(parents=True)
+    (root / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (root / "seeds.yaml").write_text(f"evaluate:\n  train_seeds: {list(seeds)}\n")
+    sets = ["hr", "bicubic", "regression"] + [f"sr_{g}_seed{s}" for g in params.generate.guidance
+                                             for s in params.evaluate.sampling_seeds]
+    rng = np.random.default_rng(sum(seeds))
+    rows = []
+    for classifier in ("hr", "bicubic"):
+        for seed in seeds:
+            for k, name in enumerate(sets):
+                for split, n in (("val", 24), ("test", 30)):
+                    for i in range(2 * n):
+                        label = int(i >= n)
+                        p = rng.uniform(0.3 * label + 0.1 * k * label, 1.0) if split == "val" else test_score(i)
+                        rows.append({"architecture": "resnet18", "classifier": classifier, "train_seed": seed,
+                                     "set": name, "split": split, "id": f"{split}_{i:03d}", "label": CLASSES[label],
+                                     "label_index": label, "prob_unhealthy": f"{p:.6f}"})
+    write_csv(root / "results/predictions.csv", rows, COLUMNS)
+    return root
+
+
+def test_verdict_rule_benchmark_reads_only_val_predictions(tmp_path):
+    module = benchmark("verdict_rule")
+    outputs = []
+    for j, test_score in enumerate((lambda i: 0.9, lambda i: (i % 7) / 7)):  # two sets of test scores
+        a = _fake_run(tmp_path / f"a{j}", (0, 1, 2), test_score)
+        b = _fake_run(tmp_path / f"b{j}", (0, 1, 2), test_score)
+        outputs.append(module.compare_rules(a, b, [Path("seeds.yaml")]))
+    for out in outputs:
+        out.pop("runs")
+    assert outputs[0] == outputs[1]  # the test rows changed, nothing else did
+    assert outputs[0]["rules"]["pooled"]["fair_verdicts"] == 5 and outputs[0]["chosen"] in module.RULES

@@ -73,6 +73,28 @@ def seed_robustness_markdown(data: Mapping[str, Any]) -> str:
                                f"(runs of commits {commits['a']} and {commits['b']}).")
 
 
+def verdict_rule_markdown(data: Mapping[str, Any]) -> str:
+    """benchmarks/verdict_rule.py: per verdict rule, the verdicts of two seed sets on the val split."""
+    seeds, rules = data["train_seeds"], list(data["rules"])
+    first = data["rules"][rules[0]]["rows"]
+    lines = []
+    for i, row in enumerate(first):
+        cells = []
+        for rule in rules:
+            r = data["rules"][rule]["rows"][i]
+            cells += [f"{r[k]['verdict']} ({r[k]['holds']}/{r[k]['replicates']})" if r[k] else "-" for k in "ab"]
+            cells.append("yes" if r["same"] else "**no**")
+        flag = " (LEAKS THE LABEL)" if row["leaks_label"] else ""
+        lines.append(f"| {row['id']}{flag} | {' | '.join(cells)} |")
+    columns = ["comparison"] + [c for rule in rules for c in (f"{rule}: seeds {seeds['a']}", f"seeds {seeds['b']}",
+                                                             "same")]
+    counts = ", ".join(f"{rule} {data['rules'][rule]['fair_verdicts_same']}/{data['rules'][rule]['fair_verdicts']}"
+                       for rule in rules)
+    return _table(columns, lines, (
+        f"Verdicts on the {data['split']} split (k/n: replicates that hold alone); fair verdicts the same: {counts}; "
+        f"chosen: {data['chosen']}; {_machine(data.get('machine'))}."))
+
+
 def classifier_recipe_markdown(data: Mapping[str, Any]) -> str:
     """benchmarks/classifier_recipe.py: per training seed, the kept epoch's val accuracy / AUROC with the
     training-time BatchNorm statistics (ema) and with precise BatchNorm."""
@@ -101,4 +123,5 @@ TABLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "sampling": sampling_markdown,
     "seed_robustness": seed_robustness_markdown,
     "classifier_recipe": classifier_recipe_markdown,
+    "verdict_rule": verdict_rule_markdown,
 }

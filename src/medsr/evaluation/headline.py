@@ -4,7 +4,7 @@ Keys are short so that `dvc exp show --only-changed` fits a 200-column terminal:
 the HR-trained classifier (`sr_null`), or with `_m` through the classifier trained on its own kind of images
 (`bicubic_m`: the matched-domain baseline). fnr.<arm> (pooled FNR at the val operating point), auroc.<arm>,
 acc.<arm> (pooled accuracy at the val operating point), psnr.<set group>, ssim.<set group>, p.q1_<arm> /
-p.q2_<arm> (median over replicates of the Holm-adjusted unhealthy-only McNemar p). Label-leaking (oracle) entries
+p.q2_<arm> (the Holm-adjusted p of the verdict's FNR test: evaluate.verdict_rule). Label-leaking (oracle) entries
 carry the prefix ORACLE_ and only their FNR is kept.
 Trust audit (issue 11): crc_fnr.<set group> / crc_spec.<set group> (test FNR and specificity at the conformal-risk-
 control threshold chosen on val, mean over train seeds and sampling seeds; hr and SR through the HR classifier,

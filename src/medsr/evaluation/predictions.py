@@ -64,14 +64,17 @@ def _name(key: Key) -> str:
 
 def read_predictions(path: Path, *, architectures: Sequence[str], classifiers: Sequence[str],
                      train_seeds: Sequence[int], sets: Sequence[str],
-                     optional_val: Sequence[str] = ()) -> dict[str, dict[Key, Scores]]:
+                     optional_val: Sequence[str] = (), splits: Sequence[str] = SPLITS) -> dict[str, dict[Key, Scores]]:
     """architecture -> every (classifier, seed, set, split) the evaluation needs, checked to pair by id with the
     HR set of the first architecture (every family sees the same images).
 
     `optional_val`: sets whose val rows may be absent (external SR); every other combination is required.
+    `splits`: the splits kept; rows of the others are dropped before anything is parsed (a benchmark keeps val only).
     """
     path = Path(path)
     rows = read_csv(path)
+    if rows and "split" in rows[0]:
+        rows = [r for r in rows if r["split"] in splits or r["split"] not in SPLITS]  # unknown splits: refused below
     if not rows:
         raise MedsrError(f"{path}: no predictions")
     missing = [c for c in COLUMNS if c not in rows[0]]
@@ -88,7 +91,7 @@ def read_predictions(path: Path, *, architectures: Sequence[str], classifiers: S
         if seeds_found != sorted(train_seeds):
             raise MedsrError(f"{path}: {architecture}: train seeds {seeds_found} differ from evaluate.train_seeds "
                              f"{sorted(train_seeds)}")
-    for split in SPLITS:
+    for split in splits:
         reference_key = (classifiers[0], train_seeds[0], REFERENCE_SET, split)
         if reference_key not in by_architecture[architectures[0]]:
             raise MedsrError(f"{path}: no rows for {architectures[0]} {_name(reference_key)}")

@@ -16,7 +16,7 @@ from typing import Any
 
 from medsr.errors import MedsrError
 from medsr.evaluation.benchmark_tables import TABLES
-from medsr.evaluation.summary import oracle_warning, trust_lines
+from medsr.evaluation.summary import basis, oracle_warning, trust_lines
 from medsr.evaluation.tables import ARM_HEADER, VERDICT_HEADER, arm_rows, markdown_table, verdict_rows
 from medsr.io import atomic_path, read_json, write_text
 
@@ -43,11 +43,8 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     lines = [
         "### Verdict",
         "",
-        f"FNR = FN / (FN + TP) at the threshold reaching val specificity >= {s['val_specificity']} per classifier "
-        f"and image set; {results['n_test']} paired test images ({results['n_unhealthy']} unhealthy); differences "
-        f"first - second with {s['confidence']:.0%} paired bootstrap intervals; p: McNemar on the unhealthy images "
-        f"(median over replicates), Holm-adjusted within each question; \"holds in\" counts replicates (train seeds "
-        f"{s['train_seeds']} x sampling seeds {s['sampling_seeds']} of the SR set).",
+        f"{basis(results)} Differences are first - second; \"holds in\" counts the replicates (train seeds "
+        f"{s['train_seeds']}) in which the verdict also holds on its own McNemar test.",
         "",
         *(f"- **{q}**: {results['questions'][q]}" for q in ("Q1", "Q2", "reference")),
         "",
