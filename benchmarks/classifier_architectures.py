@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from medsr.classifier.model import build_classifier
-from medsr.classifier.train import _evaluate, _split_tensors, _train_epoch, precise_bn_subset, recalibrate_batchnorm
+from medsr.classifier.train import (_evaluate, _split_tensors, _train_epoch, optimizer_and_schedule, precise_bn_subset,
+                                    recalibrate_batchnorm)
 from medsr.config import ARCHITECTURES, load_params
 from medsr.randomness import seed_everything
 
@@ -34,9 +35,7 @@ def bench(architecture: str, params, images: Path, epochs: int, seed: int) -> di
     x_train, y_train = _split_tensors(images, "train")
     x_val, y_val = _split_tensors(images, "val")
     net = build_classifier(architecture)
-    optimizer = torch.optim.Adam(net.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
-    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-                if params.lr_schedule == "cosine" else torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0))
+    optimizer, schedule = optimizer_and_schedule(net, params, epochs)
     times, val = [], []
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()

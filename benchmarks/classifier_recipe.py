@@ -32,7 +32,8 @@ import yaml
 from torch import nn
 
 from medsr.classifier.model import build_classifier, normalize
-from medsr.classifier.train import _split_tensors, _train_epoch, precise_bn_subset, recalibrate_batchnorm
+from medsr.classifier.train import (_split_tensors, _train_epoch, optimizer_and_schedule, precise_bn_subset,
+                                    recalibrate_batchnorm)
 from medsr.config import TrainClassifierParams, load_params
 from medsr.evaluation.metrics import auroc
 from medsr.io import write_json
@@ -68,9 +69,7 @@ def one_seed(params: TrainClassifierParams, images: Path, architecture: str, see
     x_train, y_train = _split_tensors(images, "train")
     x_val, y_val = _split_tensors(images, "val")
     net = build_classifier(architecture)
-    optimizer = torch.optim.Adam(net.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
-    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=params.epochs)
-                if params.lr_schedule == "cosine" else torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0))
+    optimizer, schedule = optimizer_and_schedule(net, params)
     epochs, train_s, recal_s = [], [], []
     for epoch in range(1, params.epochs + 1):
         start = time.perf_counter()

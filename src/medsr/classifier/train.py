@@ -126,6 +126,15 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Te
     return loss_sum / max(seen, 1), correct / max(seen, 1)
 
 
+def optimizer_and_schedule(net: nn.Module, params: TrainClassifierParams, epochs: int | None = None):
+    """Adam and its per-epoch learning-rate schedule over `epochs` (params.epochs): cosine decay to zero (the last
+    epochs settle instead of jumping between minima) or constant. The stage and the classifier benchmarks share it."""
+    optimizer = torch.optim.Adam(net.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs or params.epochs)
+                if params.lr_schedule == "cosine" else torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0))
+    return optimizer, schedule
+
+
 def _split_tensors(images: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     records = split_records(images, split)
     labels = label_indices(records, images / MANIFEST)
@@ -152,10 +161,7 @@ def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, 
         raise MedsrError(f"{images}: val images are {tuple(x_val.shape[-2:])}, train images {tuple(x_train.shape[-2:])}")
 
     net = build_classifier(architecture).to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
-    # cosine decay to zero over the epochs: the last epochs settle instead of jumping between minima
-    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=params.epochs)
-                if params.lr_schedule == "cosine" else torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0))
+    optimizer, schedule = optimizer_and_schedule(net, params)
     history: list[dict[str, float | int]] = []
     best: dict[str, float | int] = {}
     best_state: dict[str, torch.Tensor] = {}
