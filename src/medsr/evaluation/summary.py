@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from medsr.evaluation.tables import (ARM_HEADER, ORACLE, VERDICT_HEADER, VERDICT_WORDS, arm_rows, interval, num,
-                                     pvalue, rst_table, verdict_rows)
+                                     pvalue, rst_table, verdict_p, verdict_rows)
 
 ANSWER = {  # question -> verdict -> leading word
     "Q1": {"first_better": "Yes", "second_better": "No", "not_significant": "Not shown"},
@@ -32,7 +32,7 @@ def verdict_sentence(v: Mapping[str, Any]) -> str:
     if v["leaks_label"]:  # never an answer to the question: an upper bound, flagged first
         lead = f"[{ORACLE}: not a fair comparison, no answer]"
     text = (f"{relation(v)}: FNR {num(v['fnr_first_val']['value'])} vs {num(v['fnr_second_val']['value'])}, "
-            f"difference {interval(v['fnr_difference_val'], signed=True)}; Holm p {pvalue(v['pvalue_holm'])} "
+            f"difference {interval(v['fnr_difference_val'], signed=True)}; Holm p {pvalue(verdict_p(v, '_holm'))} "
             f"(paired test over its {v['replicates']} replicate(s)); each replicate alone: holds in "
             f"{v['holds']}/{v['replicates']}.")
     return f"{lead}: {text}" if lead else text[0].upper() + text[1:]

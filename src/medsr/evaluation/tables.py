@@ -39,6 +39,12 @@ def all_verdicts(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [w for v in results["verdicts"] for w in [v, *(o for o in others if o["id"] == v["id"])]]
 
 
+def verdict_p(v: Mapping[str, Any], kind: str = "") -> float | None:
+    """The p (kind "") or Holm p (kind "_holm") a verdict rests on; results written before the pooled test hold
+    only the medians over replicates."""
+    return v.get(f"pvalue{kind}", v.get(f"pvalue{kind}_median"))
+
+
 def verdict_rows(results: Mapping[str, Any]) -> list[list[str]]:
     """One row per comparison group and classifier family: pooled FNR at the val operating point, paired CI,
     the p and Holm p of its paired test over all replicates, in how many replicates it holds alone."""
@@ -48,8 +54,8 @@ def verdict_rows(results: Mapping[str, Any]) -> list[list[str]]:
         family = v.get("architecture", "resnet18")  # results written before there were several
         rows.append([v["question"], family, f"{v['first_title']} vs {v['second_title']}{flag}",
                      num(v["fnr_first_val"]["value"]), num(v["fnr_second_val"]["value"]),
-                     interval(v["fnr_difference_val"], signed=True), pvalue(v["pvalue"]),
-                     pvalue(v["pvalue_holm"]), f"{v['holds']}/{v['replicates']}",
+                     interval(v["fnr_difference_val"], signed=True), pvalue(verdict_p(v)),
+                     pvalue(verdict_p(v, "_holm")), f"{v['holds']}/{v['replicates']}",
                      VERDICT_WORDS[v["verdict"]]])
     return rows
 
