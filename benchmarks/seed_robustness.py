@@ -18,31 +18,13 @@ import json
 from pathlib import Path
 
 from medsr.config import to_jsonable
+from medsr.evaluation.agreement import verdict_agreement
 from medsr.evaluation.benchmark_tables import seed_robustness_markdown
 from medsr.io import write_json
 
 
-def verdicts(results: dict) -> dict[str, dict]:
-    return {v["id"]: v for v in results["verdicts"]}
-
-
 def compare(first: dict, second: dict) -> dict:
-    a, b = verdicts(first), verdicts(second)
-    rows = []
-    for vid in sorted(set(a) | set(b)):
-        va, vb = a.get(vid), b.get(vid)
-        row = {"id": vid, "leaks_label": bool((va or vb)["leaks_label"])}
-        for name, v in (("a", va), ("b", vb)):
-            row[name] = None if v is None else {
-                "verdict": v["verdict"], "holds": v["holds"], "replicates": v["replicates"],
-                "fnr_first": v["fnr_first_val"]["value"], "fnr_second": v["fnr_second_val"]["value"],
-                "rule": v.get("rule", "majority"),  # results written before the pooled rule: majority verdicts
-                "pvalue_holm": v.get("pvalue_holm"), "pvalue_holm_median": v["pvalue_holm_median"]}
-        row["same"] = va is not None and vb is not None and va["verdict"] == vb["verdict"]
-        rows.append(row)
-    fair = [r for r in rows if not r["leaks_label"]]
-    return {"benchmark": "seed_robustness", "rows": rows,
-            "fair_verdicts": len(fair), "fair_verdicts_same": sum(r["same"] for r in fair),
+    return {"benchmark": "seed_robustness", **verdict_agreement(first["verdicts"], second["verdicts"]),
             "train_seeds": {"a": first["settings"].get("train_seeds"), "b": second["settings"].get("train_seeds")},
             "provenance": {"a": first.get("provenance"), "b": second.get("provenance")}}
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from medsr.config import VerdictRule, deep_merge, load_raw, params_from_dict, to_jsonable
+from medsr.evaluation.agreement import verdict_agreement
 from medsr.evaluation.benchmark_tables import verdict_rule_markdown
 from medsr.evaluation.compute import classifier_analysis
 from medsr.evaluation.evaluate import classifiers_of
@@ -67,16 +68,7 @@ def compare_rules(first: Path, second: Path, second_overlays: list[Path]) -> dic
     for rule in RULES:
         (a, seeds_a), (b, seeds_b) = val_verdicts(first, [], rule), val_verdicts(second, second_overlays, rule)
         out["train_seeds"] = {"a": seeds_a, "b": seeds_b}
-        rows = []
-        for vid in sorted(set(a) | set(b)):
-            va, vb = a.get(vid), b.get(vid)
-            rows.append({"id": vid, "leaks_label": bool((va or vb)["leaks_label"]),
-                         **{k: None if v is None else {"verdict": v["verdict"], "holds": v["holds"],
-                                                        "replicates": v["replicates"], "pvalue_holm": v["pvalue_holm"]}
-                            for k, v in (("a", va), ("b", vb))},
-                         "same": va is not None and vb is not None and va["verdict"] == vb["verdict"]})
-        fair = [r for r in rows if not r["leaks_label"]]
-        out["rules"][rule] = {"rows": rows, "fair_verdicts": len(fair), "fair_verdicts_same": sum(r["same"] for r in fair)}
+        out["rules"][rule] = verdict_agreement(a.values(), b.values())
     same = {rule: out["rules"][rule]["fair_verdicts_same"] for rule in RULES}
     out["chosen"] = max(RULES, key=lambda rule: (same[rule], rule == "pooled"))  # tie: pooled (declared above)
     return out
