@@ -12,6 +12,9 @@ does; the table shows its val accuracy and AUROC per seed and the worst seed.
         [--set learning_rate=0.003 epochs=8 --out results/benchmarks/classifier_recipe_<variant>.json]
 
 `--set` overrides train_classifier keys of the params file (validated as params.yaml is) for a recipe variant.
+`--init-images data/hr` starts each seed from the classifier `train-classifier` trains on those images with the
+same seed and params.yaml's recipe (fine-tuning, as train_classifier.matched_init: hr does for the bicubic-domain
+classifier); those classifiers are written to `--init-dir` and reused when already there.
 
 Prints a table and writes results/benchmarks/classifier_recipe.json.
 """
@@ -31,9 +34,10 @@ import torch
 import yaml
 from torch import nn
 
-from medsr.classifier.model import build_classifier, normalize
+from medsr.classifier.model import build_classifier, load_classifier, normalize
 from medsr.classifier.train import (_split_tensors, _train_epoch, optimizer_and_schedule, precise_bn_subset,
                                     recalibrate_batchnorm)
+from medsr.classifier.train import run as train_classifier
 from medsr.config import TrainClassifierParams, load_params
 from medsr.evaluation.metrics import auroc
 from medsr.io import write_json
@@ -63,12 +67,24 @@ def recipe(params_file: str, overrides: list[str]) -> TrainClassifierParams:
     return TrainClassifierParams(**values)
 
 
-def one_seed(params: TrainClassifierParams, images: Path, architecture: str, seed: int, threads: int) -> dict:
+def init_classifier(params: TrainClassifierParams, init_images: Path, init_dir: Path, architecture: str,
+                    seed: int) -> Path:
+    """The classifier train-classifier writes for (init_images, architecture, seed) with the recipe `params`."""
+    path = init_dir / f"classifier_{architecture}_{init_images.name}_seed{seed}.safetensors"
+    if not path.exists():
+        torch.set_num_threads(1)
+        train_classifier(params, images=init_images, model=path,
+                         log=path.with_suffix(".csv"), architecture=architecture, domain=init_images.name, seed=seed)
+    return path
+
+
+def one_seed(params: TrainClassifierParams, images: Path, architecture: str, seed: int, threads: int,
+             init: Path | None = None) -> dict:
     torch.set_num_threads(threads)
     generator = seed_everything(seed)
     x_train, y_train = _split_tensors(images, "train")
     x_val, y_val = _split_tensors(images, "val")
-    net = build_classifier(architecture)
+    net = build_classifier(architecture) if init is None else load_classifier(init)
     optimizer, schedule = optimizer_and_schedule(net, params)
     epochs, train_s, recal_s = [], [], []
     for epoch in range(1, params.epochs + 1):
@@ -98,12 +114,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="train_classifier overrides")
     parser.add_argument("--workers", type=int, default=2, help="seeds trained at once, one thread each")
+    parser.add_argument("--init-images", type=Path, help="fine-tune from the classifier trained on these images")
+    parser.add_argument("--init-dir", type=Path, default=Path("models/classifier_recipe_init"),
+                        help="where those classifiers are written (and reused)")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks/classifier_recipe.json"))
     args = parser.parse_args()
     params = recipe(args.params, args.set)
     with ProcessPoolExecutor(args.workers) as pool:
-        runs = list(pool.map(one_seed, *zip(*[(params, args.images, args.architecture, s, 1)
-                                              for s in args.seeds])))
+        inits = ([None] * len(args.seeds) if args.init_images is None else
+                 list(pool.map(init_classifier, *zip(*[(recipe(args.params, []), args.init_images, args.init_dir,
+                                                         args.architecture, s) for s in args.seeds]))))
+        runs = list(pool.map(one_seed, *zip(*[(params, args.images, args.architecture, s, 1, init)
+                                              for s, init in zip(args.seeds, inits)])))
     print(f"{'seed':>4} " + " ".join(f"{v + ' ep':>10} {v + ' acc':>11} {v + ' AUROC':>13}" for v in VARIANTS))
     for run in runs:
         print(f"{run['seed']:>4} " + " ".join(f"{run['best'][v]['epoch']:>10} {run['best'][v]['val_acc']:>11.3f} "
@@ -125,6 +147,7 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": 1,
                     "workers": args.workers, "torch": torch.__version__},
         "images": str(args.images), "architecture": args.architecture, "params": dataclasses.asdict(params), "overrides": args.set,
+        "init_images": None if args.init_images is None else str(args.init_images),
         "not_learned_below_val_acc": NOT_LEARNED, "summary": summary,
         "train_s_per_epoch": train_s, "recalibration_s": recal_s, "runs": runs})
     print(f"wrote {args.out}")

@@ -269,3 +269,37 @@ def test_precise_batchnorm_is_what_the_val_pass_sees(trained, tmp_path, monkeypa
         train.run(_params(precise_bn=precise), images=trained["images"], model=tmp_path / "m.safetensors",
                   log=tmp_path / "h.csv", architecture="resnet18", domain="hr", seed=0)
         assert calls == expected
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return {name: p.detach() for name, p in load_classifier(path).named_parameters()}
+
+
+def test_fine_tuning_starts_from_the_init_classifier_and_records_it(trained, tmp_path):
+    """--init: a bicubic (or SR) classifier starts from the HR classifier's weights, not from a fresh draw."""
+    from medsr.io import sha256_file
+
+    bicubic = make_set(tmp_path / "bicubic", seed=1)
+    still = _params(learning_rate=1e-12, weight_decay=0.0)  # Adam moves every weight by about 1e-12 per step
+    for name, init in (("tuned", trained["model"]), ("scratch", None)):
+        train.run(still, images=bicubic, model=tmp_path / f"{name}.safetensors", log=tmp_path / f"{name}.csv",
+                  architecture="resnet18", domain="bicubic", seed=0, init=init)
+    start, tuned, scratch = (_weights(p) for p in (trained["model"], tmp_path / "tuned.safetensors",
+                                                   tmp_path / "scratch.safetensors"))
+    for name in start:
+        torch.testing.assert_close(tuned[name], start[name], rtol=0, atol=1e-8)
+    assert max((scratch[n] - start[n]).abs().max().item() for n in start) > 1e-3
+    init = read_metadata(tmp_path / "tuned.safetensors")["init"]
+    assert init == {"path": str(trained["model"]), "sha256": sha256_file(trained["model"]), "domain": "hr", "seed": 0}
+    assert read_metadata(tmp_path / "scratch.safetensors")["init"] is None
+
+
+def test_fine_tuning_refuses_another_family_or_image_size(trained, tmp_path):
+    small = make_set(tmp_path / "small", size=16)
+    with pytest.raises(MedsrError, match=r"clf.safetensors: a resnet18 classifier cannot start a mobilenet_v3_small"):
+        train.run(_params(), images=trained["images"], model=tmp_path / "m.safetensors", log=tmp_path / "m.csv",
+                  architecture="mobilenet_v3_small", domain="bicubic", seed=0, init=trained["model"])
+    with pytest.raises(MedsrError, match=r"clf.safetensors: trained on 32-pixel images, these are 16"):
+        train.run(_params(), images=small, model=tmp_path / "s.safetensors", log=tmp_path / "s.csv",
+                  architecture="resnet18", domain="bicubic", seed=0, init=trained["model"])
+    assert not list(tmp_path.glob("*.safetensors")) and not list(tmp_path.glob("*.csv"))

@@ -10,7 +10,8 @@ import pytest
 
 from dag import dvc_stages, snakemake_stages
 from project import ROOT, copy_workflow, set_params
-GPU_RULES = {"train_sr", "train_regression", "train_classifier", "train_sr_classifier", "generate", "regress"}
+GPU_RULES = {"train_sr", "train_regression", "train_classifier", "finetune_classifier", "train_sr_classifier", "generate",
+             "regress"}
 
 
 def project_copy(tmp_path: Path, overrides: dict | None = None) -> Path:
@@ -75,15 +76,28 @@ def test_sr_classifier_trains_on_the_sr_train_images_of_its_mode(tmp_path):
 def test_every_architecture_trains_every_domain_and_seed_and_the_guide_stays_resnet18(tmp_path):
     work = project_copy(tmp_path, VARIANTS["two classifier families, one with an SR classifier"])
     stages = dvc_stages(work)
-    trained = {n for n in stages if n.startswith("train_classifier@")}
-    assert trained == {f"train_classifier@{a}-{d}-{s}" for a in ("resnet18", "mobilenet_v3_small")
-                       for d in ("hr", "bicubic") for s in (0, 1, 2)}
+    trained = {n for n in stages if n.startswith(("train_classifier@", "finetune_classifier@"))}
+    assert trained == {f"{rule}@{a}-{d}-{s}" for a in ("resnet18", "mobilenet_v3_small")
+                       for rule, d in (("train_classifier", "hr"), ("finetune_classifier", "bicubic")) for s in (0, 1, 2)}
     assert {n for n in stages if n.startswith("train_sr_classifier@")} == {
         f"train_sr_classifier@{a}-null-{s}" for a in ("resnet18", "mobilenet_v3_small") for s in (0, 1, 2)}
     assert "--architecture mobilenet_v3_small" in stages["train_classifier@mobilenet_v3_small-hr-1"].cmd
     assert "models/classifiers/classifier_mobilenet_v3_small_sr-null_seed2.safetensors" in stages["classify"].inputs
     guides = {f for n, s in stages.items() if n.startswith("generate@") for f in s.inputs if "classifiers" in f}
     assert guides == {"models/classifiers/classifier_resnet18_bicubic_seed0.safetensors"}
+
+
+def test_every_classifier_of_another_domain_fine_tunes_the_hr_classifier_of_its_family_and_seed(tmp_path):
+    stages = snakemake_stages(project_copy(tmp_path, VARIANTS["two classifier families, one with an SR classifier"]))
+    tuned = {n: s for n, s in stages.items() if n.startswith(("finetune_classifier@", "train_sr_classifier@"))}
+    assert len(tuned) == 2 * 2 * 3
+    for name, stage in tuned.items():
+        arch, seed = name.split("@")[1].split("-")[0], name.rsplit("-", 1)[1]
+        hr = f"models/classifiers/classifier_{arch}_hr_seed{seed}.safetensors"
+        assert hr in stage.inputs and f"--init {hr}" in stage.cmd, name
+    for name, stage in stages.items():
+        if name.startswith("train_classifier@"):
+            assert "--init" not in stage.cmd and "_hr_seed" in stage.cmd, name
 
 
 def test_training_and_generation_rules_request_a_gpu(tmp_path):

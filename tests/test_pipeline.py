@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from medsr.stages import BY_RULE, source_files
 from project import copy_workflow, dvc, run_together, set_params, sh, snakemake
 from volume_data import dicom_dataset, nifti_dataset
 
 pytestmark = pytest.mark.pipeline
 
 ALL_STAGES = {"download", "degrade", "train_sr", "train_regression", "train_classifier@resnet18-hr-0",
-              "train_classifier@resnet18-bicubic-0", "generate@null-0-0", "generate@null-0-1", "gather@null-0",
+              "finetune_classifier@resnet18-bicubic-0", "generate@null-0-0", "generate@null-0-1", "gather@null-0",
               "generate@predicted-0-0", "generate@predicted-0-1", "gather@predicted-0",
               "regress", "classify", "evaluate"}
 
@@ -138,16 +139,16 @@ def test_dvc_reruns_only_the_changed_stage_and_its_descendants(dvc_project, key,
 
 IMPORTERS = {  # from the import graph: the stages whose command runs the module (medsr.stages.source_files)
     "src/medsr/io.py": None,  # every stage
-    "src/medsr/pixels.py": {"degrade", "train_sr", "train_regression", "train_classifier", "generate", "regress"},
+    "src/medsr/pixels.py": {"degrade", "train_sr", "train_regression", "train_classifier", "finetune_classifier",
+                            "generate", "regress"},
 }
+DEFAULT_RULES = set(BY_RULE) - {"train_sr_classifier"}  # the default DAG trains no classifier on SR images
 
 
 @pytest.mark.parametrize("module", list(IMPORTERS))
 def test_editing_a_module_reruns_every_stage_that_imports_it(dvc_project, snakemake_project, module):
-    from medsr.stages import STAGES, source_files
-
-    importers = {s.rule for s in STAGES if module in source_files(s.command)}
-    assert importers == (IMPORTERS[module] or {s.rule for s in STAGES}), "the import graph changed: update IMPORTERS"
+    importers = {rule for rule in DEFAULT_RULES if module in source_files(BY_RULE[rule].command)}
+    assert importers == (IMPORTERS[module] or DEFAULT_RULES), "the import graph changed: update IMPORTERS"
     for project, front_end in ((dvc_project[0], "dvc"), (snakemake_project, "snakemake")):
         path = project / module
         original, stat = path.read_text(), path.stat()
@@ -234,9 +235,9 @@ def test_thesis_overlay_as_dvc_overrides_plans_every_stage(dvc_project):
         assert {"download", "degrade", "train_sr", "classify", "evaluate"} <= planned
         generate = {s for s in planned if s.startswith("generate@")}
         assert len(generate) == 2 * 3 * 8 and "generate@predicted-2-7" in generate  # guidance x seeds x shards
-        trained = {s for s in planned if s.startswith("train_classifier@")}
-        assert trained == {f"train_classifier@{a}-{d}-{k}" for a in ("resnet18", "densenet121")
-                           for d in ("hr", "bicubic") for k in range(3)}
+        trained = {s for s in planned if s.startswith(("train_classifier@", "finetune_classifier@"))}
+        assert trained == {f"{rule}@{a}-{d}-{k}" for a in ("resnet18", "densenet121") for k in range(3)
+                           for rule, d in (("train_classifier", "hr"), ("finetune_classifier", "bicubic"))}
         assert (project / "results/metrics.json").read_bytes() == before  # planned, nothing run
     finally:
         sh(["git", "checkout", "params.yaml", "dvc.lock"], project)

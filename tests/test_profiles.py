@@ -37,8 +37,8 @@ def test_slurm_profile_plans_gpu_jobs_and_one_job_per_shard(tmp_path):
     assert len(generate) == expected
     for job in jobs:
         gpu = job["resources"].get("gpu")
-        if job["rule"] in {"train_sr", "train_regression", "train_classifier", "train_sr_classifier",
-                           "generate", "regress"}:
+        if job["rule"] in {"train_sr", "train_regression", "train_classifier", "finetune_classifier",
+                           "train_sr_classifier", "generate", "regress"}:
             assert gpu == "1", job
             assert job["resources"]["slurm_partition"] == "gpu", job
         else:

@@ -72,6 +72,15 @@ def test_classifier_reads_train_and_selects_on_val(data, tmp_path, opened):
     assert splits_of(opened, data) == {"train", "val"}
 
 
+def test_classifier_recipe_benchmark_fine_tunes_on_train_and_scores_on_val(data, tmp_path, opened):
+    module = benchmark("classifier_recipe")
+    params = dataclasses.replace(PARAMS.train_classifier, epochs=1)
+    init = module.init_classifier(params, data / "hr", tmp_path, "resnet18", 0)
+    run = module.one_seed(params, data / "bicubic", "resnet18", 0, 1, init=init)
+    assert init.exists() and [row["epoch"] for row in run["epochs"]] == [1]
+    assert opened and splits_of(opened, data) == {"train", "val"}
+
+
 def test_sampling_benchmark_reads_val_images(data, opened):
     spec = importlib.util.spec_from_file_location("sampling_benchmark", ROOT / "benchmarks/sampling.py")
     module = importlib.util.module_from_spec(spec)

@@ -25,6 +25,7 @@ class PathArg:
     name: str  # --name on the command line, keyword of run()
     help: str
     many: bool = False  # one or more paths
+    required: bool = True  # False: the option may be left out (run() then gets None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +115,10 @@ STAGES: tuple[Stage, ...] = (
           params=("train_classifier",),
           sections=("train_classifier",), device=True,
           paths=(PathArg("images", "image set to train on (its train split; the best epoch is chosen on val)"),
-                 PathArg("model", "safetensors file to write"), PathArg("log", "per-epoch history CSV to write")),
+                 PathArg("model", "safetensors file to write"), PathArg("log", "per-epoch history CSV to write"),
+                 PathArg("init", "classifier to fine-tune (the same family and seed trained on HR images: the DAG "
+                                 "gives it to every classifier of another domain); left out: from scratch",
+                         required=False)),
           options=(Option("architecture", "the classifier family (one of train_classifier.architectures)",
                           choices=ARCHITECTURES),
                    Option("domain", "the kind of images: hr, bicubic or sr (SR images)", choices=CLASSIFIER_DOMAINS),
@@ -159,9 +163,10 @@ STAGES: tuple[Stage, ...] = (
 )
 
 BY_COMMAND = {stage.command: stage for stage in STAGES}
-# Rules (Snakemake) and stages (DVC) by name: one per command, plus the classifier trained on SR images, which
-# runs `medsr train-classifier` on another folder.
-BY_RULE = {stage.rule: stage for stage in STAGES} | {"train_sr_classifier": BY_COMMAND["train-classifier"]}
+# Rules (Snakemake) and stages (DVC) by name: one per command, plus the classifiers fine-tuned from the HR one on
+# bicubic images and on SR images, which run `medsr train-classifier` with --init on other folders.
+BY_RULE = {stage.rule: stage for stage in STAGES} | {rule: BY_COMMAND["train-classifier"] for rule in
+                                                     ("finetune_classifier", "train_sr_classifier")}
 
 
 # --- source files of a stage: the import graph ---------------------------------------------------

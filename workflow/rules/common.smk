@@ -50,6 +50,8 @@ SHARDS = sorted(PARAMS.generate.shards)
 CLASSIFIERS = "models/classifiers"
 TRAIN_LOGS = "results/train"
 # predicted guidance's classifier: resnet18 (GUIDE_ARCHITECTURE) on bicubic images, first train seed
+# the HR classifier of a rule's {arch} and {seed}: where every classifier of another domain starts (fine-tuning)
+HR_CLASSIFIER = f"{CLASSIFIERS}/{CLASSIFIER_MODEL.format(arch='{arch}', domain='hr', seed='{seed}')}"
 GUIDE = f"{CLASSIFIERS}/{CLASSIFIER_MODEL.format(arch=GUIDE_ARCHITECTURE, domain='bicubic', seed=TRAIN_SEEDS[0])}"
 
 

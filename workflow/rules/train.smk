@@ -45,9 +45,10 @@ rule train_regression:
         " --model {output.model} --log {output.log} --log-file {log}"
 
 
-# One classifier per architecture (train_classifier.architectures), image domain (data/<domain>: hr, bicubic) and
-# training seed (evaluate.train_seeds); with evaluate.sr_classifier also one on the SR images of the train split
-# made with that guidance mode.
+# One classifier per architecture (train_classifier.architectures), image domain and training seed
+# (evaluate.train_seeds): from scratch on data/hr; fine-tuned from that HR classifier on data/bicubic (the
+# matched-domain baseline) and, with evaluate.sr_classifier, on the SR images of the train split made with that
+# guidance mode.
 rule train_classifier:
     input:
         images="data/{domain}",
@@ -59,8 +60,11 @@ rule train_classifier:
         files=PARAMS_ARGS,
         p=stage_params("train_classifier"),
         domain=lambda wildcards: wildcards.domain,
+        init="",
     log:
         "logs/train_classifier/{arch}-{domain}-seed{seed}.log",
+    wildcard_constraints:
+        domain="hr",
     threads: TORCH_THREADS
     resources:
         gpu=1,
@@ -69,12 +73,27 @@ rule train_classifier:
     shell:
         "medsr train-classifier {params.files} --images {input.images} --model {output.model}"
         " --log {output.log} --architecture {wildcards.arch} --domain {params.domain} --seed {wildcards.seed}"
-        " --log-file {log}"
+        " {params.init} --log-file {log}"
+
+
+use rule train_classifier as finetune_classifier with:
+    input:
+        images="data/{domain}",
+        init=HR_CLASSIFIER,
+        code=source_files("train-classifier"),
+    params:
+        files=PARAMS_ARGS,
+        p=stage_params("finetune_classifier"),
+        domain=lambda wildcards: wildcards.domain,
+        init=lambda wildcards, input: f"--init {input.init}",
+    wildcard_constraints:
+        domain="bicubic",
 
 
 use rule train_classifier as train_sr_classifier with:
     input:
         images=f"results/sr/eval/{{guidance}}/seed{SAMPLING_SEEDS[0]}",
+        init=HR_CLASSIFIER,
         code=source_files("train-classifier"),
     output:
         model=f"{CLASSIFIERS}/{CLASSIFIER_MODEL.format(arch='{arch}', domain=SR_DOMAIN, seed='{seed}')}",
@@ -83,5 +102,6 @@ use rule train_classifier as train_sr_classifier with:
         files=PARAMS_ARGS,
         p=stage_params("train_sr_classifier"),
         domain=lambda wildcards: "sr",  # a function: the linter takes a literal for a path prefix
+        init=lambda wildcards, input: f"--init {input.init}",
     log:
         "logs/train_classifier/{arch}-sr-{guidance}-seed{seed}.log",

@@ -8,6 +8,11 @@ pass (and so the kept weights) uses BatchNorm statistics recomputed on the train
 weights (`recalibrate_batchnorm`). One classifier is trained
 per (architecture, domain, seed): `architecture` is one of train_classifier.architectures, `domain` says which
 kind of images the set holds (hr, bicubic, sr), `seed` is one of evaluate.train_seeds.
+
+A classifier of another domain than HR starts from the HR classifier of its family and seed (`init`: fine-tuning,
+the same recipe and epochs): the strongest "no SR" baseline a user with the HR train images has. From scratch,
+544 bicubic train images teach ResNet18 nothing beyond chance in the default epochs on val
+(results/benchmarks/bicubic_recipe.json compares the recipes tried, with the criterion fixed before the runs).
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from medsr.checkpoint import save_model
-from medsr.classifier.model import NORMALIZE_MEAN, NORMALIZE_STD, build_classifier, normalize
+from medsr.checkpoint import read_metadata, save_model
+from medsr.classifier.model import NORMALIZE_MEAN, NORMALIZE_STD, build_classifier, load_classifier, normalize
 from medsr.config import CLASSES, TrainClassifierParams, to_jsonable
 from medsr.randomness import seed_everything
 from medsr.errors import MedsrError
@@ -146,9 +151,20 @@ def _split_tensors(images: Path, split: str) -> tuple[torch.Tensor, torch.Tensor
     return torch.from_numpy(pixels).unsqueeze(1), torch.from_numpy(labels)
 
 
+def starting_point(init: Path, architecture: str, image_size: int) -> nn.Module:
+    """The classifier in `init` to fine-tune: it must be of `architecture` and take images of `image_size`."""
+    net = load_classifier(init)
+    if net.architecture != architecture:
+        raise MedsrError(f"{init}: a {net.architecture} classifier cannot start a {architecture} one (--init)")
+    if net.image_size is not None and int(net.image_size) != image_size:
+        raise MedsrError(f"{init}: trained on {net.image_size}-pixel images, these are {image_size} (--init)")
+    return net
+
+
 def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, architecture: str, domain: str,
-        seed: int, device: torch.device | None = None) -> None:
-    """Train on `images`' train split, choose the epoch on its val split; write the weights and the history."""
+        seed: int, init: Path | None = None, device: torch.device | None = None) -> None:
+    """Train on `images`' train split (from the weights in `init` when given, else from scratch), choose the epoch
+    on its val split; write the weights and the history."""
     device = device or torch.device("cpu")
     images = Path(images)
     if architecture not in params.architectures:
@@ -160,7 +176,8 @@ def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, 
     if x_train.shape[-2:] != x_val.shape[-2:]:
         raise MedsrError(f"{images}: val images are {tuple(x_val.shape[-2:])}, train images {tuple(x_train.shape[-2:])}")
 
-    net = build_classifier(architecture).to(device)
+    net = (build_classifier(architecture) if init is None
+           else starting_point(Path(init), architecture, int(x_train.shape[-1]))).to(device)
     optimizer, schedule = optimizer_and_schedule(net, params)
     history: list[dict[str, float | int]] = []
     best: dict[str, float | int] = {}
@@ -196,6 +213,9 @@ def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, 
         "image_size": int(x_train.shape[-1]),
         "domain": domain,
         "seed": seed,
+        "init": None if init is None else {"path": str(init), "sha256": sha256_file(init),
+                                           "domain": read_metadata(init).get("domain"),
+                                           "seed": read_metadata(init).get("seed")},
         "normalize": {"mean": NORMALIZE_MEAN, "std": NORMALIZE_STD},
         "epochs": params.epochs,
         "best_epoch": best["epoch"],

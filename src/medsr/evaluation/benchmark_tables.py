@@ -7,6 +7,7 @@ with `TABLES[name](data)`, so no benchmark number in the README is typed by hand
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 DIFFICULTY_HEADER = ("| radius HR px | radius LR px | HR AUROC | HR FNR | bicubic AUROC | bicubic FNR | SR FNR | "
@@ -112,6 +113,24 @@ def classifier_recipe_markdown(data: Mapping[str, Any]) -> str:
         f"{_machine(data.get('machine'))}."))
 
 
+def recipe_choice_markdown(data: Mapping[str, Any]) -> str:
+    """benchmarks/recipe_choice.py: per training seed, each recipe's kept-epoch val AUROC / accuracy, and the
+    recipe its criterion chose."""
+    recipes = data["recipes"]
+    lines = [f"| {seed} | " + " | ".join(f"{r['val_auroc'][str(seed)]:.3f} / {r['val_acc'][str(seed)]:.3f}"
+                                         for r in recipes.values()) + " |" for seed in data["seeds"]]
+    lines.append("| median | " + " | ".join(f"{r['median_val_auroc']:.3f} / {r['median_val_acc']:.3f}"
+                                           for r in recipes.values()) + " |")
+    def name(r: Mapping[str, Any]) -> str:
+        start = f"fine-tuned from {Path(r['init']).name}" if r["init"] else "from scratch"
+        return f"{start}, lr {r['learning_rate']:g}, {r['epochs']} epochs"
+
+    images = {r["images"] for r in recipes.values()}
+    return _table(("seed", *(name(r) for r in recipes.values())), lines, (
+        f"Val AUROC / val accuracy of the kept epoch (precise BN) on {', '.join(sorted(images))}; criterion: "
+        f"{data['criterion']}; chosen: **{name(recipes[data['chosen']])}**; {_machine(data.get('machine'))}."))
+
+
 def _machine(machine: Mapping[str, Any] | None) -> str:
     if not machine:
         return "machine not recorded"
@@ -124,4 +143,5 @@ TABLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "seed_robustness": seed_robustness_markdown,
     "classifier_recipe": classifier_recipe_markdown,
     "verdict_rule": verdict_rule_markdown,
+    "bicubic_recipe": recipe_choice_markdown,
 }

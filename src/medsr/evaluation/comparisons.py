@@ -8,7 +8,7 @@ side by side on the same test images (paired by id). Questions:
      vs bicubic through the hr classifier.
   Q2 (a new study): "should I super-resolve at all, or train my classifier on LR (bicubic) images?"  each SR set
      through the hr classifier (and through the sr classifier when one is trained) vs bicubic through the
-     bicubic-trained classifier (the matched-domain baseline).
+     HR classifier fine-tuned on bicubic train images (the matched-domain baseline).
   reference: hr through hr vs bicubic through bicubic ("does resolution matter at all?"), and each SR set
      through hr vs hr through hr (how far SR is from the real thing).
 Holm (1979) families: (question, fair | leaks_label) per train seed; a set with oracle guidance leaks the true

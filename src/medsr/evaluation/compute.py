@@ -27,8 +27,8 @@ from medsr.evaluation.statistics import compare, delong_paired, holm, sign_flip_
 from medsr.image_sets import ImageSet
 
 POINTS = ("val", "0.5")  # operating points; "val" is primary
-CLASSIFIER_TITLE = {"hr": "HR-trained classifier", "bicubic": "bicubic-trained classifier",
-                    "sr": "SR-trained classifier"}
+CLASSIFIER_TITLE = {"hr": "HR-trained classifier", "bicubic": "HR classifier fine-tuned on bicubic",
+                    "sr": "HR classifier fine-tuned on SR"}
 VERDICTS = ("first_better", "second_better", "not_significant")
 
 
