@@ -13,7 +13,7 @@ does; the table shows its val accuracy and AUROC per seed and the worst seed.
 
 `--set` overrides train_classifier keys of the params file (validated as params.yaml is) for a recipe variant.
 `--init-images data/hr` starts each seed from the classifier `train-classifier` trains on those images with the
-same seed and params.yaml's recipe (fine-tuning, as train_classifier.matched_init: hr does for the bicubic-domain
+same seed and params.yaml's recipe (fine-tuning, as `train-classifier --init` does for the pipeline's bicubic
 classifier); those classifiers are written to `--init-dir` and reused when already there.
 
 Prints a table and writes results/benchmarks/classifier_recipe.json.

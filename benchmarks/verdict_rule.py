@@ -30,6 +30,7 @@ from typing import Any
 from medsr.config import VerdictRule, deep_merge, load_raw, params_from_dict, to_jsonable
 from medsr.evaluation.agreement import verdict_agreement
 from medsr.evaluation.benchmark_tables import verdict_rule_markdown
+from medsr.evaluation.comparisons import arms
 from medsr.evaluation.compute import classifier_analysis
 from medsr.evaluation.evaluate import classifiers_of
 from medsr.evaluation.metrics import bootstrap_weights
@@ -52,8 +53,8 @@ def val_verdicts(run: Path, overlays: list[Path], rule: str) -> tuple[dict[str, 
     classifiers = classifiers_of(evaluate)
     architecture = params.train_classifier.architectures[0]
     scores = read_predictions(run / "results/predictions.csv", architectures=params.train_classifier.architectures,
-                              classifiers=classifiers, train_seeds=list(evaluate.train_seeds),
-                              sets=[s.name for s in sets], splits=("val",))[architecture]
+                              arms=arms(sets, classifiers), train_seeds=list(evaluate.train_seeds),
+                              splits=("val",))[architecture]
     # the analysis reads its verdict images under the split name "test": hand it the val images there
     scores = {**scores, **{(c, seed, name, "test"): v for (c, seed, name, _), v in scores.items()}}
     n_val = len(scores[("hr", evaluate.train_seeds[0], sets[0].name, "val")].ids)

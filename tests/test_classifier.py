@@ -199,6 +199,23 @@ def test_classify_writes_paired_predictions_for_val_and_test(trained, tmp_path):
     assert {r["split"] for r in rows} == {"val", "test"} and not any(i.startswith("train_") for i in hr_ids)
 
 
+def test_classify_shows_each_set_to_the_hr_classifier_and_to_the_one_of_its_own_kind(trained, tmp_path):
+    """The arms evaluate reads (medsr.evaluation.comparisons.arms), and no other: the bicubic classifier sees only
+    the bicubic set."""
+    from medsr.evaluation.comparisons import arms
+
+    train.run(_params(epochs=1), images=trained["images"], model=tmp_path / "b.safetensors", log=tmp_path / "b.csv",
+              architecture="resnet18", domain="bicubic", seed=0, init=trained["model"])
+    sets = [ImageSet("hr", "hr", make_set(tmp_path / "hr"), matched="hr"),
+            ImageSet("bicubic", "bicubic", make_set(tmp_path / "bicubic", seed=1), matched="bicubic"),
+            ImageSet("sr_null_seed0", "sr", make_set(tmp_path / "sr", seed=2), guidance="null", seed=0)]
+    classify.run(ClassifyParams(batch_size=4), models=[trained["model"], tmp_path / "b.safetensors"], sets=sets,
+                 out=tmp_path / "p.csv")
+    seen = {(r["set"], r["classifier"]) for r in read_csv(tmp_path / "p.csv")}
+    assert seen == set(arms(sets, ["hr", "bicubic"])) == {("hr", "hr"), ("bicubic", "hr"), ("sr_null_seed0", "hr"),
+                                                          ("bicubic", "bicubic")}
+
+
 def test_classify_refuses_mismatched_ids(tmp_path):
     hr = make_set(tmp_path / "hr")
     short = make_set(tmp_path / "short", test_ids=["test_healthy_00", "test_unhealthy_00"])

@@ -1,8 +1,9 @@
-"""`medsr classify`: every classifier on the val and test images of every image set, paired by id.
+"""`medsr classify`: the classifiers on the val and test images of the image sets, paired by id.
 
-Every classifier (one per architecture x trained domain x train seed) sees every image set, so `evaluate` can pick
-the pairs its questions need: an image kind through the HR classifier (a deployed classifier) and through the
-classifier trained on that kind (the matched-domain baseline). All sets take the same path: 8-bit PNG ->
+Each classifier (one per architecture x trained domain x train seed) sees the sets that `evaluate`'s questions put
+in front of it (`ImageSet.classifiers`): every set through the HR classifier (a deployed classifier), and a set
+through the classifier trained on its own kind (the matched-domain baseline: bicubic through the classifier
+fine-tuned on bicubic). All sets take the same path: 8-bit PNG ->
 `io.read_record_image` -> [0, 1] -> `predict_proba`. An image whose size differs from the classifier's training size
 is an error, never silently resized.
 
@@ -96,7 +97,7 @@ def run(params: ClassifyParams, *, models: Sequence[Path], sets: Sequence[ImageS
     for model, (architecture, domain, seed) in identities.items():
         classifier = load_classifier(model, device)
         size = getattr(classifier, "image_size", None)
-        for image_set in sets:
+        for image_set in (s for s in sets if domain in s.classifiers):
             pairs = paired[image_set.name]
             images = load_set(image_set.path, [own for _, own in pairs], size)
             proba = predict_proba(classifier, torch.from_numpy(images).unsqueeze(1), params.batch_size).numpy()

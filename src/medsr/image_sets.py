@@ -36,6 +36,13 @@ class ImageSet:
     matched: str | None = None  # classifier domain trained on this kind of image (hr, bicubic, sr) or None
 
     @property
+    def classifiers(self) -> tuple[str, ...]:
+        """The classifier domains that see this set: the HR classifier always (a deployed classifier), and the one
+        trained on this kind of image when there is one (the matched-domain baseline). classify runs these and
+        evaluate's arms are these (medsr.evaluation.comparisons.arms)."""
+        return ("hr",) if self.matched in (None, "hr") else ("hr", self.matched)
+
+    @property
     def title(self) -> str:
         """A reader's name for tables and figures."""
         if self.kind == "sr":

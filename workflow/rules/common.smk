@@ -43,6 +43,11 @@ ENV = "../envs/medsr.yaml"
 # and caps threads at --cores locally; the SLURM profile sets them per rule (set-threads).
 TORCH_THREADS = 8
 
+# Among ready jobs, the longest chain goes first: degrade -> train_sr -> generate (then gather, classify); the
+# classifiers fill the other core. Without priorities Snakemake started train_sr after four classifiers on 2 cores
+# (the default run then overran its 15 minutes). DVC runs one stage at a time and has no use for them.
+PRIORITY = {"degrade": 3, "train_sr": 2, "generate": 1}
+
 GUIDANCE = list(PARAMS.generate.guidance)
 SAMPLING_SEEDS = list(PARAMS.evaluate.sampling_seeds)
 TRAIN_SEEDS = list(PARAMS.evaluate.train_seeds)

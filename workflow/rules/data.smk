@@ -26,6 +26,7 @@ rule degrade:
         p=stage_params("degrade"),
     log:
         "logs/degrade.log",
+    priority: PRIORITY["degrade"]
     conda:
         ENV
     shell:

@@ -12,6 +12,7 @@ rule generate:
         p=stage_params("generate"),
     log:
         "logs/generate/{guidance}-seed{seed}-shard{shard}.log",
+    priority: PRIORITY["generate"]
     threads: TORCH_THREADS
     resources:
         gpu=1,

@@ -12,6 +12,7 @@ rule train_sr:
         checkpoints="checkpoints/train_sr",
     log:
         "logs/train_sr.log",
+    priority: PRIORITY["train_sr"]
     threads: TORCH_THREADS
     resources:
         gpu=1,

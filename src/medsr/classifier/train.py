@@ -161,6 +161,12 @@ def starting_point(init: Path, architecture: str, image_size: int) -> nn.Module:
     return net
 
 
+def _init_record(init: Path) -> dict:
+    """What the model file says about where its training started."""
+    origin = read_metadata(init)
+    return {"path": str(init), "sha256": sha256_file(init), "domain": origin.get("domain"), "seed": origin.get("seed")}
+
+
 def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, architecture: str, domain: str,
         seed: int, init: Path | None = None, device: torch.device | None = None) -> None:
     """Train on `images`' train split (from the weights in `init` when given, else from scratch), choose the epoch
@@ -213,9 +219,7 @@ def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, 
         "image_size": int(x_train.shape[-1]),
         "domain": domain,
         "seed": seed,
-        "init": None if init is None else {"path": str(init), "sha256": sha256_file(init),
-                                           "domain": read_metadata(init).get("domain"),
-                                           "seed": read_metadata(init).get("seed")},
+        "init": None if init is None else _init_record(Path(init)),
         "normalize": {"mean": NORMALIZE_MEAN, "std": NORMALIZE_STD},
         "epochs": params.epochs,
         "best_epoch": best["epoch"],

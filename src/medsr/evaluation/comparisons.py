@@ -75,5 +75,5 @@ def comparisons(sets: Sequence[ImageSet], classifiers: Sequence[str]) -> list[Co
 def arms(sets: Sequence[ImageSet], classifiers: Sequence[str]) -> list[Arm]:
     """Every arm evaluated: each set through the hr classifier, and each set through its matched classifier."""
     out: list[Arm] = [(s.name, "hr") for s in sets]
-    out += [(s.name, s.matched) for s in sets if s.matched and s.matched != "hr" and s.matched in classifiers]
+    out += [(s.name, c) for s in sets for c in s.classifiers[1:] if c in classifiers]
     return out

@@ -21,6 +21,7 @@ from medsr.config import CLASSES, DATA_DOMAINS, EvaluateParams, TrainClassifierP
 from medsr.errors import MedsrError
 from medsr.evaluation import quality
 from medsr.evaluation.audit import audit
+from medsr.evaluation.comparisons import arms
 from medsr.evaluation.compute import compute
 from medsr.evaluation.predictions import read_predictions
 from medsr.evaluation.provenance import provenance
@@ -141,8 +142,8 @@ def run(params: EvaluateParams, train_classifier: TrainClassifierParams, *, pred
     check_sets(sets)
     classifiers = classifiers_of(params)
     architectures = list(train_classifier.architectures)
-    by_architecture = read_predictions(Path(predictions), architectures=architectures, classifiers=classifiers,
-                                       train_seeds=list(params.train_seeds), sets=[s.name for s in sets],
+    by_architecture = read_predictions(Path(predictions), architectures=architectures, arms=arms(sets, classifiers),
+                                       train_seeds=list(params.train_seeds),
                                        optional_val=[s.name for s in sets if s.kind == "external"])
     scores = by_architecture[architectures[0]]
     test = scores[("hr", params.train_seeds[0], sets[0].name, "test")]

@@ -62,11 +62,12 @@ def _name(key: Key) -> str:
     return f"classifier {key[0]}, train seed {key[1]}, set {key[2]}, split {key[3]}"
 
 
-def read_predictions(path: Path, *, architectures: Sequence[str], classifiers: Sequence[str],
-                     train_seeds: Sequence[int], sets: Sequence[str],
-                     optional_val: Sequence[str] = (), splits: Sequence[str] = SPLITS) -> dict[str, dict[Key, Scores]]:
-    """architecture -> every (classifier, seed, set, split) the evaluation needs, checked to pair by id with the
-    HR set of the first architecture (every family sees the same images).
+def read_predictions(path: Path, *, architectures: Sequence[str], arms: Sequence[tuple[str, str]],
+                     train_seeds: Sequence[int], optional_val: Sequence[str] = (),
+                     splits: Sequence[str] = SPLITS) -> dict[str, dict[Key, Scores]]:
+    """architecture -> (classifier, seed, set, split) for every arm (set, classifier) the evaluation needs
+    (medsr.evaluation.comparisons.arms), train seed and split, checked to pair by id with the HR set of the first
+    architecture (every family sees the same images).
 
     `optional_val`: sets whose val rows may be absent (external SR); every other combination is required.
     `splits`: the splits kept; rows of the others are dropped before anything is parsed (a benchmark keeps val only).
@@ -92,22 +93,21 @@ def read_predictions(path: Path, *, architectures: Sequence[str], classifiers: S
             raise MedsrError(f"{path}: {architecture}: train seeds {seeds_found} differ from evaluate.train_seeds "
                              f"{sorted(train_seeds)}")
     for split in splits:
-        reference_key = (classifiers[0], train_seeds[0], REFERENCE_SET, split)
+        reference_key = ("hr", train_seeds[0], REFERENCE_SET, split)
         if reference_key not in by_architecture[architectures[0]]:
             raise MedsrError(f"{path}: no rows for {architectures[0]} {_name(reference_key)}")
         reference = by_architecture[architectures[0]][reference_key]
         order = tuple(sorted(reference))
         for architecture in architectures:
             grouped = by_architecture[architecture]
-            for classifier in classifiers:
+            for name, classifier in arms:
                 for seed in train_seeds:
-                    for name in sets:
-                        key = (classifier, seed, name, split)
-                        if key not in grouped:
-                            if split == "val" and name in optional_val:
-                                continue
-                            raise MedsrError(f"{path}: no rows for {architecture} {_name(key)}")
-                        out[architecture][key] = _paired(path, key, grouped[key], reference, order, architecture)
+                    key = (classifier, seed, name, split)
+                    if key not in grouped:
+                        if split == "val" and name in optional_val:
+                            continue
+                        raise MedsrError(f"{path}: no rows for {architecture} {_name(key)}")
+                    out[architecture][key] = _paired(path, key, grouped[key], reference, order, architecture)
     return out
 
 
