@@ -143,7 +143,8 @@ STAGES: tuple[Stage, ...] = (
           sections=("generate",), device=True,
           paths=(PathArg("model", "regression model (from train-regression)"), PathArg("lr", "LR folder"),
                  PathArg("out", "image set folder to write"))),
-    Stage("classify", "classify", "classify the val and test images of every image set with every classifier",
+    Stage("classify", "classify", "classify the val and test images of every image set with the HR classifiers and "
+          "with those trained on its own kind",
           params=("classify", "train_classifier.architectures", "generate.guidance", "evaluate.sampling_seeds",
                   "evaluate.train_seeds", "evaluate.external", "evaluate.sr_classifier"),
           sections=("classify",), device=True, image_sets=True,
