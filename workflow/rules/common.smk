@@ -44,8 +44,9 @@ ENV = "../envs/medsr.yaml"
 TORCH_THREADS = 8
 
 # Among ready jobs, the longest chain goes first: degrade -> train_sr -> generate (then gather, classify); the
-# classifiers fill the other core. Without priorities Snakemake started train_sr after four classifiers on 2 cores
-# (the default run then overran its 15 minutes). DVC runs one stage at a time and has no use for them.
+# classifiers fill the other core. Without priorities Snakemake had not started train_sr 7 minutes into a default
+# run on 2 cores (stopped there: it was on course to pass 15 minutes); with them the run took 838 s. DVC runs one
+# stage at a time and has no use for them.
 PRIORITY = {"degrade": 3, "train_sr": 2, "generate": 1}
 
 GUIDANCE = list(PARAMS.generate.guidance)

@@ -121,6 +121,7 @@ def recipe_choice_markdown(data: Mapping[str, Any]) -> str:
                                          for r in recipes.values()) + " |" for seed in data["seeds"]]
     lines.append("| median | " + " | ".join(f"{r['median_val_auroc']:.3f} / {r['median_val_acc']:.3f}"
                                            for r in recipes.values()) + " |")
+
     def name(r: Mapping[str, Any]) -> str:
         start = f"fine-tuned from {Path(r['init']).name}" if r["init"] else "from scratch"
         return f"{start}, lr {r['learning_rate']:g}, {r['epochs']} epochs"
