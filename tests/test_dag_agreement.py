@@ -10,8 +10,8 @@ import pytest
 
 from dag import dvc_stages, snakemake_stages
 from project import ROOT, copy_workflow, set_params
-GPU_RULES = {"train_sr", "train_regression", "train_classifier", "finetune_classifier", "train_sr_classifier", "generate",
-             "regress"}
+GPU_RULES = {"train_sr", "train_regression", "train_classifier", "finetune_classifier", "train_sr_classifier",
+             "generate", "regress"}
 
 
 def project_copy(tmp_path: Path, overrides: dict | None = None) -> Path:
