@@ -27,10 +27,10 @@ def mni_params(**changes):
     return dataclasses.replace(default_params().data.mni, **changes)
 
 
-def test_mni_is_the_default_source_at_64_pixels_with_the_old_split_sizes():
+def test_mni_is_the_default_source_at_64_pixels_with_500_images_per_class_and_split():
     data = default_params().data
     assert data.source == "mni" and data.image_size == 64
-    assert (data.mni.train_per_class, data.mni.test_per_class) == (320, 100)
+    assert (data.mni.train_per_class, data.mni.test_per_class) == (500, 500)
 
 
 def test_the_template_is_read_from_the_installed_package_without_network(monkeypatch):
