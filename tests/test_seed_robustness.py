@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from seed_robustness import compare  # noqa: E402
@@ -32,3 +34,23 @@ def test_a_changed_verdict_is_counted_and_leaking_ones_are_not():
 def test_a_verdict_missing_from_one_run_is_not_the_same():
     out = compare(_run([0], [("Q1:x", "first_better")]), _run([1], []))
     assert out["rows"][0]["same"] is False and out["rows"][0]["b"] is None
+
+
+def test_cross_machine_check_shows_both_p_values_and_refuses_runs_of_two_commits():
+    from cross_machine import compare as machine_compare  # noqa: E402
+
+    from medsr.evaluation.benchmark_tables import cross_machine_markdown
+
+    a = _run([0, 1], [("Q1:x", "first_better"), ("Q2:x", "not_significant")])
+    b = _run([0, 1], [("Q1:x", "first_better"), ("Q2:x", "second_better")])
+    b["verdicts"][1]["pvalue_holm"] = 0.0031
+    b["provenance"]["machine"] = {"cpu": "CPU B", "numeric_environment": {"MKL_CBWR": "COMPATIBLE"}}
+    out = machine_compare(a, b)
+    assert (out["fair_verdicts"], out["fair_verdicts_same"]) == (2, 1)
+    table = cross_machine_markdown(out)
+    assert "| Q2:x | not_significant | 0/3 | 0.01 | second_better | 3/3 | 0.0031 | **no** |" in table
+    assert "MKL_CBWR=COMPATIBLE" in table and "1 of 2 fair verdicts the same" in table
+    other = _run([0, 1], [])
+    other["provenance"]["git"]["commit"] = "y"
+    with pytest.raises(SystemExit, match="two commits"):
+        machine_compare(a, other)

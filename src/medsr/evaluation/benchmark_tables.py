@@ -74,6 +74,33 @@ def seed_robustness_markdown(data: Mapping[str, Any]) -> str:
                                f"(runs of commits {commits['a']} and {commits['b']}).")
 
 
+def _environment(provenance: Mapping[str, Any] | None) -> str:
+    """One run's machine and numeric code path, in a few words."""
+    machine = (provenance or {}).get("machine") or {}
+    numeric = ", ".join(f"{k}={v}" for k, v in sorted((machine.get("numeric_environment") or {}).items()))
+    return f"{machine.get('cpu') or machine.get('platform', '?')}{' (' + numeric + ')' if numeric else ''}"
+
+
+def _p(value: Any) -> str:
+    return "-" if value is None else f"{value:.2g}"
+
+
+def cross_machine_markdown(data: Mapping[str, Any]) -> str:
+    """benchmarks/cross_machine.py: one commit's verdicts on two machines (or CPU code paths), with both p-values."""
+    lines = []
+    for r in data["rows"]:
+        cells = [f"{r[k]['verdict']} | {r[k]['holds']}/{r[k]['replicates']} | {_p(r[k].get('pvalue_holm'))}"
+                 if r[k] else "- | - | -" for k in "ab"]
+        flag = " (LEAKS THE LABEL)" if r["leaks_label"] else ""
+        lines.append(f"| {r['id']}{flag} | {cells[0]} | {cells[1]} | {'yes' if r['same'] else '**no**'} |")
+    runs = data.get("provenance") or {}
+    commit = ((runs.get("a") or {}).get("git") or {}).get("commit") or "?"
+    return _table(("comparison", "verdict, run A", "holds", "Holm p", "verdict, run B", "holds", "Holm p", "same"),
+                  lines, (f"{data['fair_verdicts_same']} of {data['fair_verdicts']} fair verdicts the same; commit "
+                          f"{commit[:10]}, train seeds {data.get('train_seeds')}; run A: {_environment(runs.get('a'))}; "
+                          f"run B: {_environment(runs.get('b'))}."))
+
+
 def verdict_rule_markdown(data: Mapping[str, Any]) -> str:
     """benchmarks/verdict_rule.py: per verdict rule, the verdicts of two seed sets on the val split."""
     seeds, rules = data["train_seeds"], list(data["rules"])
@@ -142,6 +169,7 @@ TABLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "difficulty": difficulty_markdown,
     "sampling": sampling_markdown,
     "seed_robustness": seed_robustness_markdown,
+    "cross_machine": cross_machine_markdown,
     "classifier_recipe": classifier_recipe_markdown,
     "verdict_rule": verdict_rule_markdown,
     "bicubic_recipe": recipe_choice_markdown,
