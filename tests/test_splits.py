@@ -147,9 +147,10 @@ def _fake_run(root: Path, seeds: tuple[int, ...], test_score) -> Path:
 def test_verdict_rule_benchmark_reads_only_val_predictions(tmp_path):
     module = benchmark("verdict_rule")
     outputs = []
+    default_seeds = tuple(load_params([ROOT / "params.yaml"]).evaluate.train_seeds)  # run a: params.yaml's seeds
     for j, test_score in enumerate((lambda i: 0.9, lambda i: (i % 7) / 7)):  # two sets of test scores
-        a = _fake_run(tmp_path / f"a{j}", (0, 1, 2), test_score)
-        b = _fake_run(tmp_path / f"b{j}", (0, 1, 2), test_score)
+        a = _fake_run(tmp_path / f"a{j}", default_seeds, test_score)
+        b = _fake_run(tmp_path / f"b{j}", (5, 6, 7), test_score)
         outputs.append(module.compare_rules(a, b, [Path("seeds.yaml")]))
     for out in outputs:
         out.pop("runs")
