@@ -37,6 +37,7 @@ VARIANTS = {
     "two classifier families, one with an SR classifier": {
         "train_classifier.architectures": ["resnet18", "mobilenet_v3_small"],
         "evaluate.sr_classifier": ["null"],
+        "evaluate.train_seeds": [0, 1, 2],
     },
 }
 
