@@ -78,6 +78,9 @@ def test_a_resample_without_healthy_images_is_undefined():
 def test_tpr_at_takes_the_top_of_a_vertical_step_and_interpolates_a_diagonal():
     fpr, tpr = roc_vertices(np.ones((1, 7)), LABELS, SCORES)
     assert tpr_at(np.array([0.0, 0.1, 0.2, 0.5]), fpr[0], tpr[0]) == pytest.approx([0.5, 0.75, 1.0, 1.0])
+    # a flat stretch before a jump stays flat up to the jump's foot
+    steps = np.array([0.0, 0.0, 0.2, 0.2, 1.0]), np.array([0.0, 0.5, 0.5, 1.0, 1.0])
+    assert tpr_at(np.array([0.0, 0.1, 0.19, 0.2, 0.6, 1.0]), *steps) == pytest.approx([0.5, 0.5, 0.5, 1.0, 1.0, 1.0])
 
 
 def test_vertical_average_of_a_perfect_and_a_chance_curve():

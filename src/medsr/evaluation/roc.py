@@ -82,9 +82,15 @@ def partial_auroc(weights: np.ndarray, labels: np.ndarray, scores: np.ndarray,
 
 
 def tpr_at(grid: np.ndarray, fpr: np.ndarray, tpr: np.ndarray) -> np.ndarray:
-    """TPR of one curve at each FPR of `grid`: linear between vertices, the top of a vertical segment."""
-    top = np.r_[fpr[1:] != fpr[:-1], True]  # the last (highest) vertex at each FPR
-    return np.interp(grid, fpr[top], tpr[top])
+    """TPR of one curve at each FPR of `grid` (within [0, 1]): at a vertex's FPR the top of its vertical segment,
+    between two FPRs linear from the last vertex before to the first vertex after (the foot of the next jump)."""
+    grid = np.asarray(grid, dtype=np.float64)
+    last = np.clip(np.searchsorted(fpr, grid, side="right") - 1, 0, len(fpr) - 1)  # last vertex with FPR <= f
+    after = np.minimum(last + 1, len(fpr) - 1)
+    span = fpr[after] - fpr[last]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(span > 0, (grid - fpr[last]) / np.where(span > 0, span, 1.0), 0.0)
+    return tpr[last] + (tpr[after] - tpr[last]) * share
 
 
 def vertical_average(curves: Sequence[tuple[np.ndarray, np.ndarray]],
