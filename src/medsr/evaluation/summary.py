@@ -33,15 +33,16 @@ def verdict_sentence(v: Mapping[str, Any]) -> str:
     if v["leaks_label"]:  # never an answer to the question: an upper bound, flagged first
         lead = f"[{ORACLE}: not a fair comparison, no answer]"
     text = (f"{relation(v)}: FNR {num(v['fnr_first_val']['value'])} vs {num(v['fnr_second_val']['value'])}"
-            f"{specificity_clause(v)}, difference {interval(v['fnr_difference_val'], signed=True)}; Holm p {pvalue(verdict_p(v, '_holm'))} "
+            f"{specificity_clause(v)}, difference {interval(v['fnr_difference_val'], signed=True)}; "
+            f"Holm p {pvalue(verdict_p(v, '_holm'))} "
             f"(paired test over its {v['replicates']} replicate(s)); each replicate alone: holds in "
             f"{v['holds']}/{v['replicates']}.")
     return f"{lead}: {text}" if lead else text[0].upper() + text[1:]
 
 
 def specificity_clause(v: Mapping[str, Any]) -> str:
-    """" (test specificity a vs b)": what each side's FNR at the val point was bought with; empty in results
-    written before it was computed."""
+    """The clause ' (test specificity a vs b)': what each side's FNR at the val point was bought with; empty in
+    results written before it was computed."""
     if "specificity_first_val" not in v:
         return ""
     return (f" (test specificity {num(v['specificity_first_val']['value'])} vs "

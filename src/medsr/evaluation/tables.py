@@ -94,9 +94,9 @@ def arm_rows(results: Mapping[str, Any]) -> list[list[str]]:
         flag = f" [{ORACLE}]" if group["leaks_label"] else ""
         rows.append([f"{group['title']}{flag}", interval(pooled["fnr_val"]), _per_seed(results, group, "val"),
                      interval(pooled["specificity_val"]), _per_seed(results, group, "val", "specificity"),
-                     interval(pooled["fnr_0.5"]), _per_seed(results, group, "0.5"), num(pooled["accuracy_val"]["value"]),
-                     num(pooled["auroc"]["value"]), _value(pooled, "pauc"), num(quality.get("psnr"), 2),
-                     num(quality.get("ssim"))])
+                     interval(pooled["fnr_0.5"]), _per_seed(results, group, "0.5"),
+                     num(pooled["accuracy_val"]["value"]), num(pooled["auroc"]["value"]), _value(pooled, "pauc"),
+                     num(quality.get("psnr"), 2), num(quality.get("ssim"))])
     return rows
 
 
