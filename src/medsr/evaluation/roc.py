@@ -78,7 +78,10 @@ def mcclish(area: np.ndarray, max_fpr: float = MAX_FPR) -> np.ndarray:
 def partial_auroc(weights: np.ndarray, labels: np.ndarray, scores: np.ndarray,
                   max_fpr: float = MAX_FPR) -> np.ndarray:
     """McClish-standardized partial AUROC over FPR in [0, max_fpr] of every resample (row of `weights`)."""
-    return mcclish(partial_area(*roc_vertices(weights, labels, scores), max_fpr), max_fpr)
+    fpr, tpr = roc_vertices(weights, labels, scores)
+    past = np.flatnonzero(np.all((fpr >= max_fpr) | np.isnan(fpr), axis=0))  # vertices no row needs beyond
+    keep = past[0] + 1 if past.size else fpr.shape[1]
+    return mcclish(partial_area(fpr[:, :keep], tpr[:, :keep], max_fpr), max_fpr)
 
 
 def tpr_at(grid: np.ndarray, fpr: np.ndarray, tpr: np.ndarray) -> np.ndarray:
