@@ -527,3 +527,65 @@ def test_the_pooled_rule_tests_every_replicate_at_once(rule, expected, holds):
     assert v["pooled_test"]["informative_images"] == 10 and v["pooled_test"]["statistic"] == -10
     assert v["pvalue"] == pytest.approx(2.0 ** -9)
     assert v["verdict"] == expected and v["rule"] == rule and v["holds"] == holds
+
+
+def _mcclish_of_flat_tail(tpr: float) -> float:
+    """McClish pAUC over FPR [0, 0.1] of a curve at TPR `tpr` across the whole tail (every unhealthy test image of
+    `_scores` is missed below or caught above every healthy one)."""
+    return 0.5 * (1 + (0.1 * tpr - 0.1 ** 2 / 2) / (0.1 - 0.1 ** 2 / 2))
+
+
+def test_test_specificity_and_partial_auroc_beside_each_fnr(sr_wins):
+    data = sr_wins["results_data"]
+    v = _verdict(sr_wins, Q2_SR)
+    groups = data["arm_groups"]
+    assert v["specificity_first_val"] == groups["sr_null@hr"]["pooled"]["specificity_val"]
+    assert v["specificity_second_val"]["value"] == pytest.approx(19 / N_HEALTHY)  # the val point's 1 of 20 healthy
+    assert v["specificity_difference_val"]["value"] == pytest.approx(0.0)
+    # SR misses 2 of 30 unhealthy images, bicubic through the bicubic classifier 14
+    assert v["pauc_first"]["value"] == pytest.approx(_mcclish_of_flat_tail(28 / N_UNHEALTHY))
+    assert v["pauc_second"]["value"] == pytest.approx(_mcclish_of_flat_tail(16 / N_UNHEALTHY))
+    assert v["pauc_difference"]["value"] == pytest.approx(0.5 * 0.1 * 12 / N_UNHEALTHY / 0.095)
+    assert v["pauc_difference"]["ci_low"] > 0
+    assert data["arms"]["bicubic@hr"]["per_seed"]["1"]["pauc"]["value"] == pytest.approx(_mcclish_of_flat_tail(0.6))
+    for key, group in groups.items():
+        assert sr_wins["metrics_data"]["spec"][arm_key(key) if not group["leaks_label"] else
+                                               f"ORACLE_{arm_key(key)}"] == group["pooled"]["specificity_val"]["value"]
+    row = next(r for r in verdict_rows(data) if r[0] == "Q2" and r[2].startswith("SR (null guidance)"))
+    assert row[5:7] == ["0.950", "0.950"] and row[-2].startswith("+0.211 [")
+    assert "FNR 0.067 vs 0.467 (test specificity 0.950 vs 0.950), difference" in sr_wins["summary_rst"]
+    assert "pAUC 0.965 vs 0.754, difference +0.211" in sr_wins["summary_rst"]
+    block = readme.results_markdown(data)
+    assert "| FNR first | FNR second | Specificity first | Specificity second |" in block
+    assert "| FNR (val point) | per seed | Specificity (val point) | per seed | FNR at 0.5 |" in block
+    assert "| 0.950 [" in block and "| 0.950 / 0.950 |" in block
+
+
+def test_pooled_roc_and_operating_points_of_an_arm(sr_wins):
+    """bicubic through the HR classifier: the val threshold (19th of 20 healthy val scores) catches every unhealthy
+    val image; on test it catches the 18 unhealthy images scoring 0.4 and calls 1 of 20 healthy ones unhealthy."""
+    roc = sr_wins["results_data"]["arm_groups"]["bicubic@hr"]["roc"]
+    assert roc["points"]["val"]["fpr"] == pytest.approx(0.05) and roc["points"]["val"]["tpr"] == pytest.approx(1.0)
+    assert roc["points"]["test"]["fpr"] == pytest.approx(1 / N_HEALTHY)
+    assert roc["points"]["test"]["tpr"] == pytest.approx(18 / N_UNHEALTHY)
+    assert len(roc["points"]["test"]["per_replicate"]) == len(SEEDS)
+    fpr, mean = np.array(roc["fpr"]), np.array(roc["tpr_mean"])
+    assert mean[(fpr > 0) & (fpr < 1)] == pytest.approx(0.6) and mean[-1] == pytest.approx(1.0)
+    assert roc["tpr_low"] == roc["tpr_high"] == roc["tpr_mean"]  # both seeds have the same made-up scores
+
+
+def test_roc_figures_show_the_fair_comparisons_of_each_question(sr_wins, tmp_path):
+    from medsr.evaluation import figures
+    from medsr.evaluation.render import roc_panels
+
+    data = sr_wins["results_data"]
+    panels = roc_panels(data, "Q2")
+    assert len(panels) == 1  # the oracle's Q2 comparison is no evidence and not drawn
+    (title, arms), = panels
+    assert "first lower FNR" in title and "pAUC difference +0.211" in title
+    assert [roc for _, roc in arms] == [data["arm_groups"]["sr_null@hr"]["roc"],
+                                        data["arm_groups"]["bicubic@bicubic"]["roc"]]
+    assert len(roc_panels(data, "Q1")) == 3
+    figures.roc_curves(tmp_path / "none.png", "Q2", [], 0.1, 0.05)  # a run without SR sets has no Q2
+    assert (tmp_path / "none.png").stat().st_size > 0
+    assert {"roc_q1.png", "roc_q2.png", "roc_reference.png"} <= set(data["figures"])

@@ -23,6 +23,8 @@ from medsr.evaluation.metrics import (bootstrap_auroc, bootstrap_rates, bootstra
                                       mean_estimate, set_metrics)
 from medsr.evaluation.operating_point import DEFAULT_THRESHOLD, OperatingPoint, predict, val_threshold
 from medsr.evaluation.predictions import Key, Scores
+from medsr.evaluation.roc import SETTINGS as ROC_SETTINGS
+from medsr.evaluation.roc import add_tail
 from medsr.evaluation.statistics import compare, delong_paired, holm, sign_flip_test
 from medsr.image_sets import ImageSet
 
@@ -282,7 +284,9 @@ def classifier_analysis(params: EvaluateParams, sets: Sequence[ImageSet], scores
     titles = {k: v["title"] for k, v in arm_groups.items()}
     verdicts = [{"architecture": architecture, **v}
                 for v in comparison_groups(tests, group_of, scores, points, weights, params, titles)]
-    return {"arms": arm_results, "arm_groups": arm_groups, "verdicts": verdicts, "comparisons": tests}
+    analysis = {"arms": arm_results, "arm_groups": arm_groups, "verdicts": verdicts, "comparisons": tests}
+    add_tail(analysis, scores, points, weights, arm_list, params.train_seeds, params.confidence)  # specificity, ROC
+    return analysis
 
 
 def architecture_agreement(analyses: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -396,4 +400,5 @@ def settings(params: EvaluateParams, classifiers: Sequence[str]) -> dict[str, An
                       "question's family); pvalue_median, pvalue_holm_median: medians of the per-replicate McNemar "
                       "tests",
         "auroc_test": "DeLong et al. (1988), paired (secondary)",
+        **ROC_SETTINGS,
     }

@@ -173,6 +173,67 @@ def fnr_forest(path: Path, rows: Sequence[tuple[str, float | None, float | None,
     _save(fig, path)
 
 
+ROC_COLOURS = ("tab:blue", "tab:orange")
+
+
+def roc_curves(path: Path, title: str, panels: Sequence[tuple[str, Sequence[tuple[str, Mapping]]]],
+               max_fpr: float, target_fpr: float) -> None:
+    """One column per comparison (panel title, [(arm label, arm roc dict) for first, second]): top, the whole test
+    ROC curve; bottom, the tail FPR <= max_fpr where the val operating point lies. Each arm: the curve pooled over
+    replicates (vertical average) with the min-max band of the replicates, its val point (the val threshold's
+    (FPR, TPR) on val, open circle) and its test point (the same thresholds on test, cross), joined by a dotted
+    line; small markers are the replicates' test points."""
+    if not panels:
+        fig, ax = plt.subplots(figsize=(4, 2))
+        ax.text(0.5, 0.5, f"{title}: no fair comparison in this run", ha="center", va="center", fontsize=8)
+        ax.axis("off")
+        _save(fig, path)
+        return
+    fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 7.4), squeeze=False)
+    for j, (panel_title, arms) in enumerate(panels):
+        whole, tail = axes[0, j], axes[1, j]
+        tail_tprs = []
+        for (label, roc), colour in zip(arms, ROC_COLOURS):
+            fpr, mean = np.asarray(roc["fpr"]), np.asarray(roc["tpr_mean"])
+            low, high = np.asarray(roc["tpr_low"]), np.asarray(roc["tpr_high"])
+            inside = fpr <= max_fpr + 1e-12
+            tail_tprs += [low[inside], high[inside]]
+            val, test = roc["points"]["val"], roc["points"]["test"]
+            for ax, keep in ((whole, np.ones_like(inside)), (tail, inside)):
+                ax.fill_between(fpr[keep], low[keep], high[keep], color=colour, alpha=0.18, lw=0)
+                ax.plot(fpr[keep], mean[keep], color=colour, lw=1.4, label=label if ax is whole else None)
+                for p in roc["points"]["test"]["per_replicate"]:
+                    ax.plot(p["fpr"], p["tpr"], ".", color=colour, ms=4, alpha=0.6)
+                if val["fpr"] is not None and test["fpr"] is not None:
+                    ax.plot([val["fpr"], test["fpr"]], [val["tpr"], test["tpr"]], ":", color=colour, lw=1)
+                if val["fpr"] is not None:
+                    ax.plot(val["fpr"], val["tpr"], "o", mfc="white", mec=colour, mew=1.5, ms=7,
+                            label="val point (on val)" if ax is tail and colour == ROC_COLOURS[0] else None)
+                if test["fpr"] is not None:
+                    ax.plot(test["fpr"], test["tpr"], "X", color=colour, ms=8, mec="black", mew=0.5,
+                            label="same threshold on test" if ax is tail and colour == ROC_COLOURS[0] else None)
+            tail_tprs += [np.array([v for v in (val["tpr"], test["tpr"]) if v is not None])]
+        whole.plot([0, 1], [0, 1], color="grey", lw=0.6, ls="--")
+        whole.axvspan(0, max_fpr, color="gold", alpha=0.12, lw=0)
+        whole.set(xlim=(0, 1), ylim=(0, 1.01))
+        whole.set_title(panel_title, fontsize=8)
+        whole.legend(fontsize=6, loc="lower right")
+        values = np.concatenate([t for t in tail_tprs if t.size])
+        bottom = max(0.0, float(np.nanmin(values)) - 0.05) if values.size else 0.0
+        tail.set(xlim=(0, max_fpr), ylim=(bottom, min(1.01, float(np.nanmax(values)) + 0.05) if values.size else 1.01))
+        tail.axvline(target_fpr, color="black", lw=0.6, ls="--")
+        tail.set_title(f"tail FPR <= {max_fpr} (specificity >= {1 - max_fpr:.2f}); dashed: val target FPR "
+                       f"{target_fpr:.2f}", fontsize=7)
+        tail.legend(fontsize=6, loc="lower right")
+        for ax in (whole, tail):
+            ax.set_xlabel("false positive rate = 1 - specificity", fontsize=7)
+            ax.set_ylabel("true positive rate = 1 - FNR", fontsize=7)
+            ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 # --- the trust audit (issue 11) ---------------------------------------------------------------------------
 
 def posterior_maps(path: Path, hr: np.ndarray, mean: np.ndarray, std: np.ndarray, lam: float | None,

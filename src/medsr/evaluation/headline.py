@@ -2,10 +2,11 @@
 
 Keys are short so that `dvc exp show --only-changed` fits a 200-column terminal: an arm is its set group through
 the HR-trained classifier (`sr_null`), or with `_m` through the classifier trained on its own kind of images
-(`bicubic_m`: the matched-domain baseline). fnr.<arm> (pooled FNR at the val operating point), auroc.<arm>,
+(`bicubic_m`: the matched-domain baseline). fnr.<arm> (pooled FNR at the val operating point), spec.<arm> (pooled
+test specificity at the same point: what the FNR was bought with), auroc.<arm>,
 acc.<arm> (pooled accuracy at the val operating point), psnr.<set group>, ssim.<set group>, p.q1_<arm> /
 p.q2_<arm> (the Holm-adjusted p of the verdict's FNR test: evaluate.verdict_rule). Label-leaking (oracle) entries
-carry the prefix ORACLE_ and only their FNR is kept.
+carry the prefix ORACLE_ and only their FNR and specificity are kept.
 Trust audit (issue 11): crc_fnr.<set group> / crc_spec.<set group> (test FNR and specificity at the conformal-risk-
 control threshold chosen on val, mean over train seeds and sampling seeds; hr and SR through the HR classifier,
 bicubic through its matched one); trust.<key> for the first null-guided SR set with posterior samples:
@@ -21,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-MAX_NUMBERS = 40
-DROP_ORDER = ("acc", "ssim", "auroc", "crc_spec", "trust")
+MAX_NUMBERS = 45  # the default run's 38 numbers and one specificity per arm
+DROP_ORDER = ("acc", "ssim", "auroc", "crc_spec", "trust", "spec")
 
 
 def arm_key(arm_group: str) -> str:
@@ -37,10 +38,11 @@ def _key(name: str, leaks: bool) -> str:
 
 
 def headline(results: Mapping[str, Any]) -> dict[str, Any]:
-    blocks: dict[str, dict[str, float | None]] = {"fnr": {}, "p": {}, "auroc": {}, "acc": {}, "psnr": {},
-                                                  "ssim": {}}
+    blocks: dict[str, dict[str, float | None]] = {"fnr": {}, "spec": {}, "p": {}, "auroc": {}, "acc": {},
+                                                  "psnr": {}, "ssim": {}}
     for key, group in results["arm_groups"].items():
         blocks["fnr"][_key(key, group["leaks_label"])] = group["pooled"]["fnr_val"]["value"]
+        blocks["spec"][_key(key, group["leaks_label"])] = group["pooled"]["specificity_val"]["value"]
         if not group["leaks_label"]:
             blocks["auroc"][arm_key(key)] = group["pooled"]["auroc"]["value"]
             blocks["acc"][arm_key(key)] = group["pooled"]["accuracy_val"]["value"]
@@ -55,8 +57,9 @@ def headline(results: Mapping[str, Any]) -> dict[str, Any]:
     for name in DROP_ORDER:
         if sum(len(b) for b in blocks.values()) <= MAX_NUMBERS:
             break
-        omitted.append(name)
-        del blocks[name]
+        if name in blocks:  # crc_spec and trust exist only with a trust audit
+            omitted.append(name)
+            del blocks[name]
     out: dict[str, Any] = {k: v for k, v in blocks.items() if v}
     if omitted:
         out["omitted"] = ",".join(omitted)

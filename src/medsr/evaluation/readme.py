@@ -16,6 +16,7 @@ from typing import Any
 
 from medsr.errors import MedsrError
 from medsr.evaluation.benchmark_tables import TABLES
+from medsr.evaluation.roc import MAX_FPR
 from medsr.evaluation.summary import basis, oracle_warning, trust_lines
 from medsr.evaluation.tables import ARM_HEADER, VERDICT_HEADER, arm_rows, markdown_table, verdict_rows
 from medsr.io import atomic_path, read_json, write_text
@@ -51,8 +52,9 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         markdown_table(VERDICT_HEADER, verdict_rows(results)),
         "### Per image set and classifier",
         "",
-        "FNR pooled over replicates with its interval, then per train seed (seeds "
-        f"{' / '.join(str(x) for x in s['train_seeds'])}); PSNR / SSIM against HR.",
+        "FNR and test specificity at the val operating point, pooled over replicates with its interval, then per "
+        f"train seed (seeds {' / '.join(str(x) for x in s['train_seeds'])}); pAUC: McClish-standardized partial "
+        f"AUROC over FPR <= {MAX_FPR} (secondary); PSNR / SSIM against HR.",
         "",
         markdown_table(ARM_HEADER, arm_rows(results)),
     ]

@@ -16,12 +16,14 @@ from medsr.evaluation import figures as draw
 from medsr.evaluation.headline import headline
 from medsr.evaluation.operating_point import predict
 from medsr.evaluation.predictions import Key, Scores
+from medsr.evaluation.roc import MAX_FPR, ROC_FIGURES
 from medsr.evaluation.summary import summary_rst
+from medsr.evaluation.tables import VERDICT_WORDS, interval, num, pvalue, verdict_p
 from medsr.io import atomic_dir, write_csv, write_json
 
 FORMAT_VERSION = 2
 FIGURES = ("fnr_forest.png", "examples.png", "difference_maps.png", "confusion_matrices.png", "mcnemar_tables.png",
-           "training_curves.png", "fnr_intervals.png")
+           "training_curves.png", "fnr_intervals.png", *ROC_FIGURES.values())
 TRUST_FIGURES = ("posterior_maps.png", "coverage_reliability.png", "decision_stability.png", "swap_maps.png")
 CONFUSION_POINT = "val"  # plots/confusion/<set>.csv: hr classifier, first train seed, val-chosen threshold
 
@@ -63,6 +65,32 @@ def mcnemar_panels(results: Mapping[str, Any]) -> list[tuple[str, str, Mapping[s
     return panels or [("hr", "hr", {"a": 0, "b": 0, "c": 0, "d": 0}, "no Q1 / Q2 comparison")]
 
 
+def roc_panels(results: Mapping[str, Any], question: str) -> list[tuple[str, list[tuple[str, Mapping]]]]:
+    """The fair comparisons of a question: (panel title, [(arm label, its pooled ROC)] for first and second)."""
+    panels = []
+    for v in results["verdicts"]:
+        if v["question"] != question or v["leaks_label"]:
+            continue
+        arms = []
+        for side in ("first", "second"):
+            group = results["arm_groups"][v[side]]
+            pauc = group["pooled"]["pauc"]["value"]
+            arms.append((f"{side}: {group['title']}\nFNR {num(v[f'fnr_{side}_val']['value'])}, test specificity "
+                         f"{num(v[f'specificity_{side}_val']['value'])}, pAUC {num(pauc)}", group["roc"]))
+        panels.append((f"{v['first_title']}\nvs {v['second_title']}\n{VERDICT_WORDS[v['verdict']]} (Holm p "
+                       f"{pvalue(verdict_p(v, '_holm'))}); pAUC difference "
+                       f"{interval(v['pauc_difference'], signed=True)}", arms))
+    return panels
+
+
+def write_roc_figures(tmp: Path, results: Mapping[str, Any]) -> None:
+    target = 1.0 - results["settings"]["val_specificity"]
+    for question, name in ROC_FIGURES.items():
+        draw.roc_curves(tmp / name, f"{question}: {results['questions'][question]} (test ROC curves, first "
+                        "classifier family; the verdict is read at the val point)", roc_panels(results, question),
+                        MAX_FPR, target)
+
+
 def write_figures(folder: Path, results: Mapping[str, Any], scores: Mapping[Key, Scores],
                   images: Mapping[str, np.ndarray], lr_images: np.ndarray, chosen: Sequence[int],
                   row_titles: Sequence[str], curves: Sequence[tuple], trust_data: Mapping[str, Any] | None = None,
@@ -90,6 +118,7 @@ def write_figures(folder: Path, results: Mapping[str, Any], scores: Mapping[Key,
                            [(k, g["pooled"]["fnr_val"]["value"], g["pooled"]["fnr_val"]["ci_low"],
                              g["pooled"]["fnr_val"]["ci_high"], g["leaks_label"])
                             for k, g in results["arm_groups"].items()], results["settings"]["confidence"])
+        write_roc_figures(tmp, results)
         written = write_trust_figures(tmp, results.get("trust") or {}, trust_data or {}, figure_images,
                                       results["settings"]["train_seeds"][0])
         (tmp / "summary.rst").write_text(summary_rst(results))

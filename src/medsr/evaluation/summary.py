@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from medsr.evaluation.roc import MAX_FPR, ROC_FIGURES
 from medsr.evaluation.tables import (ARM_HEADER, ORACLE, VERDICT_HEADER, VERDICT_WORDS, arm_rows, interval, num,
                                      pvalue, rst_table, verdict_p, verdict_rows)
 
@@ -31,11 +32,21 @@ def verdict_sentence(v: Mapping[str, Any]) -> str:
     lead = ANSWER.get(v["question"], {}).get(v["verdict"])
     if v["leaks_label"]:  # never an answer to the question: an upper bound, flagged first
         lead = f"[{ORACLE}: not a fair comparison, no answer]"
-    text = (f"{relation(v)}: FNR {num(v['fnr_first_val']['value'])} vs {num(v['fnr_second_val']['value'])}, "
-            f"difference {interval(v['fnr_difference_val'], signed=True)}; Holm p {pvalue(verdict_p(v, '_holm'))} "
+    text = (f"{relation(v)}: FNR {num(v['fnr_first_val']['value'])} vs {num(v['fnr_second_val']['value'])}"
+            f"{specificity_clause(v)}, difference {interval(v['fnr_difference_val'], signed=True)}; "
+            f"Holm p {pvalue(verdict_p(v, '_holm'))} "
             f"(paired test over its {v['replicates']} replicate(s)); each replicate alone: holds in "
             f"{v['holds']}/{v['replicates']}.")
     return f"{lead}: {text}" if lead else text[0].upper() + text[1:]
+
+
+def specificity_clause(v: Mapping[str, Any]) -> str:
+    """The clause ' (test specificity a vs b)': what each side's FNR at the val point was bought with; empty in
+    results written before it was computed."""
+    if "specificity_first_val" not in v:
+        return ""
+    return (f" (test specificity {num(v['specificity_first_val']['value'])} vs "
+            f"{num(v['specificity_second_val']['value'])})")
 
 
 def question_lines(results: Mapping[str, Any], question: str) -> list[str]:
@@ -156,7 +167,9 @@ def summary_rst(results: Mapping[str, Any]) -> str:
     if results["leaks_label"]:
         out += [f"**{oracle_warning(results)}**", ""]
     out += [rst_table(VERDICT_HEADER, verdict_rows(results), "Verdict per comparison (FNR at the val operating point)"),
-            "The forest plot ``fnr_forest.png`` shows the same differences with their intervals.", "",
+            "The forest plot ``fnr_forest.png`` shows the same differences with their intervals; "
+            f"``{'``, ``'.join(ROC_FIGURES.values())}`` show each question's ROC curves and where on them the verdict "
+            "is read (the val operating point, in the high-specificity tail).", "",
             "Details", "=======", "", "Reference comparisons:", ""]
     out += [f"- {s}" for s in question_lines(results, "reference")] + [""]
     out += [rst_table(ARM_HEADER, arm_rows(results), "FNR per image set and classifier (pooled, then per train seed)"),
@@ -168,11 +181,20 @@ def summary_rst(results: Mapping[str, Any]) -> str:
 
 def secondary_text(results: Mapping[str, Any]) -> str:
     lines = ["Secondary tests (median over replicates): all-images McNemar Holm p, unhealthy-only McNemar Holm p at "
-             "the 0.5 threshold, paired DeLong test of AUROC:", ""]
+             "the 0.5 threshold, paired DeLong test of AUROC; partial AUROC over the tail FPR <= "
+             f"{MAX_FPR} (McClish-standardized, mean over replicates, paired interval of the difference):", ""]
     for v in results["verdicts"]:
         sec = v["secondary"]
         lines.append(f"- {v['id']}: all images {pvalue(sec['all_images_pvalue_holm_median'])}; at 0.5 "
                      f"{pvalue(sec['unhealthy_at_0.5_pvalue_holm_median'])} (FNR difference at 0.5 "
                      f"{interval(v['fnr_difference_0.5'], signed=True)}); AUROC difference "
-                     f"{num(sec['auroc_difference_mean'])}, DeLong p {pvalue(sec['delong_pvalue_median'])}")
+                     f"{num(sec['auroc_difference_mean'])}, DeLong p {pvalue(sec['delong_pvalue_median'])}"
+                     f"{pauc_clause(v)}")
     return "\n".join(lines) + "\n"
+
+
+def pauc_clause(v: Mapping[str, Any]) -> str:
+    if "pauc_difference" not in v:  # results written before it was computed
+        return ""
+    return (f"; pAUC {num(v['pauc_first']['value'])} vs {num(v['pauc_second']['value'])}, difference "
+            f"{interval(v['pauc_difference'], signed=True)}")

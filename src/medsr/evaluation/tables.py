@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from medsr.evaluation.roc import MAX_FPR
+
 ORACLE = "ORACLE, leaks the label"
 
 
@@ -28,7 +30,8 @@ def interval(est: Mapping[str, Any], digits: int = 3, signed: bool = False) -> s
 
 
 VERDICT_HEADER = ("Question", "Classifier family", "Comparison (first vs second)", "FNR first", "FNR second",
-                  "FNR difference [CI]", "p", "Holm p", "Holds in", "Verdict")
+                  "Specificity first", "Specificity second", "FNR difference [CI]", "p", "Holm p", "Holds in",
+                  f"pAUC difference, FPR <= {MAX_FPR} [CI]", "Verdict")
 VERDICT_WORDS = {"first_better": "first lower FNR", "second_better": "first higher FNR",
                  "not_significant": "not significant"}
 
@@ -46,32 +49,40 @@ def verdict_p(v: Mapping[str, Any], kind: str = "") -> float | None:
 
 
 def verdict_rows(results: Mapping[str, Any]) -> list[list[str]]:
-    """One row per comparison group and classifier family: pooled FNR at the val operating point, paired CI,
-    the p and Holm p of its paired test over all replicates, in how many replicates it holds alone."""
+    """One row per comparison group and classifier family: pooled FNR and test specificity at the val operating
+    point, paired CI of the FNR difference, the p and Holm p of its paired test over all replicates, in how many
+    replicates it holds alone, and (secondary) the paired difference of the partial AUROC over the tail."""
     rows = []
     for v in all_verdicts(results):
         flag = f" [{ORACLE}]" if v["leaks_label"] else ""
         family = v.get("architecture", "resnet18")  # results written before there were several
         rows.append([v["question"], family, f"{v['first_title']} vs {v['second_title']}{flag}",
                      num(v["fnr_first_val"]["value"]), num(v["fnr_second_val"]["value"]),
+                     _value(v, "specificity_first_val"), _value(v, "specificity_second_val"),
                      interval(v["fnr_difference_val"], signed=True), pvalue(verdict_p(v)),
                      pvalue(verdict_p(v, "_holm")), f"{v['holds']}/{v['replicates']}",
+                     interval(v["pauc_difference"], signed=True) if "pauc_difference" in v else "n/a",
                      VERDICT_WORDS[v["verdict"]]])
     return rows
 
 
-ARM_HEADER = ("Image set + classifier", "FNR (val point)", "per seed", "FNR at 0.5", "per seed", "Accuracy (val point)",
-              "AUROC", "PSNR", "SSIM")
+def _value(entry: Mapping[str, Any], key: str) -> str:
+    """The value of an estimate, "n/a" in results written before it was computed."""
+    return num(entry[key]["value"]) if key in entry else "n/a"
 
 
-def _per_seed(results: Mapping[str, Any], group: Mapping[str, Any], point: str) -> str:
-    """FNR per train seed (averaged over the group's sets, i.e. its sampling seeds)."""
+ARM_HEADER = ("Image set + classifier", "FNR (val point)", "per seed", "Specificity (val point)", "per seed",
+              "FNR at 0.5", "per seed", "Accuracy (val point)", "AUROC", f"pAUC (FPR <= {MAX_FPR})", "PSNR", "SSIM")
+
+
+def _per_seed(results: Mapping[str, Any], group: Mapping[str, Any], point: str, rate: str = "fnr") -> str:
+    """A rate per train seed (averaged over the group's sets, i.e. its sampling seeds)."""
     values = []
     for seed in results["settings"]["train_seeds"]:
-        fnrs = [results["arms"][f"{name}@{group['classifier']}"]["per_seed"][str(seed)][point]["fnr"]["value"]
-                for name in group["sets"]]
-        fnrs = [f for f in fnrs if f is not None]
-        values.append(num(sum(fnrs) / len(fnrs)) if fnrs else "n/a")
+        rates = [results["arms"][f"{name}@{group['classifier']}"]["per_seed"][str(seed)][point][rate]["value"]
+                 for name in group["sets"]]
+        rates = [r for r in rates if r is not None]
+        values.append(num(sum(rates) / len(rates)) if rates else "n/a")
     return " / ".join(values)
 
 
@@ -82,8 +93,10 @@ def arm_rows(results: Mapping[str, Any]) -> list[list[str]]:
         quality = results["set_groups"].get(group["group"], {})
         flag = f" [{ORACLE}]" if group["leaks_label"] else ""
         rows.append([f"{group['title']}{flag}", interval(pooled["fnr_val"]), _per_seed(results, group, "val"),
-                     interval(pooled["fnr_0.5"]), _per_seed(results, group, "0.5"), num(pooled["accuracy_val"]["value"]),
-                     num(pooled["auroc"]["value"]), num(quality.get("psnr"), 2), num(quality.get("ssim"))])
+                     interval(pooled["specificity_val"]), _per_seed(results, group, "val", "specificity"),
+                     interval(pooled["fnr_0.5"]), _per_seed(results, group, "0.5"),
+                     num(pooled["accuracy_val"]["value"]), num(pooled["auroc"]["value"]), _value(pooled, "pauc"),
+                     num(quality.get("psnr"), 2), num(quality.get("ssim"))])
     return rows
 
 
