@@ -527,3 +527,41 @@ def test_the_pooled_rule_tests_every_replicate_at_once(rule, expected, holds):
     assert v["pooled_test"]["informative_images"] == 10 and v["pooled_test"]["statistic"] == -10
     assert v["pvalue"] == pytest.approx(2.0 ** -9)
     assert v["verdict"] == expected and v["rule"] == rule and v["holds"] == holds
+
+
+@pytest.mark.parametrize("rule, test_name", [("seed_image_t", "seed_image_t"),
+                                             ("two_level_bootstrap", "two_level_bootstrap")])
+def test_a_seed_level_rule_records_its_test_p_and_holm_p_and_what_it_generalizes_over(rule, test_name):
+    """Five seeds: SR misses none, bicubic + bicubic classifier misses 5 of 30 (other images per seed), bicubic +
+    HR classifier the same 20 of 30 in every seed: the seed-level tests carry the image-level variance."""
+    from medsr.evaluation.compute import settings
+
+    seeds = (0, 1, 2, 3, 4)
+    sets = [ImageSet("hr", "hr", Path("hr"), matched="hr"), ImageSet("bicubic", "bicubic", Path("b"), matched="bicubic"),
+            ImageSet("sr_null_seed0", "sr", Path("s"), guidance="null", seed=0)]
+    scores = _spread_misses({"bicubic@bicubic": [range(5 * i, 5 * i + 5) for i in range(5)],
+                             "bicubic@hr": [range(0, 20)] * 5}, seeds)
+    params = _params(verdict_rule=rule, train_seeds=seeds)
+    weights = bootstrap_weights(N_HEALTHY + N_UNHEALTHY, params.bootstrap, params.bootstrap_seed, None)
+    analysis = classifier_analysis(params, sets, scores, ("hr", "bicubic"), weights, "resnet18")
+    for v in analysis["verdicts"]:
+        test = v["verdict_test"]
+        assert test["test"] == test_name and v["rule"] == rule and test["seeds"] == len(seeds)
+        assert v["pvalue"] == test["pvalue"] and v["pvalue_holm"] == test["pvalue_holm"] >= test["pvalue"]
+        assert v["pooled_test"]["pvalue_holm"] >= v["pooled_test"]["pvalue"]  # still reported beside it
+    q2 = next(v for v in analysis["verdicts"] if v["id"] == Q2_SR)
+    assert q2["verdict_test"]["difference"] == pytest.approx(-5 / 30) and q2["direction"] == "first lower FNR"
+    q1 = next(v for v in analysis["verdicts"] if v["id"].startswith("Q1:sr_null"))  # 20 of 30 missed in both seeds
+    assert q1["verdict"] == "first_better" and q1["pvalue"] < 0.02
+    text = settings(params, ("hr", "bicubic"))["verdict"]
+    assert "new training seeds" in text and "does not generalize to other data sets" in text
+
+
+def test_the_default_rule_adds_no_seed_level_test():
+    sets = [ImageSet("hr", "hr", Path("hr"), matched="hr"), ImageSet("bicubic", "bicubic", Path("b"), matched="bicubic"),
+            ImageSet("sr_null_seed0", "sr", Path("s"), guidance="null", seed=0)]
+    scores = _spread_misses({"bicubic@bicubic": [range(0, 5), range(5, 10)]}, SEEDS)
+    params = _params()
+    weights = bootstrap_weights(N_HEALTHY + N_UNHEALTHY, params.bootstrap, params.bootstrap_seed, None)
+    analysis = classifier_analysis(params, sets, scores, ("hr", "bicubic"), weights, "resnet18")
+    assert all("verdict_test" not in v and v["pvalue"] == v["pooled_test"]["pvalue"] for v in analysis["verdicts"])
