@@ -188,8 +188,10 @@ def seed_image_t(first_misses: np.ndarray, second_misses: np.ndarray) -> dict[st
     freedom of this sum lie between S - 1 and S + m - 2; S - 1, the smallest, gives the widest t quantile, so the
     test is conservative where the seed term dominates and nearly exact where it does (the usual case: a few
     seeds, hundreds of images).
-    Edge cases: S = 1 -> not testable, p = 1 (`NOT_TESTABLE_ONE_SEED`); SE = 0 -> p = 1 when dbar = 0, else p = 0
-    (every seed and every image differ by the same nonzero amount: no variance left to explain the difference)."""
+    Edge cases: S = 1 -> not testable, p = 1 (`NOT_TESTABLE_ONE_SEED`); SE = 0 -> p = 1 when dbar = 0, else every
+    seed and image differ by the same nonzero amount and t is undefined: the exact sign-flip test of the S seed-level
+    differences (Fisher 1935) gives p = 2 (1/2)^S, its smallest attainable value (0.5 with two seeds: a chance
+    agreement of few seeds on few images is not evidence)."""
     first, second = np.asarray(first_misses, dtype=np.float64), np.asarray(second_misses, dtype=np.float64)
     if first.shape != second.shape or first.ndim != 2 or first.shape[1] == 0:
         raise ValueError(f"seed_image_t: seeds x images arrays of one shape expected, got {first.shape}, "
@@ -210,8 +212,8 @@ def seed_image_t(first_misses: np.ndarray, second_misses: np.ndarray) -> dict[st
                 "se_image": math.sqrt(var_image)})
     if se <= 1e-15:
         zero = abs(mean) < 1e-12
-        return {**out, "statistic": None, "pvalue": 1.0 if zero else 0.0,
-                "reason": "zero variance over seeds and images"}
+        return {**out, "statistic": None, "pvalue": 1.0 if zero else min(1.0, 2.0 ** (1 - seeds)),
+                "reason": "zero variance over seeds and images: exact sign-flip test of the seed-level differences"}
     statistic = mean / se
     return {**out, "statistic": statistic, "pvalue": float(min(1.0, 2.0 * student_t.sf(abs(statistic), seeds - 1)))}
 
