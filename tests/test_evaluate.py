@@ -72,7 +72,7 @@ def _scores(split: str, misses: int, caught: float) -> list[float]:
 
 
 def write_experiment(root: Path, misses: dict[str, int], caught: dict[str, float] | None = None,
-                     other: dict[str, dict[str, int]] | None = None) -> dict:
+                     other: dict[str, dict[str, int]] | None = None, rule: str = "pooled") -> dict:
     """`misses[arm]`: unhealthy test images the arm misses (both train seeds); val images are all caught.
 
     `other`: architecture -> its own `misses` (a second classifier family, with the same `caught`)."""
@@ -109,7 +109,7 @@ def write_experiment(root: Path, misses: dict[str, int], caught: dict[str, float
     write_csv(root / "other.csv", [{"x": 1}], ("x",))
     out = {"metrics": root / "out" / "metrics.json", "results": root / "out" / "evaluation.json",
            "figures": root / "out" / "figures", "plots": root / "out" / "plots"}
-    evaluate.run(_params(), _train_params(tuple(families)), predictions=root / "predictions.csv", sets=sets,
+    evaluate.run(_params(verdict_rule=rule), _train_params(tuple(families)), predictions=root / "predictions.csv", sets=sets,
                  lr=root / "lr", logs=[root / "classifier_hr_seed0.csv", root / "other.csv"], **out)
     return {"root": root, "sets": sets, "misses": misses, **out,
             "results_data": json.loads(out["results"].read_text()),
@@ -565,3 +565,16 @@ def test_the_default_rule_adds_no_seed_level_test():
     weights = bootstrap_weights(N_HEALTHY + N_UNHEALTHY, params.bootstrap, params.bootstrap_seed, None)
     analysis = classifier_analysis(params, sets, scores, ("hr", "bicubic"), weights, "resnet18")
     assert all("verdict_test" not in v and v["pvalue"] == v["pooled_test"]["pvalue"] for v in analysis["verdicts"])
+
+
+def test_the_whole_stage_runs_under_the_two_level_bootstrap_rule(tmp_path):
+    """evaluate end to end under a seed-level rule: the external set (no val images of its own) takes its
+    classifier's home val scores for the resampled thresholds; results, report and summary are written."""
+    experiment = write_experiment(tmp_path, {**BASE, "sr_null_seed0@hr": 2, "bicubic@bicubic": 14}, SHIFT,
+                                  rule="two_level_bootstrap")
+    results = experiment["results_data"]
+    assert results["settings"]["verdict_rule"] == "two_level_bootstrap"
+    assert "new training seeds" in results["settings"]["verdict"]
+    ext = next(v for v in results["verdicts"] if v["id"].startswith("Q1:ext_mine"))
+    assert ext["verdict_test"]["test"] == "two_level_bootstrap" and ext["pvalue_holm"] == ext["verdict_test"]["pvalue_holm"]
+    assert "two-level bootstrap" in experiment["summary_rst"]
