@@ -14,8 +14,8 @@ from statsmodels.stats.contingency_tables import mcnemar
 
 from medsr.evaluation.metrics import bootstrap_weights
 from medsr.evaluation.operating_point import predict, val_threshold
-from medsr.evaluation.statistics import (compare, contingency, delong_paired, holm, mcnemar_test, paired_rate_difference,
-                                          seed_image_t, sign_flip_test, two_level_bootstrap)
+from medsr.evaluation.statistics import (compare, contingency, delong_paired, holm, mcnemar_test,
+                                          paired_rate_difference, seed_image_t, sign_flip_test, two_level_bootstrap)
 
 
 def _table(a, b, c, d):

@@ -153,7 +153,8 @@ SEED_RULES = ("seed_image_t", "two_level_bootstrap")  # verdict rules whose unit
 
 
 def val_key(name: str, classifier: str, seed: int, scores: Mapping[Key, Scores], home: Mapping[str, str]) -> Key:
-    """The val scores an arm's operating point is chosen on (its own, or its classifier domain's: `operating_points`)."""
+    """The val scores an arm's operating point is chosen on (its own, or its classifier domain's, as in
+    `operating_points`)."""
     key = (classifier, seed, name, "val")
     return key if key in scores else (classifier, seed, home[classifier], "val")
 
@@ -176,7 +177,8 @@ def seed_arrays(replicates: Sequence[dict[str, Any]], scores: Mapping[Key, Score
                 test = scores[(classifier, seed, name, "test")]
                 val = scores[val_key(name, classifier, seed, scores, home)]
                 unhealthy = test.labels.astype(bool)
-                rows["misses"].append(predict(test.scores, points[(name, classifier, seed)]["val"].threshold)[unhealthy] == 0)
+                threshold = points[(name, classifier, seed)]["val"].threshold
+                rows["misses"].append(predict(test.scores, threshold)[unhealthy] == 0)
                 rows["test"].append(test.scores[unhealthy])
                 rows["val"].append(val.scores[~val.labels.astype(bool)])
             misses.append(rows["misses"]), test_scores.append(rows["test"]), val_scores.append(rows["val"])

@@ -14,6 +14,9 @@ The test of false negatives is McNemar restricted to the truly unhealthy images 
 Several replicates of one comparison (train seeds x sampling seeds, the same test images each time) are tested
 together by `sign_flip_test`: the exact paired randomization test (Fisher 1935, Pitman 1937) of the per-image
 sum over replicates of (first misses - second misses); with one replicate it is the exact McNemar test.
+That test holds the trained classifiers and their val thresholds fixed; `seed_image_t` and `two_level_bootstrap`
+take the training run as the unit of replication (seeds and images both random), so their verdicts generalize over
+retraining and new images (benchmarks/aa_calibration.py measures every test's A/A rejection rate on val).
 AUROC differences: DeLong, DeLong & Clarke-Pearson (1988), paired (same images scored twice).
 """
 
