@@ -72,7 +72,7 @@ def _scores(split: str, misses: int, caught: float) -> list[float]:
 
 
 def write_experiment(root: Path, misses: dict[str, int], caught: dict[str, float] | None = None,
-                     other: dict[str, dict[str, int]] | None = None) -> dict:
+                     other: dict[str, dict[str, int]] | None = None, rule: str = "pooled") -> dict:
     """`misses[arm]`: unhealthy test images the arm misses (both train seeds); val images are all caught.
 
     `other`: architecture -> its own `misses` (a second classifier family, with the same `caught`)."""
@@ -109,7 +109,7 @@ def write_experiment(root: Path, misses: dict[str, int], caught: dict[str, float
     write_csv(root / "other.csv", [{"x": 1}], ("x",))
     out = {"metrics": root / "out" / "metrics.json", "results": root / "out" / "evaluation.json",
            "figures": root / "out" / "figures", "plots": root / "out" / "plots"}
-    evaluate.run(_params(), _train_params(tuple(families)), predictions=root / "predictions.csv", sets=sets,
+    evaluate.run(_params(verdict_rule=rule), _train_params(tuple(families)), predictions=root / "predictions.csv", sets=sets,
                  lr=root / "lr", logs=[root / "classifier_hr_seed0.csv", root / "other.csv"], **out)
     return {"root": root, "sets": sets, "misses": misses, **out,
             "results_data": json.loads(out["results"].read_text()),
@@ -589,3 +589,54 @@ def test_roc_figures_show_the_fair_comparisons_of_each_question(sr_wins, tmp_pat
     figures.roc_curves(tmp_path / "none.png", "Q2", [], 0.1, 0.05)  # a run without SR sets has no Q2
     assert (tmp_path / "none.png").stat().st_size > 0
     assert {"roc_q1.png", "roc_q2.png", "roc_reference.png"} <= set(data["figures"])
+
+
+@pytest.mark.parametrize("rule, test_name", [("seed_image_t", "seed_image_t"),
+                                             ("two_level_bootstrap", "two_level_bootstrap")])
+def test_a_seed_level_rule_records_its_test_p_and_holm_p_and_what_it_generalizes_over(rule, test_name):
+    """Five seeds: SR misses none, bicubic + bicubic classifier misses 5 of 30 (other images per seed), bicubic +
+    HR classifier the same 20 of 30 in every seed: the seed-level tests carry the image-level variance."""
+    from medsr.evaluation.compute import settings
+
+    seeds = (0, 1, 2, 3, 4)
+    sets = [ImageSet("hr", "hr", Path("hr"), matched="hr"), ImageSet("bicubic", "bicubic", Path("b"), matched="bicubic"),
+            ImageSet("sr_null_seed0", "sr", Path("s"), guidance="null", seed=0)]
+    scores = _spread_misses({"bicubic@bicubic": [range(5 * i, 5 * i + 5) for i in range(5)],
+                             "bicubic@hr": [range(0, 20)] * 5}, seeds)
+    params = _params(verdict_rule=rule, train_seeds=seeds)
+    weights = bootstrap_weights(N_HEALTHY + N_UNHEALTHY, params.bootstrap, params.bootstrap_seed, None)
+    analysis = classifier_analysis(params, sets, scores, ("hr", "bicubic"), weights, "resnet18")
+    for v in analysis["verdicts"]:
+        test = v["verdict_test"]
+        assert test["test"] == test_name and v["rule"] == rule and test["seeds"] == len(seeds)
+        assert v["pvalue"] == test["pvalue"] and v["pvalue_holm"] == test["pvalue_holm"] >= test["pvalue"]
+        assert v["pooled_test"]["pvalue_holm"] >= v["pooled_test"]["pvalue"]  # still reported beside it
+    q2 = next(v for v in analysis["verdicts"] if v["id"] == Q2_SR)
+    assert q2["verdict_test"]["difference"] == pytest.approx(-5 / 30) and q2["direction"] == "first lower FNR"
+    q1 = next(v for v in analysis["verdicts"] if v["id"].startswith("Q1:sr_null"))  # 20 of 30 missed in both seeds
+    assert q1["verdict"] == "first_better" and q1["pvalue"] < 0.02
+    text = settings(params, ("hr", "bicubic"))["verdict"]
+    assert "new training seeds" in text and "does not generalize to other data sets" in text
+
+
+def test_the_default_rule_adds_no_seed_level_test():
+    sets = [ImageSet("hr", "hr", Path("hr"), matched="hr"), ImageSet("bicubic", "bicubic", Path("b"), matched="bicubic"),
+            ImageSet("sr_null_seed0", "sr", Path("s"), guidance="null", seed=0)]
+    scores = _spread_misses({"bicubic@bicubic": [range(0, 5), range(5, 10)]}, SEEDS)
+    params = _params()
+    weights = bootstrap_weights(N_HEALTHY + N_UNHEALTHY, params.bootstrap, params.bootstrap_seed, None)
+    analysis = classifier_analysis(params, sets, scores, ("hr", "bicubic"), weights, "resnet18")
+    assert all("verdict_test" not in v and v["pvalue"] == v["pooled_test"]["pvalue"] for v in analysis["verdicts"])
+
+
+def test_the_whole_stage_runs_under_the_two_level_bootstrap_rule(tmp_path):
+    """evaluate end to end under a seed-level rule: the external set (no val images of its own) takes its
+    classifier's home val scores for the resampled thresholds; results, report and summary are written."""
+    experiment = write_experiment(tmp_path, {**BASE, "sr_null_seed0@hr": 2, "bicubic@bicubic": 14}, SHIFT,
+                                  rule="two_level_bootstrap")
+    results = experiment["results_data"]
+    assert results["settings"]["verdict_rule"] == "two_level_bootstrap"
+    assert "new training seeds" in results["settings"]["verdict"]
+    ext = next(v for v in results["verdicts"] if v["id"].startswith("Q1:ext_mine"))
+    assert ext["verdict_test"]["test"] == "two_level_bootstrap" and ext["pvalue_holm"] == ext["verdict_test"]["pvalue_holm"]
+    assert "two-level bootstrap" in experiment["summary_rst"]

@@ -5,6 +5,7 @@ stage, the sampling benchmark's loader and the difficulty sweep's training and s
 from __future__ import annotations
 
 import argparse
+import json
 import dataclasses
 import importlib.util
 import sys
@@ -156,3 +157,39 @@ def test_verdict_rule_benchmark_reads_only_val_predictions(tmp_path):
         out.pop("runs")
     assert outputs[0] == outputs[1]  # the test rows changed, nothing else did
     assert outputs[0]["rules"]["pooled"]["fair_verdicts"] == 5 and outputs[0]["chosen"] in module.RULES
+
+
+def test_aa_calibration_benchmark_trains_on_train_and_scores_val_only(data, tmp_path, opened):
+    """The A/A benchmark end to end at smoke scale (2 epochs, 4 seeds, 20 splits): every file it opens is a train
+    or val image (the test split stays unread), and its JSON has a row per split and every candidate's rates."""
+    module = benchmark("aa_calibration")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (run / "data").symlink_to(data)
+    out = module.calibrate(run, [ROOT / "configs/smoke.yaml"], seeds=4, splits=20, workers=1,
+                           models=tmp_path / "models", resamples=200)
+    assert opened and splits_of(opened, run / "data") == {"train", "val"}
+    assert sorted(p.name for p in (tmp_path / "models").glob("*.safetensors")) == [
+        f"classifier_resnet18_hr_seed{s}.safetensors" for s in range(4)]
+    assert out["params"]["seeds"] == 4 and out["params"]["train_classifier"]["epochs"] == 2
+    assert out["splits"] == 20 and len(out["rows"]) == 20 and out["commit"] and out["machine"]["torch"]
+    assert out["val_images"]["healthy"] > 0 and out["val_images"]["unhealthy"] > 0
+    for row in out["rows"]:
+        assert sorted(sum(row["pseudo_arms"], [])) == [0, 1, 2, 3]
+        for arm in (*module.AA_ARMS, module.POWER_ARM):
+            assert set(row[arm]["rejected"]) == set(module.CANDIDATES)
+            assert all(0.0 <= p <= 1.0 for p in row[arm]["p"].values())
+    low, high = out["null_interval"]
+    assert 0.0 <= low <= 0.05 <= high
+    for name, c in out["candidates"].items():
+        assert c["calibrated"] == all(c[a]["interval"][0] <= 0.05 for a in module.AA_ARMS)
+        assert 0.0 <= c["power"] <= 1.0 and c[module.POWER_ARM]["interval"][0] <= c["power"]
+    assert out["chosen"] is None or out["candidates"][out["chosen"]]["calibrated"]
+    assert "CRITERION" not in out["criterion"] and "highest power" in out["criterion"]
+    opened.clear()  # a rerun reuses the four classifiers: it trains nothing (no train image opened)
+    again = module.calibrate(run, [ROOT / "configs/smoke.yaml"], seeds=4, splits=20, workers=1,
+                             models=tmp_path / "models", resamples=200)
+    assert splits_of(opened, run / "data") == {"val"} and again["rows"] == out["rows"]
+    table = module.aa_calibration_markdown(json.loads(json.dumps(out)))
+    assert all(f"| {name} |" in table for name in module.CANDIDATES) and "Chosen: **" in table

@@ -1,5 +1,6 @@
 """Paired tests: McNemar variants against the thesis and statsmodels / scipy; paired bootstrap differences;
-DeLong's paired AUROC test against a brute-force computation and a hand-worked example; the val threshold."""
+DeLong's paired AUROC test against a brute-force computation and a hand-worked example; the val threshold; the
+seed-level verdict tests against simulated nulls (with retraining variance) and real differences."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import itertools
 
 import numpy as np
 import pytest
+import scipy.stats
 from scipy.stats import binomtest, chi2, norm
 from statsmodels.stats.contingency_tables import mcnemar
 
 from medsr.evaluation.metrics import bootstrap_weights
 from medsr.evaluation.operating_point import predict, val_threshold
-from medsr.evaluation.statistics import (compare, contingency, delong_paired, holm, mcnemar_test, sign_flip_test,
-                                          paired_rate_difference)
+from medsr.evaluation.statistics import (compare, contingency, delong_paired, holm, mcnemar_test,
+                                          paired_rate_difference, seed_image_t, sign_flip_test, two_level_bootstrap)
 
 
 def _table(a, b, c, d):
@@ -224,3 +226,105 @@ def test_sign_flip_test_equals_full_enumeration_and_is_symmetric():
 def test_sign_flip_test_refuses_arrays_of_different_shapes():
     with pytest.raises(ValueError, match="replicates x images"):
         sign_flip_test(np.zeros((2, 5)), np.zeros((3, 5)))
+
+
+# --- verdict tests with the training run as the unit of replication -----------------------
+
+def _simulate(rng, seeds, healthy, unhealthy, shift=0.0, seed_sd=0.6):
+    """Scores of two arms (2 x seeds x images): healthy val ~ N(0, 1); unhealthy test = 1.5 + image difficulty
+    (shared by every seed and arm) + the trained classifier's own offset (one per arm and seed: retraining
+    variance) + noise; the second arm's unhealthy scores moved by `shift` (0: the null holds)."""
+    image = rng.normal(0, 1, unhealthy)
+    val = rng.normal(0, 1, (2, seeds, healthy))
+    test = 1.5 + image + rng.normal(0, seed_sd, (2, seeds, 1)) + rng.normal(0, 0.7, (2, seeds, unhealthy))
+    test[1] += shift
+    return val, test
+
+
+def _misses(val, test, specificity):
+    """Misses at each (arm, seed)'s own val threshold, by operating_point.val_threshold itself."""
+    out = np.zeros(test.shape, dtype=np.int64)
+    for arm in range(2):
+        for s in range(test.shape[1]):
+            labels = np.r_[np.zeros(val.shape[2]), np.ones(test.shape[2])]
+            point = val_threshold(labels, np.r_[val[arm, s], test[arm, s]], specificity, "sim")
+            out[arm, s] = predict(test[arm, s], point.threshold) == 0
+    return out
+
+
+def test_under_a_null_with_seed_variance_the_seed_level_tests_hold_alpha_and_the_pooled_test_does_not():
+    """300 simulated experiments where the two arms are exchangeable but each trained classifier has its own
+    sensitivity: a test treating the classifiers as fixed rejects far more often than alpha."""
+    rng = np.random.default_rng(1)
+    rejected = {"t": 0, "bootstrap": 0, "pooled": 0}
+    draws = 300
+    for _ in range(draws):
+        val, test = _simulate(rng, 5, 60, 60)
+        m = _misses(val, test, 0.9)
+        rejected["t"] += seed_image_t(m[0], m[1])["pvalue"] < 0.05
+        rejected["pooled"] += sign_flip_test(m[0], m[1])["pvalue"] < 0.05
+        rejected["bootstrap"] += two_level_bootstrap(val, test, 0.9, resamples=400, seed=0)["pvalue"] < 0.05
+    rates = {k: v / draws for k, v in rejected.items()}
+    upper = 0.05 + 2.6 * np.sqrt(0.05 * 0.95 / draws)  # alpha + the binomial sampling error of 300 draws
+    assert rates["t"] <= upper and rates["bootstrap"] <= upper
+    assert rates["pooled"] > 0.3
+
+
+def test_the_p_values_of_the_seed_level_t_test_are_roughly_uniform_under_the_null():
+    rng = np.random.default_rng(2)
+    p = []
+    for _ in range(300):
+        val, test = _simulate(rng, 8, 80, 80)
+        m = _misses(val, test, 0.9)
+        p.append(seed_image_t(m[0], m[1])["pvalue"])
+    deciles = np.histogram(p, bins=5, range=(0, 1))[0] / len(p)
+    assert np.all(deciles > 0.1) and np.all(deciles < 0.32)  # 0.2 each, conservative at most mildly
+
+
+def test_a_real_difference_gives_small_p_values():
+    rng = np.random.default_rng(3)
+    val, test = _simulate(rng, 8, 100, 150, shift=-1.5, seed_sd=0.3)  # the second arm misses far more
+    m = _misses(val, test, 0.9)
+    t, boot = seed_image_t(m[0], m[1]), two_level_bootstrap(val, test, 0.9, resamples=1000, seed=0)
+    assert t["pvalue"] < 1e-3 and t["favours"] == "first" and t["difference"] < 0
+    assert boot["pvalue"] == pytest.approx(2 / 1001) and boot["favours"] == "first"
+    assert boot["difference"] == pytest.approx(m[0].mean() - m[1].mean())  # the threshold rule of val_threshold
+    assert boot["interval"][1] < 0
+
+
+def test_seed_image_t_by_hand():
+    first = np.array([[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0]])
+    second = np.array([[0, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0]])
+    k = first - second
+    d, kbar = k.mean(axis=1), k.mean(axis=0)  # [0.5, 0, 0.5], [2/3, 1/3, 1/3, 0]
+    se = np.sqrt(np.var(d, ddof=1) / 3 + np.var(kbar, ddof=1) / 4)
+    out = seed_image_t(first, second)
+    assert out["difference"] == pytest.approx(1 / 3) and out["se"] == pytest.approx(se) and out["df"] == 2
+    assert out["pvalue"] == pytest.approx(2 * scipy.stats.t.sf((1 / 3) / se, 2))
+    assert out["favours"] == "second"
+
+
+def test_one_seed_is_not_testable_and_zero_variance_is_handled():
+    one = seed_image_t(np.array([[1, 1, 0]]), np.array([[0, 0, 0]]))
+    assert one["pvalue"] == 1.0 and not one["testable"] and "one training seed" in one["reason"]
+    boot = two_level_bootstrap(np.zeros((2, 1, 5)), np.ones((2, 1, 4)), 0.8)
+    assert boot["pvalue"] == 1.0 and not boot["testable"]
+    same = seed_image_t(np.ones((3, 4)), np.ones((3, 4)))
+    assert same["pvalue"] == 1.0 and same["difference"] == 0
+    apart = seed_image_t(np.ones((3, 4)), np.zeros((3, 4)))  # every seed and image: first misses, second does not
+    assert apart["pvalue"] == 0.25 and apart["favours"] == "second"  # exact sign flips of 3 seed differences
+    with pytest.raises(ValueError):
+        seed_image_t(np.ones((3, 4)), np.ones((2, 4)))
+    with pytest.raises(ValueError):
+        two_level_bootstrap(np.zeros((2, 3, 5)), np.ones((2, 2, 4)), 0.8)
+
+
+def test_two_level_bootstrap_is_seeded_and_takes_sampling_seed_replicates():
+    rng = np.random.default_rng(4)
+    val, test = _simulate(rng, 4, 40, 30, shift=-0.3)
+    a, b = (two_level_bootstrap(val, test, 0.9, resamples=300, seed=7) for _ in range(2))
+    assert a == b
+    assert two_level_bootstrap(val, test, 0.9, resamples=300, seed=8)["interval"] != a["interval"]
+    # one replicate per seed given as seeds x 1 x images: the same resamples, the same answer
+    c = two_level_bootstrap(val[:, :, None, :], test[:, :, None, :], 0.9, resamples=300, seed=7)
+    assert c["pvalue"] == a["pvalue"] and c["difference"] == a["difference"]

@@ -38,7 +38,9 @@ KspaceWindow = Literal["none", "hamming", "tukey"]
 # oracle hands the generator the true label, swapped its opposite (the class-swap audit): both flagged everywhere
 Guidance = Literal["null", "predicted", "oracle", "swapped"]
 SamplerName = Literal["ancestral", "ddim", "dpmpp", "resshift"]  # resshift samples (only) a resshift model
-VerdictRule = Literal["pooled", "majority"]  # one paired test over all replicates | a majority of per-replicate tests
+# one paired test over all replicates | a majority of per-replicate tests | the training run as the unit of
+# replication: seed-level t with an image-level variance term | two-level (seeds, images) bootstrap
+VerdictRule = Literal["pooled", "majority", "seed_image_t", "two_level_bootstrap"]
 DiffusionProcess = Literal["ddpm", "resshift"]  # noise -> HR (Ho et al. 2020) | bicubic -> HR (Yue et al. 2023)
 ClassifierDomain = Literal["hr", "bicubic", "sr"]  # the kind of images a classifier is trained on
 # torchvision classifier families (weights=None, 1-channel stem, 2-class head): verdicts are reported per architecture

@@ -159,6 +159,29 @@ def recipe_choice_markdown(data: Mapping[str, Any]) -> str:
         f"{data['criterion']}; chosen: **{name(recipes[data['chosen']])}**; {_machine(data.get('machine'))}."))
 
 
+def aa_calibration_markdown(data: Mapping[str, Any]) -> str:
+    """benchmarks/aa_calibration.py: per verdict test, its A/A rejection rate on each null arm with the
+    Clopper-Pearson 95% interval, its power on a real difference, and the candidate the declared criterion chose."""
+    arms = [a for a in next(iter(data["candidates"].values())) if a.startswith("aa_")]
+    power_arm = next(a for a in next(iter(data["candidates"].values())) if a.startswith("power_"))
+    lines = []
+    for name, c in data["candidates"].items():
+        cells = [f"{c[a]['rate']:.3f} [{c[a]['interval'][0]:.3f}, {c[a]['interval'][1]:.3f}]" for a in arms]
+        lines.append(f"| {name} | {' | '.join(cells)} | {'yes' if c['calibrated'] else '**no**'} | "
+                     f"{c[power_arm]['rate']:.3f} [{c[power_arm]['interval'][0]:.3f}, "
+                     f"{c[power_arm]['interval'][1]:.3f}] |")
+    p, low, high = data["params"], *data["null_interval"]
+    columns = ["verdict test", *(f"A/A {a[3:]} rejects [95% CI]" for a in arms), "calibrated",
+               f"power, {power_arm[6:].replace('_vs_', ' vs ')}"]
+    return _table(columns, lines, (
+        f"{data['splits']} random splits of the val images ({data['val_images']['healthy']} healthy, "
+        f"{data['val_images']['unhealthy']} unhealthy) into a threshold half and a pseudo-test half, and of "
+        f"{p['seeds']} HR classifiers into two pseudo-arms of {p['pseudo_arm_seeds']}; alpha {data['alpha']:g}, "
+        f"binomial 95% interval of a calibrated test's rate: [{low:.3f}, {high:.3f}]; criterion: {data['criterion']} "
+        f"Chosen: **{data['chosen'] or 'none'}**; commit {str(data.get('commit'))[:10]}, "
+        f"{_machine(data.get('machine'))}."))
+
+
 def _machine(machine: Mapping[str, Any] | None) -> str:
     if not machine:
         return "machine not recorded"
@@ -173,4 +196,5 @@ TABLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "classifier_recipe": classifier_recipe_markdown,
     "verdict_rule": verdict_rule_markdown,
     "bicubic_recipe": recipe_choice_markdown,
+    "aa_calibration": aa_calibration_markdown,
 }

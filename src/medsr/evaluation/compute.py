@@ -25,7 +25,7 @@ from medsr.evaluation.operating_point import DEFAULT_THRESHOLD, OperatingPoint, 
 from medsr.evaluation.predictions import Key, Scores
 from medsr.evaluation.roc import SETTINGS as ROC_SETTINGS
 from medsr.evaluation.roc import add_tail
-from medsr.evaluation.statistics import compare, delong_paired, holm, sign_flip_test
+from medsr.evaluation.statistics import compare, delong_paired, holm, seed_image_t, sign_flip_test, two_level_bootstrap
 from medsr.image_sets import ImageSet
 
 POINTS = ("val", "0.5")  # operating points; "val" is primary
@@ -151,19 +151,73 @@ def pooled_test(replicates: Sequence[dict[str, Any]], scores: Mapping[Key, Score
     return sign_flip_test(np.stack(misses["first"]), np.stack(misses["second"]))
 
 
+SEED_RULES = ("seed_image_t", "two_level_bootstrap")  # verdict rules whose unit of replication is the training run
+
+
+def val_key(name: str, classifier: str, seed: int, scores: Mapping[Key, Scores], home: Mapping[str, str]) -> Key:
+    """The val scores an arm's operating point is chosen on (its own, or its classifier domain's, as in
+    `operating_points`)."""
+    key = (classifier, seed, name, "val")
+    return key if key in scores else (classifier, seed, home[classifier], "val")
+
+
+def seed_arrays(replicates: Sequence[dict[str, Any]], scores: Mapping[Key, Scores],
+                points: Mapping[tuple[str, str, int], Mapping[str, OperatingPoint]],
+                home: Mapping[str, str]) -> dict[str, dict[str, np.ndarray]]:
+    """Per side: seeds x replicates-of-that-seed (sampling seeds) x images arrays, seeds in the order they first
+    appear: `misses` (unhealthy test images at the val point), `test` (their scores), `val` (healthy val scores)."""
+    by_seed: dict[int, list[dict[str, Any]]] = {}
+    for r in replicates:
+        by_seed.setdefault(r["train_seed"], []).append(r)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for side in ("first", "second"):
+        misses, test_scores, val_scores = [], [], []
+        for seed, members in by_seed.items():
+            rows = {"misses": [], "test": [], "val": []}
+            for r in members:
+                name, classifier = r[side].split("@")
+                test = scores[(classifier, seed, name, "test")]
+                val = scores[val_key(name, classifier, seed, scores, home)]
+                unhealthy = test.labels.astype(bool)
+                threshold = points[(name, classifier, seed)]["val"].threshold
+                rows["misses"].append(predict(test.scores, threshold)[unhealthy] == 0)
+                rows["test"].append(test.scores[unhealthy])
+                rows["val"].append(val.scores[~val.labels.astype(bool)])
+            misses.append(rows["misses"]), test_scores.append(rows["test"]), val_scores.append(rows["val"])
+        out[side] = {"misses": np.array(misses, dtype=np.float64), "test": np.array(test_scores),
+                     "val": np.array(val_scores)}
+    return out
+
+
+def seed_test(rule: str, replicates: Sequence[dict[str, Any]], scores: Mapping[Key, Scores],
+              points: Mapping[tuple[str, str, int], Mapping[str, OperatingPoint]], home: Mapping[str, str],
+              params: EvaluateParams) -> dict[str, Any]:
+    """The FNR test of a comparison group under a rule of `SEED_RULES`: the training seed is the unit (a seed's
+    sampling-seed replicates are averaged within it), so the verdict generalizes over new training seeds and new
+    images. seed_image_t: misses at each seed's own val threshold; two_level_bootstrap: seeds, healthy val images
+    (thresholds recomputed) and unhealthy test images resampled (`params.bootstrap` resamples, `bootstrap_seed`)."""
+    arrays = seed_arrays(replicates, scores, points, home)
+    if rule == "seed_image_t":
+        return seed_image_t(arrays["first"]["misses"].mean(axis=1), arrays["second"]["misses"].mean(axis=1))
+    return two_level_bootstrap((arrays["first"]["val"], arrays["second"]["val"]),
+                               (arrays["first"]["test"], arrays["second"]["test"]), params.val_specificity,
+                               resamples=params.bootstrap, seed=params.bootstrap_seed)
+
+
 def verdict(replicates: Sequence[dict[str, Any]], pooled: Mapping[str, Any], alpha: float,
             rule: str) -> dict[str, Any]:
     """Direction of the mean FNR difference (first - second) over replicates, the verdict under `rule`, and in how
     many replicates it holds (its own Holm-adjusted unhealthy-only McNemar p < alpha, difference of that sign).
     rule "pooled": significant when the Holm-adjusted `pooled_test` p < alpha (one test over every replicate);
-    rule "majority": significant when it holds in more than half of the replicates."""
+    rule "majority": significant when it holds in more than half of the replicates;
+    rules of `SEED_RULES`: significant when the Holm-adjusted p of that test (`pooled` is then that test) < alpha."""
     diffs = np.array([r["val"]["fnr_difference"]["value"] for r in replicates], dtype=np.float64)
     mean = float(np.mean(diffs))
     sign = int(np.sign(mean)) if abs(mean) > 1e-12 else 0
     holds = [bool(sign != 0 and r["val"]["unhealthy_only"]["mcnemar"]["pvalue_holm"] < alpha
                   and np.sign(d) == sign) for r, d in zip(replicates, diffs)]
     k, n = sum(holds), len(holds)
-    significant = sign != 0 and (pooled["pvalue_holm"] < alpha if rule == "pooled" else k > n / 2)
+    significant = sign != 0 and (k > n / 2 if rule == "majority" else pooled["pvalue_holm"] < alpha)
     name = "not_significant" if not significant else "first_better" if sign < 0 else "second_better"
     return {"verdict": name, "rule": rule, "holds": k, "replicates": n, "holds_per_replicate": holds,
             "direction": {-1: "first lower FNR", 1: "second lower FNR", 0: "no difference"}[sign]}
@@ -199,7 +253,10 @@ def pooled_comparison(replicates: Sequence[dict[str, Any]], scores: Mapping[Key,
 
 
 def comparison_groups(tests: Sequence[dict[str, Any]], group_of: Mapping[str, str], scores, points, weights,
-                      params: EvaluateParams, titles: Mapping[str, str]) -> list[dict[str, Any]]:
+                      params: EvaluateParams, titles: Mapping[str, str],
+                      home: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """One entry per comparison group; `home`: classifier domain -> the set it was trained on (the val scores of
+    an arm without its own, needed by the two-level bootstrap)."""
     alpha = 1.0 - params.confidence
     grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for t in tests:
@@ -209,17 +266,23 @@ def comparison_groups(tests: Sequence[dict[str, Any]], group_of: Mapping[str, st
     families: dict[str, list[tuple[str, str, str]]] = {}
     for key, replicates in grouped.items():
         families.setdefault(replicates[0]["family"], []).append(key)
+    rule = params.verdict_rule
+    chosen = ({key: seed_test(rule, replicates, scores, points, home or {}, params)
+               for key, replicates in grouped.items()} if rule in SEED_RULES else {})
     for members in families.values():  # Holm (1979) within each declared family, as per replicate
-        for key, adjusted in zip(members, holm([pooled[key]["pvalue"] for key in members])):
-            pooled[key]["pvalue_holm"] = adjusted
+        for tested in (pooled, chosen) if chosen else (pooled,):
+            for key, adjusted in zip(members, holm([tested[key]["pvalue"] for key in members])):
+                tested[key]["pvalue_holm"] = adjusted
     out = []
     for (question, first, second), replicates in grouped.items():
-        test = pooled[(question, first, second)]
+        test = chosen.get((question, first, second), pooled[(question, first, second)])
         entry = {"id": f"{question}:{first}_vs_{second}", "question": question, "first": first, "second": second,
                  "first_title": titles[first], "second_title": titles[second],
                  "leaks_label": replicates[0]["leaks_label"], "family": replicates[0]["family"],
                  **verdict(replicates, test, alpha, params.verdict_rule),
-                 "pooled_test": test, "pvalue": test["pvalue"], "pvalue_holm": test["pvalue_holm"],
+                 "pooled_test": pooled[(question, first, second)],
+                 **({"verdict_test": test} if chosen else {}),
+                 "pvalue": test["pvalue"], "pvalue_holm": test["pvalue_holm"],
                  **pooled_comparison(replicates, scores, points, weights, params),
                  "pvalue_median": median_or_none([r["val"]["unhealthy_only"]["mcnemar"]["pvalue"] for r in replicates]),
                  "pvalue_holm_median": median_or_none(
@@ -282,8 +345,9 @@ def classifier_analysis(params: EvaluateParams, sets: Sequence[ImageSet], scores
              for c in comparisons(sets, classifiers) for seed in params.train_seeds]
     adjust(tests)
     titles = {k: v["title"] for k, v in arm_groups.items()}
+    home = {s.matched: s.name for s in sets if s.matched}
     verdicts = [{"architecture": architecture, **v}
-                for v in comparison_groups(tests, group_of, scores, points, weights, params, titles)]
+                for v in comparison_groups(tests, group_of, scores, points, weights, params, titles, home)]
     analysis = {"arms": arm_results, "arm_groups": arm_groups, "verdicts": verdicts, "comparisons": tests}
     add_tail(analysis, scores, points, weights, arm_list, params.train_seeds, params.confidence)  # specificity, ROC
     return analysis
@@ -368,6 +432,19 @@ def quality_groups(set_results: Mapping[str, Mapping[str, Any]]) -> dict[str, di
     return out
 
 
+VERDICT_TESTS = {
+    "seed_image_t": "seed-level paired t test of the FNR difference at each training seed's own val threshold, "
+                    "SE^2 = var over seeds / S + var over images of the seed-averaged miss difference / m, Student t "
+                    "with S - 1 df (conservative)",
+    "two_level_bootstrap": "two-level bootstrap of the mean FNR difference (Saravanan, Berman & Sober 2020): "
+                           "training seeds resampled (pairs kept), then healthy val images (each seed's threshold "
+                           "recomputed) and unhealthy test images; two-sided percentile p with the +1 correction"}
+GENERALIZES = ("The unit of replication is the training run: the verdict generalizes over new training seeds of "
+               "these classifiers and new images of this kind (operating point included); it does not generalize to "
+               "other data sets, other classifier families, or other SR models and sampling seeds unless those are "
+               "replicated too. With one training seed it is not testable (p = 1).")
+
+
 def settings(params: EvaluateParams, classifiers: Sequence[str]) -> dict[str, Any]:
     return {
         "confidence": params.confidence, "bootstrap": params.bootstrap, "bootstrap_seed": params.bootstrap_seed,
@@ -390,7 +467,9 @@ def settings(params: EvaluateParams, classifiers: Sequence[str]) -> dict[str, An
         "verdict": {"pooled": "significant when the Holm-adjusted p of the exact paired sign-flip test over all "
                               "replicates (Fisher 1935, Pitman 1937; per unhealthy test image the misses summed over "
                               "replicates; the exact McNemar test for one replicate) is < 1 - confidence",
-                    "majority": "significant when it holds in more than half of its replicates"}[params.verdict_rule],
+                    "majority": "significant when it holds in more than half of its replicates",
+                    **{rule: f"{VERDICT_TESTS[rule]}; significant when its Holm-adjusted p is < 1 - confidence. "
+                             f"{GENERALIZES}" for rule in SEED_RULES}}[params.verdict_rule],
         "holds": "a replicate holds when its own Holm-adjusted McNemar p < 1 - confidence and its FNR difference has "
                  "the sign of the mean difference",
         "pooled": "mean over replicates; interval: percentile of the mean over replicates of per-replicate bootstrap "

@@ -14,6 +14,9 @@ The test of false negatives is McNemar restricted to the truly unhealthy images 
 Several replicates of one comparison (train seeds x sampling seeds, the same test images each time) are tested
 together by `sign_flip_test`: the exact paired randomization test (Fisher 1935, Pitman 1937) of the per-image
 sum over replicates of (first misses - second misses); with one replicate it is the exact McNemar test.
+That test holds the trained classifiers and their val thresholds fixed; `seed_image_t` and `two_level_bootstrap`
+take the training run as the unit of replication (seeds and images both random), so their verdicts generalize over
+retraining and new images (benchmarks/aa_calibration.py measures every test's A/A rejection rate on val).
 AUROC differences: DeLong, DeLong & Clarke-Pearson (1988), paired (same images scored twice).
 """
 
@@ -25,6 +28,7 @@ import math
 
 import numpy as np
 from scipy.stats import norm
+from scipy.stats import t as student_t
 from statsmodels.stats.contingency_tables import mcnemar
 
 from medsr.evaluation.metrics import auroc_kernel, bootstrap_rates, confusion, estimate, rates
@@ -162,3 +166,137 @@ def delong_paired(labels: np.ndarray, first_scores: np.ndarray, second_scores: n
     z = difference / np.sqrt(variance)
     return {"difference": difference, "se": float(np.sqrt(variance)), "z": float(z),
             "pvalue": float(2 * norm.sf(abs(z)))}
+
+
+# --- verdict tests whose unit of replication is the training run ---------------------------
+# Replicate r of the first arm and replicate r of the second share a training seed (the bicubic classifier of seed
+# s fine-tunes the HR classifier of seed s); arrays are seeds x images, rows paired by seed, columns by image.
+
+NOT_TESTABLE_ONE_SEED = ("one training seed: the variance between training runs cannot be estimated, so the "
+                         "verdict cannot generalize over retraining (p = 1 by convention)")
+
+
+def seed_image_t(first_misses: np.ndarray, second_misses: np.ndarray) -> dict[str, object]:
+    """Seed-level paired t test of the FNR difference with an image-level variance term: the verdict generalizes
+    over new training seeds and new images of this kind.
+
+    `first_misses`, `second_misses`: S seeds x m unhealthy test images, 1 = missed at that seed's own val threshold
+    (a fraction when a seed's misses are averaged over sampling seeds). Per seed d_s = mean_i (first_si - second_si)
+    (its FNR difference); per image kbar_i = mean_s (first_si - second_si). With dbar = mean_s d_s:
+        SE^2 = var_s(d) / S + var_i(kbar) / m        (ddof 1 both; a two-way crossed design seed x image, the
+                                                      variance of a grand mean, e.g. Baayen, Davidson & Bates 2008)
+        T = dbar / SE,  two-sided p from Student's t with S - 1 degrees of freedom.
+    var_s(d) / S is the seed component (retraining, and each seed's own val threshold, drawn anew) with the
+    seed x image interaction; var_i(kbar) / m adds the sampling of the images. The Satterthwaite (1946) degrees of
+    freedom of this sum lie between S - 1 and S + m - 2; S - 1, the smallest, gives the widest t quantile, so the
+    test is conservative where the seed term dominates and nearly exact where it does (the usual case: a few
+    seeds, hundreds of images).
+    Edge cases: S = 1 -> not testable, p = 1 (`NOT_TESTABLE_ONE_SEED`); SE = 0 -> p = 1 when dbar = 0, else every
+    seed and image differ by the same nonzero amount and t is undefined: the exact sign-flip test of the S seed-level
+    differences (Fisher 1935) gives p = 2 (1/2)^S, its smallest attainable value (0.5 with two seeds: a chance
+    agreement of few seeds on few images is not evidence)."""
+    first, second = np.asarray(first_misses, dtype=np.float64), np.asarray(second_misses, dtype=np.float64)
+    if first.shape != second.shape or first.ndim != 2 or first.shape[1] == 0:
+        raise ValueError(f"seed_image_t: seeds x images arrays of one shape expected, got {first.shape}, "
+                         f"{second.shape}")
+    seeds, images = first.shape
+    k = first - second
+    d, kbar = k.mean(axis=1), k.mean(axis=0)
+    mean = float(d.mean())
+    out: dict[str, object] = {"test": "seed_image_t", "seeds": seeds, "images": images, "difference": mean,
+                              "favours": _favours(mean)}
+    if seeds < 2:
+        return {**out, "testable": False, "reason": NOT_TESTABLE_ONE_SEED, "statistic": None, "df": 0,
+                "se": None, "pvalue": 1.0}
+    var_seed = float(d.var(ddof=1)) / seeds
+    var_image = float(kbar.var(ddof=1)) / images if images > 1 else 0.0
+    se = math.sqrt(var_seed + var_image)
+    out.update({"testable": True, "df": seeds - 1, "se": se, "se_seed": math.sqrt(var_seed),
+                "se_image": math.sqrt(var_image)})
+    if se <= 1e-15:
+        zero = abs(mean) < 1e-12
+        return {**out, "statistic": None, "pvalue": 1.0 if zero else min(1.0, 2.0 ** (1 - seeds)),
+                "reason": "zero variance over seeds and images: exact sign-flip test of the seed-level differences"}
+    statistic = mean / se
+    return {**out, "statistic": statistic, "pvalue": float(min(1.0, 2.0 * student_t.sf(abs(statistic), seeds - 1)))}
+
+
+def _favours(difference: float) -> str:
+    """The side with fewer misses: a negative first - second FNR difference favours the first."""
+    return "first" if difference < -1e-12 else "second" if difference > 1e-12 else "neither"
+
+
+def _as_replicates(scores: np.ndarray, what: str) -> np.ndarray:
+    """seeds x images -> seeds x 1 x images; seeds x replicates (sampling seeds) x images kept."""
+    array = np.asarray(scores, dtype=np.float64)
+    if array.ndim == 2:
+        return array[:, None, :]
+    if array.ndim != 3:
+        raise ValueError(f"two_level_bootstrap: {what}: seeds x images or seeds x replicates x images expected, "
+                         f"got shape {array.shape}")
+    return array
+
+
+def specificity_rank(healthy: int, specificity: float) -> int:
+    """k of medsr.evaluation.operating_point.val_threshold: the threshold is the k-th smallest healthy val score."""
+    return max(1, math.ceil(specificity * healthy - 1e-9))
+
+
+def two_level_bootstrap(val_healthy: Sequence[np.ndarray], test_unhealthy: Sequence[np.ndarray], specificity: float,
+                        resamples: int = 2000, seed: int = 0, chunk: int = 100) -> dict[str, object]:
+    """Two-level (hierarchical) bootstrap of the mean FNR difference, first - second (Saravanan, Berman & Sober
+    2020, "Application of the hierarchical bootstrap to multi-level data in neuroscience"; Davison & Hinkley 1997,
+    Section 3.8): the verdict generalizes over new training seeds and new images, operating point included.
+
+    `val_healthy` = (first, second): each seeds x n_h (or seeds x replicates x n_h) scores of the healthy val
+    images; `test_unhealthy` = (first, second): seeds x m (or seeds x replicates x m) scores of the unhealthy test
+    images; row s of each is training seed s (paired), columns are the same images on both sides.
+    Each resample b: (1) draw S training seeds with replacement (a drawn seed brings both arms and all its
+    replicates); (2) draw n_h healthy val images with replacement and recompute every (seed, replicate, arm)'s
+    threshold on them by the rule of `operating_point.val_threshold` (the k-th smallest healthy score,
+    k = ceil(specificity n_h)); (3) draw m unhealthy test images with replacement; d*_b = mean over drawn seeds
+    and replicates of FNR(first) - FNR(second), a miss being score <= threshold. The images are drawn once per
+    resample for all seeds (they are the same images in every seed: crossed, not nested).
+    Two-sided p = min(1, 2 min((1 + #{d* <= 0}) / (B + 1), (1 + #{d* >= 0}) / (B + 1))) (Davison & Hinkley 1997,
+    Eq. 4.11 with the +1 correction); 95% percentile interval of d*. S = 1: not testable, p = 1
+    (`NOT_TESTABLE_ONE_SEED`). Seeded by `seed`: the same arrays give the same p on any machine (integer draws,
+    comparisons, sums of 0/1)."""
+    val = [_as_replicates(v, "val_healthy") for v in val_healthy]
+    test = [_as_replicates(t, "test_unhealthy") for t in test_unhealthy]
+    if len(val) != 2 or len(test) != 2 or val[0].shape != val[1].shape or test[0].shape != test[1].shape \
+            or val[0].shape[:2] != test[0].shape[:2]:
+        raise ValueError(f"two_level_bootstrap: paired arrays expected, got val {[v.shape for v in val]}, test "
+                         f"{[t.shape for t in test]}")
+    seeds, _, healthy = val[0].shape
+    images = test[0].shape[2]
+    if healthy == 0 or images == 0:
+        raise ValueError("two_level_bootstrap: no healthy val image or no unhealthy test image")
+    k = specificity_rank(healthy, specificity)
+    thresholds = [np.sort(v, axis=2)[:, :, k - 1] for v in val]  # S x J
+    first_fnr, second_fnr = ((t <= th[:, :, None]).mean() for t, th in zip(test, thresholds))
+    point = float(first_fnr - second_fnr)
+    out: dict[str, object] = {"test": "two_level_bootstrap", "seeds": seeds, "images": images,
+                              "healthy_val_images": healthy, "resamples": resamples, "seed": seed,
+                              "difference": point, "favours": _favours(point)}
+    if seeds < 2:
+        return {**out, "testable": False, "reason": NOT_TESTABLE_ONE_SEED, "pvalue": 1.0, "interval": None}
+    rng = np.random.default_rng(seed)
+    draws = np.empty(resamples)
+    for start in range(0, resamples, chunk):
+        b = min(chunk, resamples - start)
+        seed_idx = rng.integers(0, seeds, size=(b, seeds))
+        healthy_idx = rng.integers(0, healthy, size=(b, healthy))
+        image_idx = rng.integers(0, images, size=(b, images))
+        fnr = []
+        for v, t in zip(val, test):
+            vs = v[seed_idx]  # b x S x J x n_h
+            resampled = np.take_along_axis(vs, healthy_idx[:, None, None, :], axis=3)
+            threshold = np.partition(resampled, k - 1, axis=3)[..., k - 1]  # b x S x J
+            ts = np.take_along_axis(t[seed_idx], image_idx[:, None, None, :], axis=3)  # b x S x J x m
+            fnr.append((ts <= threshold[..., None]).mean(axis=(1, 2, 3)))
+        draws[start:start + b] = fnr[0] - fnr[1]
+    below, above = int(np.sum(draws <= 0)), int(np.sum(draws >= 0))
+    p = min(1.0, 2.0 * min((1 + below) / (resamples + 1), (1 + above) / (resamples + 1)))
+    return {**out, "testable": True, "pvalue": float(p),
+            "interval": [float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))],
+            "se": float(draws.std(ddof=1))}

@@ -128,7 +128,11 @@ def trust_lines(results: Mapping[str, Any]) -> list[str]:
 VERDICT_RULE_TEXT = {
     "pooled": "one exact paired test on the unhealthy images over all replicates (per image: misses summed over "
               "replicates, signs flipped; McNemar for one replicate)",
-    "majority": "McNemar on the unhealthy images in each replicate"}
+    "majority": "McNemar on the unhealthy images in each replicate",
+    "seed_image_t": "a seed-level paired t test of the FNR difference (training seeds and images as sources of "
+                    "variance: it generalizes over retraining and new images)",
+    "two_level_bootstrap": "a two-level bootstrap of the FNR difference (training seeds, then images, each seed's "
+                           "val threshold recomputed: it generalizes over retraining and new images)"}
 
 
 def basis(results: Mapping[str, Any]) -> str:
