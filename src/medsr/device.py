@@ -24,6 +24,19 @@ def resolve_device(requested: str | None = None) -> torch.device:
     return device
 
 
+def deterministic_mode(device: torch.device) -> None:
+    """Bitwise reproducible CUDA steps (the same run twice, and a resume equal to a straight run): deterministic
+    algorithms, no cuDNN autotuning, and cuBLAS's fixed workspace (CUBLAS_WORKSPACE_CONFIG, read when cuBLAS
+    starts: set before the first CUDA matmul). warn_only: an op without a deterministic kernel warns, naming
+    itself (benchmarks/cuda_check.py records such warnings), instead of stopping a pipeline stage.
+    Nothing changes on the CPU."""
+    if device.type != "cuda":
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 AMP_DTYPES = ("bf16", "fp16", "off")  # $MEDSR_AMP: CUDA mixed precision (bf16 falls back to fp16 where unsupported)
 
 
