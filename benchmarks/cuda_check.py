@@ -103,11 +103,12 @@ def project_copy(dest: Path) -> Path:
 
 
 def gpu_resources(device: torch.device) -> list[str]:
-    """Snakemake --resources for a local run: GPU memory to share on CUDA (workflow/rules/common.smk)."""
+    """Snakemake --resources for a local run: on CUDA, GPU jobs share the device by their gpu_mem_mb estimates
+    (workflow/rules/common.smk) within 85 % of its free memory; on the CPU, one `gpu` job at a time as before."""
     if device.type != "cuda":
         return ["--resources", "gpu=1"]
     free, _ = torch.cuda.mem_get_info(device)
-    return ["--resources", "gpu=1", f"gpu_mem_mb={int(free / 2**20 * 0.9)}"]
+    return ["--max-threads", "2", "--resources", f"gpu_mem_mb={int(free / 2**20 * 0.85)}"]
 
 
 def check_pipeline(device: torch.device, dry_run: bool, cores: int) -> dict:

@@ -40,10 +40,22 @@ def test_slurm_profile_plans_gpu_jobs_and_one_job_per_shard(tmp_path):
         if job["rule"] in {"train_sr", "train_regression", "train_classifier", "finetune_classifier",
                            "train_sr_classifier", "generate", "regress"}:
             assert gpu == "1", job
+            assert int(job["resources"]["gpu_mem_mb"]) > 0, job  # local sharing; SLURM gives each its own GPU
             assert job["resources"]["slurm_partition"] == "gpu", job
         else:
-            assert gpu is None, job
+            assert gpu is None and "gpu_mem_mb" not in job["resources"], job
     assert {j["rule"] for j in jobs} >= {"download", "train_sr", "generate", "gather", "classify", "evaluate"}
+
+
+def test_one_gpu_shared_by_memory_plans_the_same_jobs_as_the_cpu_command(tmp_path):
+    """`--resources gpu_mem_mb=...` (several GPU jobs on one GPU) plans the same jobs as the CPU default command."""
+    project = copy_workflow(tmp_path / "project")
+    cpu = planned_jobs(snakemake("--dry-run", "--printshellcmds", "--cores", "2", "--max-threads", "1",
+                                 cwd=project).stdout)
+    gpu = planned_jobs(snakemake("--dry-run", "--printshellcmds", "--cores", "16", "--max-threads", "2",
+                                 "--resources", "gpu_mem_mb=120000", cwd=project).stdout)
+    assert sorted(j["cmd"] for j in gpu) == sorted(j["cmd"] for j in cpu) and len(cpu) > 10
+    assert {j["rule"] for j in gpu if "gpu_mem_mb" in j["resources"]} >= {"train_sr", "generate", "train_classifier"}
 
 
 def test_thesis_overlay_is_passed_to_every_command(tmp_path):
