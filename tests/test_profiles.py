@@ -80,3 +80,20 @@ def test_bad_params_stop_snakemake_with_the_key(tmp_path):
     result = snakemake("--dry-run", "--cores", "1", cwd=project, check=False)
     assert result.returncode != 0
     assert "batch_size" in result.stdout + result.stderr
+
+
+def test_gpu_overlay_validates_and_plans_ten_seeds_of_two_families(tmp_path):
+    """configs/gpu.yaml: the default data with >= 10 classifier seeds of ResNet18 and DenseNet121, on one GPU."""
+    from medsr.config import load_params
+
+    params = load_params([ROOT / "params.yaml", ROOT / "configs/gpu.yaml"])
+    default = load_params([ROOT / "params.yaml"])
+    assert params.data == default.data and params.sr_model == default.sr_model
+    assert len(params.evaluate.train_seeds) >= 10
+    assert params.train_classifier.architectures == ("resnet18", "densenet121")
+    project = copy_workflow(tmp_path / "project")
+    out = snakemake("--dry-run", "--printshellcmds", "--cores", "16", "--max-threads", "2", "--resources",
+                    "gpu_mem_mb=120000", "--configfile", "configs/gpu.yaml", cwd=project).stdout
+    trained = {(re.search(r"--architecture (\w+)", j["cmd"]).group(1), re.search(r"--seed (\d+)", j["cmd"]).group(1))
+               for j in planned_jobs(out) if j["rule"] == "train_classifier"}
+    assert trained == {(arch, str(seed)) for arch in ("resnet18", "densenet121") for seed in range(10)}
