@@ -16,12 +16,15 @@ Parts (--parts, comma-separated):
             (state completeness: "resume" must equal the straight run bitwise). Warnings raised meanwhile (a
             non-deterministic op names itself) are recorded.
   sample    images/s of seed-style ancestral (1 image, T = 500, fp32), DDIM 20 and ResShift K = 4 per batch size and
-            generate.precision (fp32; bf16 on CUDA; --compile adds torch.compile rows), with TFLOP/s from a FLOP
-            count of one network call and their share of the bf16 matmul rate measured here; fresh weights
+            generate.precision (fp32; bf16 on CUDA), with TFLOP/s from a FLOP count of one network call and their
+            share of the bf16 matmul rate measured here; fresh weights
   quality   with --run DIR (a finished run: models/sr.safetensors, data/hr, data/lr, the first HR resnet18
             classifier, params.yaml [+ --run-config overlays]): the val images super-resolved at fp32 and at the
             candidate precision (bf16 on CUDA; fp32 on the CPU, where bf16 is refused): PSNR within 0.05 dB, SSIM
             within 0.002, the same HR-classifier decision on >= 99 % of images. Without --run: skipped, said so.
+  compile   (only when named in --parts) ResShift K = 4 at the largest batch, eager and through torch.compile
+            (bf16 on CUDA), with the compile time; a compile failure is reported, not fatal (speed only)
+--append adds the parts run to an existing --out report (e.g. quality once a run has finished).
 Every part reports its seconds; parts that would start past --max-seconds are skipped (and fail the check).
 Exits non-zero when a check fails (a non-finite loss, a non-bitwise rerun or resume, a failed pipeline, a
 precision outside the val tolerance).
@@ -63,7 +66,8 @@ from medsr.pixels import bicubic_upsample, quantize  # noqa: E402
 from medsr.stages import CLASSIFIER_MODEL  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("pipeline", "train", "sample", "quality")
+PARTS = ("pipeline", "train", "sample", "quality", "compile")
+DEFAULT_PARTS = ("pipeline", "train", "sample", "quality")
 BUDGET_S = 300  # the acceptance target for the whole check on one H200 (reported, not enforced)
 # the val tolerance of a sampling precision against fp32 (generate.precision)
 PSNR_TOLERANCE_DB, SSIM_TOLERANCE, DECISION_AGREEMENT = 0.05, 0.002, 0.99
@@ -279,44 +283,54 @@ def time_sampler(model, schedule, spec: SamplerSpec, batch: int, size: int, devi
     return rounds * batch / (time.perf_counter() - start), warm_up
 
 
-def check_sampling(device: torch.device, size: Size, params, compile_model: bool) -> dict:
+def sampling_setup(device: torch.device, size: Size, params):
+    """A fresh thesis-size U-Net (channels_last, eval), both schedules, the FLOPs of one call, the matmul rate."""
     torch.manual_seed(0)
     model = build_unet(params.sr_model, "sr_diffusion").to(device, memory_format=torch.channels_last).eval()
     ddpm = process_schedule(dataclasses.replace(params.diffusion, process="ddpm"))
     resshift = process_schedule(dataclasses.replace(params.diffusion, process="resshift"))
-    flops_per_call = network_flops(model, size.image_size, device)
-    matmul = matmul_tflops(device, size.matmul_side)
+    return model, ddpm, resshift, network_flops(model, size.image_size, device), matmul_tflops(device, size.matmul_side)
+
+
+def sample_row(network, schedule, label: str, spec: SamplerSpec, batch: int, precision: str, compiled: bool,
+               size: Size, device: torch.device, flops_per_call: int, matmul: dict) -> dict:
+    rate, warm_up = time_sampler(network, schedule, spec, batch, size.image_size, device, size.sample_images,
+                                 precision)
+    tflops = rate * spec.evaluations(schedule.timesteps) * flops_per_call / 1e12
+    return {"sampler": label, "batch": batch, "precision": precision, "compiled": compiled,
+            "images_per_s": rate, "tflops": tflops, "share_of_matmul_rate": tflops / matmul["tflops"],
+            "warm_up_s": round(warm_up, 2)}
+
+
+def check_sampling(device: torch.device, size: Size, params) -> dict:
+    model, ddpm, resshift, flops_per_call, matmul = sampling_setup(device, size, params)
     seed_style, _ = time_sampler(model, ddpm, SamplerSpec("ancestral", 0), 1, size.image_size, device, 1)
     precisions = ("fp32", "bf16") if device.type == "cuda" else ("fp32",)
     samplers = (("ddim 20", ddpm, SamplerSpec("ddim", 20)), ("resshift 4", resshift, SamplerSpec("resshift", 4)))
-
-    def row(label, schedule, spec, batch, precision, network, compiled) -> dict:
-        rate, warm_up = time_sampler(network, schedule, spec, batch, size.image_size, device, size.sample_images,
-                                     precision)
-        tflops = rate * spec.evaluations(schedule.timesteps) * flops_per_call / 1e12
-        return {"sampler": label, "batch": batch, "precision": precision, "compiled": compiled,
-                "images_per_s": rate, "x_seed_style": rate / seed_style, "tflops": tflops,
-                "share_of_matmul_rate": tflops / matmul["tflops"], "warm_up_s": round(warm_up, 2)}
-
-    rows = [row(label, schedule, spec, batch, precision, model, False)
+    rows = [sample_row(model, schedule, label, spec, batch, precision, False, size, device, flops_per_call, matmul)
             for batch in size.batch_sizes for precision in precisions for label, schedule, spec in samplers]
-    if compile_model:
-        rows += compiled_rows(model, resshift, samplers[1], size, precisions[-1], row)
+    for row in rows:
+        row["x_seed_style"] = row["images_per_s"] / seed_style
     return {"image_size": size.image_size, "parameters": count_parameters(model), "timesteps": ddpm.timesteps,
             "gflop_per_call_batch1": flops_per_call / 1e9, "matmul": matmul,
             "seed_style_images_per_s": seed_style, "rows": rows, "weights": "fresh (speed only)", "ok": True}
 
 
-def compiled_rows(model, schedule, sampler, size: Size, precision: str, row) -> list[dict]:
-    """ResShift K = 4 through torch.compile at the largest batch (warm_up_s holds the compile time); a compile
-    failure is reported, not fatal (speed only)."""
-    label, _, spec = sampler
+def check_compile(device: torch.device, size: Size, params) -> dict:
+    """ResShift K = 4 at the largest batch, eager then through torch.compile (warm_up_s: the compile time)."""
+    model, _, resshift, flops_per_call, matmul = sampling_setup(device, size, params)
+    precision = "bf16" if device.type == "cuda" else "fp32"
+    spec, batch = SamplerSpec("resshift", 4), size.batch_sizes[-1]
+    rows = [sample_row(model, resshift, "resshift 4", spec, batch, precision, False, size, device, flops_per_call,
+                       matmul)]
     try:
         compiled = torch.compile(model, dynamic=False)
-        return [row(label, schedule, spec, size.batch_sizes[-1], precision, compiled, True)]
-    except Exception as err:  # noqa: BLE001 - inductor/triton errors are many; the message is kept
-        return [{"sampler": label, "batch": size.batch_sizes[-1], "precision": precision, "compiled": True,
-                 "error": f"{type(err).__name__}: {str(err)[:500]}"}]
+        rows.append(sample_row(compiled, resshift, "resshift 4", spec, batch, precision, True, size, device,
+                               flops_per_call, matmul))
+    except Exception as err:  # noqa: BLE001 - inductor/triton raise many types; the message is what matters
+        rows.append({"sampler": "resshift 4", "batch": batch, "precision": precision, "compiled": True,
+                     "error": f"{type(err).__name__}: {str(err)[:1000]}"})
+    return {"rows": rows, "matmul": matmul, "gflop_per_call_batch1": flops_per_call / 1e9, "ok": True}
 
 
 # --- quality: a sampling precision against fp32 on a finished run's val images ----------------------
@@ -382,11 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (the CPU test)")
-    parser.add_argument("--parts", default=",".join(PARTS))
+    parser.add_argument("--parts", default=",".join(DEFAULT_PARTS))
     parser.add_argument("--train-steps", type=int, default=None)
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1,
                         help="Snakemake --cores for the smoke pipeline (default: all)")
-    parser.add_argument("--compile", action="store_true", help="also time ResShift K=4 through torch.compile")
+    parser.add_argument("--append", action="store_true", help="add the parts to the report already at --out")
     parser.add_argument("--run", type=Path, default=None, help="a finished run folder for the quality part")
     parser.add_argument("--run-config", action="append", default=[],
                         help="params overlay of that run, relative to it (repeatable)")
@@ -409,13 +423,17 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                     "torch": torch.__version__, "cuda": torch.version.cuda, "machine": platform.machine(),
                     "tiny": args.tiny, "parts": {}, "part_seconds": {}}
+    if args.append and args.out.is_file():
+        earlier = json.loads(args.out.read_text())
+        report["parts"], report["part_seconds"] = earlier.get("parts", {}), earlier.get("part_seconds", {})
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="medsr-cuda-check-train-") as tmp:
         jobs = {
             "pipeline": lambda: check_pipeline(device, dry_run=args.tiny, cores=args.cores),
             "train": lambda: [check_training(device, size, params, amp, Path(tmp))
                               for amp in (("bf16", "fp16") if device.type == "cuda" else ("off",))],
-            "sample": lambda: check_sampling(device, size, params, args.compile),
+            "sample": lambda: check_sampling(device, size, params),
+            "compile": lambda: check_compile(device, size, params),
             "quality": lambda: check_quality(device, args.run, args.run_config, args.quality_images),
         }
         for part in (p for p in PARTS if p in parts):
@@ -428,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{part} ({report['part_seconds'][part]} s): {json.dumps(report['parts'][part])[:3000]}",
                   file=sys.stderr)
             io.write_json(args.out, report)  # a killed run still leaves the parts it finished
-    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["seconds"] = round(sum(report["part_seconds"].values()), 1)
     report["within_budget"] = {"budget_s": BUDGET_S, "ok": report["seconds"] <= BUDGET_S}
     checks = [c for value in report["parts"].values() for c in (value if isinstance(value, list) else [value])]
     report["ok"] = all(c["ok"] for c in checks)

@@ -154,3 +154,34 @@ def test_unknown_part_is_refused(capsys):
     with pytest.raises(SystemExit):
         _script().main(["--device", "cpu", "--parts", "train,gpu-magic"])
     assert "gpu-magic" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["compiles", "compile-fails"])
+def test_compile_part_times_eager_and_compiled_and_survives_a_failed_compile(tmp_path, monkeypatch, fails):
+    """torch.compile itself is slow on 2 CPU cores: stood in for by the identity (or by a failure, which is
+    reported in the row while the check stays ok: the part measures speed only). It runs only when named."""
+    import torch
+
+    def fake_compile(model, **kwargs):
+        if fails:
+            raise RuntimeError("inductor: no C++ compiler")
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    out = tmp_path / "cuda_check.json"
+    assert _script().main(["--device", "cpu", "--tiny", "--parts", "compile", "--out", str(out)]) == 0
+    eager, compiled = json.loads(out.read_text())["parts"]["compile"]["rows"]
+    assert (eager["compiled"], compiled["compiled"]) == (False, True) and eager["batch"] == 2
+    assert eager["images_per_s"] > 0 and (("error" in compiled) if fails else compiled["images_per_s"] > 0)
+
+
+def test_append_adds_parts_to_an_earlier_report(tmp_path):
+    """A finished run's quality part joins the report of the parts run before it (device_run.sh does so)."""
+    out = tmp_path / "cuda_check.json"
+    script = _script()
+    assert script.main(["--device", "cpu", "--tiny", "--parts", "quality", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    report["parts"]["train"] = [{"ok": False}]  # an earlier part's failure is kept and still fails the check
+    out.write_text(json.dumps(report))
+    assert script.main(["--device", "cpu", "--tiny", "--parts", "quality", "--append", "--out", str(out)]) == 1
+    assert set(json.loads(out.read_text())["parts"]) == {"quality", "train"}
