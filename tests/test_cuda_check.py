@@ -185,3 +185,21 @@ def test_append_adds_parts_to_an_earlier_report(tmp_path):
     out.write_text(json.dumps(report))
     assert script.main(["--device", "cpu", "--tiny", "--parts", "quality", "--append", "--out", str(out)]) == 1
     assert set(json.loads(out.read_text())["parts"]) == {"quality", "train"}
+
+
+def test_device_run_script_parses_and_plans_its_steps_within_nine_minutes(tmp_path):
+    """benchmarks/device_run.sh (run by hand on a lent GPU): valid bash; its dry run lists the four steps, each
+    under a timeout, their caps summing to under 9 minutes with the budget it keeps."""
+    import re
+    import subprocess
+
+    script = ROOT / "benchmarks" / "device_run.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    result = subprocess.run(["bash", str(script)], cwd=ROOT, capture_output=True, text=True, check=True,
+                            env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path), "DEVICE_RUN_DRY": "1",
+                                 "PYTHON": sys.executable, "TMPDIR": str(tmp_path)})
+    steps = re.findall(r"== (\w+) \(timeout (\d+)s", result.stdout)
+    assert [name for name, _ in steps] == ["cuda_check", "default_dag", "quality", "compile"]
+    assert sum(int(limit) for _, limit in steps[:3]) <= 540
+    assert "--resources gpu_mem_mb=" in result.stdout and "MEDSR_DEVICE=cuda" in result.stdout
+    assert (tmp_path / "steps.tsv").read_text().count("\t0\t") == 4
