@@ -145,6 +145,11 @@ def synthetic_pairs(size: Size, scale: int) -> training.PairedImages:
     return training.PairedImages([im.id for im in images], hr, lr, bicubic_upsample(lr, scale), labels, scale)
 
 
+def peak_memory_mb(device: torch.device) -> float | None:
+    """Peak memory allocated by torch on a CUDA device since the last reset (None on the CPU)."""
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+
+
 def _max_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
     sa, sb = a.state_dict(), b.state_dict()
     return max(float((sa[k].float() - sb[k].float()).abs().max()) for k in sa if sa[k].is_floating_point())
@@ -204,12 +209,15 @@ def _train_runs(device: torch.device, size: Size, params, amp: str, workdir: Pat
     train = dataclasses.replace(params.train_sr, steps=steps, checkpoint_every=steps // 2, log_every=1)
     half = dataclasses.replace(train, steps=steps // 2)
     folder = workdir / f"train_{amp}"
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     synchronize(device)
     start = time.perf_counter()
     first, first_ema, first_loss = train_sr.train(params.sr_model, params.diffusion, train, data, ctx=ctx,
                                                   log=folder / "first.csv", checkpoints=None)
     synchronize(device)
     seconds = time.perf_counter() - start
+    peak = peak_memory_mb(device)  # what workflow/rules/common.smk's gpu_mem_mb of train_sr estimates
     second, second_ema, second_loss = train_sr.train(params.sr_model, params.diffusion, train, data, ctx=ctx,
                                                      log=folder / "second.csv", checkpoints=None)
     train_sr.train(params.sr_model, params.diffusion, half, data, ctx=ctx, log=folder / "resumed.csv",
@@ -223,7 +231,7 @@ def _train_runs(device: torch.device, size: Size, params, amp: str, workdir: Pat
     finite = all(math.isfinite(x) for x in losses)
     return {"amp": amp if device.type == "cuda" else "fp32 (autocast is CUDA only)", "steps": steps,
             "batch_size": train.batch_size, "crop": train.crop, "parameters": count_parameters(first),
-            "seconds_per_step": seconds / steps, "first_loss": losses[0], "last_loss": losses[-1],
+            "seconds_per_step": seconds / steps, "peak_memory_mb": peak, "first_loss": losses[0], "last_loss": losses[-1],
             "losses_finite": finite,
             "same_run_twice_max_abs_difference": twice, "same_run_twice_exact": twice == 0.0,
             "same_run_twice_final_loss_equal": second_loss == first_loss,
