@@ -22,8 +22,9 @@ Parts (--parts, comma-separated):
             classifier, params.yaml [+ --run-config overlays]): the val images super-resolved at fp32 and at the
             candidate precision (bf16 on CUDA; fp32 on the CPU, where bf16 is refused): PSNR within 0.05 dB, SSIM
             within 0.002, the same HR-classifier decision on >= 99 % of images. Without --run: skipped, said so.
-  compile   (only when named in --parts) ResShift K = 4 at the largest batch, eager and through torch.compile
-            (bf16 on CUDA), with the compile time; a compile failure is reported, not fatal (speed only)
+  compile   (only when named in --parts) ResShift K = 4 at the largest batch, eager, eager with cudnn.benchmark,
+            and through torch.compile (bf16 on CUDA), with the compile time; a compile failure is reported, not
+            fatal (speed only)
 --append adds the parts run to an existing --out report (e.g. quality once a run has finished).
 Every part reports its seconds; parts that would start past --max-seconds are skipped (and fail the check).
 Exits non-zero when a check fails (a non-finite loss, a non-bitwise rerun or resume, a failed pipeline, a
@@ -325,19 +326,27 @@ def check_sampling(device: torch.device, size: Size, params) -> dict:
 
 
 def check_compile(device: torch.device, size: Size, params) -> dict:
-    """ResShift K = 4 at the largest batch, eager then through torch.compile (warm_up_s: the compile time)."""
+    """ResShift K = 4 at the largest batch: eager, eager with cuDNN autotuning (cudnn.benchmark: fastest kernels
+    per shape, not bitwise reproducible across runs), then through torch.compile (warm_up_s: the compile time)."""
     model, _, resshift, flops_per_call, matmul = sampling_setup(device, size, params)
     precision = "bf16" if device.type == "cuda" else "fp32"
     spec, batch = SamplerSpec("resshift", 4), size.batch_sizes[-1]
-    rows = [sample_row(model, resshift, "resshift 4", spec, batch, precision, False, size, device, flops_per_call,
-                       matmul)]
+
+    def row(network, compiled: bool, benchmark: bool) -> dict:
+        before = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = benchmark
+        try:
+            return {**sample_row(network, resshift, "resshift 4", spec, batch, precision, compiled, size, device,
+                                 flops_per_call, matmul), "cudnn_benchmark": benchmark}
+        finally:
+            torch.backends.cudnn.benchmark = before
+
+    rows = [row(model, False, False), row(model, False, True)]
     try:
-        compiled = torch.compile(model, dynamic=False)
-        rows.append(sample_row(compiled, resshift, "resshift 4", spec, batch, precision, True, size, device,
-                               flops_per_call, matmul))
+        rows.append(row(torch.compile(model, dynamic=False), True, True))
     except Exception as err:  # noqa: BLE001 - inductor/triton raise many types; the message is what matters
         rows.append({"sampler": "resshift 4", "batch": batch, "precision": precision, "compiled": True,
-                     "error": f"{type(err).__name__}: {str(err)[:1000]}"})
+                     "cudnn_benchmark": True, "error": f"{type(err).__name__}: {str(err)[:1000]}"})
     return {"rows": rows, "matmul": matmul, "gflop_per_call_batch1": flops_per_call / 1e9, "ok": True}
 
 

@@ -170,8 +170,9 @@ def test_compile_part_times_eager_and_compiled_and_survives_a_failed_compile(tmp
     monkeypatch.setattr(torch, "compile", fake_compile)
     out = tmp_path / "cuda_check.json"
     assert _script().main(["--device", "cpu", "--tiny", "--parts", "compile", "--out", str(out)]) == 0
-    eager, compiled = json.loads(out.read_text())["parts"]["compile"]["rows"]
-    assert (eager["compiled"], compiled["compiled"]) == (False, True) and eager["batch"] == 2
+    eager, tuned, compiled = json.loads(out.read_text())["parts"]["compile"]["rows"]
+    assert [(r["compiled"], r["cudnn_benchmark"]) for r in (eager, tuned, compiled)] == [
+        (False, False), (False, True), (True, True)] and eager["batch"] == 2
     assert eager["images_per_s"] > 0 and (("error" in compiled) if fails else compiled["images_per_s"] > 0)
 
 
