@@ -49,22 +49,22 @@ printf 'step\trc\tseconds\n' >"$OUT/steps.tsv"
 { nvidia-smi || true; "$PYTHON" -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available())' || true; } \
     >"$OUT/environment.txt" 2>&1
 
-# 1. cuda_check (parts starting past 200 s are skipped and reported)
-step cuda_check "$(left 270)" "$PYTHON" benchmarks/cuda_check.py --max-seconds 200 \
+# 1. cuda_check (parts starting past 170 s are skipped and reported)
+step cuda_check "$(left 240)" "$PYTHON" benchmarks/cuda_check.py --max-seconds 170 \
     --parts pipeline,train,sample --out results/benchmarks/cuda_check.json
 
 # 2. the default DAG on the GPU, in a scratch copy of the project
 RUN=$SCRATCH/run
 mkdir -p "$RUN"
 cp -r Snakefile dvc.yaml params.yaml workflow configs src "$RUN"/
-step default_dag "$(left 180)" env -C "$RUN" MEDSR_DEVICE=cuda "$PYTHON" -m snakemake --cores 16 --max-threads 2 \
+step default_dag "$(left 200)" env -C "$RUN" MEDSR_DEVICE=cuda "$PYTHON" -m snakemake --cores 16 --max-threads 2 \
     --resources "gpu_mem_mb=$GPU_MEM_MB"
 mkdir -p "$OUT/default_run"
 cp -r "$RUN/results" "$RUN/logs" "$OUT/default_run/" 2>/dev/null || true
 find "$OUT/default_run" -type f \( -name '*.png' -o -name '*.npy' -o -name '*.html' \) -delete 2>/dev/null || true
 
 # 3. bf16 vs fp32 sampling on that run's val images (needs step 2's models and data)
-step quality "$(left 90)" "$PYTHON" benchmarks/cuda_check.py --parts quality --run "$RUN" --append \
+step quality "$(left 75)" "$PYTHON" benchmarks/cuda_check.py --parts quality --run "$RUN" --append \
     --out results/benchmarks/cuda_check.json
 
 # 4. torch.compile, only with time left
