@@ -233,3 +233,22 @@ def test_explicit_attention_matches_sdpa_forward_and_backward(dtype, tolerance):
     assert torch.allclose(explicit, fused, atol=tolerance, rtol=tolerance)
     for a, b in zip(explicit_grads, fused_grads):
         assert torch.allclose(a, b, atol=tolerance, rtol=tolerance)
+
+
+def test_the_explicit_product_is_chosen_only_for_cuda_gradients_under_deterministic_algorithms():
+    """The guard of the CUDA-only branch (no GPU here: a stand-in with is_cuda)."""
+    from types import SimpleNamespace
+
+    from medsr.diffusion.unet import needs_deterministic_backward
+
+    cuda, cpu = SimpleNamespace(is_cuda=True), SimpleNamespace(is_cuda=False)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(True)
+        assert needs_deterministic_backward(cuda) and not needs_deterministic_backward(cpu)
+        with torch.no_grad():  # sampling: the fused kernel (its forward is deterministic)
+            assert not needs_deterministic_backward(cuda)
+        torch.use_deterministic_algorithms(False)
+        assert not needs_deterministic_backward(cuda)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
