@@ -2,7 +2,7 @@
 # (tests/test_dag_agreement.py proves it). Parameters come from params.yaml; overlay more with
 # `--configfile configs/thesis.yaml` (the overlay is passed on to every `medsr` command).
 #
-#   snakemake --cores 2 --max-threads 1            # the whole experiment on 2 CPU cores (GPU: --resources gpu=1)
+#   snakemake --cores 2 --max-threads 1            # the whole experiment on 2 CPU cores (one GPU: --cores 16 --max-threads 2 --resources gpu_mem_mb=120000)
 #   snakemake --report results/report.html         # the self-contained report of the last run
 
 include: "workflow/rules/common.smk"

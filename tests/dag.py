@@ -26,6 +26,7 @@ class Stage:
     outputs: frozenset[str]
     params: frozenset[str]
     gpu: int = 0
+    gpu_mem_mb: int = 0
 
 
 def normalise_cmd(cmd: str) -> str:
@@ -66,6 +67,7 @@ def snakemake_stages(workdir: Path, configfiles: tuple[Path, ...] = ()) -> dict[
             outputs=frozenset(fields.get("output", "").split(", ")) - {""},
             params=frozenset(BY_RULE[rule].params) if rule in BY_RULE else frozenset(),
             gpu=int(resources.get("gpu", 0)),
+            gpu_mem_mb=int(resources.get("gpu_mem_mb", 0)),
         )
     return stages
 

@@ -34,26 +34,173 @@ def test_cuda_check_runs_its_parts_on_cpu(tmp_path):
     (train,) = report["parts"]["train"]  # CPU: fp32 only
     assert train["losses_finite"] and all(math.isfinite(train[k]) for k in ("first_loss", "last_loss"))
     assert train["steps"] == 4 and train["resume_exact"] and train["resume_max_abs_difference"] == 0.0
-    assert train["resumed_final_loss_equal"]
+    assert train["same_run_twice_exact"] and train["same_run_twice_max_abs_difference"] == 0.0
+    assert train["resumed_final_loss_equal"] and train["same_run_twice_final_loss_equal"]
+    assert train["nondeterminism_warnings"] == [] and isinstance(train["warnings"], list)
     sample = report["parts"]["sample"]
-    assert [(r["sampler"], r["batch"]) for r in sample["rows"]] == [
-        ("ddim 20", 1), ("resshift 4", 1), ("ddim 20", 2), ("resshift 4", 2)]
+    assert [(r["sampler"], r["batch"], r["precision"]) for r in sample["rows"]] == [  # CPU: fp32 only
+        ("ddim 20", 1, "fp32"), ("resshift 4", 1, "fp32"), ("ddim 20", 2, "fp32"), ("resshift 4", 2, "fp32")]
     assert all(r["images_per_s"] > 0 and r["x_seed_style"] > 0 for r in sample["rows"])
+    assert all(r["tflops"] > 0 and 0 < r["share_of_matmul_rate"] for r in sample["rows"])
+    assert sample["gflop_per_call_batch1"] > 0 and sample["matmul"]["tflops"] > 0
     assert sample["seed_style_images_per_s"] > 0 and sample["image_size"] == 32
+    quality = report["parts"]["quality"]  # no --run: skipped, and said so
+    assert quality["ok"] is True and "no --run" in quality["skipped"]
+    assert set(report["part_seconds"]) == {"pipeline", "train", "sample", "quality"}
+    assert report["within_budget"]["budget_s"] == 300
 
 
-def test_cuda_check_fails_on_an_inexact_resume(tmp_path, monkeypatch):
-    """A resume that does not reproduce the straight run makes the check fail (exit 1, ok false)."""
+def test_cuda_check_fails_on_an_inexact_rerun_or_resume(tmp_path, monkeypatch):
+    """Weights that differ between two runs (or after a resume) make the check fail (exit 1, ok false)."""
     script = _script()
     original = script._max_difference
     monkeypatch.setattr(script, "_max_difference", lambda a, b: original(a, b) + 1e-3)
     out = tmp_path / "cuda_check.json"
-    assert script.main(["--device", "cpu", "--tiny", "--parts", "train", "--out", str(out)]) == 1
+    assert script.main(["--device", "cpu", "--tiny", "--parts", "train", "--train-steps", "2",
+                        "--out", str(out)]) == 1
     report = json.loads(out.read_text())
-    assert report["ok"] is False and report["parts"]["train"][0]["resume_exact"] is False
+    (train,) = report["parts"]["train"]
+    assert report["ok"] is False and train["resume_exact"] is False and train["same_run_twice_exact"] is False
+
+
+def test_a_nondeterminism_warning_is_recorded_by_name(tmp_path, monkeypatch):
+    """A warning raised while training (as torch's warn_only deterministic mode raises one naming the op) lands in
+    the report, so a failing GPU run says which op it was."""
+    import warnings
+
+    script = _script()
+    original = script._train_runs
+
+    def warning_runs(*args):
+        warnings.warn("index_add_cuda_ does not have a deterministic implementation, but you set "
+                      "'torch.use_deterministic_algorithms(True, warn_only=True)'", UserWarning)
+        return original(*args)
+
+    monkeypatch.setattr(script, "_train_runs", warning_runs)
+    out = tmp_path / "cuda_check.json"
+    script.main(["--device", "cpu", "--tiny", "--parts", "train", "--train-steps", "2", "--out", str(out)])
+    (train,) = json.loads(out.read_text())["parts"]["train"]
+    assert [w["message"][:20] for w in train["nondeterminism_warnings"]] == ["index_add_cuda_ does"]
+
+
+def test_parts_past_max_seconds_are_skipped_and_fail(tmp_path):
+    out = tmp_path / "cuda_check.json"
+    assert _script().main(["--device", "cpu", "--tiny", "--parts", "quality", "--max-seconds", "0",
+                           "--out", str(out)]) == 1
+    report = json.loads(out.read_text())
+    assert report["ok"] is False and "max-seconds" in report["parts"]["quality"]["skipped"]
+
+
+def _finished_run(root: Path) -> Path:
+    """A run folder as the DAG leaves it, at smoke size: params, data/hr+lr, an (untrained) SR model and the
+    first HR resnet18 classifier (one epoch)."""
+    import dataclasses
+    import shutil
+
+    import torch
+
+    from medsr.checkpoint import save_model
+    from medsr.classifier.train import run as train_classifier
+    from medsr.config import load_params
+    from medsr.data.download import run as download
+    from medsr.degrade import run as degrade
+    from medsr.diffusion.model_file import build_unet
+    from medsr.stages import CLASSIFIER_MODEL
+
+    (root / "configs").mkdir(parents=True)
+    shutil.copy2(ROOT / "params.yaml", root / "params.yaml")
+    shutil.copy2(ROOT / "configs/smoke.yaml", root / "configs/smoke.yaml")
+    params = load_params([root / "params.yaml", root / "configs/smoke.yaml"])
+    download(params.data, out=root / "data/hr")
+    degrade(params.degrade, hr=root / "data/hr", lr=root / "data/lr", bicubic=root / "data/bicubic")
+    size = params.data.image_size
+    torch.manual_seed(0)
+    save_model(root / "models/sr.safetensors", build_unet(params.sr_model, "sr_diffusion").state_dict(),
+               {"sr_model": dataclasses.asdict(params.sr_model), "scale": params.degrade.scale,
+                "hr_size": [size, size], "lr_size": [size // params.degrade.scale] * 2, "kind": "sr_diffusion",
+                "diffusion": dataclasses.asdict(params.diffusion)})
+    seed = params.evaluate.train_seeds[0]
+    name = CLASSIFIER_MODEL.format(arch="resnet18", domain="hr", seed=seed)
+    train_classifier(dataclasses.replace(params.train_classifier, epochs=1), images=root / "data/hr",
+                     model=root / "models/classifiers" / name, log=root / "classifier.csv", architecture="resnet18",
+                     domain="hr", seed=seed)
+    return root
+
+
+def test_quality_part_compares_precisions_on_a_finished_runs_val_images(tmp_path):
+    """On the CPU the candidate is fp32 itself (bf16 is refused there): the comparison machinery runs end to end
+    and finds no difference; on CUDA the same code compares bf16."""
+    run = _finished_run(tmp_path / "run")
+    out = tmp_path / "cuda_check.json"
+    status = _script().main(["--device", "cpu", "--tiny", "--parts", "quality", "--run", str(run),
+                             "--run-config", "configs/smoke.yaml", "--quality-images", "4", "--out", str(out)])
+    quality = json.loads(out.read_text())["parts"]["quality"]
+    assert status == 0 and quality["ok"] is True and quality["candidate"] == "fp32" and quality["images"] == 4
+    assert quality["psnr_difference_db"] == 0.0 and quality["decision_agreement"] == 1.0
+    assert math.isfinite(quality["fp32"]["psnr"]) and 0 < quality["fp32"]["ssim"] <= 1
+
+
+def test_quality_part_reports_what_a_run_lacks(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    out = tmp_path / "cuda_check.json"
+    assert _script().main(["--device", "cpu", "--tiny", "--parts", "quality", "--run", str(tmp_path / "run"),
+                           "--out", str(out)]) == 1
+    quality = json.loads(out.read_text())["parts"]["quality"]
+    assert quality["ok"] is False and "sr.safetensors" in quality["skipped"]
 
 
 def test_unknown_part_is_refused(capsys):
     with pytest.raises(SystemExit):
         _script().main(["--device", "cpu", "--parts", "train,gpu-magic"])
     assert "gpu-magic" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["compiles", "compile-fails"])
+def test_compile_part_times_eager_and_compiled_and_survives_a_failed_compile(tmp_path, monkeypatch, fails):
+    """torch.compile itself is slow on 2 CPU cores: stood in for by the identity (or by a failure, which is
+    reported in the row while the check stays ok: the part measures speed only). It runs only when named."""
+    import torch
+
+    def fake_compile(model, **kwargs):
+        if fails:
+            raise RuntimeError("inductor: no C++ compiler")
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    out = tmp_path / "cuda_check.json"
+    assert _script().main(["--device", "cpu", "--tiny", "--parts", "compile", "--out", str(out)]) == 0
+    eager, tuned, compiled = json.loads(out.read_text())["parts"]["compile"]["rows"]
+    assert [(r["compiled"], r["cudnn_benchmark"]) for r in (eager, tuned, compiled)] == [
+        (False, False), (False, True), (True, True)] and eager["batch"] == 2
+    assert eager["images_per_s"] > 0 and (("error" in compiled) if fails else compiled["images_per_s"] > 0)
+
+
+def test_append_adds_parts_to_an_earlier_report(tmp_path):
+    """A finished run's quality part joins the report of the parts run before it (device_run.sh does so)."""
+    out = tmp_path / "cuda_check.json"
+    script = _script()
+    assert script.main(["--device", "cpu", "--tiny", "--parts", "quality", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    report["parts"]["train"] = [{"ok": False}]  # an earlier part's failure is kept and still fails the check
+    out.write_text(json.dumps(report))
+    assert script.main(["--device", "cpu", "--tiny", "--parts", "quality", "--append", "--out", str(out)]) == 1
+    assert set(json.loads(out.read_text())["parts"]) == {"quality", "train"}
+
+
+def test_device_run_script_parses_and_plans_its_steps_within_nine_minutes(tmp_path):
+    """benchmarks/device_run.sh (run by hand on a lent GPU): valid bash; its dry run lists the four steps, each
+    under a timeout, their caps summing to under 9 minutes with the budget it keeps."""
+    import re
+    import subprocess
+
+    script = ROOT / "benchmarks" / "device_run.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    result = subprocess.run(["bash", str(script)], cwd=ROOT, capture_output=True, text=True, check=True,
+                            env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path), "DEVICE_RUN_DRY": "1",
+                                 "PYTHON": sys.executable, "TMPDIR": str(tmp_path)})
+    steps = re.findall(r"== (\w+) \(timeout (\d+)s", result.stdout)
+    assert [name for name, _ in steps] == ["cuda_check", "default_dag", "quality", "compile"]
+    assert sum(int(limit) for _, limit in steps[:3]) <= 540
+    assert "--resources gpu_mem_mb=" in result.stdout and "MEDSR_DEVICE=cuda" in result.stdout
+    assert (tmp_path / "steps.tsv").read_text().count("\t0\t") == 4

@@ -102,10 +102,14 @@ def test_every_classifier_of_another_domain_fine_tunes_the_hr_classifier_of_its_
 
 
 def test_training_and_generation_rules_request_a_gpu(tmp_path):
+    """GPU rules declare gpu=1 (SLURM, or one GPU job at a time) and their GPU memory estimate (several share a GPU
+    under --resources gpu_mem_mb=...); no other rule declares either."""
     stages = snakemake_stages(project_copy(tmp_path))
     for name, stage in stages.items():
         rule = name.split("@")[0]
         assert stage.gpu == (1 if rule in GPU_RULES else 0), f"{name}: resources gpu={stage.gpu}"
+        assert (stage.gpu_mem_mb > 0) == (rule in GPU_RULES), f"{name}: resources gpu_mem_mb={stage.gpu_mem_mb}"
+        assert stage.gpu_mem_mb <= 120_000, name  # each fits the documented one-H200 budget alone
 
 
 def test_every_command_is_a_medsr_stage_reading_the_params_file(tmp_path):

@@ -40,10 +40,22 @@ def test_slurm_profile_plans_gpu_jobs_and_one_job_per_shard(tmp_path):
         if job["rule"] in {"train_sr", "train_regression", "train_classifier", "finetune_classifier",
                            "train_sr_classifier", "generate", "regress"}:
             assert gpu == "1", job
+            assert int(job["resources"]["gpu_mem_mb"]) > 0, job  # local sharing; SLURM gives each its own GPU
             assert job["resources"]["slurm_partition"] == "gpu", job
         else:
-            assert gpu is None, job
+            assert gpu is None and "gpu_mem_mb" not in job["resources"], job
     assert {j["rule"] for j in jobs} >= {"download", "train_sr", "generate", "gather", "classify", "evaluate"}
+
+
+def test_one_gpu_shared_by_memory_plans_the_same_jobs_as_the_cpu_command(tmp_path):
+    """`--resources gpu_mem_mb=...` (several GPU jobs on one GPU) plans the same jobs as the CPU default command."""
+    project = copy_workflow(tmp_path / "project")
+    cpu = planned_jobs(snakemake("--dry-run", "--printshellcmds", "--cores", "2", "--max-threads", "1",
+                                 cwd=project).stdout)
+    gpu = planned_jobs(snakemake("--dry-run", "--printshellcmds", "--cores", "16", "--max-threads", "2",
+                                 "--resources", "gpu_mem_mb=120000", cwd=project).stdout)
+    assert sorted(j["cmd"] for j in gpu) == sorted(j["cmd"] for j in cpu) and len(cpu) > 10
+    assert {j["rule"] for j in gpu if "gpu_mem_mb" in j["resources"]} >= {"train_sr", "generate", "train_classifier"}
 
 
 def test_thesis_overlay_is_passed_to_every_command(tmp_path):
@@ -68,3 +80,20 @@ def test_bad_params_stop_snakemake_with_the_key(tmp_path):
     result = snakemake("--dry-run", "--cores", "1", cwd=project, check=False)
     assert result.returncode != 0
     assert "batch_size" in result.stdout + result.stderr
+
+
+def test_gpu_overlay_validates_and_plans_ten_seeds_of_two_families(tmp_path):
+    """configs/gpu.yaml: the default data with >= 10 classifier seeds of ResNet18 and DenseNet121, on one GPU."""
+    from medsr.config import load_params
+
+    params = load_params([ROOT / "params.yaml", ROOT / "configs/gpu.yaml"])
+    default = load_params([ROOT / "params.yaml"])
+    assert params.data == default.data and params.sr_model == default.sr_model
+    assert len(params.evaluate.train_seeds) >= 10
+    assert params.train_classifier.architectures == ("resnet18", "densenet121")
+    project = copy_workflow(tmp_path / "project")
+    out = snakemake("--dry-run", "--printshellcmds", "--cores", "16", "--max-threads", "2", "--resources",
+                    "gpu_mem_mb=120000", "--configfile", "configs/gpu.yaml", cwd=project).stdout
+    trained = {(re.search(r"--architecture (\w+)", j["cmd"]).group(1), re.search(r"--seed (\d+)", j["cmd"]).group(1))
+               for j in planned_jobs(out) if j["rule"] == "train_classifier"}
+    assert trained == {(arch, str(seed)) for arch in ("resnet18", "densenet121") for seed in range(10)}

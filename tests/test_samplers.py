@@ -161,3 +161,28 @@ def test_cosine_schedule_samplers_recover_too():
         sr = Sampler(PerfectDenoiser(encode_target(hr, hr, "image"), cosine), cosine, "image", spec).sample(
             hr, torch.full((3,), NULL_CLASS), image_generators(0, ["a", "b", "c"]))
         torch.testing.assert_close(sr, hr, atol=2e-4, rtol=0)
+
+
+# --- generate.precision -----------------------------------------------------------------------------
+
+def test_bf16_sampling_is_refused_on_the_cpu_with_one_line():
+    """bf16 autocast is CUDA only (about 200x slower on our CPUs): refused, never silently run or ignored."""
+    from medsr.errors import MedsrError
+
+    with pytest.raises(MedsrError, match=r"^generate.precision: bf16 needs a CUDA device, this run is on cpu") as err:
+        Sampler(ClassTable(), SCHEDULE, "image", SamplerSpec("ddim", 2), precision="bf16")
+    assert "\n" not in str(err.value)
+    with pytest.raises(MedsrError, match="generate.precision: 'fp8' is not one of fp32, bf16"):
+        Sampler(ClassTable(), SCHEDULE, "image", SamplerSpec("ddim", 2), precision="fp8")
+
+
+def test_fp32_precision_is_the_default_and_runs_no_autocast(monkeypatch):
+    hr = hr_images()
+    model = PerfectDenoiser(encode_target(hr, hr, "image"), SCHEDULE)
+    ids = ["a", "b", "c"]
+    default = Sampler(model, SCHEDULE, "image", SamplerSpec("ddim", 5)).sample(hr, torch.full((3,), NULL_CLASS),
+                                                                            image_generators(0, ids))
+    monkeypatch.setattr(torch, "autocast", lambda *a, **k: pytest.fail("autocast on the CPU"))
+    fp32 = Sampler(model, SCHEDULE, "image", SamplerSpec("ddim", 5), precision="fp32").sample(
+        hr, torch.full((3,), NULL_CLASS), image_generators(0, ids))
+    assert torch.equal(default, fp32)

@@ -454,3 +454,18 @@ def test_diverging_train_regression_writes_no_model(tmp_path):
     assert re.fullmatch(r"train-regression: loss is (nan|inf) at step \d+ \(train_regression.learning_rate 1e\+06\): "
                         r"training diverged; no model written", str(err.value)), str(err.value)
     assert model_file.read_bytes() == b"an earlier model"
+
+
+def test_resume_checkpoint_holds_the_whole_state(data, tmp_path):
+    """Everything a resume needs travels in the checkpoint: weights, EMA, optimizer, loss scaler, data-order
+    generator, the global CPU (and, on CUDA, every device's) RNG, the step; the global RNG comes back on resume."""
+    from medsr.checkpoint import load_training_state
+
+    _train(data, checkpoints=tmp_path / "ckpt", steps=2, checkpoint_every=2)
+    state = load_training_state(tmp_path / "ckpt" / train_sr.STATE_FILE)
+    for key in ("model", "ema", "optimizer", "scaler", "generator", "cpu_rng", "cuda_rng", "step", "window"):
+        assert key in state, key
+    assert state["step"] == 2 and state["ema"]["updates"] == 2
+    torch.manual_seed(12345)
+    train_sr.restore_rng(state)
+    assert torch.equal(torch.get_rng_state(), state["cpu_rng"])

@@ -185,3 +185,70 @@ def test_regression_variant_needs_no_timestep_or_label():
         net(inputs["x"], inputs["t"], lr_upsampled=inputs["lr_upsampled"])
     with pytest.raises(ValueError, match="class_labels given"):
         net(inputs["x"], class_labels=inputs["class_labels"], lr_upsampled=inputs["lr_upsampled"])
+
+
+# --- attention: the deterministic replacement (CUDA only) and the unchanged CPU path ---------------
+
+def _sdpa_forward(self, x):
+    """SelfAttention.forward as it was before the deterministic path: fused SDPA, always."""
+    n, c, h, w = x.shape
+    q, k, v = self.qkv(self.norm(x)).reshape(n, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).unbind(1)
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    return x + self.proj(out.transpose(-1, -2).reshape(n, c, h, w))
+
+
+def test_cpu_forward_is_bitwise_the_sdpa_forward(model, monkeypatch):
+    """On the CPU the network computes exactly what it computed with plain SDPA (same machine, same input),
+    also under deterministic algorithms (the explicit product is for CUDA gradients only)."""
+    from medsr.diffusion import unet
+
+    inputs = _inputs(n=3, height=16, width=16, seed=4)
+    with torch.no_grad():
+        ours = _forward(model, inputs)
+    with monkeypatch.context() as patch:
+        patch.setattr(unet.SelfAttention, "forward", _sdpa_forward)
+        with torch.no_grad():
+            before = _forward(model, inputs)
+    assert torch.equal(ours, before)
+    monkeypatch.setattr(unet, "explicit_attention", lambda *a: pytest.fail("explicit attention used on the CPU"))
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert torch.equal(_forward(model, inputs), before.detach())  # with gradients taken, on the CPU
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+def test_explicit_attention_matches_sdpa_forward_and_backward(dtype, tolerance):
+    from medsr.diffusion.unet import explicit_attention
+
+    generator = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(2, 3, 64, 8, generator=generator, dtype=dtype, requires_grad=True) for _ in range(3))
+    cotangent = torch.randn(2, 3, 64, 8, generator=generator, dtype=dtype)
+    fused = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    fused_grads = torch.autograd.grad(fused, (q, k, v), cotangent)
+    explicit = explicit_attention(q, k, v)
+    explicit_grads = torch.autograd.grad(explicit, (q, k, v), cotangent)
+    assert torch.allclose(explicit, fused, atol=tolerance, rtol=tolerance)
+    for a, b in zip(explicit_grads, fused_grads):
+        assert torch.allclose(a, b, atol=tolerance, rtol=tolerance)
+
+
+def test_the_explicit_product_is_chosen_only_for_cuda_gradients_under_deterministic_algorithms():
+    """The guard of the CUDA-only branch (no GPU here: a stand-in with is_cuda)."""
+    from types import SimpleNamespace
+
+    from medsr.diffusion.unet import needs_deterministic_backward
+
+    cuda, cpu = SimpleNamespace(is_cuda=True), SimpleNamespace(is_cuda=False)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(True)
+        assert needs_deterministic_backward(cuda) and not needs_deterministic_backward(cpu)
+        with torch.no_grad():  # sampling: the fused kernel (its forward is deterministic)
+            assert not needs_deterministic_backward(cuda)
+        torch.use_deterministic_algorithms(False)
+        assert not needs_deterministic_backward(cuda)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)

@@ -48,6 +48,7 @@ Architecture = Literal["resnet18", "efficientnet_b0", "densenet121", "mobilenet_
 GUIDANCE_MODES: tuple[str, ...] = typing.get_args(Guidance)
 LEAKING_GUIDANCE: tuple[str, ...] = ("oracle", "swapped")  # modes computed from the true label: never a fair arm
 SAMPLERS: tuple[str, ...] = typing.get_args(SamplerName)
+Precision = Literal["fp32", "bf16"]  # the sampling network's arithmetic; bf16 (autocast) is CUDA only
 DIFFUSION_PROCESSES: tuple[str, ...] = typing.get_args(DiffusionProcess)
 CLASSIFIER_DOMAINS: tuple[str, ...] = typing.get_args(ClassifierDomain)
 ARCHITECTURES: tuple[str, ...] = typing.get_args(Architecture)
@@ -242,6 +243,7 @@ class GenerateParams:
     samples_per_image: PositiveInt  # N posterior samples per chosen image (1: none beyond the main image)
     sample_eta: Annotated[float, Field(strict=True, gt=0, le=1)]  # DDIM eta of the posterior samples (stochastic)
     posterior_images: Annotated[int, Field(strict=True, ge=0)]  # images per split (half per class) with samples; 0: all
+    precision: Precision  # fp32, or bf16 autocast on CUDA (refused on the CPU)
 
 
 @section

@@ -24,6 +24,39 @@ def resolve_device(requested: str | None = None) -> torch.device:
     return device
 
 
+def deterministic_mode(device: torch.device) -> None:
+    """Bitwise reproducible CUDA steps (the same run twice, and a resume equal to a straight run): deterministic
+    algorithms, no cuDNN autotuning, and cuBLAS's fixed workspace (CUBLAS_WORKSPACE_CONFIG, read when cuBLAS
+    starts: set before the first CUDA matmul). warn_only: an op without a deterministic kernel warns, naming
+    itself (benchmarks/cuda_check.py records such warnings), instead of stopping a pipeline stage.
+    Nothing changes on the CPU."""
+    if device.type != "cuda":
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+PRECISIONS = ("fp32", "bf16")  # generate.precision: the sampling network's arithmetic
+
+
+def check_precision(device: torch.device, precision: str, key: str = "generate.precision") -> None:
+    """bf16 sampling is CUDA only: refused on the CPU (autocast there measured about 200x slower)."""
+    if precision not in PRECISIONS:
+        raise MedsrError(f"{key}: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" and device.type != "cuda":
+        raise MedsrError(f"{key}: bf16 needs a CUDA device, this run is on {device} (use fp32 on the CPU)")
+
+
+def inference_autocast(device: torch.device, precision: str):
+    """The network's arithmetic when sampling: fp32 as written, or bf16 autocast (matmuls and convolutions in
+    bf16, normalisations and softmax kept in fp32 by autocast's op lists) on CUDA."""
+    check_precision(device, precision)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16)
+
+
 AMP_DTYPES = ("bf16", "fp16", "off")  # $MEDSR_AMP: CUDA mixed precision (bf16 falls back to fp16 where unsupported)
 
 

@@ -87,10 +87,10 @@ def run(params: GenerateParams, evaluate: EvaluateParams, *, model: Path, lr: Pa
                           device=device)
     spec = SamplerSpec(params.sampler, params.steps, params.eta)
     sampler = Sampler(loaded.model, loaded.schedule, loaded.target, spec,
-                      guidance_scale=1.0 if guidance == "null" else params.guidance_scale)
+                      guidance_scale=1.0 if guidance == "null" else params.guidance_scale, precision=params.precision)
     print(f"generate: {len(records)} {'/'.join(splits)} images (shard {shard} of {len(params.shards)}), {spec.name} with "
           f"{spec.evaluations(timesteps)} steps, guidance {guidance} (w = {sampler.guidance_scale}), seed {seed}, "
-          f"on {device}", file=sys.stderr)
+          f"on {device} ({params.precision})", file=sys.stderr)
 
     start = time.perf_counter()
     outputs = []
@@ -117,6 +117,7 @@ def run(params: GenerateParams, evaluate: EvaluateParams, *, model: Path, lr: Pa
         "set": "sr", "splits": list(splits), "sampler": spec.name, "steps": spec.evaluations(timesteps), "eta": spec.eta,
         "guidance": guidance, "guidance_scale": sampler.guidance_scale, "leaks_label": guidance in LEAKING_GUIDANCE,
         "seed": seed, "shard": shard, "shards": len(params.shards), "batch_size": params.batch_size,
+        "precision": params.precision,
         "model_sha256": loaded.sha256, "process": loaded.process, "target": loaded.target, "x0_clipping": sampler.clip_x0,
         "guide_classifier_sha256": io.sha256_file(guide) if guidance == "predicted" else None,
         "guide_class": {r.id: (CLASSES[k] if k < len(CLASSES) else "null")
@@ -153,8 +154,10 @@ def posterior_samples(params: GenerateParams, loaded, lr: Path, records: list[io
     class-swap audit) reuses sample 0's noise, so swapped - sample 0 isolates what the injected label paints."""
     spec = posterior_spec(params)
     scale = 1.0 if guidance == "null" else params.guidance_scale
-    sampler = Sampler(loaded.model, loaded.schedule, loaded.target, spec, guidance_scale=scale)
-    swapper = Sampler(loaded.model, loaded.schedule, loaded.target, spec, guidance_scale=params.guidance_scale) \
+    sampler = Sampler(loaded.model, loaded.schedule, loaded.target, spec, guidance_scale=scale,
+                      precision=params.precision)
+    swapper = Sampler(loaded.model, loaded.schedule, loaded.target, spec, guidance_scale=params.guidance_scale,
+                      precision=params.precision) \
         if guidance == "null" else None
     start = time.perf_counter()
     out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}

@@ -125,7 +125,8 @@ STAGES: tuple[Stage, ...] = (
                    Option("seed", "training seed (one of evaluate.train_seeds)", int))),
     Stage("generate", "generate", "super-resolve one shard of the val and test LR images with the diffusion model",
           params=("generate.sampler", "generate.steps", "generate.eta", "generate.guidance_scale",
-                  "generate.batch_size", "generate.shards", "evaluate.sr_classifier", "evaluate.sampling_seeds"),
+                  "generate.batch_size", "generate.shards", "generate.precision", "evaluate.sr_classifier",
+                  "evaluate.sampling_seeds"),
           sections=("generate", "evaluate"), device=True,
           paths=(PathArg("model", "SR model (from train-sr)"), PathArg("lr", "LR folder"),
                  PathArg("guide", "resnet18 classifier trained on bicubic images, first train seed (used by "

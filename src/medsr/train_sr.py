@@ -18,7 +18,7 @@ from tqdm import tqdm
 from medsr import training
 from medsr.checkpoint import load_training_state, save_model, save_training_state
 from medsr.config import NULL_CLASS, DiffusionParams, TrainSRParams, UNetParams, to_jsonable
-from medsr.device import autocast, needs_grad_scaler
+from medsr.device import autocast, deterministic_mode, needs_grad_scaler
 from medsr.randomness import derived_seed
 from medsr.diffusion.ema import EMA
 from medsr.diffusion.resshift import ResShiftSchedule
@@ -93,6 +93,21 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
     return out
 
 
+def rng_states() -> dict[str, object]:
+    """The global CPU and CUDA (every device) generators. Each step reseeds them (`derived_seed`), so a resume does
+    not depend on them today; they are kept so that one that did would still resume exactly."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    return {"cpu_rng": torch.get_rng_state(), "cuda_rng": cuda}
+
+
+def restore_rng(state: dict) -> None:
+    if "cpu_rng" in state:
+        torch.set_rng_state(state["cpu_rng"].to("cpu"))
+    cuda = state.get("cuda_rng") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.to("cpu") for s in cuda])
+
+
 def train(model_params: UNetParams, diffusion_params: DiffusionParams, train_params: TrainSRParams,
           data: training.PairedImages, *, ctx: training.Distributed, log: Path | None,
           checkpoints: Path | None) -> tuple[UNet, EMA, float]:
@@ -123,6 +138,7 @@ def train(model_params: UNetParams, diffusion_params: DiffusionParams, train_par
             ema.load_state_dict(state["ema"])
             optimizer.load_state_dict(state["optimizer"])
             generator.set_state(state["generator"])
+            restore_rng(state)
             if state.get("scaler"):  # fp16 loss scale (empty when the scaler was off)
                 scaler.load_state_dict(state["scaler"])
             step, rows = int(state["step"]), list(state["log"])
@@ -157,7 +173,7 @@ def train(model_params: UNetParams, diffusion_params: DiffusionParams, train_par
         save_training_state(state_path, {
             "config": config, "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
             "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "generator": generator.get_state(),
-            "log": rows, "window": window_means})
+            **rng_states(), "log": rows, "window": window_means})
         saved_step = step
 
     net = training.wrap(model, ctx)
@@ -209,6 +225,7 @@ def run(model_params: UNetParams, diffusion_params: DiffusionParams, train_param
         hr: Path, lr: Path, model: Path, log: Path, checkpoints: Path, device: torch.device | None) -> None:
     training.set_threads()
     ctx = training.init_distributed(device)
+    deterministic_mode(ctx.device)  # CUDA: a resumed run equals a straight one bitwise
     data = training.load_pairs(hr, lr, "train")
     trained, ema, final_loss = train(model_params, diffusion_params, train_params, data, ctx=ctx, log=log,
                                      checkpoints=checkpoints)

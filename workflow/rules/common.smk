@@ -43,6 +43,17 @@ ENV = "../envs/medsr.yaml"
 # and caps threads at --cores locally; the SLURM profile sets them per rule (set-threads).
 TORCH_THREADS = 8
 
+# GPU rules declare `gpu=1` (SLURM: one --gpus=1 job each; locally `--resources gpu=1` runs one GPU job at a
+# time) and `gpu_mem_mb`, an estimate of the GPU memory a job peaks at with the thesis sizes (configs/thesis.yaml:
+# 41 M-parameter U-Net, batch 32, crop 64, bf16; ResNet18/DenseNet121 at 128 x 128), CUDA context included and
+# rounded up; train_sr's is large because, for a bitwise resume, its attention runs as an explicit softmax
+# (medsr.diffusion.unet.attention: an N^2 matrix per head, N = 4096 pixels at crop 64; cuda_check reports the
+# peak as train peak_memory_mb). Locally `--resources gpu_mem_mb=120000` (about 85 % of one H200) lets as many
+# jobs share one GPU as fit; smaller params need less, so the estimates only err on the safe side. Not measured
+# per rule yet.
+GPU_MEM_MB = {"train_sr": 48000, "train_regression": 12000, "train_classifier": 10000, "generate": 6000,
+              "regress": 4000}
+
 # Among ready jobs, the longest chain goes first: degrade -> train_sr -> generate (then gather, classify); the
 # classifiers fill the other core. Without priorities Snakemake had not started train_sr 7 minutes into a default
 # run on 2 cores (stopped there: it was on course to pass 15 minutes); with them the run took 838 s. DVC runs one

@@ -16,6 +16,7 @@ rule generate:
     threads: TORCH_THREADS
     resources:
         gpu=1,
+        gpu_mem_mb=GPU_MEM_MB["generate"],
     conda:
         ENV
     shell:
@@ -57,6 +58,7 @@ rule regress:
     threads: TORCH_THREADS
     resources:
         gpu=1,
+        gpu_mem_mb=GPU_MEM_MB["regress"],
     conda:
         ENV
     shell:

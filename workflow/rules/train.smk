@@ -16,6 +16,7 @@ rule train_sr:
     threads: TORCH_THREADS
     resources:
         gpu=1,
+        gpu_mem_mb=GPU_MEM_MB["train_sr"],
     conda:
         ENV
     shell:
@@ -39,6 +40,7 @@ rule train_regression:
     threads: TORCH_THREADS
     resources:
         gpu=1,
+        gpu_mem_mb=GPU_MEM_MB["train_regression"],
     conda:
         ENV
     shell:
@@ -69,6 +71,7 @@ rule train_classifier:
     threads: TORCH_THREADS
     resources:
         gpu=1,
+        gpu_mem_mb=GPU_MEM_MB["train_classifier"],
     conda:
         ENV
     shell:

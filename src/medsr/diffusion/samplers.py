@@ -23,7 +23,7 @@ from torch import nn
 
 from medsr.config import NULL_CLASS, SAMPLERS
 from medsr.randomness import torch_generator
-from medsr.device import autocast
+from medsr.device import check_precision, inference_autocast
 from medsr.diffusion.resshift import ResShiftSchedule
 from medsr.diffusion.schedule import (DiffusionSchedule, decode_target, encode_target, target_bounds,
                                       to_model_range)
@@ -97,7 +97,7 @@ class Sampler:
     """Draws SR images for a batch of LR images: `sample(bicubic, labels, generators)`."""
 
     def __init__(self, model: nn.Module, schedule: DiffusionSchedule | ResShiftSchedule, target: str,
-                 spec: SamplerSpec, guidance_scale: float = 1.0, clip_x0: bool = True):
+                 spec: SamplerSpec, guidance_scale: float = 1.0, clip_x0: bool = True, precision: str = "fp32"):
         if spec.name not in SAMPLERS:
             raise ValueError(f"sampler {spec.name!r} is not one of {', '.join(SAMPLERS)}")
         if (spec.name == "resshift") != isinstance(schedule, ResShiftSchedule):
@@ -107,6 +107,8 @@ class Sampler:
         self.model = model.eval()
         self.schedule, self.target, self.spec = schedule, target, spec
         self.guidance_scale, self.clip_x0 = guidance_scale, clip_x0
+        check_precision(self.device, precision)  # bf16: CUDA only (generate.precision)
+        self.precision = precision
 
     @property
     def device(self) -> torch.device:
@@ -115,7 +117,7 @@ class Sampler:
     def _eps(self, x_t: torch.Tensor, t: int, lr_cond: torch.Tensor, labels: torch.Tensor,
              bounds) -> torch.Tensor:
         t_batch = torch.full((len(x_t),), int(t), dtype=torch.long, device=x_t.device)
-        with autocast(x_t.device):
+        with inference_autocast(x_t.device, self.precision):
             eps = guided_eps(self.model, x_t, t_batch, lr_cond, labels, self.guidance_scale).float()
         return clip_eps(self.schedule, x_t, t_batch, eps, bounds) if self.clip_x0 else eps
 
@@ -142,7 +144,7 @@ class Sampler:
     def _x0(self, x_t: torch.Tensor, t: int, lr_cond: torch.Tensor, labels: torch.Tensor, bounds) -> torch.Tensor:
         """The (guided) x_0 prediction of a resshift model, clamped per pixel to the valid range."""
         t_batch = torch.full((len(x_t),), int(t), dtype=torch.long, device=x_t.device)
-        with autocast(x_t.device):
+        with inference_autocast(x_t.device, self.precision):
             x0 = guided_eps(self.model, x_t, t_batch, lr_cond, labels, self.guidance_scale).float()
         if not self.clip_x0:
             return x0

@@ -77,8 +77,33 @@ class SelfAttention(nn.Module):
     def forward(self, x):
         n, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(n, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).unbind(1)
-        out = F.scaled_dot_product_attention(q, k, v)  # no dropout: attention is deterministic
+        out = attention(q, k, v)
         return x + self.proj(out.transpose(-1, -2).reshape(n, c, h, w))
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(d)) V (Vaswani et al. 2017, Eq. 1), no dropout.
+
+    Fused SDPA everywhere, except when gradients are taken on CUDA under `torch.use_deterministic_algorithms`:
+    there SDPA may pick the memory-efficient kernel, whose backward accumulates with atomics (not bitwise
+    reproducible; torch only warns under warn_only=True), so the product is written out instead (plain matmuls
+    and softmax, deterministic under deterministic cuBLAS). The CPU path is always SDPA, unchanged."""
+    if needs_deterministic_backward(q):
+        return explicit_attention(q, k, v)
+    return F.scaled_dot_product_attention(q, k, v)
+
+
+def needs_deterministic_backward(q) -> bool:
+    """Gradients taken on CUDA under deterministic algorithms (train-sr's deterministic mode)."""
+    return q.is_cuda and torch.is_grad_enabled() and torch.are_deterministic_algorithms_enabled()
+
+
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(d)) V as two matmuls and a softmax taken in (at least) float32. Q is scaled before the
+    product: no extra N x N tensor, and no fp16 overflow of unscaled scores under fp16 autocast."""
+    scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2))
+    weights = scores.to(torch.promote_types(scores.dtype, torch.float32)).softmax(dim=-1)
+    return torch.matmul(weights.to(v.dtype), v)
 
 
 def _groups(groups: int, ch: int) -> int:
