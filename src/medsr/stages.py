@@ -43,8 +43,13 @@ CLASSIFIER_LOG = "classifier_{arch}_{domain}_seed{seed}.csv"
 SR_DOMAIN = "sr-{guidance}"  # the file-name domain of the classifier trained on SR images of one guidance mode
 
 
+def file_domains(sr_classifier) -> list[str]:
+    """The `domain` fields of the classifier file names: hr, bicubic and sr-<mode> per evaluate.sr_classifier."""
+    return list(DATA_DOMAINS) + [SR_DOMAIN.format(guidance=g) for g in sr_classifier]
+
+
 def _file_domains(params) -> list[str]:
-    return list(DATA_DOMAINS) + [SR_DOMAIN.format(guidance=g) for g in params.evaluate.sr_classifier]
+    return file_domains(params.evaluate.sr_classifier)
 TRAINING_LOGS = ("sr_loss.csv", "regression_loss.csv")
 
 
