@@ -38,11 +38,12 @@ from torch import nn
 
 from medsr.classifier.model import build_classifier, load_classifier, normalize
 from medsr.classifier.train import (_split_tensors, _train_epoch, optimizer_and_schedule, precise_bn_subset,
-                                    recalibrate_batchnorm, run as train_classifier, stopping, trained_epochs)
+                                    recalibrate_batchnorm, run as train_classifier)
 from medsr.config import TrainClassifierParams, load_params
 from medsr.evaluation.metrics import auroc
 from medsr.io import write_json
 from medsr.randomness import seed_everything
+from medsr.stopping import stopping, trained_epochs
 
 VARIANTS = ("ema", "precise")
 NOT_LEARNED = 0.75  # a best-epoch val accuracy below this counts as a seed whose classifier did not learn

@@ -22,6 +22,7 @@ from medsr.data.splits import carve_val
 from medsr.errors import MedsrError
 from medsr.image_sets import ImageSet, paired_records
 from medsr.io import Record, read_csv, write_image, write_manifest
+from medsr.stopping import should_stop, stopping, trained_epochs
 
 SIZE = 32
 
@@ -341,14 +342,14 @@ def test_fine_tuning_refuses_another_family_or_image_size(trained, tmp_path):
     ([0.7, 0.6, 0.5], 0, 3, (3, 3, False, False)),
 ])
 def test_stopping_record(losses, patience, maximum, expected):
-    run = train.trained_epochs(losses, patience)
-    assert dataclasses.astuple(train.stopping(run, patience, maximum)) == expected
+    run = trained_epochs(losses, patience)
+    assert dataclasses.astuple(stopping(run, patience, maximum)) == expected
 
 
 def test_patience_zero_never_stops():
     losses = [0.5, 0.6, 0.7, 0.8, 0.9]
-    assert train.trained_epochs(losses, 0) == losses and not train.should_stop(losses, 0)
-    assert train.trained_epochs(losses, 3) == losses[:4]
+    assert trained_epochs(losses, 0) == losses and not should_stop(losses, 0)
+    assert trained_epochs(losses, 3) == losses[:4]
 
 
 def _scripted_val_losses(monkeypatch, losses: list[float]) -> list[int]:

@@ -5,8 +5,9 @@ The train and val splits are those of the set's manifest (val carved once at dow
 never read. The kept weights are those of the epoch with the lowest validation cross-entropy (ties go to the
 earlier epoch): the loss is smoother than accuracy on a small validation split. Training runs for at most
 `epochs`; with `patience` > 0 it stops early once `patience` epochs in a row have not lowered the val loss
-(early stopping, Prechelt 1998, "Early stopping - but when?"), and `stopping` says whether the kept epoch was
-still improving at the budget (`converged`: the learning gate of `medsr evaluate` reads it from the history CSV).
+(early stopping, Prechelt 1998, "Early stopping - but when?"), and `medsr.stopping` says whether the kept epoch
+was still improving at the budget (`converged`: the learning gate of `medsr evaluate` reads it from the history
+CSV).
 The learning-rate schedule always spans the maximum `epochs` (cosine over the budget): a run that stops early
 stops where the val loss stopped falling, at a learning rate not yet decayed to zero, and its epochs before the
 stop are exactly those of a run without early stopping. With `precise_bn`, every val
@@ -24,7 +25,6 @@ the same recipe and epochs): the strongest "no SR" baseline a user with the HR t
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -39,62 +39,13 @@ from medsr.config import CLASSES, TrainClassifierParams, to_jsonable
 from medsr.randomness import seed_everything
 from medsr.errors import MedsrError
 from medsr.io import MANIFEST, Record, load_images, read_manifest, sha256_file, write_csv
+from medsr.stopping import RUN_FIELDS, should_stop, stopping
 from medsr.training import Diverged, check_loss
 
-# Per epoch, then four columns about the whole run (the same on every row, so any row tells): `Stopping`.
-HISTORY_FIELDS = ("epoch", "learning_rate", "train_loss", "train_acc", "val_loss", "val_acc",
-                  "epochs_run", "best_epoch", "stopped_early", "converged")
+# Per epoch, then the columns about the whole run (the same on every row, so any row tells): medsr.stopping.
+HISTORY_FIELDS = ("epoch", "learning_rate", "train_loss", "train_acc", "val_loss", "val_acc", *RUN_FIELDS)
 SELECTION = "val_loss"  # best epoch = lowest validation loss
 PRECISE_BN_IMAGES = 256  # train images (evenly spaced in manifest order) the BatchNorm statistics are recomputed on
-
-
-@dataclasses.dataclass(frozen=True)
-class Stopping:
-    """How a training run ended, from its per-epoch val losses (`stopping`).
-
-    epochs_run: epochs trained; best_epoch: the kept one (lowest val loss, ties to the earlier);
-    stopped_early: epochs_run < the maximum; converged: the kept epoch is followed by at least max(patience, 1)
-    epochs without a lower val loss, i.e. the val criterion had stopped improving before the budget ran out. With
-    patience > 0 a run that stops early is converged by construction, and one that uses every epoch is not
-    converged when its best epoch lies within the last `patience` epochs; with patience 0 (no early stopping) a run
-    is not converged when its last epoch is its best.
-    """
-
-    epochs_run: int
-    best_epoch: int
-    stopped_early: bool
-    converged: bool
-
-    def as_dict(self) -> dict[str, int | bool]:
-        return dataclasses.asdict(self)
-
-
-def best_epoch(val_losses: list[float]) -> int:
-    """1-based epoch of the lowest val loss, ties to the earlier."""
-    return min(range(len(val_losses)), key=lambda i: (val_losses[i], i)) + 1
-
-
-def should_stop(val_losses: list[float], patience: int) -> bool:
-    """Early stopping after the last epoch of `val_losses`: `patience` > 0 epochs in a row without a lower val loss
-    than the best before them."""
-    return patience > 0 and len(val_losses) - best_epoch(val_losses) >= patience
-
-
-def stopping(val_losses: list[float], patience: int, max_epochs: int) -> Stopping:
-    """The `Stopping` of a run whose val losses are `val_losses` (every epoch it trained)."""
-    best = best_epoch(val_losses)
-    run = len(val_losses)
-    return Stopping(epochs_run=run, best_epoch=best, stopped_early=run < max_epochs,
-                    converged=run - best >= max(patience, 1))
-
-
-def trained_epochs(val_losses: list[float], patience: int) -> list[float]:
-    """The val losses a run with early stopping at `patience` trains, given those of the full run: its first
-    epochs up to the stop (the training stream does not depend on the stop, so the prefix is exact)."""
-    for k in range(1, len(val_losses) + 1):
-        if should_stop(val_losses[:k], patience):
-            return val_losses[:k]
-    return list(val_losses)
 
 
 def label_indices(records: list[Record], manifest: Path) -> np.ndarray:

@@ -7,7 +7,7 @@ nothing about the images it is shown, and a p-value computed from them is confid
 - every classifier family's HR-trained classifier, every train seed, reaches an AUROC of at least
   `gate_min_hr_val_auroc` on the HR val images (its own domain: the easiest task it was trained for);
 - with `gate_require_converged`, every classifier the run trained (every family, domain and seed) has
-  `converged` in its history CSV (medsr.classifier.train.Stopping: its val loss had stopped falling before
+  `converged` in its history CSV (medsr.stopping.Stopping: its val loss had stopped falling before
   train_classifier.epochs ran out).
 
 When a check fails, every verdict is NO_VERDICT (its numbers stay, as description only) and the summary, report
@@ -26,10 +26,10 @@ from medsr.evaluation.metrics import auroc
 from medsr.evaluation.predictions import Key, Scores
 from medsr.io import read_csv
 from medsr.stages import CLASSIFIER_LOG, file_domains
+from medsr.stopping import RUN_FIELDS
 
 NO_VERDICT = "no_verdict"
 NO_VERDICT_TEXT = "The classifiers did not learn this data: no verdict"
-RUN_FIELDS = ("epochs_run", "best_epoch", "stopped_early", "converged")  # medsr.classifier.train.HISTORY_FIELDS
 
 
 def training_record(path: Path) -> dict[str, Any] | None:
