@@ -621,3 +621,14 @@ def test_a_missing_or_old_classifier_history_fails_a_gate_that_requires_converge
     assert records == {"classifier_resnet18_hr_seed0.csv": {"epochs_run": 4, "best_epoch": 2, "stopped_early": False,
                                                             "converged": True},
                        "classifier_resnet18_bicubic_seed0.csv": None}
+
+
+def test_the_gate_fails_on_an_undefined_hr_val_auroc():
+    from medsr.evaluation.gate import learning_gate
+
+    ids = ("v0", "v1")
+    scores = {("hr", seed, "hr", "val"): Scores(ids, np.array([0, 0]), np.array([0.1, 0.2])) for seed in SEEDS}
+    gate = learning_gate(_params(gate_require_converged=False), {"resnet18": scores}, "hr", [])
+    assert gate["passed"] is False and gate["hr_val_auroc"] == {"resnet18": {"0": None, "1": None}}
+    assert gate["reasons"][0] == ("resnet18 HR-trained classifier, train seed 0: HR val AUROC undefined (one class in "
+                                  "val), below the floor 0.9 (evaluate.gate_min_hr_val_auroc)")

@@ -22,7 +22,7 @@ from typing import Any
 
 from medsr.config import EvaluateParams
 from medsr.errors import MedsrError
-from medsr.evaluation.metrics import auroc
+from medsr.evaluation.metrics import auroc, finite_or_none
 from medsr.evaluation.predictions import Key, Scores
 from medsr.io import read_csv
 from medsr.stages import CLASSIFIER_LOG, file_domains
@@ -64,10 +64,11 @@ def classifier_records(params: EvaluateParams, architectures: Sequence[str],
 
 
 def hr_val_aurocs(params: EvaluateParams, scores_by_architecture: Mapping[str, Mapping[Key, Scores]],
-                  hr_set: str) -> dict[str, dict[str, float]]:
-    """Architecture -> train seed -> AUROC of the HR-trained classifier on the HR val images."""
-    return {a: {str(seed): float(auroc(scores[("hr", seed, hr_set, "val")].labels,
-                                       scores[("hr", seed, hr_set, "val")].scores))
+                  hr_set: str) -> dict[str, dict[str, float | None]]:
+    """Architecture -> train seed -> AUROC of the HR-trained classifier on the HR val images (None: undefined, val
+    holds one class only)."""
+    return {a: {str(seed): finite_or_none(auroc(scores[("hr", seed, hr_set, "val")].labels,
+                                                scores[("hr", seed, hr_set, "val")].scores))
                 for seed in params.train_seeds}
             for a, scores in scores_by_architecture.items()}
 
@@ -77,10 +78,11 @@ def learning_gate(params: EvaluateParams, scores_by_architecture: Mapping[str, M
     """{"passed", "reasons" (one line each), the settings, and what they were checked on}."""
     aurocs = hr_val_aurocs(params, scores_by_architecture, hr_set)
     records = classifier_records(params, list(scores_by_architecture), logs)
-    reasons = [f"{a} HR-trained classifier, train seed {seed}: HR val AUROC {value:.3f}, below the floor "
+    reasons = [f"{a} HR-trained classifier, train seed {seed}: HR val AUROC "
+               f"{'undefined (one class in val)' if value is None else f'{value:.3f}'}, below the floor "
                f"{params.gate_min_hr_val_auroc:g} (evaluate.gate_min_hr_val_auroc)"
                for a, per_seed in aurocs.items() for seed, value in per_seed.items()
-               if not value >= params.gate_min_hr_val_auroc]  # a nan AUROC (one class in val) fails too
+               if value is None or value < params.gate_min_hr_val_auroc]
     if params.gate_require_converged:
         for name, record in records.items():
             if record is None:
