@@ -6,7 +6,9 @@ augmentation, optimizer, schedule, epochs) on the train split of `--images`; aft
 scored twice from the same weights: with the running BatchNorm statistics kept during training (`ema`, what
 `precise_bn: false` keeps) and with statistics recomputed on the train split (`precise`, on a copy: the training
 run itself is the same for both). Per variant, the epoch with the lowest val loss is kept, as train-classifier
-does; the table shows its val accuracy and AUROC per seed and the worst seed.
+does (with train_classifier.patience > 0: up to where its early stopping would stop, on that variant's val losses;
+every epoch up to the maximum is still trained and recorded); the table shows its val accuracy and AUROC per seed
+and the worst seed, and each run's `stopping` (epochs run, best epoch, stopped early, converged).
 
     .venv/bin/python benchmarks/classifier_recipe.py --images data/hr --seeds 0 1 2 3 4 5 [--workers 2] \
         [--set learning_rate=0.003 epochs=8 --out results/benchmarks/classifier_recipe_<variant>.json]
@@ -41,6 +43,7 @@ from medsr.config import TrainClassifierParams, load_params
 from medsr.evaluation.metrics import auroc
 from medsr.io import write_json
 from medsr.randomness import seed_everything
+from medsr.stopping import stopping, trained_epochs
 
 VARIANTS = ("ema", "precise")
 NOT_LEARNED = 0.75  # a best-epoch val accuracy below this counts as a seed whose classifier did not learn
@@ -99,10 +102,14 @@ def one_seed(params: TrainClassifierParams, images: Path, architecture: str, see
         recal_s.append(time.perf_counter() - start)
         row["precise"] = _score(precise, x_val, y_val)
         epochs.append(row)
-    best = {v: min(epochs, key=lambda r: r[v]["val_loss"]) for v in VARIANTS}  # ties: the earlier epoch
+    # train-classifier's early stopping (train_classifier.patience) on each variant's val losses: the kept epoch is
+    # the lowest val loss up to the stop (ties: the earlier epoch)
+    stops = {v: stopping(trained_epochs([r[v]["val_loss"] for r in epochs], params.patience), params.patience,
+                         params.epochs) for v in VARIANTS}
+    best = {v: epochs[stops[v].best_epoch - 1] for v in VARIANTS}
     return {"seed": seed, "epochs": epochs, "train_s_per_epoch": float(np.median(train_s)),
             "recalibration_s": float(np.median(recal_s)),
-            "best": {v: {"epoch": best[v]["epoch"], **best[v][v]} for v in VARIANTS}}
+            "best": {v: {"epoch": best[v]["epoch"], **best[v][v], "stopping": stops[v].as_dict()} for v in VARIANTS}}
 
 
 def main() -> None:

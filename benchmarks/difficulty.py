@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", nargs="+", default=[str(ROOT / "params.yaml")])
     parser.add_argument("--radii", nargs="+", type=float, default=[1.5, 2.0, 2.5, 3.0, 3.5])
     parser.add_argument("--train-per-class", type=int, default=None, help="default: data.mni.train_per_class")
-    parser.add_argument("--epochs", type=int, default=None, help="default: train_classifier.epochs")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="the maximum (train_classifier.patience may stop earlier); default: train_classifier.epochs")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sr-model", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=OUT)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +22,14 @@ from medsr.data.splits import carve_val
 from medsr.errors import MedsrError
 from medsr.image_sets import ImageSet, paired_records
 from medsr.io import Record, read_csv, write_image, write_manifest
+from medsr.stopping import should_stop, stopping, trained_epochs
 
 SIZE = 32
 
 
 def _params(**overrides) -> TrainClassifierParams:
-    values = dict(architectures=("resnet18", "mobilenet_v3_small"), epochs=2, batch_size=8, learning_rate=1e-3, lr_schedule="cosine", weight_decay=1e-4, hflip=True, precise_bn=True)
+    values = dict(architectures=("resnet18", "mobilenet_v3_small"), epochs=2, batch_size=8, learning_rate=1e-3,
+                  lr_schedule="cosine", weight_decay=1e-4, hflip=True, precise_bn=True, patience=0)
     values.update(overrides)
     return TrainClassifierParams(**values)
 
@@ -149,6 +153,11 @@ def test_training_writes_history_and_a_loadable_model(trained):
     assert list(rows[0]) == list(train.HISTORY_FIELDS)
     metadata = read_metadata(trained["model"])
     assert metadata["image_size"] == SIZE and metadata["epochs"] == 2 and metadata["best_epoch"] in (1, 2)
+    assert metadata["epochs_run"] == 2 and metadata["stopped_early"] is False and metadata["patience"] == 0
+    assert metadata["converged"] is (metadata["best_epoch"] == 1)  # patience 0: not converged when the last is best
+    for row in rows:  # the run's record, on every row
+        assert (row["epochs_run"], row["best_epoch"], row["stopped_early"], row["converged"]) == (
+            "2", str(metadata["best_epoch"]), "False", str(metadata["converged"]))
     assert metadata["selection"] == "val_loss" and metadata["val_images"] == 4 and metadata["train_images"] == 12
     assert (metadata["domain"], metadata["seed"]) == ("hr", 0)
     assert metadata["input_set"] == str(trained["images"]) and "val_acc" in metadata
@@ -320,3 +329,103 @@ def test_fine_tuning_refuses_another_family_or_image_size(trained, tmp_path):
         train.run(_params(), images=small, model=tmp_path / "s.safetensors", log=tmp_path / "s.csv",
                   architecture="resnet18", domain="bicubic", seed=0, init=trained["model"])
     assert not list(tmp_path.glob("*.safetensors")) and not list(tmp_path.glob("*.csv"))
+
+
+# --- early stopping ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("losses, patience, maximum, expected", [
+    ([0.7, 0.6, 0.65, 0.66], 2, 6, (4, 2, True, True)),  # stopped: two epochs without a lower loss
+    ([0.7, 0.6, 0.5], 1, 3, (3, 3, False, False)),  # the budget ran out while the loss fell
+    ([0.7, 0.5, 0.6], 2, 3, (3, 2, False, False)),  # best within the last `patience` epochs of the maximum
+    ([0.7, 0.5, 0.6, 0.6], 2, 4, (4, 2, False, True)),  # stopped at the last epoch: converged, not early
+    ([0.7, 0.5, 0.5], 0, 3, (3, 2, False, True)),  # patience 0: converged when the last epoch is not the best (tie)
+    ([0.7, 0.6, 0.5], 0, 3, (3, 3, False, False)),
+])
+def test_stopping_record(losses, patience, maximum, expected):
+    run = trained_epochs(losses, patience)
+    assert dataclasses.astuple(stopping(run, patience, maximum)) == expected
+
+
+def test_patience_zero_never_stops():
+    losses = [0.5, 0.6, 0.7, 0.8, 0.9]
+    assert trained_epochs(losses, 0) == losses and not should_stop(losses, 0)
+    assert trained_epochs(losses, 3) == losses[:4]
+
+
+def _scripted_val_losses(monkeypatch, losses: list[float]) -> list[int]:
+    """Val passes return `losses` in turn (training itself is real); returns the list of passes made."""
+    passes: list[int] = []
+
+    def scripted(model, x, y, batch_size, device):
+        passes.append(1)
+        return losses[len(passes) - 1], 0.5
+
+    monkeypatch.setattr(train, "_evaluate", scripted)
+    return passes
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    from medsr.checkpoint import load_model_file
+
+    return load_model_file(path, device="cpu")[0]
+
+
+def test_training_stops_when_the_val_loss_stalls_and_keeps_the_best_epoch(trained, tmp_path, monkeypatch):
+    """Val loss 0.7, 0.6, then higher: with patience 2 of at most 6 epochs, training stops after epoch 4 and keeps
+    epoch 2, the same weights a run of all 6 epochs keeps (early stopping only leaves out the epochs after it)."""
+    losses = [0.7, 0.6, 0.65, 0.66, 0.67, 0.68]
+    runs = {}
+    for patience in (2, 0):
+        passes = _scripted_val_losses(monkeypatch, losses)
+        model, log = tmp_path / f"p{patience}.safetensors", tmp_path / f"p{patience}.csv"
+        train.run(_params(epochs=6, patience=patience), images=trained["images"], model=model, log=log,
+                  architecture="resnet18", domain="hr", seed=0)
+        runs[patience] = (len(passes), read_metadata(model), read_csv(log), _state(model))
+    passes, metadata, rows, state = runs[2]
+    assert passes == 4 and [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
+    assert (metadata["epochs"], metadata["epochs_run"], metadata["best_epoch"]) == (6, 4, 2)
+    assert metadata["stopped_early"] is True and metadata["converged"] is True and metadata["patience"] == 2
+    assert rows[-1]["stopped_early"] == "True" and rows[-1]["converged"] == "True"
+    full = runs[0]
+    assert full[0] == 6 and full[1]["best_epoch"] == 2 and full[1]["stopped_early"] is False
+    assert state.keys() == full[3].keys() and all(torch.equal(state[k], full[3][k]) for k in state)
+
+
+def test_a_run_still_improving_at_its_budget_is_not_converged(trained, tmp_path, monkeypatch):
+    _scripted_val_losses(monkeypatch, [0.7, 0.6, 0.5])
+    train.run(_params(epochs=3, patience=1), images=trained["images"], model=tmp_path / "m.safetensors",
+              log=tmp_path / "m.csv", architecture="resnet18", domain="hr", seed=0)
+    metadata = read_metadata(tmp_path / "m.safetensors")
+    assert (metadata["epochs_run"], metadata["best_epoch"], metadata["stopped_early"], metadata["converged"]) == (
+        3, 3, False, False)
+    assert {r["converged"] for r in read_csv(tmp_path / "m.csv")} == {"False"}
+
+
+def _old_run(params, images: Path, seed: int) -> dict[str, torch.Tensor]:
+    """train-classifier's loop before early stopping existed, step for step: every epoch trained, the lowest
+    val loss kept (ties: the earlier epoch)."""
+    generator = train.seed_everything(seed)
+    x_train, y_train = train._split_tensors(images, "train")
+    x_val, y_val = train._split_tensors(images, "val")
+    device = torch.device("cpu")
+    net = build_classifier("resnet18").to(device)
+    optimizer, schedule = train.optimizer_and_schedule(net, params)
+    best_loss, best_state = None, {}
+    for epoch in range(1, params.epochs + 1):
+        train._train_epoch(net, optimizer, x_train, y_train, params, generator, device, epoch)
+        schedule.step()
+        if params.precise_bn:
+            train.recalibrate_batchnorm(net, train.precise_bn_subset(x_train), params.batch_size, device)
+        val_loss, _ = train._evaluate(net, x_val, y_val, params.batch_size, device)
+        if best_loss is None or val_loss < best_loss:
+            best_loss, best_state = val_loss, copy.deepcopy(net.state_dict())
+    return best_state
+
+
+def test_patience_zero_keeps_the_weights_of_the_loop_without_early_stopping(trained, tmp_path):
+    params = _params(epochs=3)
+    train.run(params, images=trained["images"], model=tmp_path / "m.safetensors", log=tmp_path / "m.csv",
+              architecture="resnet18", domain="hr", seed=0)
+    new, old = _state(tmp_path / "m.safetensors"), _old_run(params, trained["images"], seed=0)
+    assert new.keys() == old.keys()
+    assert all(torch.equal(new[k], old[k]) for k in new), [k for k in new if not torch.equal(new[k], old[k])]

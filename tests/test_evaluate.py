@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medsr.classifier.train import HISTORY_FIELDS
 from medsr.config import CLASSES, EvaluateParams, TrainClassifierParams
 from medsr.errors import MedsrError
 from medsr.evaluation import evaluate, readme
@@ -36,14 +37,15 @@ def _params(**overrides) -> EvaluateParams:
     values = dict(train_seeds=SEEDS, sampling_seeds=(0,), bootstrap=200, bootstrap_seed=0, confidence=0.95,
                   exact_below=25, val_specificity=0.95, external={"mine": "x"},
                   figure_images=4, lpips_weights="", rcps_alpha=0.2, rcps_delta=0.1,
-                  error_threshold=0.05, crc_alpha=0.1, sr_classifier=(), verdict_rule="pooled")
+                  error_threshold=0.05, crc_alpha=0.1, sr_classifier=(), verdict_rule="pooled",
+                  gate_min_hr_val_auroc=0.9, gate_require_converged=True)
     values.update(overrides)
     return EvaluateParams(**values)
 
 
 def _train_params(architectures: tuple[str, ...] = ("resnet18",)) -> TrainClassifierParams:
     return TrainClassifierParams(architectures=architectures, epochs=1, batch_size=2, learning_rate=1e-3,
-                                 lr_schedule="cosine", weight_decay=0.0, hflip=True, precise_bn=True)
+                                 lr_schedule="cosine", weight_decay=0.0, hflip=True, precise_bn=True, patience=0)
 
 
 def _ids(split: str) -> tuple[list[str], list[int]]:
@@ -71,11 +73,21 @@ def _scores(split: str, misses: int, caught: float) -> list[float]:
     return healthy + [0.02 if i < misses else caught for i in range(len(ids) - n_h)]
 
 
-def write_experiment(root: Path, misses: dict[str, int], caught: dict[str, float] | None = None,
-                     other: dict[str, dict[str, int]] | None = None, rule: str = "pooled") -> dict:
-    """`misses[arm]`: unhealthy test images the arm misses (both train seeds); val images are all caught.
+def write_history(path: Path, best_epoch: int, epochs: int = 4) -> None:
+    """A classifier history CSV as train-classifier writes it; converged when the best epoch is not the last."""
+    run = {"epochs_run": epochs, "best_epoch": best_epoch, "stopped_early": False, "converged": best_epoch < epochs}
+    write_csv(path, [{"epoch": e, "learning_rate": 1e-3, "train_loss": 1 / e, "train_acc": 0.5, "val_loss": 1.5 / e,
+                      "val_acc": 0.5, **run} for e in range(1, epochs + 1)], HISTORY_FIELDS)
 
-    `other`: architecture -> its own `misses` (a second classifier family, with the same `caught`)."""
+
+def write_experiment(root: Path, misses: dict[str, int], caught: dict[str, float] | None = None,
+                     other: dict[str, dict[str, int]] | None = None, hr_val_misses: int = 0,
+                     unconverged: tuple[str, ...] = (), rule: str = "pooled") -> dict:
+    """`misses[arm]`: unhealthy test images the arm misses (both train seeds); val images are all caught but
+    `hr_val_misses` unhealthy HR val images through the HR classifier (lowering its val AUROC).
+
+    `other`: architecture -> its own `misses` (a second classifier family, with the same `caught`). Every
+    classifier's history is converged but those named in `unconverged` (history file stems)."""
     caught = caught or {}
     families = {"resnet18": misses, **(other or {})}
     rng = np.random.default_rng(0)
@@ -97,7 +109,8 @@ def write_experiment(root: Path, misses: dict[str, int], caught: dict[str, float
                         if split == "val" and image_set.kind == "external":
                             continue
                         ids, labels = _ids(split)
-                        values = _scores(split, family_misses.get(arm, 0) if split == "test" else 0,
+                        val_misses = hr_val_misses if arm == f"{SET_SPECS[0][0]}@hr" else 0
+                        values = _scores(split, family_misses.get(arm, 0) if split == "test" else val_misses,
                                          caught.get(arm, 0.9))
                         rows += [{"architecture": architecture, "classifier": classifier, "train_seed": seed,
                                   "set": image_set.name, "split": split, "id": i, "label": CLASSES[y],
@@ -107,10 +120,15 @@ def write_experiment(root: Path, misses: dict[str, int], caught: dict[str, float
     write_csv(root / "classifier_hr_seed0.csv", [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.5 / e}
                                                  for e in range(1, 5)], ("epoch", "train_loss", "val_loss"))
     write_csv(root / "other.csv", [{"x": 1}], ("x",))
+    histories = [root / "train" / f"classifier_{a}_{d}_seed{seed}.csv" for a in families for d in ("hr", "bicubic")
+                 for seed in SEEDS]
+    for path in histories:
+        write_history(path, best_epoch=4 if path.stem in unconverged else 3)
     out = {"metrics": root / "out" / "metrics.json", "results": root / "out" / "evaluation.json",
            "figures": root / "out" / "figures", "plots": root / "out" / "plots"}
-    evaluate.run(_params(verdict_rule=rule), _train_params(tuple(families)), predictions=root / "predictions.csv", sets=sets,
-                 lr=root / "lr", logs=[root / "classifier_hr_seed0.csv", root / "other.csv"], **out)
+    evaluate.run(_params(verdict_rule=rule), _train_params(tuple(families)), predictions=root / "predictions.csv",
+                 sets=sets, lr=root / "lr", logs=[root / "classifier_hr_seed0.csv", root / "other.csv", *histories],
+                 **out)
     return {"root": root, "sets": sets, "misses": misses, **out,
             "results_data": json.loads(out["results"].read_text()),
             "metrics_data": json.loads(out["metrics"].read_text()),
@@ -271,7 +289,7 @@ def test_every_figure_and_plot_is_written(sr_wins):
         assert len(rows) == N_HEALTHY + N_UNHEALTHY and set(rows[0]) == {"actual", "predicted"}
     assert {r["arm"] for r in read_csv(sr_wins["plots"] / "fnr.csv")} >= {"bicubic@bicubic", "sr_null@hr"}
     logs = sr_wins["results_data"]["training_logs"]
-    assert sorted(v.split(":")[0] for v in logs.values()) == ["plotted", "skipped"]
+    assert [v.split(":")[0] for v in logs.values()].count("skipped") == 1 and len(logs) == 2 + 2 * len(SEEDS)
 
 
 def test_summary_opens_with_the_verdict_and_is_valid_restructuredtext(sr_wins):
@@ -640,3 +658,91 @@ def test_the_whole_stage_runs_under_the_two_level_bootstrap_rule(tmp_path):
     ext = next(v for v in results["verdicts"] if v["id"].startswith("Q1:ext_mine"))
     assert ext["verdict_test"]["test"] == "two_level_bootstrap" and ext["pvalue_holm"] == ext["verdict_test"]["pvalue_holm"]
     assert "two-level bootstrap" in experiment["summary_rst"]
+
+
+# --- the learning gate -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def not_learned(tmp_path_factory) -> dict:
+    """sr_wins's test scores, but the HR classifiers score half the unhealthy HR val images below every healthy
+    one (val AUROC 0.8) and one bicubic classifier's val loss still fell in its last epoch."""
+    return write_experiment(tmp_path_factory.mktemp("not_learned"),
+                            {**BASE, "sr_null_seed0@hr": 2, "bicubic@bicubic": 14}, SHIFT, hr_val_misses=N_VAL // 5,
+                            unconverged=("classifier_resnet18_bicubic_seed1",))
+
+
+def test_the_gate_passes_when_the_classifiers_learned_and_changes_no_verdict(sr_wins):
+    gate = sr_wins["results_data"]["gate"]
+    assert gate["passed"] is True and gate["reasons"] == []
+    assert gate["hr_val_auroc"] == {"resnet18": {"0": 1.0, "1": 1.0}}
+    assert gate["classifiers"]["classifier_resnet18_bicubic_seed1.csv"] == {
+        "epochs_run": 4, "best_epoch": 3, "stopped_early": False, "converged": True}
+    assert sr_wins["metrics_data"]["gate"] == "passed"
+    assert _verdict(sr_wins, Q2_SR)["verdict"] == "first_better"
+    assert sr_wins["summary_rst"].startswith("Verdict\n=======")
+    assert "did not learn" not in sr_wins["results_data"]["summary"]
+
+
+def test_the_gate_withholds_every_verdict_when_the_classifiers_did_not_learn(not_learned, sr_wins):
+    data = not_learned["results_data"]
+    gate = data["gate"]
+    assert gate["passed"] is False and gate["hr_val_auroc"]["resnet18"] == {"0": 0.8, "1": 0.8}
+    assert gate["reasons"] == [
+        "resnet18 HR-trained classifier, train seed 0: HR val AUROC 0.800, below the floor 0.9 "
+        "(evaluate.gate_min_hr_val_auroc)",
+        "resnet18 HR-trained classifier, train seed 1: HR val AUROC 0.800, below the floor 0.9 "
+        "(evaluate.gate_min_hr_val_auroc)",
+        "classifier_resnet18_bicubic_seed1: not converged: best val loss at epoch 4 of 4 trained, still falling at "
+        "the budget (train_classifier.epochs / patience; evaluate.gate_require_converged)"]
+    assert {v["verdict"] for v in data["verdicts"]} == {"no_verdict"}
+    assert {a["agree"] for a in data["architecture_agreement"]} == {True}
+    for name in ("fnr_first_val", "fnr_difference_val", "pvalue_holm"):  # the numbers stay, as description
+        assert _verdict(not_learned, Q2_SR)[name] == _verdict(sr_wins, Q2_SR)[name]
+    assert not_learned["metrics_data"]["gate"] == "no_verdict"
+    sentence = "The classifiers did not learn this data: no verdict."
+    assert data["summary"].startswith(sentence + "\n  resnet18 HR-trained classifier, train seed 0")
+    rst = not_learned["summary_rst"]
+    assert rst.startswith(f"**{sentence}**\n\n- resnet18 HR-trained classifier, train seed 0: HR val AUROC 0.800")
+    assert "Not shown" not in rst and "Yes:" not in rst and "No verdict: SR (null guidance)" in rst
+    assert all(row[-1] == "no verdict (the classifiers did not learn)" for row in verdict_rows(data))
+    docutils_core = pytest.importorskip("docutils.core")
+    import io
+
+    warnings = io.StringIO()
+    docutils_core.publish_string(rst, writer="html", settings_overrides={"warning_stream": warnings,
+                                                                           "report_level": 2})
+    assert warnings.getvalue() == ""
+
+
+def test_the_readme_block_leads_with_no_verdict(not_learned, tmp_path):
+    target = tmp_path / "README.md"
+    target.write_text("# medsr\n\n<!-- results:begin -->\n<!-- results:end -->\n")
+    readme.update_readme(target, not_learned["results"])
+    block = target.read_text().split("<!-- results:begin -->\n")[1]
+    assert block.startswith("### Verdict\n\n**The classifiers did not learn this data: no verdict.**\n\n"
+                            "- resnet18 HR-trained classifier, train seed 0: HR val AUROC 0.800")
+    assert "| no verdict (the classifiers did not learn) |" in block and "| first lower FNR |" not in block
+
+
+def test_a_missing_or_old_classifier_history_fails_a_gate_that_requires_convergence(tmp_path):
+    from medsr.evaluation.gate import classifier_records
+
+    write_history(tmp_path / "classifier_resnet18_hr_seed0.csv", best_epoch=2)
+    write_csv(tmp_path / "classifier_resnet18_bicubic_seed0.csv", [{"epoch": 1, "val_loss": 0.5}], ("epoch", "val_loss"))
+    records = classifier_records(_params(train_seeds=(0,)), ["resnet18"],
+                                 [tmp_path / "classifier_resnet18_hr_seed0.csv",
+                                  tmp_path / "classifier_resnet18_bicubic_seed0.csv"])
+    assert records == {"classifier_resnet18_hr_seed0.csv": {"epochs_run": 4, "best_epoch": 2, "stopped_early": False,
+                                                            "converged": True},
+                       "classifier_resnet18_bicubic_seed0.csv": None}
+
+
+def test_the_gate_fails_on_an_undefined_hr_val_auroc():
+    from medsr.evaluation.gate import learning_gate
+
+    ids = ("v0", "v1")
+    scores = {("hr", seed, "hr", "val"): Scores(ids, np.array([0, 0]), np.array([0.1, 0.2])) for seed in SEEDS}
+    gate = learning_gate(_params(gate_require_converged=False), {"resnet18": scores}, "hr", [])
+    assert gate["passed"] is False and gate["hr_val_auroc"] == {"resnet18": {"0": None, "1": None}}
+    assert gate["reasons"][0] == ("resnet18 HR-trained classifier, train seed 0: HR val AUROC undefined (one class in "
+                                  "val), below the floor 0.9 (evaluate.gate_min_hr_val_auroc)")

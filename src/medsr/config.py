@@ -222,13 +222,15 @@ class TrainRegressionParams:
 @section
 class TrainClassifierParams:
     architectures: Annotated[tuple[Architecture, ...], Field(min_length=1)]  # every one trained per domain and seed
-    epochs: PositiveInt
+    epochs: PositiveInt  # the maximum: with patience > 0 training may stop earlier (the cosine schedule spans this)
     batch_size: PositiveInt
     learning_rate: LearningRate
     lr_schedule: Literal["cosine", "constant"]
     weight_decay: Annotated[float, Field(strict=True, ge=0)]
     hflip: Bool
     precise_bn: Bool  # BatchNorm statistics recomputed on the train split before every val pass (precise BN)
+    patience: Annotated[int, Field(strict=True, ge=0)]  # early stopping: epochs without a lower val loss before
+    # training stops (0: off, every one of `epochs` is trained)
 
 
 @section
@@ -270,6 +272,10 @@ class EvaluateParams:
     rcps_delta: Annotated[float, Field(strict=True, gt=0, lt=1)]  # RCPS: allowed chance that the bound fails
     error_threshold: Annotated[float, Field(strict=True, gt=0, lt=1)]  # |SR - HR| above which a pixel is "wrong"
     crc_alpha: Annotated[float, Field(strict=True, gt=0, lt=1)]  # conformal risk control: expected FNR bound
+    # the learning gate, checked before any verdict (medsr.evaluation.gate): below the floor, or unconverged, the
+    # run gives no verdict
+    gate_min_hr_val_auroc: Probability  # floor of the HR-trained classifier's AUROC on HR val, every seed and family
+    gate_require_converged: Bool  # every classifier's val loss must have stopped improving within its epochs
 
 
 @section
@@ -378,6 +384,11 @@ def _check_consistency(params: Params, source: str) -> None:
         raise MedsrError(f"{source}: train_classifier.architectures: must start with {GUIDE_ARCHITECTURE} (predicted "
                          f"guidance's classifier and the headline's), "
                          f"got {list(params.train_classifier.architectures)}")
+    classifier = params.train_classifier
+    if classifier.patience >= classifier.epochs:
+        raise MedsrError(f"{source}: train_classifier.patience: {classifier.patience} must be below "
+                         f"train_classifier.epochs {classifier.epochs} (0: no early stopping), or no classifier "
+                         f"could stop early or count as converged")
     shards = sorted(params.generate.shards)
     if shards != list(range(len(shards))):
         raise MedsrError(f"{source}: generate.shards: must be the ids 0..n-1, got {list(params.generate.shards)}")

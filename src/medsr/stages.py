@@ -43,8 +43,13 @@ CLASSIFIER_LOG = "classifier_{arch}_{domain}_seed{seed}.csv"
 SR_DOMAIN = "sr-{guidance}"  # the file-name domain of the classifier trained on SR images of one guidance mode
 
 
+def file_domains(sr_classifier) -> list[str]:
+    """The `domain` fields of the classifier file names: hr, bicubic and sr-<mode> per evaluate.sr_classifier."""
+    return list(DATA_DOMAINS) + [SR_DOMAIN.format(guidance=g) for g in sr_classifier]
+
+
 def _file_domains(params) -> list[str]:
-    return list(DATA_DOMAINS) + [SR_DOMAIN.format(guidance=g) for g in params.evaluate.sr_classifier]
+    return file_domains(params.evaluate.sr_classifier)
 TRAINING_LOGS = ("sr_loss.csv", "regression_loss.csv")
 
 
@@ -114,7 +119,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("train-classifier", "classifier.train", "train one classifier family on one kind of images",
           params=("train_classifier",),
           sections=("train_classifier",), device=True,
-          paths=(PathArg("images", "image set to train on (its train split; the best epoch is chosen on val)"),
+          paths=(PathArg("images", "image set to train on (its train split; the best epoch is chosen on val, where "
+                                   "early stopping watches the loss: train_classifier.patience)"),
                  PathArg("model", "safetensors file to write"), PathArg("log", "per-epoch history CSV to write"),
                  PathArg("init", "classifier to fine-tune (the same family and seed trained on HR images: the DAG "
                                  "gives it to every classifier of another domain); left out: from scratch",
@@ -153,11 +159,13 @@ STAGES: tuple[Stage, ...] = (
                                    "domain and evaluate.train_seeds"), *IMAGE_SET_PATHS,
                  PathArg("out", "predictions CSV to write")),
           expand=(("models", classifier_files),)),
-    Stage("evaluate", "evaluation.evaluate", "verdicts with paired tests and intervals, image quality, figures",
+    Stage("evaluate", "evaluation.evaluate", "the learning gate, then verdicts with paired tests and intervals, "
+          "image quality, figures",
           params=("evaluate", "train_classifier.architectures", "generate.guidance"),
           sections=("evaluate", "train_classifier"), image_sets=True,
           paths=(PathArg("predictions", "predictions CSV (from classify)"), *IMAGE_SET_PATHS,
-                 PathArg("lr", "LR folder (for figures)"), PathArg("logs", "folder of the training logs (loss curves)"),
+                 PathArg("lr", "LR folder (for figures)"), PathArg("logs", "folder of the training logs (loss curves; the classifiers' "
+                                                               "histories tell the learning gate whether they converged)"),
                  PathArg("metrics", "headline metrics JSON to write (DVC metrics)"),
                  PathArg("results", "full results JSON to write"), PathArg("figures", "figures folder to write"),
                  PathArg("plots", "DVC plot data folder to write")),

@@ -3,7 +3,14 @@ on `val`.
 
 The train and val splits are those of the set's manifest (val carved once at download); the test split is
 never read. The kept weights are those of the epoch with the lowest validation cross-entropy (ties go to the
-earlier epoch): the loss is smoother than accuracy on a small validation split. With `precise_bn`, every val
+earlier epoch): the loss is smoother than accuracy on a small validation split. Training runs for at most
+`epochs`; with `patience` > 0 it stops early once `patience` epochs in a row have not lowered the val loss
+(early stopping, Prechelt 1998, "Early stopping - but when?"), and `medsr.stopping` says whether the kept epoch
+was still improving at the budget (`converged`: the learning gate of `medsr evaluate` reads it from the history
+CSV).
+The learning-rate schedule always spans the maximum `epochs` (cosine over the budget): a run that stops early
+stops where the val loss stopped falling, at a learning rate not yet decayed to zero, and its epochs before the
+stop are exactly those of a run without early stopping. With `precise_bn`, every val
 pass (and so the kept weights) uses BatchNorm statistics recomputed on the train split under that epoch's final
 weights (`recalibrate_batchnorm`). One classifier is trained
 per (architecture, domain, seed): `architecture` is one of train_classifier.architectures, `domain` says which
@@ -32,9 +39,11 @@ from medsr.config import CLASSES, TrainClassifierParams, to_jsonable
 from medsr.randomness import seed_everything
 from medsr.errors import MedsrError
 from medsr.io import MANIFEST, Record, load_images, read_manifest, sha256_file, write_csv
+from medsr.stopping import RUN_FIELDS, should_stop, stopping
 from medsr.training import Diverged, check_loss
 
-HISTORY_FIELDS = ("epoch", "learning_rate", "train_loss", "train_acc", "val_loss", "val_acc")
+# Per epoch, then the columns about the whole run (the same on every row, so any row tells): medsr.stopping.
+HISTORY_FIELDS = ("epoch", "learning_rate", "train_loss", "train_acc", "val_loss", "val_acc", *RUN_FIELDS)
 SELECTION = "val_loss"  # best epoch = lowest validation loss
 PRECISE_BN_IMAGES = 256  # train images (evenly spaced in manifest order) the BatchNorm statistics are recomputed on
 
@@ -132,8 +141,10 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Te
 
 
 def optimizer_and_schedule(net: nn.Module, params: TrainClassifierParams, epochs: int | None = None):
-    """Adam and its per-epoch learning-rate schedule over `epochs` (params.epochs): cosine decay to zero (the last
-    epochs settle instead of jumping between minima) or constant. The stage and the classifier benchmarks share it."""
+    """Adam and its per-epoch learning-rate schedule over `epochs` (params.epochs, the maximum): cosine decay to zero
+    (the last epochs settle instead of jumping between minima) or constant. Early stopping leaves it as it is: the
+    schedule of a run that stops at epoch k is the first k epochs of the full one. The stage and the classifier
+    benchmarks share it."""
     optimizer = torch.optim.Adam(net.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs or params.epochs)
                 if params.lr_schedule == "cosine" else torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0))
@@ -188,6 +199,7 @@ def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, 
     history: list[dict[str, float | int]] = []
     best: dict[str, float | int] = {}
     best_state: dict[str, torch.Tensor] = {}
+    val_losses: list[float] = []
     for epoch in range(1, params.epochs + 1):
         learning_rate = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = _train_epoch(net, optimizer, x_train, y_train, params, generator, device, epoch)
@@ -206,6 +218,15 @@ def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, 
         if not best or val_loss < best["val_loss"]:
             best = {"epoch": epoch, "val_loss": val_loss, "val_acc": val_acc}
             best_state = copy.deepcopy(net.state_dict())
+        val_losses.append(val_loss)
+        if should_stop(val_losses, params.patience):
+            print(f"train-classifier: early stop after epoch {epoch}: no lower val loss in {params.patience} epochs "
+                  f"(best epoch {best['epoch']})", file=sys.stderr)
+            break
+    stop = stopping(val_losses, params.patience, params.epochs)
+    if not stop.converged:
+        print(f"train-classifier: not converged: the val loss was still falling at epoch {stop.best_epoch} of "
+              f"{params.epochs} (train_classifier.epochs, patience {params.patience})", file=sys.stderr)
 
     finite = all(bool(torch.isfinite(v).all()) for v in best_state.values() if v.is_floating_point())
     if not finite or not math.isfinite(best["val_loss"]):
@@ -221,8 +242,9 @@ def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, 
         "seed": seed,
         "init": None if init is None else _init_record(Path(init)),
         "normalize": {"mean": NORMALIZE_MEAN, "std": NORMALIZE_STD},
-        "epochs": params.epochs,
-        "best_epoch": best["epoch"],
+        "epochs": params.epochs,  # the maximum
+        **stop.as_dict(),  # epochs_run, best_epoch, stopped_early, converged
+        "patience": params.patience,
         "selection": SELECTION,
         "val_loss": best["val_loss"],
         "val_acc": best["val_acc"],
@@ -232,5 +254,5 @@ def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, 
         "input_manifest_sha256": sha256_file(images / MANIFEST),
         "params": to_jsonable(params),
     }
-    write_csv(log, history, HISTORY_FIELDS)
+    write_csv(log, [{**row, **stop.as_dict()} for row in history], HISTORY_FIELDS)
     save_model(model, best_state, metadata)

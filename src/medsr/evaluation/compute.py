@@ -19,6 +19,7 @@ import numpy as np
 from medsr.config import CLASSES, EvaluateParams
 from medsr.evaluation import quality
 from medsr.evaluation.comparisons import QUESTION_TEXT, Arm, Comparison, arm_name, arms, comparisons, group_name
+from medsr.evaluation.gate import NO_VERDICT, withhold
 from medsr.evaluation.metrics import (bootstrap_auroc, bootstrap_rates, bootstrap_weights, finite_or_none,
                                       mean_estimate, set_metrics)
 from medsr.evaluation.operating_point import DEFAULT_THRESHOLD, OperatingPoint, predict, val_threshold
@@ -31,7 +32,7 @@ from medsr.image_sets import ImageSet
 POINTS = ("val", "0.5")  # operating points; "val" is primary
 CLASSIFIER_TITLE = {"hr": "HR-trained classifier", "bicubic": "HR classifier fine-tuned on bicubic",
                     "sr": "HR classifier fine-tuned on SR"}
-VERDICTS = ("first_better", "second_better", "not_significant")
+VERDICTS = ("first_better", "second_better", "not_significant", NO_VERDICT)  # the last: the learning gate failed
 
 
 def group_title(image_set: ImageSet) -> str:
@@ -363,7 +364,7 @@ def architecture_agreement(analyses: Mapping[str, Mapping[str, Any]]) -> list[di
     for v in first["verdicts"]:
         by_arch = {a: next((w["verdict"] for w in r["verdicts"] if w["id"] == v["id"]), None)
                    for a, r in analyses.items()}
-        significant = sorted({w for w in by_arch.values() if w not in (None, "not_significant")})
+        significant = sorted({w for w in by_arch.values() if w in ("first_better", "second_better")})
         out.append({"id": v["id"], "question": v["question"], "leaks_label": v["leaks_label"],
                     "first_title": v["first_title"], "second_title": v["second_title"],
                     "verdicts": by_arch, "agree": len(set(by_arch.values())) == 1,
@@ -374,13 +375,15 @@ def architecture_agreement(analyses: Mapping[str, Mapping[str, Any]]) -> list[di
 def compute(params: EvaluateParams, *, sets: Sequence[ImageSet], scores: Mapping[Key, Scores],
             classifiers: Sequence[str], images: Mapping[str, np.ndarray], lpips_net=None,
             subjects: Sequence[str] | None = None, architecture: str = "resnet18",
-            other_scores: Mapping[str, Mapping[Key, Scores]] | None = None) -> dict[str, Any]:
+            other_scores: Mapping[str, Mapping[Key, Scores]] | None = None,
+            gate: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Every number of the evaluation; `images`: set name -> N x H x W test images in the predictions' id order;
     `subjects`: the test images' subjects in that order (bootstrap by subject), None when they have none.
 
     `scores` are those of the first classifier family (`architecture`: its numbers are the top-level arms,
     arm_groups, verdicts and comparisons); `other_scores`: architecture -> scores of every other family, each
-    analysed the same way on the same bootstrap resamples, under "other_architectures".
+    analysed the same way on the same bootstrap resamples, under "other_architectures". `gate`: the learning
+    gate (medsr.evaluation.gate), recorded under "gate"; when it has not passed, every verdict is withheld.
     """
     reference = sets[0]
     test_ref = scores[("hr", params.train_seeds[0], reference.name, "test")]
@@ -389,6 +392,9 @@ def compute(params: EvaluateParams, *, sets: Sequence[ImageSet], scores: Mapping
     group_of = {s.name: group_name(s) for s in sets}
     main = classifier_analysis(params, sets, scores, classifiers, weights, architecture)
     others = {a: classifier_analysis(params, sets, s, classifiers, weights, a) for a, s in (other_scores or {}).items()}
+    if gate is not None and not gate["passed"]:
+        for analysis in (main, *others.values()):
+            withhold(analysis["verdicts"])
 
     set_results = {}
     for s in sets:
@@ -399,6 +405,7 @@ def compute(params: EvaluateParams, *, sets: Sequence[ImageSet], scores: Mapping
                                                    lpips_net, quality.LPIPS_SKIPPED)
         set_results[s.name] = entry
     return {
+        **({} if gate is None else {"gate": dict(gate)}),  # first: whether the verdicts below are verdicts at all
         "positive_class": CLASSES[1], "classes": list(CLASSES),
         "n_test": len(test_ref.ids), "n_unhealthy": int(test_ref.labels.sum()), "n_val": len(val_ref.ids),
         "questions": dict(QUESTION_TEXT),

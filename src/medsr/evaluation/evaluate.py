@@ -23,6 +23,7 @@ from medsr.evaluation import quality
 from medsr.evaluation.audit import audit
 from medsr.evaluation.comparisons import arms
 from medsr.evaluation.compute import compute
+from medsr.evaluation.gate import learning_gate
 from medsr.evaluation.predictions import read_predictions
 from medsr.evaluation.provenance import provenance
 from medsr.evaluation.render import FIGURES, write_figures, write_outputs, write_plots
@@ -137,7 +138,9 @@ def run(params: EvaluateParams, train_classifier: TrainClassifierParams, *, pred
         sets: Sequence[ImageSet], lr: Path, logs: Sequence[Path], metrics: Path, results: Path, figures: Path,
         plots: Path) -> None:
     """The analysis once per classifier family (train_classifier.architectures); the first (resnet18) is the
-    headline's, the trust audit's and the figures'; the verdict table and summary list every family."""
+    headline's, the trust audit's and the figures'; the verdict table and summary list every family. The learning
+    gate (medsr.evaluation.gate: HR val AUROC, and the classifier histories among `logs`) decides first whether
+    there are verdicts at all."""
     sets = list(sets)
     check_sets(sets)
     classifiers = classifiers_of(params)
@@ -155,11 +158,12 @@ def run(params: EvaluateParams, train_classifier: TrainClassifierParams, *, pred
                              f"{images[sets[0].name].shape[1:]}: quality needs HR-size images")
     lpips_net = quality.load_lpips(params.lpips_weights) if params.lpips_weights else None
     log_status, curves = read_curves(logs)
+    gate = learning_gate(params, by_architecture, sets[0].name, logs)  # before any verdict
 
     result: dict[str, Any] = compute(params, sets=sets, scores=scores, classifiers=classifiers, images=images,
                                      lpips_net=lpips_net, subjects=subjects_of_test_images(sets[0], ids),
                                      architecture=architectures[0],
-                                     other_scores={a: by_architecture[a] for a in architectures[1:]})
+                                     other_scores={a: by_architecture[a] for a in architectures[1:]}, gate=gate)
     result["trust"], trust_data = audit(params, sets=sets, scores=scores, result=result,
                                         predictions=Path(predictions))
     result.update(training_logs=log_status, provenance=provenance())

@@ -6,7 +6,8 @@ the HR-trained classifier (`sr_null`), or with `_m` through the classifier train
 test specificity at the same point: what the FNR was bought with), auroc.<arm>,
 acc.<arm> (pooled accuracy at the val operating point), psnr.<set group>, ssim.<set group>, p.q1_<arm> /
 p.q2_<arm> (the Holm-adjusted p of the verdict's FNR test: evaluate.verdict_rule). Label-leaking (oracle) entries
-carry the prefix ORACLE_ and only their FNR and specificity are kept.
+carry the prefix ORACLE_ and only their FNR and specificity are kept. gate: "passed", or "no_verdict" when the learning
+gate failed (medsr.evaluation.gate: the p values are then description only).
 Trust audit (issue 11): crc_fnr.<set group> / crc_spec.<set group> (test FNR and specificity at the conformal-risk-
 control threshold chosen on val, mean over train seeds and sampling seeds; hr and SR through the HR classifier,
 bicubic through its matched one); trust.<key> for the first null-guided SR set with posterior samples:
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from medsr.evaluation.gate import NO_VERDICT
 
 MAX_NUMBERS = 45  # the default run's 38 numbers and one specificity per arm
 DROP_ORDER = ("acc", "ssim", "auroc", "crc_spec", "trust", "spec")
@@ -61,6 +64,8 @@ def headline(results: Mapping[str, Any]) -> dict[str, Any]:
             omitted.append(name)
             del blocks[name]
     out: dict[str, Any] = {k: v for k, v in blocks.items() if v}
+    if "gate" in results:  # a word, not a number (outside the cap): "passed" | "no_verdict"
+        out = {"gate": "passed" if results["gate"]["passed"] else NO_VERDICT, **out}
     if omitted:
         out["omitted"] = ",".join(omitted)
     return out

@@ -18,7 +18,8 @@ from medsr.errors import MedsrError
 from medsr.evaluation.benchmark_tables import TABLES
 from medsr.evaluation.roc import MAX_FPR
 from medsr.evaluation.summary import basis, oracle_warning, trust_lines
-from medsr.evaluation.tables import ARM_HEADER, VERDICT_HEADER, arm_rows, markdown_table, verdict_rows
+from medsr.evaluation.tables import (ARM_HEADER, VERDICT_HEADER, arm_rows, gate_failed, gate_lead, markdown_table,
+                                     verdict_rows)
 from medsr.io import atomic_path, read_json, write_text
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -41,9 +42,14 @@ def _origin(results: Mapping[str, Any]) -> str:
 
 def results_markdown(results: Mapping[str, Any]) -> str:
     s = results["settings"]
+    lead = []
+    if gate_failed(results):
+        sentence, reasons = gate_lead(results)
+        lead = [f"**{sentence}**", "", *(f"- {r}" for r in reasons), ""]
     lines = [
         "### Verdict",
         "",
+        *lead,
         f"{basis(results)} Differences are first - second; \"holds in\" counts the replicates (train seeds "
         f"{s['train_seeds']}) in which the verdict also holds on its own McNemar test.",
         "",

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from medsr.evaluation.gate import NO_VERDICT
 from medsr.evaluation.roc import MAX_FPR, ROC_FIGURES
-from medsr.evaluation.tables import (ARM_HEADER, ORACLE, VERDICT_HEADER, VERDICT_WORDS, arm_rows, interval, num,
-                                     pvalue, rst_table, verdict_p, verdict_rows)
+from medsr.evaluation.tables import (ARM_HEADER, ORACLE, VERDICT_HEADER, VERDICT_WORDS, arm_rows, gate_failed,
+                                     gate_lead, interval, num, pvalue, rst_table, verdict_p, verdict_rows)
 
 ANSWER = {  # question -> verdict -> leading word
-    "Q1": {"first_better": "Yes", "second_better": "No", "not_significant": "Not shown"},
-    "Q2": {"first_better": "Yes", "second_better": "No", "not_significant": "Not shown"},
+    "Q1": {"first_better": "Yes", "second_better": "No", "not_significant": "Not shown", NO_VERDICT: "No verdict"},
+    "Q2": {"first_better": "Yes", "second_better": "No", "not_significant": "Not shown", NO_VERDICT: "No verdict"},
 }
 
 
@@ -25,6 +26,8 @@ def relation(v: Mapping[str, Any]) -> str:
         return f"{v['first_title']} misses fewer unhealthy images than {v['second_title']}"
     if v["verdict"] == "second_better":
         return f"{v['first_title']} misses more unhealthy images than {v['second_title']}"
+    if v["verdict"] == NO_VERDICT:
+        return f"{v['first_title']} vs {v['second_title']} (numbers as description only)"
     return f"no significant difference in missed unhealthy images between {v['first_title']} and {v['second_title']}"
 
 
@@ -77,6 +80,9 @@ def agreement_lines(results: Mapping[str, Any]) -> list[str]:
 def summary_lines(results: Mapping[str, Any]) -> list[str]:
     """Plain-text findings (results JSON "summary" and the stage's log)."""
     lines = []
+    if gate_failed(results):
+        sentence, reasons = gate_lead(results)
+        lines += [sentence] + [f"  {r}" for r in reasons]
     for question in ("Q1", "Q2", "reference"):
         lines.append(f"{question}. {results['questions'][question]}")
         lines += [f"  {s}" for s in question_lines(results, question)] or ["  (no comparison in this run)"]
@@ -158,8 +164,13 @@ def summary_text(results: Mapping[str, Any]) -> str:
 
 
 def summary_rst(results: Mapping[str, Any]) -> str:
-    """summary.rst: the verdict first (answers, one table, the forest plot's name), details after."""
-    out = ["Verdict", "=======", ""]
+    """summary.rst: the verdict first (answers, one table, the forest plot's name), details after; when the
+    learning gate failed, that it did and why come before everything."""
+    out = []
+    if gate_failed(results):
+        sentence, reasons = gate_lead(results)
+        out += [f"**{sentence}**", ""] + [f"- {r}" for r in reasons] + [""]
+    out += ["Verdict", "=======", ""]
     for question in ("Q1", "Q2"):
         out += [f"**{question}. {results['questions'][question]}**", ""]
         out += [f"- {s}" for s in question_lines(results, question)] or ["- (no comparison in this run)"]

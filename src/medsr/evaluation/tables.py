@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from medsr.evaluation.gate import NO_VERDICT, NO_VERDICT_TEXT
 from medsr.evaluation.roc import MAX_FPR
 
 ORACLE = "ORACLE, leaks the label"
@@ -33,7 +34,7 @@ VERDICT_HEADER = ("Question", "Classifier family", "Comparison (first vs second)
                   "Specificity first", "Specificity second", "FNR difference [CI]", "p", "Holm p", "Holds in",
                   f"pAUC difference, FPR <= {MAX_FPR} [CI]", "Verdict")
 VERDICT_WORDS = {"first_better": "first lower FNR", "second_better": "first higher FNR",
-                 "not_significant": "not significant"}
+                 "not_significant": "not significant", NO_VERDICT: "no verdict (the classifiers did not learn)"}
 
 
 def all_verdicts(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -116,3 +117,13 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
     return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in rows)]) + "\n"
+
+
+def gate_failed(results: Mapping[str, Any]) -> bool:
+    """The learning gate failed (results written before the gate have none: their verdicts stand)."""
+    return "gate" in results and not results["gate"]["passed"]
+
+
+def gate_lead(results: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """The sentence every summary opens with when the learning gate failed, and its reasons, one line each."""
+    return f"{NO_VERDICT_TEXT}.", list(results["gate"]["reasons"])

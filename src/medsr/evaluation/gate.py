@@ -1,0 +1,102 @@
+"""The learning gate: did the classifiers learn this data? Checked before any verdict.
+
+A verdict compares the false negatives of classifiers; if a classifier has not learned the task, its misses say
+nothing about the images it is shown, and a p-value computed from them is confident nonsense. Two declared checks
+(evaluate.gate_*), both on data the choices may see (val, and the training histories):
+
+- every classifier family's HR-trained classifier, every train seed, reaches an AUROC of at least
+  `gate_min_hr_val_auroc` on the HR val images (its own domain: the easiest task it was trained for);
+- with `gate_require_converged`, every classifier the run trained (every family, domain and seed) has
+  `converged` in its history CSV (medsr.stopping.Stopping: its val loss had stopped falling before
+  train_classifier.epochs ran out).
+
+When a check fails, every verdict is NO_VERDICT (its numbers stay, as description only) and the summary, report
+and README block lead with NO_VERDICT_TEXT and the reasons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from medsr.config import EvaluateParams
+from medsr.errors import MedsrError
+from medsr.evaluation.metrics import auroc, finite_or_none
+from medsr.evaluation.predictions import Key, Scores
+from medsr.io import read_csv
+from medsr.stages import CLASSIFIER_LOG, file_domains
+from medsr.stopping import RUN_FIELDS
+
+NO_VERDICT = "no_verdict"
+NO_VERDICT_TEXT = "The classifiers did not learn this data: no verdict"
+
+
+def training_record(path: Path) -> dict[str, Any] | None:
+    """The run-level fields of a classifier history CSV (None: written before they existed, or empty)."""
+    rows = read_csv(path)
+    if not rows or any(rows[-1].get(f) in (None, "") for f in RUN_FIELDS):
+        return None
+    last = rows[-1]
+    flags = {}
+    for name in ("stopped_early", "converged"):
+        if last[name] not in ("True", "False"):
+            raise MedsrError(f"{path}: column {name} holds {last[name]!r}, expected True or False")
+        flags[name] = last[name] == "True"
+    try:
+        return {"epochs_run": int(last["epochs_run"]), "best_epoch": int(last["best_epoch"]), **flags}
+    except ValueError as err:
+        raise MedsrError(f"{path}: epochs_run / best_epoch are not integers ({err})") from err
+
+
+def classifier_records(params: EvaluateParams, architectures: Sequence[str],
+                       logs: Sequence[Path]) -> dict[str, dict[str, Any] | None]:
+    """History file name -> its run record, for every classifier of the run (None where the file is missing from
+    `logs` or predates the record)."""
+    by_name = {Path(log).name: Path(log) for log in logs}
+    out: dict[str, dict[str, Any] | None] = {}
+    for architecture in architectures:
+        for domain in file_domains(params.sr_classifier):
+            for seed in params.train_seeds:
+                name = CLASSIFIER_LOG.format(arch=architecture, domain=domain, seed=seed)
+                out[name] = training_record(by_name[name]) if name in by_name else None
+    return out
+
+
+def hr_val_aurocs(params: EvaluateParams, scores_by_architecture: Mapping[str, Mapping[Key, Scores]],
+                  hr_set: str) -> dict[str, dict[str, float | None]]:
+    """Architecture -> train seed -> AUROC of the HR-trained classifier on the HR val images (None: undefined, val
+    holds one class only)."""
+    return {a: {str(seed): finite_or_none(auroc(scores[("hr", seed, hr_set, "val")].labels,
+                                                scores[("hr", seed, hr_set, "val")].scores))
+                for seed in params.train_seeds}
+            for a, scores in scores_by_architecture.items()}
+
+
+def learning_gate(params: EvaluateParams, scores_by_architecture: Mapping[str, Mapping[Key, Scores]], hr_set: str,
+                  logs: Sequence[Path]) -> dict[str, Any]:
+    """{"passed", "reasons" (one line each), the settings, and what they were checked on}."""
+    aurocs = hr_val_aurocs(params, scores_by_architecture, hr_set)
+    records = classifier_records(params, list(scores_by_architecture), logs)
+    reasons = [f"{a} HR-trained classifier, train seed {seed}: HR val AUROC "
+               f"{'undefined (one class in val)' if value is None else f'{value:.3f}'}, below the floor "
+               f"{params.gate_min_hr_val_auroc:g} (evaluate.gate_min_hr_val_auroc)"
+               for a, per_seed in aurocs.items() for seed, value in per_seed.items()
+               if value is None or value < params.gate_min_hr_val_auroc]
+    if params.gate_require_converged:
+        for name, record in records.items():
+            if record is None:
+                reasons.append(f"{name}: no training history with a convergence record among the training logs")
+            elif not record["converged"]:
+                reasons.append(f"{Path(name).stem}: not converged: best val loss at epoch {record['best_epoch']} of "
+                               f"{record['epochs_run']} trained, still falling at the budget "
+                               f"(train_classifier.epochs / patience; evaluate.gate_require_converged)")
+    return {"passed": not reasons, "reasons": reasons,
+            "min_hr_val_auroc": params.gate_min_hr_val_auroc, "require_converged": params.gate_require_converged,
+            "hr_val_auroc": aurocs, "classifiers": records}
+
+
+def withhold(verdicts: list[dict[str, Any]]) -> None:
+    """Every verdict becomes NO_VERDICT; the numbers (FNRs, p-values, holds) stay, as description only."""
+    for v in verdicts:
+        v["verdict"] = NO_VERDICT

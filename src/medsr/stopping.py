@@ -1,0 +1,62 @@
+"""How a classifier's training run ended: early stopping on the val loss and whether it converged.
+
+Plain functions of the per-epoch val losses (no torch): `medsr train-classifier` stops and records with them,
+the classifier benchmarks replay them on recorded histories, and `medsr evaluate`'s learning gate reads the
+record (RUN_FIELDS) from the history CSVs. Early stopping: Prechelt 1998, "Early stopping - but when?".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Stopping:
+    """How a training run ended, from its per-epoch val losses (`stopping`).
+
+    epochs_run: epochs trained; best_epoch: the kept one (lowest val loss, ties to the earlier);
+    stopped_early: epochs_run < the maximum; converged: the kept epoch is followed by at least max(patience, 1)
+    epochs without a lower val loss, i.e. the val criterion had stopped improving before the budget ran out. With
+    patience > 0 a run that stops early is converged by construction, and one that uses every epoch is not
+    converged when its best epoch lies within the last `patience` epochs; with patience 0 (no early stopping) a run
+    is not converged when its last epoch is its best.
+    """
+
+    epochs_run: int
+    best_epoch: int
+    stopped_early: bool
+    converged: bool
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return dataclasses.asdict(self)
+
+
+def best_epoch(val_losses: list[float]) -> int:
+    """1-based epoch of the lowest val loss, ties to the earlier."""
+    return min(range(len(val_losses)), key=lambda i: (val_losses[i], i)) + 1
+
+
+def should_stop(val_losses: list[float], patience: int) -> bool:
+    """Early stopping after the last epoch of `val_losses`: `patience` > 0 epochs in a row without a lower val loss
+    than the best before them."""
+    return patience > 0 and len(val_losses) - best_epoch(val_losses) >= patience
+
+
+def stopping(val_losses: list[float], patience: int, max_epochs: int) -> Stopping:
+    """The `Stopping` of a run whose val losses are `val_losses` (every epoch it trained)."""
+    best = best_epoch(val_losses)
+    run = len(val_losses)
+    return Stopping(epochs_run=run, best_epoch=best, stopped_early=run < max_epochs,
+                    converged=run - best >= max(patience, 1))
+
+
+def trained_epochs(val_losses: list[float], patience: int) -> list[float]:
+    """The val losses a run with early stopping at `patience` trains, given those of the full run: its first
+    epochs up to the stop (the training stream does not depend on the stop, so the prefix is exact)."""
+    for k in range(1, len(val_losses) + 1):
+        if should_stop(val_losses[:k], patience):
+            return val_losses[:k]
+    return list(val_losses)
+
+
+RUN_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Stopping))  # history CSV run columns
