@@ -391,6 +391,20 @@ def test_recipe_choice_takes_the_best_median_val_auroc_or_a_cheaper_recipe_close
     write_json(tmp_path / "r.json", result)  # the README reads it back: seeds become string keys
     table = TABLES["bicubic_recipe"](read_json(tmp_path / "r.json"))
     assert "| 1 | 0.550 / 0.450 | 0.800 / 0.700 | 0.780 / 0.745 |" in table
+
+    def stopped(data, runs):  # (epochs run, converged) per seed
+        for run, (epochs, converged) in zip(data["runs"], runs):
+            run["best"]["precise"]["stopping"] = {"epochs_run": epochs, "converged": converged}
+        return data
+    cosine = stopped(recipe(12, [0.99, 0.98, 0.99]), [(12, False), (10, True), (9, True)])
+    constant = stopped(recipe(12, [0.97, 0.975, 0.96]), [(7, True), (8, True), (6, True)])
+    slow = stopped(recipe(12, [0.99, 0.99, 0.99]), [(12, True), (12, True), (11, True)])
+    assert module.choose({"cosine": cosine, "constant": constant})["chosen"] == "cosine"  # without the requirement
+    result = module.choose({"cosine": cosine, "constant": constant, "slow": slow}, converged=True)
+    assert result["eligible"] == ["constant", "slow"] and result["chosen"] == "constant"  # within 0.02, fewer epochs
+    none = module.choose({"cosine": cosine, "unconverged": stopped(recipe(12, [0.9] * 3), [(12, False)] * 3)},
+                         converged=True)
+    assert none["eligible"] == [] and none["chosen"] == "cosine"  # the most converged seeds
     assert "| median | 0.580 / 0.480 | 0.850 / 0.750 |" in table
     assert "chosen: **fine-tuned from hr, lr 0.001, 8 epochs**" in table
     assert "| fine-tuned from hr, lr 0.001, 4 epochs |" in table and "| from scratch, lr 0.001, 8 epochs |" in table
