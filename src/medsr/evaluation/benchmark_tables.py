@@ -101,6 +101,51 @@ def cross_machine_markdown(data: Mapping[str, Any]) -> str:
                           f"run B: {_environment(runs.get('b'))}."))
 
 
+def cuda_check_markdown(data: Mapping[str, Any]) -> str:
+    """benchmarks/cuda_check.py on one GPU: each part's outcome, training determinism and resume per autocast dtype,
+    sampling throughput (when the part ran), the val precision check."""
+    parts, lines = data["parts"], []
+    for row in parts.get("train", []):
+        lines.append(f"| train-sr, {row['amp']} autocast, {row['steps']} steps, batch {row['batch_size']}, crop "
+                     f"{row['crop']} | same run twice: max abs difference {row['same_run_twice_max_abs_difference']:g}; "
+                     f"resume: {row['resume_max_abs_difference']:g}; {row['seconds_per_step']:.3f} s/step, peak "
+                     f"{row.get('peak_memory_mb', 0) / 1024:.1f} GiB; non-determinism warnings: "
+                     f"{len(row.get('nondeterminism_warnings', []))} | {'ok' if row['ok'] else '**failed**'} |")
+    for name in ("pipeline", "sample", "quality"):
+        part = parts.get(name)
+        if part is None:
+            continue
+        if "skipped" in part:
+            detail = f"not run: {part['skipped']}"
+        elif name == "pipeline":
+            detail = f"smoke DAG on the GPU in {part['seconds']:.0f} s (rc {part['returncode']})"
+        elif name == "quality":
+            detail = (f"{part['candidate']} vs fp32 on {part['images']} val images: PSNR "
+                      f"{part['psnr_difference_db']:+.4f} dB, SSIM {part['ssim_difference']:+.5f}, same HR-classifier "
+                      f"decision on {part['decision_agreement']:.3f}")
+        else:
+            best = max(part.get("rows", []), key=lambda r: r["images_per_s"], default=None)
+            detail = "no rows" if best is None else (f"best {best['images_per_s']:.0f} images/s "
+                                                     f"({best['sampler']}, batch {best['batch']})")
+        lines.append(f"| {name} | {detail} | {'ok' if part.get('ok') else '**not ok**'} |")
+    return _table(("part", "measured", "outcome"), lines, (
+        f"{data.get('gpu') or data.get('device')}, torch {data.get('torch')}, CUDA {data.get('cuda')}; "
+        f"{data.get('seconds')} s in all; check {'passed' if data.get('ok') else '**not passed**'}."))
+
+
+def cuda_compile_markdown(data: Mapping[str, Any]) -> str:
+    """benchmarks/cuda_check.py --parts compile: ResShift sampling throughput eager vs torch.compile, with TFLOP/s and
+    the share of the bf16 matmul rate measured in the same run."""
+    part = data["parts"]["compile"]
+    lines = [f"| {r['sampler']} | {r['batch']} | {r['precision']} | {'torch.compile' if r['compiled'] else 'eager'}"
+             f"{', cudnn.benchmark' if r.get('cudnn_benchmark') else ''} | {r['images_per_s']:.0f} | "
+             f"{r['tflops']:.0f} | {r['share_of_matmul_rate']:.1%} | {r['warm_up_s']:.1f} |" for r in part["rows"]]
+    return _table(("sampler", "batch", "precision", "mode", "images/s", "TFLOP/s", "of matmul rate", "warm-up s"),
+                  lines, (f"{data.get('gpu')}, torch {data.get('torch')}; {part['gflop_per_call_batch1']:.0f} GFLOP "
+                          f"per network call at batch 1 (128 x 128, thesis U-Net); bf16 matmul rate measured in the "
+                          f"same run: {part['matmul']['tflops']:.0f} TFLOP/s."))
+
+
 def verdict_rule_markdown(data: Mapping[str, Any]) -> str:
     """benchmarks/verdict_rule.py: per verdict rule, the verdicts of two seed sets on the val split."""
     seeds, rules = data["train_seeds"], list(data["rules"])
@@ -193,6 +238,8 @@ TABLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "sampling": sampling_markdown,
     "seed_robustness": seed_robustness_markdown,
     "cross_machine": cross_machine_markdown,
+    "cuda_check": cuda_check_markdown,
+    "cuda_check_compile": cuda_compile_markdown,
     "classifier_recipe": classifier_recipe_markdown,
     "verdict_rule": verdict_rule_markdown,
     "bicubic_recipe": recipe_choice_markdown,
