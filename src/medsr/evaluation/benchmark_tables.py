@@ -193,10 +193,14 @@ def recipe_choice_markdown(data: Mapping[str, Any]) -> str:
                                          for r in recipes.values()) + " |" for seed in data["seeds"]]
     lines.append("| median | " + " | ".join(f"{r['median_val_auroc']:.3f} / {r['median_val_acc']:.3f}"
                                            for r in recipes.values()) + " |")
+    if any(r.get("patience") for r in recipes.values()):  # early-stopping recipes (recipe_choice --converged)
+        lines.append("| converged seeds, mean epochs run | " + " | ".join(
+            f"{r['converged_seeds']}/{len(data['seeds'])}, {r['mean_epochs_run']:.1f}" for r in recipes.values()) + " |")
 
     def name(r: Mapping[str, Any]) -> str:
         start = f"fine-tuned from {Path(r['init']).name}" if r["init"] else "from scratch"
-        return f"{start}, lr {r['learning_rate']:g}, {r['epochs']} epochs"
+        stop = f" at most, {r['lr_schedule']}, patience {r['patience']}" if r.get("patience") else ""
+        return f"{start}, lr {r['learning_rate']:g}, {r['epochs']} epochs{stop}"
 
     images = {r["images"] for r in recipes.values()}
     return _table(("seed", *(name(r) for r in recipes.values())), lines, (
@@ -243,5 +247,6 @@ TABLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "classifier_recipe": classifier_recipe_markdown,
     "verdict_rule": verdict_rule_markdown,
     "bicubic_recipe": recipe_choice_markdown,
+    "early_stop_recipe": recipe_choice_markdown,
     "aa_calibration": aa_calibration_markdown,
 }
