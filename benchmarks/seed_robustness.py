@@ -13,14 +13,10 @@ Prints a table and writes results/benchmarks/seed_robustness.json.
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
-from medsr.config import to_jsonable
-from medsr.evaluation.agreement import verdict_agreement
+from medsr.evaluation.agreement import compare_runs_cli, verdict_agreement
 from medsr.evaluation.benchmark_tables import seed_robustness_markdown
-from medsr.io import write_json
 
 
 def compare(first: dict, second: dict) -> dict:
@@ -30,16 +26,7 @@ def compare(first: dict, second: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("first", type=Path)
-    parser.add_argument("second", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("results/benchmarks/seed_robustness.json"))
-    args = parser.parse_args()
-    out = compare(json.loads(args.first.read_text()), json.loads(args.second.read_text()))
-    print(seed_robustness_markdown(to_jsonable(out)))
-    write_json(args.out, to_jsonable(out))
-    print(f"wrote {args.out}")
-
+    compare_runs_cli(__doc__.splitlines()[0], compare, seed_robustness_markdown, Path("results/benchmarks/seed_robustness.json"))
 
 if __name__ == "__main__":
     main()

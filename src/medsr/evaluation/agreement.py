@@ -6,8 +6,13 @@ verdicts are the same; label-leaking comparisons are kept but not counted among 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import argparse
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+from medsr.config import to_jsonable
+from medsr.io import read_json, write_json
 
 
 def verdict_agreement(first: Iterable[Mapping[str, Any]], second: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -26,3 +31,18 @@ def verdict_agreement(first: Iterable[Mapping[str, Any]], second: Iterable[Mappi
         rows.append(row)
     fair = [r for r in rows if not r["leaks_label"]]
     return {"rows": rows, "fair_verdicts": len(fair), "fair_verdicts_same": sum(r["same"] for r in fair)}
+
+
+def compare_runs_cli(description: str, compare: Callable[[dict, dict], dict], markdown: Callable[[dict], str],
+                     out: Path, argv: Sequence[str] | None = None) -> None:
+    """The command line of a two-run check (seed robustness, cross-machine): two evaluation.json files in, the
+    table printed, `compare`'s record written to --out."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("first", type=Path)
+    parser.add_argument("second", type=Path)
+    parser.add_argument("--out", type=Path, default=out)
+    args = parser.parse_args(argv)
+    record = to_jsonable(compare(read_json(args.first), read_json(args.second)))
+    print(markdown(record))
+    write_json(args.out, record)
+    print(f"wrote {args.out}")
