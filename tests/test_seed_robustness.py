@@ -54,3 +54,16 @@ def test_cross_machine_check_shows_both_p_values_and_refuses_runs_of_two_commits
     other["provenance"]["git"]["commit"] = "y"
     with pytest.raises(SystemExit, match="two commits"):
         machine_compare(a, other)
+
+
+def test_the_two_run_command_line_writes_the_record_and_prints_the_table(tmp_path, capsys):
+    from medsr.evaluation.agreement import compare_runs_cli
+    from medsr.evaluation.benchmark_tables import seed_robustness_markdown
+    from medsr.io import read_json, write_json
+
+    write_json(tmp_path / "a.json", _run([0, 1, 2], [("Q1:x", "first_better")]))
+    write_json(tmp_path / "b.json", _run([3, 4, 5], [("Q1:x", "not_significant")]))
+    compare_runs_cli("check", compare, seed_robustness_markdown, tmp_path / "out.json",
+                     [str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    assert read_json(tmp_path / "out.json")["fair_verdicts_same"] == 0
+    assert "0 of 1 fair verdicts the same" in capsys.readouterr().out
