@@ -66,4 +66,6 @@ def test_the_two_run_command_line_writes_the_record_and_prints_the_table(tmp_pat
     compare_runs_cli("check", compare, seed_robustness_markdown, tmp_path / "out.json",
                      [str(tmp_path / "a.json"), str(tmp_path / "b.json")])
     assert read_json(tmp_path / "out.json")["fair_verdicts_same"] == 0
-    assert "0 of 1 fair verdicts the same" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "0 of 1 fair verdicts the same" in printed and "verdict rule pooled" in printed
+    assert "| Q1:x | first_better | 3/3 | 0.01 | not_significant | 0/3 | 0.01 | **no** |" in printed  # both Holm p

@@ -62,16 +62,20 @@ def sampling_markdown(data: Mapping[str, Any]) -> str:
 
 
 def seed_robustness_markdown(data: Mapping[str, Any]) -> str:
+    """benchmarks/seed_robustness.py: one commit's verdicts with two sets of training seeds, with both Holm p."""
     seeds = data["train_seeds"]
-    lines = [f"| comparison | verdict, seeds {seeds['a']} | holds | verdict, seeds {seeds['b']} | holds | same |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"| comparison | verdict, seeds {seeds['a']} | holds | Holm p | verdict, seeds {seeds['b']} | holds | Holm p "
+             f"| same |", "|---|---|---|---|---|---|---|---|"]
     for r in data["rows"]:
-        cells = [f"{r[k]['verdict']} | {r[k]['holds']}/{r[k]['replicates']}" if r[k] else "- | -" for k in "ab"]
+        cells = [f"{r[k]['verdict']} | {r[k]['holds']}/{r[k]['replicates']} | {_p(r[k].get('pvalue_holm'))}"
+                 if r[k] else "- | - | -" for k in "ab"]
         flag = " (LEAKS THE LABEL)" if r["leaks_label"] else ""
         lines.append(f"| {r['id']}{flag} | {cells[0]} | {cells[1]} | {'yes' if r['same'] else '**no**'} |")
     commits = {k: ((data.get("provenance") or {}).get(k) or {}).get("git", {}).get("commit", "?")[:10] for k in "ab"}
+    rules = sorted({r[k].get("rule", "?") for r in data["rows"] for k in "ab" if r[k]})
     return "\n".join(lines) + (f"\n\n{data['fair_verdicts_same']} of {data['fair_verdicts']} fair verdicts the same "
-                               f"(runs of commits {commits['a']} and {commits['b']}).")
+                               f"(runs of commits {commits['a']} and {commits['b']}; verdict rule "
+                               f"{', '.join(rules)}).")
 
 
 def _environment(provenance: Mapping[str, Any] | None) -> str:
