@@ -649,6 +649,15 @@ def test_a_seed_level_rule_records_its_test_p_and_holm_p_and_what_it_generalizes
     assert q1["verdict"] == "first_better" and q1["pvalue"] < 0.02
     text = settings(params, ("hr", "bicubic"))["verdict"]
     assert "new training seeds" in text and "does not generalize to other data sets" in text
+    if rule == "seed_image_t":  # the verdict table shows the test's own interval: mean +- t(S - 1) x its SE
+        from scipy.stats import t as student_t
+
+        from medsr.evaluation.tables import difference_interval
+        shown = difference_interval(q2, 0.95)
+        half = student_t.ppf(0.975, 4) * q2["verdict_test"]["se"]
+        assert shown["value"] == q2["verdict_test"]["difference"] and shown["ci_high"] - shown["value"] == \
+            pytest.approx(half) and half > 0
+        assert difference_interval({**q2, "verdict_test": {}}, 0.95) is q2["fnr_difference_val"]  # other rules
 
 
 def test_the_default_rule_adds_no_seed_level_test():

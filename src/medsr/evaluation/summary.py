@@ -141,13 +141,19 @@ VERDICT_RULE_TEXT = {
                            "val threshold recomputed: it generalizes over retraining and new images)"}
 
 
+def _seed_interval(rule: str) -> str:
+    return (", except the verdict's FNR difference: mean +- t(seeds - 1) x the standard error of its seed-level test "
+            "(training seeds and images)") if rule == "seed_image_t" else ""
+
+
 def basis(results: Mapping[str, Any]) -> str:
     s = results["settings"]
     rule = s.get("verdict_rule", "majority")  # results written before the pooled test were majority verdicts
     where = " in more than half of the replicates" if rule == "majority" else ""
     return (f"FNR = FN / (FN + TP) on {results['n_test']} paired test images ({results['n_unhealthy']} unhealthy), at "
             f"the threshold reaching val specificity >= {s['val_specificity']} per classifier and image set; "
-            f"{s['confidence']:.0%} paired bootstrap intervals ({s['bootstrap']} resamples); verdict: "
+            f"{s['confidence']:.0%} paired bootstrap intervals ({s['bootstrap']} resamples){_seed_interval(rule)}; "
+            f"verdict: "
             f"{VERDICT_RULE_TEXT[rule]}, Holm-adjusted within each question, significant when Holm p < "
             f"{1 - s['confidence']:.2g}{where} (replicates: {len(s['train_seeds'])} train seed(s) x the SR set's "
             f"sampling seeds).")

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from scipy.stats import t as student_t
+
 from medsr.evaluation.gate import NO_VERDICT, NO_VERDICT_TEXT
 from medsr.evaluation.roc import MAX_FPR
 
@@ -49,6 +51,17 @@ def verdict_p(v: Mapping[str, Any], kind: str = "") -> float | None:
     return v.get(f"pvalue{kind}", v.get(f"pvalue{kind}_median"))
 
 
+def difference_interval(v: Mapping[str, Any], confidence: float) -> Mapping[str, Any]:
+    """The interval of a verdict's FNR difference that its own test implies: for the seed-level t test, mean +-
+    t_{S-1} x SE (its standard error over training seeds and images); otherwise the paired bootstrap interval over
+    the test images (the trained classifiers held fixed)."""
+    test = v.get("verdict_test") or {}
+    if test.get("test") != "seed_image_t" or not test.get("se") or not test.get("df"):
+        return v["fnr_difference_val"]
+    half = float(student_t.ppf(0.5 + confidence / 2, test["df"])) * test["se"]
+    return {"value": test["difference"], "ci_low": test["difference"] - half, "ci_high": test["difference"] + half}
+
+
 def verdict_rows(results: Mapping[str, Any]) -> list[list[str]]:
     """One row per comparison group and classifier family: pooled FNR and test specificity at the val operating
     point, paired CI of the FNR difference, the p and Holm p of its paired test over all replicates, in how many
@@ -60,7 +73,8 @@ def verdict_rows(results: Mapping[str, Any]) -> list[list[str]]:
         rows.append([v["question"], family, f"{v['first_title']} vs {v['second_title']}{flag}",
                      num(v["fnr_first_val"]["value"]), num(v["fnr_second_val"]["value"]),
                      _value(v, "specificity_first_val"), _value(v, "specificity_second_val"),
-                     interval(v["fnr_difference_val"], signed=True), pvalue(verdict_p(v)),
+                     interval(difference_interval(v, results["settings"]["confidence"]), signed=True),
+                     pvalue(verdict_p(v)),
                      pvalue(verdict_p(v, "_holm")), f"{v['holds']}/{v['replicates']}",
                      interval(v["pauc_difference"], signed=True) if "pauc_difference" in v else "n/a",
                      VERDICT_WORDS[v["verdict"]]])
