@@ -54,7 +54,7 @@ def run(params: GenerateParams, *, shards: Path, out: Path) -> None:
                     shutil.copyfile(source, target)
                 guide_class[record.id] = meta["guide_class"].get(record.id)
                 records.append(record)
-            for image_id, entry in (meta.get(posterior.KEY) or {}).items():  # posterior samples (issue 11)
+            for image_id, entry in (meta.get(posterior.KEY) or {}).items():  # posterior samples
                 copies = posterior.files(image_id) + ([f"{posterior.SWAPPED_DIR}/{image_id}.npy"]
                                                       if entry.get("swapped") else [])
                 for relative in copies:

@@ -133,7 +133,7 @@ def run(params: GenerateParams, evaluate: EvaluateParams, *, model: Path, lr: Pa
         io.write_json(tmp / "metadata.json", metadata)
 
 
-# --- posterior samples (issue 11): kept apart from the main loop above ---------------------------
+# --- posterior samples: kept apart from the main loop above ---------------------------
 
 def posterior_spec(params: GenerateParams) -> SamplerSpec:
     """The stochastic sampler of the posterior samples: ancestral or resshift (both draw noise at every step) as

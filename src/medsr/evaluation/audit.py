@@ -1,4 +1,4 @@
-"""The trust audit of evaluate (issue 11): what the SR model invents, from its posterior samples.
+"""The trust audit of evaluate: what the SR model invents, from its posterior samples.
 
 Reads the posterior samples of every SR set that has them (medsr.posterior, hash-checked) and the rows of
 `medsr classify` for `<set>~sample<k>` / `<set>~swapped`; computes (medsr.evaluation.trust):

@@ -234,7 +234,7 @@ def roc_curves(path: Path, title: str, panels: Sequence[tuple[str, Sequence[tupl
     _save(fig, path)
 
 
-# --- the trust audit (issue 11) ---------------------------------------------------------------------------
+# --- the trust audit ---------------------------------------------------------------------------
 
 def posterior_maps(path: Path, hr: np.ndarray, mean: np.ndarray, std: np.ndarray, lam: float | None,
                    row_titles: Sequence[str]) -> None:

@@ -8,7 +8,7 @@ acc.<arm> (pooled accuracy at the val operating point), psnr.<set group>, ssim.<
 p.q2_<arm> (the Holm-adjusted p of the verdict's FNR test: evaluate.verdict_rule). Label-leaking (oracle) entries
 carry the prefix ORACLE_ and only their FNR and specificity are kept. gate: "passed", or "no_verdict" when the learning
 gate failed (medsr.evaluation.gate: the p values are then description only).
-Trust audit (issue 11): crc_fnr.<set group> / crc_spec.<set group> (test FNR and specificity at the conformal-risk-
+Trust audit: crc_fnr.<set group> / crc_spec.<set group> (test FNR and specificity at the conformal-risk-
 control threshold chosen on val, mean over train seeds and sampling seeds; hr and SR through the HR classifier,
 bicubic through its matched one); trust.<key> for the first null-guided SR set with posterior samples:
 interval_risk, interval_width, rho_width_error, std_auroc, unstable_share, fn_caught (summed over train seeds),

@@ -127,7 +127,7 @@ def write_figures(folder: Path, results: Mapping[str, Any], scores: Mapping[Key,
 
 def write_trust_figures(tmp: Path, trust_results: Mapping[str, Any], trust_data: Mapping[str, Any], count: int,
                         seed: int) -> list[str]:
-    """The trust audit's figures (issue 11), for the SR sets with posterior samples; the maps show the first such
+    """The trust audit's figures, for the SR sets with posterior samples; the maps show the first such
     set with a null run (else the first), on test images chosen as in the other figures."""
     if not trust_data:
         return []

@@ -99,7 +99,7 @@ def _f(value, digits: int = 3) -> str:
 
 
 def trust_lines(results: Mapping[str, Any]) -> list[str]:
-    """What the SR model invents (issue 11): intervals, decision stability, class swap, guaranteed-FNR point."""
+    """What the SR model invents: intervals, decision stability, class swap, guaranteed-FNR point."""
     trust = results.get("trust")
     if not trust:
         return []

@@ -1,4 +1,4 @@
-"""What the SR model invents: the statistics of the trust audit (issue 11), on plain arrays.
+"""What the SR model invents: the statistics of the trust audit, on plain arrays.
 
 - `rcps_lambda`: per-pixel intervals [mu - lambda sigma, mu + lambda sigma] from N posterior samples (mu = their
   mean, sigma = their std floored at one grey level: `interval_sigma`), calibrated with a risk-controlling prediction set (Angelopoulos et al. 2022,
