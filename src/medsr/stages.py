@@ -15,7 +15,7 @@ import typing
 from functools import cache
 from pathlib import Path
 
-from medsr.config import ARCHITECTURES, CLASSIFIER_DOMAINS, DATA_DOMAINS, GUIDANCE_MODES, classifier_domains
+from medsr.config import ARCHITECTURES, CLASSIFIER_DOMAINS, DATA_DOMAINS, GUIDANCE_MODES
 
 PACKAGE_ROOT = Path(__file__).resolve().parent  # src/medsr
 
@@ -54,7 +54,7 @@ TRAINING_LOGS = ("sr_loss.csv", "regression_loss.csv")
 
 
 def classifier_files(folder: Path, params) -> list[Path]:
-    """Every classifier a run trains: train_classifier.architectures x its domains (medsr.config.classifier_domains)
+    """Every classifier a run trains: train_classifier.architectures x its file domains (`file_domains`)
     x evaluate.train_seeds."""
     return [Path(folder) / CLASSIFIER_MODEL.format(arch=a, domain=d, seed=s)
             for a in params.train_classifier.architectures for d in _file_domains(params)

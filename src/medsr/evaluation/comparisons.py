@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 from medsr.image_sets import ImageSet
 
-QUESTIONS = ("Q1", "Q2", "reference")
 QUESTION_TEXT = {
     "Q1": "Deployed HR-trained classifier, LR scans: does SR beat bicubic in front of it?",
     "Q2": "New study: super-resolve for the HR classifier, or train the classifier on bicubic images?",

@@ -19,7 +19,7 @@ import numpy as np
 from medsr.config import CLASSES, EvaluateParams
 from medsr.evaluation import quality
 from medsr.evaluation.comparisons import QUESTION_TEXT, Arm, Comparison, arm_name, arms, comparisons, group_name
-from medsr.evaluation.gate import NO_VERDICT, withhold
+from medsr.evaluation.gate import withhold
 from medsr.evaluation.metrics import (bootstrap_auroc, bootstrap_rates, bootstrap_weights, finite_or_none,
                                       mean_estimate, set_metrics)
 from medsr.evaluation.operating_point import DEFAULT_THRESHOLD, OperatingPoint, predict, val_threshold
@@ -32,7 +32,6 @@ from medsr.image_sets import ImageSet
 POINTS = ("val", "0.5")  # operating points; "val" is primary
 CLASSIFIER_TITLE = {"hr": "HR-trained classifier", "bicubic": "HR classifier fine-tuned on bicubic",
                     "sr": "HR classifier fine-tuned on SR"}
-VERDICTS = ("first_better", "second_better", "not_significant", NO_VERDICT)  # the last: the learning gate failed
 
 
 def group_title(image_set: ImageSet) -> str:

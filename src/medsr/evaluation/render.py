@@ -24,7 +24,6 @@ from medsr.io import atomic_dir, write_csv, write_json
 FORMAT_VERSION = 2
 FIGURES = ("fnr_forest.png", "examples.png", "difference_maps.png", "confusion_matrices.png", "mcnemar_tables.png",
            "training_curves.png", "fnr_intervals.png", *ROC_FIGURES.values())
-TRUST_FIGURES = ("posterior_maps.png", "coverage_reliability.png", "decision_stability.png", "swap_maps.png")
 CONFUSION_POINT = "val"  # plots/confusion/<set>.csv: hr classifier, first train seed, val-chosen threshold
 
 
