@@ -55,11 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path(SCHEMA_FILE), help=f"schema file to write ({SCHEMA_FILE})")
     p = sub.add_parser("dvc-deps", help="rewrite dvc.yaml's source dependencies from each stage's import graph")
     p.add_argument("--dvc-yaml", type=Path, default=Path("dvc.yaml"), help="dvc.yaml to update in place")
-    p = sub.add_parser("readme", help="regenerate the README's results and benchmark blocks from their JSON files")
+    p = sub.add_parser("readme", help="regenerate the verdict, results and benchmark blocks of the README and "
+                       "docs/*.md from their JSON files")
     p.add_argument("--results", type=Path, default=Path("results/evaluation.json"), help="full results JSON")
     p.add_argument("--benchmarks", type=Path, default=Path("results/benchmarks"),
                    help="folder of the benchmarks' <name>.json (fills <!-- benchmark:<name>:begin --> blocks)")
-    p.add_argument("--readme", type=Path, default=Path("README.md"), help="README to update in place")
+    p.add_argument("--readme", type=Path, default=Path("README.md"), help="README to update in place (and the docs/*.md pages beside it)")
     return parser
 
 

@@ -1,13 +1,15 @@
 """README numbers that cannot go stale: the results block is generated from a run's full results JSON.
 
-`medsr readme --results results/evaluation.json --readme README.md` replaces the text between the markers
-<!-- results:begin --> and <!-- results:end --> with `results_markdown(results)`, and each
-<!-- benchmark:<name>:begin --> ... <!-- benchmark:<name>:end --> block with the table of
-`<benchmarks>/<name>.json` (medsr.evaluation.benchmark_tables).
+`medsr readme --results results/evaluation.json --readme README.md` rewrites, in the README and the markdown pages
+of the `docs/` folder beside it, the text between <!-- verdict:begin --> and <!-- verdict:end --> with
+`verdict_markdown(results)` (the README's first screen), between <!-- results:begin --> and <!-- results:end -->
+with `results_markdown(results)` (the full block), and each <!-- benchmark:<name>:begin --> ...
+<!-- benchmark:<name>:end --> block with the table of `<benchmarks>/<name>.json` (medsr.evaluation.benchmark_tables).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Mapping
@@ -23,6 +25,8 @@ from medsr.evaluation.tables import (ARM_HEADER, VERDICT_HEADER, arm_rows, gate_
 from medsr.io import atomic_path, read_json, write_text
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+BEGIN_END = (BEGIN, END)
+VERDICT_BEGIN_END = ("<!-- verdict:begin -->", "<!-- verdict:end -->")
 # The figure the README shows, copied from the run's figures folder into git (results/ is DVC's).
 README_FIGURE = "docs/results/posterior_maps.png"
 
@@ -40,15 +44,13 @@ def _origin(results: Mapping[str, Any]) -> str:
             f"date {prov.get('date_utc', 'unknown')}.")
 
 
-def results_markdown(results: Mapping[str, Any]) -> str:
+def _verdict_lines(results: Mapping[str, Any]) -> list[str]:
     s = results["settings"]
     lead = []
     if gate_failed(results):
         sentence, reasons = gate_lead(results)
         lead = [f"**{sentence}**", "", *(f"- {r}" for r in reasons), ""]
-    lines = [
-        "### Verdict",
-        "",
+    return [
         *lead,
         f"{basis(results)} Differences are first - second; \"holds in\" counts the replicates (train seeds "
         f"{s['train_seeds']}) in which the verdict also holds on its own McNemar test.",
@@ -56,6 +58,27 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         *(f"- **{q}**: {results['questions'][q]}" for q in ("Q1", "Q2", "reference")),
         "",
         markdown_table(VERDICT_HEADER, verdict_rows(results)),
+    ]
+
+
+def _closing_lines(results: Mapping[str, Any]) -> list[str]:
+    warning = [f"**{oracle_warning(results)}**", ""] if results.get("leaks_label") else []
+    return [*warning, _origin(results)]
+
+
+def verdict_markdown(results: Mapping[str, Any]) -> str:
+    """The verdict block (the README's first screen): the verdict table, its basis and the run's origin."""
+    return "\n".join([*_verdict_lines(results), *_closing_lines(results)]) + "\n"
+
+
+def results_markdown(results: Mapping[str, Any], figure: str = README_FIGURE) -> str:
+    """The full results block: the verdict, every image set and classifier, and the trust audit showing `figure`
+    (a path relative to the markdown file that holds the block)."""
+    s = results["settings"]
+    lines = [
+        "### Verdict",
+        "",
+        *_verdict_lines(results),
         "### Per image set and classifier",
         "",
         "FNR and test specificity at the val operating point, pooled over replicates with its interval, then per "
@@ -67,11 +90,8 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     trust = trust_lines(results)
     if any(e.get("intervals", {}).get("test") for e in (results.get("trust") or {}).get("sets", {}).values()):
         lines += ["### What the SR model invents (trust audit)", "", *(f"- {line.strip()}" for line in trust[1:]), "",
-                  f"![Posterior mean, error, std and interval misses]({README_FIGURE})", ""]
-    if results.get("leaks_label"):
-        lines += [f"**{oracle_warning(results)}**", ""]
-    lines.append(_origin(results))
-    return "\n".join(lines) + "\n"
+                  f"![Posterior mean, error, std and interval misses]({figure})", ""]
+    return "\n".join([*lines, *_closing_lines(results)]) + "\n"
 
 
 BENCHMARK_BLOCK = re.compile(r"(<!-- benchmark:(\w+):begin -->\n).*?(<!-- benchmark:\2:end -->)", re.S)
@@ -91,26 +111,46 @@ def benchmark_blocks(text: str, benchmarks: Path) -> str:
     return BENCHMARK_BLOCK.sub(fill, text)
 
 
+def _has(text: str, begin: str, end: str) -> bool:
+    return 0 <= text.find(begin) < text.find(end)
+
+
+def _fill(text: str, begin: str, end: str, block: str) -> str:
+    i, j = text.find(begin), text.find(end)
+    return text if i < 0 or j < i else text[:i + len(begin)] + "\n" + block + text[j:]
+
+
 def update_readme(readme: Path, results: Path, benchmarks: Path = Path("results/benchmarks")) -> None:
-    """Replace the text between the results markers of `readme` with the block generated from `results`, and
-    each benchmark block with its JSON's table."""
+    """Regenerate the README and the markdown pages beside it in `docs/`: the verdict block (between
+    <!-- verdict:begin --> and <!-- verdict:end -->) and the full results block (<!-- results:begin --> ...) from
+    `results`, and each benchmark block from its JSON's table."""
     readme = Path(readme)
-    try:
-        text = readme.read_text()
-    except OSError as err:
-        raise MedsrError(f"{readme}: cannot read ({err.strerror})") from err
-    begin, end = text.find(BEGIN), text.find(END)
-    if begin < 0 or end < begin:
-        raise MedsrError(f"{readme}: no {BEGIN} ... {END} markers (in this order) to put the results between")
+    pages = [readme, *sorted((readme.parent / "docs").glob("*.md"))]
+    texts = {}
+    for page in pages:
+        try:
+            texts[page] = page.read_text()
+        except OSError as err:
+            raise MedsrError(f"{page}: cannot read ({err.strerror})") from err
+    if not any(_has(texts[readme], begin, end) for begin, end in (BEGIN_END, VERDICT_BEGIN_END)):
+        raise MedsrError(f"{readme}: no {BEGIN} ... {END} or {VERDICT_BEGIN_END[0]} ... {VERDICT_BEGIN_END[1]} "
+                         "markers (in this order) to put the results between")
     data = read_json(results)
     for key in ("settings", "verdicts", "arm_groups", "questions"):
         if key not in data:
             raise MedsrError(f"{results}: key {key!r} is missing: not a results file of `medsr evaluate`")
-    block = results_markdown(data)
-    figure = Path(results).parent / "figures" / Path(README_FIGURE).name
-    if README_FIGURE in block:
+    figure, needs_figure, updated = Path(results).parent / "figures" / Path(README_FIGURE).name, False, {}
+    for page, text in texts.items():
+        shown = os.path.relpath(readme.parent / README_FIGURE, page.parent)
+        block = results_markdown(data, shown)
+        needs_figure |= _has(text, *BEGIN_END) and f"]({shown})" in block
+        new = _fill(_fill(text, *BEGIN_END, block), *VERDICT_BEGIN_END, verdict_markdown(data))
+        updated[page] = benchmark_blocks(new, benchmarks)
+    if needs_figure:
         if not figure.is_file():
             raise MedsrError(f"{figure}: the figure the results block shows is missing (run evaluate first)")
         with atomic_path(readme.parent / README_FIGURE) as tmp:
             shutil.copyfile(figure, tmp)
-    write_text(readme, benchmark_blocks(text[:begin + len(BEGIN)] + "\n" + block + text[end:], benchmarks))
+    for page, new in updated.items():
+        if new != texts[page]:
+            write_text(page, new)
