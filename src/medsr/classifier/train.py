@@ -178,23 +178,18 @@ def _init_record(init: Path) -> dict:
     return {"path": str(init), "sha256": sha256_file(init), "domain": origin.get("domain"), "seed": origin.get("seed")}
 
 
-def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, architecture: str, domain: str,
-        seed: int, init: Path | None = None, device: torch.device | None = None) -> None:
-    """Train on `images`' train split (from the weights in `init` when given, else from scratch), choose the epoch
-    on its val split; write the weights and the history."""
-    device = device or torch.device("cpu")
-    images = Path(images)
-    if architecture not in params.architectures:
-        raise MedsrError(f"train-classifier: architecture {architecture!r} is not in train_classifier.architectures "
-                         f"({', '.join(params.architectures)})")
-    generator = seed_everything(seed)
+def _load_splits(images: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     x_train, y_train = _split_tensors(images, "train")
     x_val, y_val = _split_tensors(images, "val")
     if x_train.shape[-2:] != x_val.shape[-2:]:
         raise MedsrError(f"{images}: val images are {tuple(x_val.shape[-2:])}, train images {tuple(x_train.shape[-2:])}")
+    return x_train, y_train, x_val, y_val
 
-    net = (build_classifier(architecture) if init is None
-           else starting_point(Path(init), architecture, int(x_train.shape[-1]))).to(device)
+
+def _fit(net: nn.Module, params: TrainClassifierParams, x_train: torch.Tensor, y_train: torch.Tensor,
+         x_val: torch.Tensor, y_val: torch.Tensor, generator: torch.Generator, device: torch.device):
+    """Epochs until `params.epochs` or early stopping; returns (history rows, best epoch's record and weights,
+    val losses). The kept epoch is the one with the lowest val loss."""
     optimizer, schedule = optimizer_and_schedule(net, params)
     history: list[dict[str, float | int]] = []
     best: dict[str, float | int] = {}
@@ -223,16 +218,38 @@ def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, 
             print(f"train-classifier: early stop after epoch {epoch}: no lower val loss in {params.patience} epochs "
                   f"(best epoch {best['epoch']})", file=sys.stderr)
             break
-    stop = stopping(val_losses, params.patience, params.epochs)
-    if not stop.converged:
-        print(f"train-classifier: not converged: the val loss was still falling at epoch {stop.best_epoch} of "
-              f"{params.epochs} (train_classifier.epochs, patience {params.patience})", file=sys.stderr)
+    return history, best, best_state, val_losses
 
+
+def _check_finite(best: dict[str, float | int], best_state: dict[str, torch.Tensor],
+                  params: TrainClassifierParams) -> None:
+    """A diverged run is never saved as a model."""
     finite = all(bool(torch.isfinite(v).all()) for v in best_state.values() if v.is_floating_point())
     if not finite or not math.isfinite(best["val_loss"]):
         raise Diverged(f"train-classifier: non-finite weights or validation loss ({best['val_loss']}) "
                        f"(train_classifier.learning_rate {params.learning_rate:g}): training diverged; "
                        f"no model written")
+
+
+def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, architecture: str, domain: str,
+        seed: int, init: Path | None = None, device: torch.device | None = None) -> None:
+    """Train on `images`' train split (from the weights in `init` when given, else from scratch), choose the epoch
+    on its val split; write the weights and the history."""
+    device = device or torch.device("cpu")
+    images = Path(images)
+    if architecture not in params.architectures:
+        raise MedsrError(f"train-classifier: architecture {architecture!r} is not in train_classifier.architectures "
+                         f"({', '.join(params.architectures)})")
+    generator = seed_everything(seed)
+    x_train, y_train, x_val, y_val = _load_splits(images)
+    net = (build_classifier(architecture) if init is None
+           else starting_point(Path(init), architecture, int(x_train.shape[-1]))).to(device)
+    history, best, best_state, val_losses = _fit(net, params, x_train, y_train, x_val, y_val, generator, device)
+    stop = stopping(val_losses, params.patience, params.epochs)
+    if not stop.converged:
+        print(f"train-classifier: not converged: the val loss was still falling at epoch {stop.best_epoch} of "
+              f"{params.epochs} (train_classifier.epochs, patience {params.patience})", file=sys.stderr)
+    _check_finite(best, best_state, params)
     metadata = {
         "architecture": architecture,
         "num_classes": len(CLASSES),
