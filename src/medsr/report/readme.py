@@ -3,7 +3,7 @@
 `medsr readme --results results/evaluation.json --readme README.md` replaces the text between the markers
 <!-- results:begin --> and <!-- results:end --> with `results_markdown(results)`, and each
 <!-- benchmark:<name>:begin --> ... <!-- benchmark:<name>:end --> block with the table of
-`<benchmarks>/<name>.json` (medsr.evaluation.benchmark_tables).
+`<benchmarks>/<name>.json` (medsr.report.benchmark_tables).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from medsr.errors import MedsrError
-from medsr.evaluation.benchmark_tables import TABLES
 from medsr.evaluation.roc import MAX_FPR
-from medsr.evaluation.summary import basis, oracle_warning, trust_lines
-from medsr.evaluation.tables import (ARM_HEADER, VERDICT_HEADER, arm_rows, gate_failed, gate_lead, markdown_table,
-                                     verdict_rows)
 from medsr.io import atomic_path, read_json, write_text
+from medsr.report.benchmark_tables import TABLES
+from medsr.report.summary import basis, oracle_warning, trust_lines
+from medsr.report.tables import (ARM_HEADER, VERDICT_HEADER, arm_rows, gate_failed, gate_lead, markdown_table,
+                                 verdict_rows)
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 # The figure the README shows, copied from the run's figures folder into git (results/ is DVC's).

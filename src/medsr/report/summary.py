@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from medsr.evaluation.gate import NO_VERDICT
-from medsr.evaluation.roc import MAX_FPR, ROC_FIGURES
-from medsr.evaluation.tables import (ARM_HEADER, ORACLE, VERDICT_HEADER, VERDICT_WORDS, arm_rows, gate_failed,
-                                     gate_lead, interval, num, pvalue, rst_table, verdict_p, verdict_rows)
+from medsr.evaluation.roc import MAX_FPR
+from medsr.report.figures import ROC_FIGURES
+from medsr.report.tables import (ARM_HEADER, ORACLE, VERDICT_HEADER, VERDICT_WORDS, arm_rows, gate_failed,
+                                 gate_lead, interval, num, pvalue, rst_table, verdict_p, verdict_rows)
 
 ANSWER = {  # question -> verdict -> leading word
     "Q1": {"first_better": "Yes", "second_better": "No", "not_significant": "Not shown", NO_VERDICT: "No verdict"},
