@@ -32,9 +32,9 @@ from medsr.evaluate import classifiers_of
 from medsr.evaluation.comparisons import arms
 from medsr.evaluation.compute import classifier_analysis
 from medsr.evaluation.metrics import bootstrap_weights
-from medsr.evaluation.predictions import read_predictions
 from medsr.image_sets import build
 from medsr.io import write_json
+from medsr.predictions import read_predictions
 from medsr.report.agreement import verdict_agreement
 from medsr.report.benchmark_tables import verdict_rule_markdown
 

@@ -15,9 +15,9 @@ from medsr.config import CLASSES, EvaluateParams, TrainClassifierParams
 from medsr.errors import MedsrError
 from medsr.evaluation.compute import classifier_analysis
 from medsr.evaluation.metrics import bootstrap_weights
-from medsr.evaluation.predictions import COLUMNS, Scores
 from medsr.image_sets import ImageSet
 from medsr.io import Record, read_csv, write_csv, write_image, write_json, write_manifest
+from medsr.predictions import COLUMNS, Scores
 from medsr.report import readme
 from medsr.report.headline import MAX_NUMBERS, arm_key, count_numbers
 from medsr.report.render import FIGURES
@@ -516,7 +516,7 @@ def test_headline_drops_whole_blocks_when_a_large_run_exceeds_the_cap(sr_wins):
 
 
 def test_the_trust_audit_reads_the_posterior_rows_of_the_first_family_only(tmp_path):
-    from medsr.evaluation.audit import posterior_rows
+    from medsr.predictions import posterior_rows
 
     rows = [{"architecture": a, "classifier": "hr", "train_seed": 0, "set": "sr_null_seed0~sample0", "split": "test",
              "id": "test_000", "label": "healthy", "label_index": 0, "prob_unhealthy": p}

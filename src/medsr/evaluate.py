@@ -23,10 +23,10 @@ from medsr.evaluation.audit import audit
 from medsr.evaluation.comparisons import arms
 from medsr.evaluation.compute import compute
 from medsr.evaluation.gate import learning_gate
-from medsr.evaluation.predictions import read_predictions
-from medsr.evaluation.provenance import provenance
 from medsr.image_sets import ImageSet, paired_records
 from medsr.io import Record, read_csv, read_manifest, read_record_image
+from medsr.predictions import read_predictions
+from medsr.provenance import provenance
 from medsr.report.render import FIGURES, figure_ids, write_figures, write_outputs, write_plots
 from medsr.report.summary import summary_text
 

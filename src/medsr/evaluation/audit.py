@@ -22,23 +22,11 @@ from medsr import posterior
 from medsr.config import EvaluateParams
 from medsr.errors import MedsrError
 from medsr.evaluation import trust
-from medsr.evaluation.predictions import Key, Scores
 from medsr.image_sets import ImageSet
-from medsr.io import read_csv, read_manifest, read_record_image
+from medsr.io import read_manifest, read_record_image
+from medsr.predictions import Key, Scores, posterior_rows
 
 COVERAGE_LAMBDAS = np.round(np.arange(0.0, 6.01, 0.25), 2)  # lambdas of the reliability plot
-SAMPLE_MARK = "~"  # classify's row names: <set>~sample<k>, <set>~swapped
-
-
-def posterior_rows(path: Path, architecture: str) -> dict[tuple[str, int, str, str], dict[str, float]]:
-    """{(classifier, seed, row set, split): {id: P(unhealthy)}} for the posterior rows of the predictions CSV of
-    one classifier family (`architecture`; the audit is of the first, resnet18)."""
-    out: dict[tuple[str, int, str, str], dict[str, float]] = {}
-    for row in read_csv(path):
-        if SAMPLE_MARK in row["set"] and row["architecture"] == architecture:
-            out.setdefault((row["classifier"], int(row["train_seed"]), row["set"], row["split"]), {})[row["id"]] = \
-                float(row["prob_unhealthy"])
-    return out
 
 
 def load_posterior(image_set: ImageSet, hr: ImageSet) -> dict[str, Any] | None:

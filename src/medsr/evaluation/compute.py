@@ -23,11 +23,11 @@ from medsr.evaluation.gate import withhold
 from medsr.evaluation.metrics import (bootstrap_auroc, bootstrap_rates, bootstrap_weights, finite_or_none,
                                       mean_estimate, set_metrics)
 from medsr.evaluation.operating_point import DEFAULT_THRESHOLD, OperatingPoint, predict, val_threshold
-from medsr.evaluation.predictions import Key, Scores
 from medsr.evaluation.roc import SETTINGS as ROC_SETTINGS
 from medsr.evaluation.roc import add_tail
 from medsr.evaluation.statistics import compare, delong_paired, holm, seed_image_t, sign_flip_test, two_level_bootstrap
 from medsr.image_sets import ImageSet
+from medsr.predictions import Key, Scores
 
 POINTS = ("val", "0.5")  # operating points; "val" is primary
 CLASSIFIER_TITLE = {"hr": "HR-trained classifier", "bicubic": "HR classifier fine-tuned on bicubic",

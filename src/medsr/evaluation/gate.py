@@ -23,8 +23,8 @@ from typing import Any
 from medsr.config import EvaluateParams
 from medsr.errors import MedsrError
 from medsr.evaluation.metrics import auroc, finite_or_none
-from medsr.evaluation.predictions import Key, Scores
 from medsr.io import read_csv
+from medsr.predictions import Key, Scores
 from medsr.stages import CLASSIFIER_LOG, file_domains
 from medsr.stopping import RUN_FIELDS
 

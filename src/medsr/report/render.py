@@ -14,9 +14,9 @@ import numpy as np
 
 from medsr.config import CLASSES
 from medsr.evaluation.operating_point import predict
-from medsr.evaluation.predictions import Key, Scores
 from medsr.evaluation.roc import MAX_FPR
 from medsr.io import atomic_dir, write_csv, write_json
+from medsr.predictions import Key, Scores
 from medsr.report import figures as draw
 from medsr.report.figures import ROC_FIGURES
 from medsr.report.headline import headline
