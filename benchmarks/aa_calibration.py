@@ -122,7 +122,7 @@ def misses_at_val_point(val_labels: np.ndarray, val: np.ndarray, test: np.ndarra
 
 
 def majority(first: np.ndarray, second: np.ndarray, alpha: float, exact_below: int) -> dict[str, Any]:
-    """The majority rule of compute.verdict: per seed McNemar on the unhealthy images (one comparison: Holm changes
+    """The majority rule of verdicts.verdict: per seed McNemar on the unhealthy images (one comparison: Holm changes
     nothing); significant when more than half of the seeds hold (p < alpha, difference of the mean's sign)."""
     diffs = first.mean(axis=1) - second.mean(axis=1)
     sign = int(np.sign(diffs.mean())) if abs(diffs.mean()) > 1e-12 else 0

@@ -2,7 +2,7 @@
 commit and parameters except `evaluate.train_seeds`) verdict by verdict.
 
 A verdict is the answer to one comparison (Q1, Q2, reference): first_better | second_better | not_significant,
-under the run's `evaluate.verdict_rule` (see medsr.evaluation.compute.verdict and comparisons).
+under the run's `evaluate.verdict_rule` (see medsr.evaluation.verdicts.verdict and comparisons).
 The check the issue asks for: rerun the default pipeline with train seeds 3-5 instead of 0-2 and reach the
 same verdicts. Label-leaking comparisons are listed but flagged.
 

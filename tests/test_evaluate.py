@@ -634,7 +634,7 @@ def test_roc_figures_show_the_fair_comparisons_of_each_question(sr_wins, tmp_pat
 def test_a_seed_level_rule_records_its_test_p_and_holm_p_and_what_it_generalizes_over(rule, test_name):
     """Five seeds: SR misses none, bicubic + bicubic classifier misses 5 of 30 (other images per seed), bicubic +
     HR classifier the same 20 of 30 in every seed: the seed-level tests carry the image-level variance."""
-    from medsr.evaluation.compute import settings
+    from medsr.evaluation.settings import settings
 
     seeds = (0, 1, 2, 3, 4)
     sets = [ImageSet("hr", "hr", Path("hr"), matched="hr"), ImageSet("bicubic", "bicubic", Path("b"), matched="bicubic"),

@@ -1,8 +1,8 @@
 """The generated findings: first the answers to Q1 and Q2 and the verdict table, then the details.
 
-Every sentence follows a verdict computed in `compute.py` (the Holm-adjusted FNR test on the unhealthy test images at
-the val operating point under `evaluate.verdict_rule`, "holds in k/n" replicates) and quotes its numbers, so
-wording and numbers agree.
+Every sentence follows a verdict computed in `evaluation/verdicts.py` (the Holm-adjusted FNR test on the unhealthy
+test images at the val operating point under `evaluate.verdict_rule`, "holds in k/n" replicates) and quotes its
+numbers, so wording and numbers agree.
 """
 
 from __future__ import annotations
