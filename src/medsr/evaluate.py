@@ -4,7 +4,8 @@ Inputs: the predictions CSV from `medsr classify` (scores of every architecture 
 set x split)
 and the ImageSets it classified (the first is hr). Outputs, each written atomically: the headline metrics JSON
 (DVC metrics), the full results JSON (with provenance), a figures folder (PNGs + summary.rst) and a plots folder
-(DVC plot CSVs). What is compared with what is declared in `comparisons.py`.
+(DVC plot CSVs). What is compared with what is declared in `evaluation/comparisons.py`; the numbers are
+computed in medsr.evaluation, the files written by medsr.report.
 """
 
 from __future__ import annotations
