@@ -48,11 +48,11 @@ from medsr.classifier.model import load_classifier, predict_proba
 from medsr.classifier.train import run as train_classifier
 from medsr.config import CLASSES, TrainClassifierParams, load_params, to_jsonable
 from medsr.errors import MedsrError
-from medsr.evaluation.benchmark_tables import aa_calibration_markdown
 from medsr.evaluation.operating_point import predict, val_threshold
 from medsr.evaluation.statistics import (contingency, mcnemar_test, seed_image_t, sign_flip_test,
-                                          two_level_bootstrap)
+                                         two_level_bootstrap)
 from medsr.io import load_images, read_manifest, write_json
+from medsr.report.benchmark_tables import aa_calibration_markdown
 
 CANDIDATES = ("seed_image_t", "two_level_bootstrap", "pooled", "majority")
 SIMPLICITY = ("seed_image_t", "pooled", "majority", "two_level_bootstrap")  # tie-break, declared above
@@ -122,7 +122,7 @@ def misses_at_val_point(val_labels: np.ndarray, val: np.ndarray, test: np.ndarra
 
 
 def majority(first: np.ndarray, second: np.ndarray, alpha: float, exact_below: int) -> dict[str, Any]:
-    """The majority rule of compute.verdict: per seed McNemar on the unhealthy images (one comparison: Holm changes
+    """The majority rule of verdicts.verdict: per seed McNemar on the unhealthy images (one comparison: Holm changes
     nothing); significant when more than half of the seeds hold (p < alpha, difference of the mean's sign)."""
     diffs = first.mean(axis=1) - second.mean(axis=1)
     sign = int(np.sign(diffs.mean())) if abs(diffs.mean()) > 1e-12 else 0

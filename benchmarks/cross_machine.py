@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medsr.evaluation.agreement import compare_runs_cli, verdict_agreement
-from medsr.evaluation.benchmark_tables import cross_machine_markdown
+from medsr.report.agreement import compare_runs_cli, verdict_agreement
+from medsr.report.benchmark_tables import cross_machine_markdown
 
 
 def compare(first: dict, second: dict) -> dict:

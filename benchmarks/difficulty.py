@@ -37,10 +37,10 @@ from medsr.classifier import train as train_classifier
 from medsr.classifier.model import load_classifier, predict_proba
 from medsr.config import CLASSES, load_params
 from medsr.data import download
-from medsr.evaluation.benchmark_tables import DIFFICULTY_HEADER, difficulty_row
 from medsr.evaluation.metrics import auroc
 from medsr.evaluation.operating_point import predict, val_threshold
 from medsr.evaluation.statistics import contingency, mcnemar_test
+from medsr.report.benchmark_tables import DIFFICULTY_HEADER, difficulty_row
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "benchmarks" / "difficulty.json"

@@ -2,7 +2,7 @@
 commit and parameters except `evaluate.train_seeds`) verdict by verdict.
 
 A verdict is the answer to one comparison (Q1, Q2, reference): first_better | second_better | not_significant,
-under the run's `evaluate.verdict_rule` (see medsr.evaluation.compute.verdict and comparisons).
+under the run's `evaluate.verdict_rule` (see medsr.evaluation.verdicts.verdict and comparisons).
 The check the issue asks for: rerun the default pipeline with train seeds 3-5 instead of 0-2 and reach the
 same verdicts. Label-leaking comparisons are listed but flagged.
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medsr.evaluation.agreement import compare_runs_cli, verdict_agreement
-from medsr.evaluation.benchmark_tables import seed_robustness_markdown
+from medsr.report.agreement import compare_runs_cli, verdict_agreement
+from medsr.report.benchmark_tables import seed_robustness_markdown
 
 
 def compare(first: dict, second: dict) -> dict:

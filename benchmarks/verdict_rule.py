@@ -28,15 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from medsr.config import VerdictRule, deep_merge, load_raw, params_from_dict, to_jsonable
-from medsr.evaluation.agreement import verdict_agreement
-from medsr.evaluation.benchmark_tables import verdict_rule_markdown
+from medsr.evaluate import classifiers_of
 from medsr.evaluation.comparisons import arms
 from medsr.evaluation.compute import classifier_analysis
-from medsr.evaluation.evaluate import classifiers_of
 from medsr.evaluation.metrics import bootstrap_weights
-from medsr.evaluation.predictions import read_predictions
 from medsr.image_sets import build
 from medsr.io import write_json
+from medsr.predictions import read_predictions
+from medsr.report.agreement import verdict_agreement
+from medsr.report.benchmark_tables import verdict_rule_markdown
 
 RULES: tuple[str, ...] = VerdictRule.__args__  # type: ignore[attr-defined]
 

@@ -63,7 +63,7 @@ def test_every_params_yaml_key_is_a_typed_field():
 def test_sections_serialise_to_json_and_back():
     params = load_params([ROOT / "params.yaml"])
     for name in config.SECTIONS:
-        data = config.section_dict(params, name)
+        data = config.to_jsonable(getattr(params, name))
         json.dumps(data)
         assert config.section_from_dict(type(getattr(params, name)), data) == getattr(params, name)
 

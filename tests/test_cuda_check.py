@@ -207,7 +207,7 @@ def test_device_run_script_parses_and_plans_its_steps_within_one_device_call(tmp
 
 
 def test_the_readme_tables_of_a_cuda_check_say_what_ran_and_what_was_skipped():
-    from medsr.evaluation.benchmark_tables import TABLES
+    from medsr.report.benchmark_tables import TABLES
 
     train = {"amp": "bf16", "steps": 40, "batch_size": 32, "crop": 64, "same_run_twice_max_abs_difference": 0.0,
              "resume_max_abs_difference": 1.5e-4, "seconds_per_step": 0.28, "peak_memory_mb": 2048.0,

@@ -144,7 +144,7 @@ def test_each_stage_depends_on_exactly_the_modules_its_command_imports(tmp_path)
                 assert {f for f in declared.inputs if f.startswith("src/")} == expected, name
     # the graph itself: pixel operations are imported by what resamples images, not by evaluation
     assert "medsr.pixels" in import_closure("medsr.degrade") and "medsr.pixels" in import_closure("medsr.generate")
-    assert "medsr.pixels" not in import_closure("medsr.evaluation.evaluate")
+    assert "medsr.pixels" not in import_closure("medsr.evaluate")
     assert "src/medsr/io.py" in source_files("evaluate") and "src/medsr/io.py" in source_files("download")
 
 

@@ -9,18 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medsr import evaluate
 from medsr.classifier.train import HISTORY_FIELDS
 from medsr.config import CLASSES, EvaluateParams, TrainClassifierParams
 from medsr.errors import MedsrError
-from medsr.evaluation import evaluate, readme
 from medsr.evaluation.compute import classifier_analysis
-from medsr.evaluation.headline import MAX_NUMBERS, arm_key, count_numbers
 from medsr.evaluation.metrics import bootstrap_weights
-from medsr.evaluation.predictions import COLUMNS, Scores
-from medsr.evaluation.render import FIGURES
-from medsr.evaluation.tables import verdict_rows
 from medsr.image_sets import ImageSet
 from medsr.io import Record, read_csv, write_csv, write_image, write_json, write_manifest
+from medsr.predictions import COLUMNS, Scores
+from medsr.report import readme
+from medsr.report.headline import MAX_NUMBERS, arm_key, count_numbers
+from medsr.report.render import FIGURES
+from medsr.report.tables import verdict_rows
 
 SIZE = 16
 N_VAL = 20  # per class
@@ -354,7 +355,7 @@ def test_readme_verdict_block_and_docs_results_block(sr_wins, tmp_path):
 
 
 def test_readme_benchmark_blocks_come_from_their_json(sr_wins, tmp_path):
-    from medsr.evaluation.benchmark_tables import difficulty_row
+    from medsr.report.benchmark_tables import difficulty_row
 
     bench = tmp_path / "benchmarks"
     row = {"lesion_radius": 2.0, "lesion_radius_lr_px": 1.0, "seconds": 12.0,
@@ -383,7 +384,7 @@ def test_readme_benchmark_blocks_come_from_their_json(sr_wins, tmp_path):
 
 
 def test_readme_classifier_recipe_table_shows_every_seed():
-    from medsr.evaluation.benchmark_tables import TABLES
+    from medsr.report.benchmark_tables import TABLES
 
     def run(seed, ema_acc, precise_acc):
         return {"seed": seed, "best": {"ema": {"epoch": 2, "val_acc": ema_acc, "val_auroc": 0.5},
@@ -400,7 +401,7 @@ def test_readme_classifier_recipe_table_shows_every_seed():
 def test_recipe_choice_takes_the_best_median_val_auroc_or_a_cheaper_recipe_close_to_it(tmp_path):
     import importlib.util
 
-    from medsr.evaluation.benchmark_tables import TABLES
+    from medsr.report.benchmark_tables import TABLES
     from medsr.io import read_json, write_json
 
     spec = importlib.util.spec_from_file_location(
@@ -528,7 +529,7 @@ def test_lpips_from_local_weights_without_download(tmp_path):
 def test_headline_drops_whole_blocks_when_a_large_run_exceeds_the_cap(sr_wins):
     import copy
 
-    from medsr.evaluation.headline import headline
+    from medsr.report.headline import headline
 
     results = copy.deepcopy(sr_wins["results_data"])
     template = results["arm_groups"]["sr_null@hr"]
@@ -541,7 +542,7 @@ def test_headline_drops_whole_blocks_when_a_large_run_exceeds_the_cap(sr_wins):
 
 
 def test_the_trust_audit_reads_the_posterior_rows_of_the_first_family_only(tmp_path):
-    from medsr.evaluation.audit import posterior_rows
+    from medsr.predictions import posterior_rows
 
     rows = [{"architecture": a, "classifier": "hr", "train_seed": 0, "set": "sr_null_seed0~sample0", "split": "test",
              "id": "test_000", "label": "healthy", "label_index": 0, "prob_unhealthy": p}
@@ -638,8 +639,8 @@ def test_pooled_roc_and_operating_points_of_an_arm(sr_wins):
 
 
 def test_roc_figures_show_the_fair_comparisons_of_each_question(sr_wins, tmp_path):
-    from medsr.evaluation import figures
-    from medsr.evaluation.render import roc_panels
+    from medsr.report import figures
+    from medsr.report.render import roc_panels
 
     data = sr_wins["results_data"]
     panels = roc_panels(data, "Q2")
@@ -659,7 +660,7 @@ def test_roc_figures_show_the_fair_comparisons_of_each_question(sr_wins, tmp_pat
 def test_a_seed_level_rule_records_its_test_p_and_holm_p_and_what_it_generalizes_over(rule, test_name):
     """Five seeds: SR misses none, bicubic + bicubic classifier misses 5 of 30 (other images per seed), bicubic +
     HR classifier the same 20 of 30 in every seed: the seed-level tests carry the image-level variance."""
-    from medsr.evaluation.compute import settings
+    from medsr.evaluation.settings import settings
 
     seeds = (0, 1, 2, 3, 4)
     sets = [ImageSet("hr", "hr", Path("hr"), matched="hr"), ImageSet("bicubic", "bicubic", Path("b"), matched="bicubic"),
@@ -683,7 +684,7 @@ def test_a_seed_level_rule_records_its_test_p_and_holm_p_and_what_it_generalizes
     if rule == "seed_image_t":  # the verdict table shows the test's own interval: mean +- t(S - 1) x its SE
         from scipy.stats import t as student_t
 
-        from medsr.evaluation.tables import difference_interval
+        from medsr.report.tables import difference_interval
         shown = difference_interval(q2, 0.95)
         half = student_t.ppf(0.975, 4) * q2["verdict_test"]["se"]
         assert shown["value"] == q2["verdict_test"]["difference"] and shown["ci_high"] - shown["value"] == \

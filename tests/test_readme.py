@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from medsr.evaluation.readme import BENCHMARK_BLOCK, benchmark_blocks
+from medsr.report.readme import BENCHMARK_BLOCK, benchmark_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

@@ -39,7 +39,7 @@ def test_a_verdict_missing_from_one_run_is_not_the_same():
 def test_cross_machine_check_shows_both_p_values_and_refuses_runs_of_two_commits():
     from cross_machine import compare as machine_compare  # noqa: E402
 
-    from medsr.evaluation.benchmark_tables import cross_machine_markdown
+    from medsr.report.benchmark_tables import cross_machine_markdown
 
     a = _run([0, 1], [("Q1:x", "first_better"), ("Q2:x", "not_significant")])
     b = _run([0, 1], [("Q1:x", "first_better"), ("Q2:x", "second_better")])
@@ -57,8 +57,8 @@ def test_cross_machine_check_shows_both_p_values_and_refuses_runs_of_two_commits
 
 
 def test_the_two_run_command_line_writes_the_record_and_prints_the_table(tmp_path, capsys):
-    from medsr.evaluation.agreement import compare_runs_cli
-    from medsr.evaluation.benchmark_tables import seed_robustness_markdown
+    from medsr.report.agreement import compare_runs_cli
+    from medsr.report.benchmark_tables import seed_robustness_markdown
     from medsr.io import read_json, write_json
 
     write_json(tmp_path / "a.json", _run([0, 1, 2], [("Q1:x", "first_better")]))

@@ -120,8 +120,8 @@ def _fake_run(root: Path, seeds: tuple[int, ...], test_score) -> Path:
     import numpy as np
 
     from medsr.config import CLASSES
-    from medsr.evaluation.predictions import COLUMNS
     from medsr.io import write_csv
+    from medsr.predictions import COLUMNS
 
     params = load_params([ROOT / "params.yaml"])
     (root / "results").mkdir(parents=True)

@@ -48,7 +48,7 @@ def test_old_manifests_without_a_subject_column_read_with_each_image_its_own_sub
 
 
 def test_evaluate_hands_the_bootstrap_the_test_images_subjects_from_the_hr_manifest(tmp_path):
-    from medsr.evaluation.evaluate import subjects_of_test_images
+    from medsr.evaluate import subjects_of_test_images
     from medsr.image_sets import ImageSet
 
     records = [io.Record("t0", "test", "healthy", "t0.png", "", "", "sub-1"),

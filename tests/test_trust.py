@@ -144,6 +144,6 @@ def test_swapped_guidance_is_always_flagged_as_leaking_the_label(tmp_path):
         if image_set.kind == "sr":
             assert image_set.leaks_label == (image_set.guidance in ("oracle", "swapped"))
             assert ("LEAKS THE LABEL" in image_set.title) == image_set.leaks_label
-    # the headline metrics prefix every leaking arm (the ORACLE_ prefix of medsr.evaluation.headline)
-    from medsr.evaluation.headline import _key
+    # the headline metrics prefix every leaking arm (the ORACLE_ prefix of medsr.report.headline)
+    from medsr.report.headline import _key
     assert _key("sr_swapped@hr", True).startswith("ORACLE_")

@@ -82,7 +82,7 @@ def _tool(args: argparse.Namespace) -> bool:
         from medsr.stages import sync_dvc_deps
         write_text(args.dvc_yaml, sync_dvc_deps(args.dvc_yaml.read_text()))
     elif args.stage == "readme":
-        importlib.import_module("medsr.evaluation.readme").update_readme(args.readme, args.results, args.benchmarks)
+        importlib.import_module("medsr.report.readme").update_readme(args.readme, args.results, args.benchmarks)
     else:
         return False
     return True

@@ -527,7 +527,3 @@ def section_from_dict(cls: type, raw: Mapping[str, Any]) -> Any:
 def to_jsonable(section: Any) -> dict[str, Any]:
     """A section as plain JSON data: the one serializer for model metadata and output provenance."""
     return TypeAdapter(type(section)).dump_python(section, mode="json")
-
-
-def section_dict(params: Params, name: str) -> dict[str, Any]:
-    return to_jsonable(getattr(params, name))

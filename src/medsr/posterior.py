@@ -7,7 +7,8 @@ Layout inside an SR set folder (generate writes it per shard, gather merges it):
   swapped/<id>.npy          H x W: one draw guided towards the opposite of the true label (null runs only);
                             it shares the noise of sample 0, so swapped - sample 0 is what the label paints
 metadata.json "posterior": {id: {"samples": sha256, "swapped": sha256 | null}}; every read checks the hash.
-The mean and std files are conveniences: evaluate recomputes both from the hash-checked samples.
+The mean and std files are conveniences: evaluate recomputes both from the hash-checked samples
+(`load_posterior`, for its trust audit).
 
 Which images get samples: `posterior_images` per split (0: all), half per class (the rest from the other class
 when one is short), ranked by derived_seed("posterior", id): independent of shards and batch sizes.
@@ -17,12 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from medsr import io
 from medsr.config import CLASSES
 from medsr.errors import MedsrError
+from medsr.image_sets import ImageSet
 from medsr.randomness import derived_seed
 
 SAMPLES_DIR = "posterior"
@@ -101,3 +104,26 @@ def read_swapped(folder: Path, image_id: str, entry: Mapping[str, str | None]) -
     if entry.get("swapped") is None:
         return None
     return _checked(Path(folder) / SWAPPED_DIR / f"{image_id}.npy", entry["swapped"])
+
+
+def load_posterior(image_set: ImageSet, hr: ImageSet) -> dict[str, Any] | None:
+    """HR, samples and swapped draws of an SR set's posterior images, by split (None if it has none)."""
+    found = entries(image_set.path)
+    if not found:
+        return None
+    records = {r.id: r for r in io.read_manifest(hr.path, split=("val", "test"))}
+    out: dict[str, Any] = {}
+    for split in ("val", "test"):
+        ids = sorted(i for i in found if i in records and records[i].split == split)
+        missing = next((i for i in found if i not in records), None)
+        if missing is not None:
+            raise MedsrError(f"{image_set.path / 'metadata.json'}: posterior image {missing} is not in the hr set")
+        samples = [read_samples(image_set.path, i, found[i]) for i in ids]
+        if len({s.shape for s in samples}) > 1:
+            raise MedsrError(f"{image_set.path / SAMPLES_DIR}: posterior sample counts or sizes differ")
+        swapped = [read_swapped(image_set.path, i, found[i]) for i in ids]
+        out[split] = {"ids": ids, "labels": np.array([int(records[i].label == "unhealthy") for i in ids]),
+                      "hr": np.stack([io.read_record_image(hr.path, records[i]) for i in ids]) if ids else None,
+                      "samples": np.stack(samples) if ids else None,
+                      "swapped": np.stack(swapped) if ids and all(s is not None for s in swapped) else None}
+    return out

@@ -159,7 +159,7 @@ STAGES: tuple[Stage, ...] = (
                                    "domain and evaluate.train_seeds"), *IMAGE_SET_PATHS,
                  PathArg("out", "predictions CSV to write")),
           expand=(("models", classifier_files),)),
-    Stage("evaluate", "evaluation.evaluate", "the learning gate, then verdicts with paired tests and intervals, "
+    Stage("evaluate", "evaluate", "the learning gate, then verdicts with paired tests and intervals, "
           "image quality, figures",
           params=("evaluate", "train_classifier.architectures", "generate.guidance"),
           sections=("evaluate", "train_classifier"), image_sets=True,

@@ -2,12 +2,18 @@
 
 Plain functions of the per-epoch val losses (no torch): `medsr train-classifier` stops and records with them,
 the classifier benchmarks replay them on recorded histories, and `medsr evaluate`'s learning gate reads the
-record (RUN_FIELDS) from the history CSVs. Early stopping: Prechelt 1998, "Early stopping - but when?".
+record (RUN_FIELDS) from the history CSVs with `training_record`. Early stopping: Prechelt 1998, "Early stopping -
+but when?".
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+from typing import Any
+
+from medsr.errors import MedsrError
+from medsr.io import read_csv
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,3 +66,20 @@ def trained_epochs(val_losses: list[float], patience: int) -> list[float]:
 
 
 RUN_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Stopping))  # history CSV run columns
+
+
+def training_record(path: Path) -> dict[str, Any] | None:
+    """The run-level fields of a classifier history CSV (None: written before they existed, or empty)."""
+    rows = read_csv(path)
+    if not rows or any(rows[-1].get(f) in (None, "") for f in RUN_FIELDS):
+        return None
+    last = rows[-1]
+    flags = {}
+    for name in ("stopped_early", "converged"):
+        if last[name] not in ("True", "False"):
+            raise MedsrError(f"{path}: column {name} holds {last[name]!r}, expected True or False")
+        flags[name] = last[name] == "True"
+    try:
+        return {"epochs_run": int(last["epochs_run"]), "best_epoch": int(last["best_epoch"]), **flags}
+    except ValueError as err:
+        raise MedsrError(f"{path}: epochs_run / best_epoch are not integers ({err})") from err

@@ -1,2 +1,3 @@
-"""Evaluation: classification metrics with bootstrap intervals, paired McNemar tests, image quality,
-figures and the generated summary (`medsr evaluate`)."""
+"""Evaluation numbers, computed from arrays: classification metrics with bootstrap intervals, paired tests, the
+verdicts, ROC tails, image quality, the learning gate and the trust audit (`medsr evaluate`; written by
+medsr.report)."""

@@ -18,50 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from medsr import posterior
 from medsr.config import EvaluateParams
 from medsr.errors import MedsrError
 from medsr.evaluation import trust
-from medsr.evaluation.predictions import Key, Scores
 from medsr.image_sets import ImageSet
-from medsr.io import read_csv, read_manifest, read_record_image
+from medsr.posterior import load_posterior
+from medsr.predictions import Key, Scores, posterior_rows
 
 COVERAGE_LAMBDAS = np.round(np.arange(0.0, 6.01, 0.25), 2)  # lambdas of the reliability plot
-SAMPLE_MARK = "~"  # classify's row names: <set>~sample<k>, <set>~swapped
-
-
-def posterior_rows(path: Path, architecture: str) -> dict[tuple[str, int, str, str], dict[str, float]]:
-    """{(classifier, seed, row set, split): {id: P(unhealthy)}} for the posterior rows of the predictions CSV of
-    one classifier family (`architecture`; the audit is of the first, resnet18)."""
-    out: dict[tuple[str, int, str, str], dict[str, float]] = {}
-    for row in read_csv(path):
-        if SAMPLE_MARK in row["set"] and row["architecture"] == architecture:
-            out.setdefault((row["classifier"], int(row["train_seed"]), row["set"], row["split"]), {})[row["id"]] = \
-                float(row["prob_unhealthy"])
-    return out
-
-
-def load_posterior(image_set: ImageSet, hr: ImageSet) -> dict[str, Any] | None:
-    """HR, samples and swapped draws of an SR set's posterior images, by split (None if it has none)."""
-    entries = posterior.entries(image_set.path)
-    if not entries:
-        return None
-    records = {r.id: r for r in read_manifest(hr.path, split=("val", "test"))}
-    out: dict[str, Any] = {}
-    for split in ("val", "test"):
-        ids = sorted(i for i in entries if i in records and records[i].split == split)
-        missing = next((i for i in entries if i not in records), None)
-        if missing is not None:
-            raise MedsrError(f"{image_set.path / 'metadata.json'}: posterior image {missing} is not in the hr set")
-        samples = [posterior.read_samples(image_set.path, i, entries[i]) for i in ids]
-        if len({s.shape for s in samples}) > 1:
-            raise MedsrError(f"{image_set.path / posterior.SAMPLES_DIR}: posterior sample counts or sizes differ")
-        swapped = [posterior.read_swapped(image_set.path, i, entries[i]) for i in ids]
-        out[split] = {"ids": ids, "labels": np.array([int(records[i].label == "unhealthy") for i in ids]),
-                      "hr": np.stack([read_record_image(hr.path, records[i]) for i in ids]) if ids else None,
-                      "samples": np.stack(samples) if ids else None,
-                      "swapped": np.stack(swapped) if ids and all(s is not None for s in swapped) else None}
-    return out
 
 
 def interval_audit(data: Mapping[str, Any], params: EvaluateParams) -> tuple[dict[str, Any], float | None]:

@@ -21,32 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from medsr.config import EvaluateParams
-from medsr.errors import MedsrError
 from medsr.evaluation.metrics import auroc, finite_or_none
-from medsr.evaluation.predictions import Key, Scores
-from medsr.io import read_csv
+from medsr.predictions import Key, Scores
 from medsr.stages import CLASSIFIER_LOG, file_domains
-from medsr.stopping import RUN_FIELDS
+from medsr.stopping import training_record
 
 NO_VERDICT = "no_verdict"
 NO_VERDICT_TEXT = "The classifiers did not learn this data: no verdict"
-
-
-def training_record(path: Path) -> dict[str, Any] | None:
-    """The run-level fields of a classifier history CSV (None: written before they existed, or empty)."""
-    rows = read_csv(path)
-    if not rows or any(rows[-1].get(f) in (None, "") for f in RUN_FIELDS):
-        return None
-    last = rows[-1]
-    flags = {}
-    for name in ("stopped_early", "converged"):
-        if last[name] not in ("True", "False"):
-            raise MedsrError(f"{path}: column {name} holds {last[name]!r}, expected True or False")
-        flags[name] = last[name] == "True"
-    try:
-        return {"epochs_run": int(last["epochs_run"]), "best_epoch": int(last["best_epoch"]), **flags}
-    except ValueError as err:
-        raise MedsrError(f"{path}: epochs_run / best_epoch are not integers ({err})") from err
 
 
 def classifier_records(params: EvaluateParams, architectures: Sequence[str],

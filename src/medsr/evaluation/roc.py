@@ -29,13 +29,12 @@ import numpy as np
 
 from medsr.evaluation.metrics import bootstrap_rates, estimate, finite_or_none, mean_estimate
 from medsr.evaluation.operating_point import OperatingPoint, predict
-from medsr.evaluation.predictions import Key, Scores
+from medsr.predictions import Key, Scores
 
 MAX_FPR = 0.1  # partial AUROC over specificity >= 0.9
 # FPR grid of the pooled curves: fine over the tail [0, MAX_FPR] (where the val point is), coarse beyond
 FPR_GRID = np.unique(np.r_[np.linspace(0.0, MAX_FPR, 41), np.linspace(MAX_FPR, 1.0, 37)])
 
-ROC_FIGURES = {"Q1": "roc_q1.png", "Q2": "roc_q2.png", "reference": "roc_reference.png"}  # one per question
 Points = Mapping[tuple[str, str, int], Mapping[str, OperatingPoint]]  # (set, classifier, seed) -> point
 
 

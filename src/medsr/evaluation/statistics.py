@@ -23,6 +23,7 @@ AUROC differences: DeLong, DeLong & Clarke-Pearson (1988), paired (same images s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import math
 
@@ -113,6 +114,12 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     adjusted = np.empty_like(stepped)
     adjusted[order] = stepped
     return [float(v) for v in adjusted]
+
+
+def holm_adjust(tests: Sequence[dict[str, Any]]) -> None:
+    """Adds "pvalue_holm" to each test of one family (in place): `holm` of their "pvalue"s, in the same order."""
+    for test, adjusted in zip(tests, holm([t["pvalue"] for t in tests])):
+        test["pvalue_holm"] = adjusted
 
 
 def paired_rate_difference(weights: np.ndarray, labels: np.ndarray, first_preds: np.ndarray,

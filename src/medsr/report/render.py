@@ -5,6 +5,7 @@ Nothing is computed here that a reader could not find in the results dict (figur
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,19 +13,31 @@ from typing import Any
 import numpy as np
 
 from medsr.config import CLASSES
-from medsr.evaluation import figures as draw
-from medsr.evaluation.headline import headline
 from medsr.evaluation.operating_point import predict
-from medsr.evaluation.predictions import Key, Scores
-from medsr.evaluation.roc import MAX_FPR, ROC_FIGURES
-from medsr.evaluation.summary import summary_rst
-from medsr.evaluation.tables import VERDICT_WORDS, interval, num, pvalue, verdict_p
+from medsr.evaluation.roc import MAX_FPR
 from medsr.io import atomic_dir, write_csv, write_json
+from medsr.predictions import Key, Scores
+from medsr.report import figures as draw
+from medsr.report.figures import ROC_FIGURES
+from medsr.report.headline import headline
+from medsr.report.summary import summary_rst
+from medsr.report.tables import VERDICT_WORDS, interval, num, pvalue, verdict_p
 
 FORMAT_VERSION = 2
 FIGURES = ("fnr_forest.png", "examples.png", "difference_maps.png", "confusion_matrices.png", "mcnemar_tables.png",
            "training_curves.png", "fnr_intervals.png", *ROC_FIGURES.values())
 CONFUSION_POINT = "val"  # plots/confusion/<set>.csv: hr classifier, first train seed, val-chosen threshold
+
+
+def figure_ids(ids: Sequence[str], labels: np.ndarray, count: int) -> list[int]:
+    """Deterministic: evenly spaced over the id order, ceil(count / 2) unhealthy, the rest healthy."""
+    chosen = []
+    n_unhealthy = min(math.ceil(count / 2), int(labels.sum()))
+    for cls, k in ((1, n_unhealthy), (0, min(count - n_unhealthy, int((labels == 0).sum())))):
+        members = np.flatnonzero(labels == cls)
+        if k > 0:
+            chosen += [int(members[j]) for j in np.unique(np.linspace(0, len(members) - 1, k).round().astype(int))]
+    return chosen
 
 
 def forest_rows(results: Mapping[str, Any]) -> list[tuple]:
@@ -130,7 +143,6 @@ def write_trust_figures(tmp: Path, trust_results: Mapping[str, Any], trust_data:
     set with a null run (else the first), on test images chosen as in the other figures."""
     if not trust_data:
         return []
-    from medsr.evaluation.evaluate import figure_ids
     written = []
     names = list(trust_data)
     shown = next((n for n in names if trust_results["sets"][n]["guidance"] == "null"), names[0])

@@ -1,8 +1,8 @@
 """The generated findings: first the answers to Q1 and Q2 and the verdict table, then the details.
 
-Every sentence follows a verdict computed in `compute.py` (the Holm-adjusted FNR test on the unhealthy test images at
-the val operating point under `evaluate.verdict_rule`, "holds in k/n" replicates) and quotes its numbers, so
-wording and numbers agree.
+Every sentence follows a verdict computed in `evaluation/verdicts.py` (the Holm-adjusted FNR test on the unhealthy
+test images at the val operating point under `evaluate.verdict_rule`, "holds in k/n" replicates) and quotes its
+numbers, so wording and numbers agree.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from medsr.evaluation.gate import NO_VERDICT
-from medsr.evaluation.roc import MAX_FPR, ROC_FIGURES
-from medsr.evaluation.tables import (ARM_HEADER, ORACLE, VERDICT_HEADER, VERDICT_WORDS, arm_rows, gate_failed,
-                                     gate_lead, interval, num, pvalue, rst_table, verdict_p, verdict_rows)
+from medsr.evaluation.roc import MAX_FPR
+from medsr.report.figures import ROC_FIGURES
+from medsr.report.tables import (ARM_HEADER, ORACLE, VERDICT_HEADER, VERDICT_WORDS, arm_rows, gate_failed,
+                                 gate_lead, interval, num, pvalue, rst_table, verdict_p, verdict_rows)
 
 ANSWER = {  # question -> verdict -> leading word
     "Q1": {"first_better": "Yes", "second_better": "No", "not_significant": "Not shown", NO_VERDICT: "No verdict"},

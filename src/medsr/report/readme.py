@@ -4,7 +4,7 @@
 of the `docs/` folder beside it, the text between <!-- verdict:begin --> and <!-- verdict:end --> with
 `verdict_markdown(results)` (the README's first screen), between <!-- results:begin --> and <!-- results:end -->
 with `results_markdown(results)` (the full block), and each <!-- benchmark:<name>:begin --> ...
-<!-- benchmark:<name>:end --> block with the table of `<benchmarks>/<name>.json` (medsr.evaluation.benchmark_tables).
+<!-- benchmark:<name>:end --> block with the table of `<benchmarks>/<name>.json` (medsr.report.benchmark_tables).
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from medsr.errors import MedsrError
-from medsr.evaluation.benchmark_tables import TABLES
 from medsr.evaluation.roc import MAX_FPR
-from medsr.evaluation.summary import basis, oracle_warning, trust_lines
-from medsr.evaluation.tables import (ARM_HEADER, VERDICT_HEADER, arm_rows, gate_failed, gate_lead, markdown_table,
-                                     verdict_rows)
 from medsr.io import atomic_path, read_json, write_text
+from medsr.report.benchmark_tables import TABLES
+from medsr.report.summary import basis, oracle_warning, trust_lines
+from medsr.report.tables import (ARM_HEADER, VERDICT_HEADER, arm_rows, gate_failed, gate_lead, markdown_table,
+                                 verdict_rows)
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 BEGIN_END = (BEGIN, END)

@@ -4,12 +4,12 @@ Inputs: the predictions CSV from `medsr classify` (scores of every architecture 
 set x split)
 and the ImageSets it classified (the first is hr). Outputs, each written atomically: the headline metrics JSON
 (DVC metrics), the full results JSON (with provenance), a figures folder (PNGs + summary.rst) and a plots folder
-(DVC plot CSVs). What is compared with what is declared in `comparisons.py`.
+(DVC plot CSVs). What is compared with what is declared in `evaluation/comparisons.py`; the numbers are
+computed in medsr.evaluation, the files written by medsr.report.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,12 +24,12 @@ from medsr.evaluation.audit import audit
 from medsr.evaluation.comparisons import arms
 from medsr.evaluation.compute import compute
 from medsr.evaluation.gate import learning_gate
-from medsr.evaluation.predictions import read_predictions
-from medsr.evaluation.provenance import provenance
-from medsr.evaluation.render import FIGURES, write_figures, write_outputs, write_plots
-from medsr.evaluation.summary import summary_text
 from medsr.image_sets import ImageSet, paired_records
 from medsr.io import Record, read_csv, read_manifest, read_record_image
+from medsr.predictions import read_predictions
+from medsr.provenance import provenance
+from medsr.report.render import FIGURES, figure_ids, write_figures, write_outputs, write_plots
+from medsr.report.summary import summary_text
 
 
 
@@ -61,17 +61,6 @@ def load_by_id(folder: Path, ids: Sequence[str], what: str) -> np.ndarray:
     if len(shapes) > 1:
         raise MedsrError(f"{folder}: {what} test images differ in size ({sorted(shapes)[:2]})")
     return np.stack(images).astype(np.float32)
-
-
-def figure_ids(ids: Sequence[str], labels: np.ndarray, count: int) -> list[int]:
-    """Deterministic: evenly spaced over the id order, ceil(count / 2) unhealthy, the rest healthy."""
-    chosen = []
-    n_unhealthy = min(math.ceil(count / 2), int(labels.sum()))
-    for cls, k in ((1, n_unhealthy), (0, min(count - n_unhealthy, int((labels == 0).sum())))):
-        members = np.flatnonzero(labels == cls)
-        if k > 0:
-            chosen += [int(members[j]) for j in np.unique(np.linspace(0, len(members) - 1, k).round().astype(int))]
-    return chosen
 
 
 def subjects_of_test_images(hr: ImageSet, ids: Sequence[str]) -> list[str] | None:

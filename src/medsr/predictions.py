@@ -5,7 +5,8 @@ classifier family (train_classifier.architectures), `classifier` the domain its 
 bicubic, sr). The evaluation is run once per architecture: `read_predictions` returns one score table per family.
 Scores are kept, not hard predictions: the stage decides the operating point (0.5 and a threshold chosen on val).
 Every (architecture, classifier, seed, set) of one split lists the same images as the HR set, in one id order, with
-the same labels; an external set may lack val rows.
+the same labels; an external set may lack val rows. The rows of posterior samples (set `<set>~sample<k>`,
+`<set>~swapped`, medsr.classify) are read apart, by `posterior_rows` for the trust audit.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from medsr.io import read_csv
 COLUMNS = ("architecture", "classifier", "train_seed", "set", "split", "id", "label", "label_index", "prob_unhealthy")
 SPLITS = ("val", "test")
 REFERENCE_SET = "hr"
+SAMPLE_MARK = "~"  # classify's row names: <set>~sample<k>, <set>~swapped
 
 
 @dataclass(frozen=True)
@@ -123,3 +125,14 @@ def _paired(path: Path, key: Key, by_id: dict[str, tuple[int, float]], reference
     if bad is not None:
         raise MedsrError(f"{path}: {architecture} {_name(key)} labels image {bad} differently from set {REFERENCE_SET}")
     return Scores(order, labels, np.array([by_id[i][1] for i in order], dtype=np.float64))
+
+
+def posterior_rows(path: Path, architecture: str) -> dict[tuple[str, int, str, str], dict[str, float]]:
+    """{(classifier, seed, row set, split): {id: P(unhealthy)}} for the posterior rows of the predictions CSV of
+    one classifier family (`architecture`; the audit is of the first, resnet18)."""
+    out: dict[tuple[str, int, str, str], dict[str, float]] = {}
+    for row in read_csv(path):
+        if SAMPLE_MARK in row["set"] and row["architecture"] == architecture:
+            out.setdefault((row["classifier"], int(row["train_seed"]), row["set"], row["split"]), {})[row["id"]] = \
+                float(row["prob_unhealthy"])
+    return out

@@ -1,6 +1,6 @@
 """Matplotlib (Agg) figures for the report; every figure is generated, none drawn by hand.
 
-Each function takes plain arrays and writes one PNG; `evaluate.py` decides what goes in.
+Each function takes plain arrays and writes one PNG; `render.py` decides what goes in.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from medsr.config import CLASSES  # noqa: E402
 from medsr.evaluation.trust import interval_sigma  # noqa: E402
 
 DPI = 120
+ROC_FIGURES = {"Q1": "roc_q1.png", "Q2": "roc_q2.png", "reference": "roc_reference.png"}  # one per question
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
