@@ -18,7 +18,7 @@ import numpy as np
 
 from medsr.config import CLASSES, EvaluateParams
 from medsr.evaluation import quality
-from medsr.evaluation.comparisons import QUESTION_TEXT, Arm, Comparison, arm_name, arms, comparisons, group_name
+from medsr.evaluation.comparisons import QUESTION_TEXT, Arm, Comparison, arms, comparisons, group_name
 from medsr.evaluation.gate import withhold
 from medsr.evaluation.metrics import (bootstrap_auroc, bootstrap_rates, bootstrap_weights, finite_or_none,
                                       mean_estimate, set_metrics)
@@ -113,7 +113,7 @@ def compare_arms(comp: Comparison, seed: int, scores: Mapping[Key, Scores],
     first = scores[(comp.first[1], seed, comp.first[0], "test")]
     second = scores[(comp.second[1], seed, comp.second[0], "test")]
     out: dict[str, Any] = {"question": comp.question, "family": comp.family, "train_seed": seed,
-                           "first": arm_name(comp.first), "second": arm_name(comp.second),
+                           "first": str(comp.first), "second": str(comp.second),
                            "leaks_label": comp.leaks_label}
     for p in POINTS:
         out[p] = compare(first.labels, predict(first.scores, points[(*comp.first, seed)][p].threshold),
@@ -143,7 +143,7 @@ def pooled_test(replicates: Sequence[dict[str, Any]], scores: Mapping[Key, Score
     misses: dict[str, list[np.ndarray]] = {"first": [], "second": []}
     for r in replicates:
         for side in ("first", "second"):
-            name, classifier = r[side].split("@")
+            name, classifier = Arm.parse(r[side])
             test = scores[(classifier, r["train_seed"], name, "test")]
             unhealthy = test.labels.astype(bool)
             calls = predict(test.scores, points[(name, classifier, r["train_seed"])]["val"].threshold)
@@ -175,7 +175,7 @@ def seed_arrays(replicates: Sequence[dict[str, Any]], scores: Mapping[Key, Score
         for seed, members in by_seed.items():
             rows = {"misses": [], "test": [], "val": []}
             for r in members:
-                name, classifier = r[side].split("@")
+                name, classifier = Arm.parse(r[side])
                 test = scores[(classifier, seed, name, "test")]
                 val = scores[val_key(name, classifier, seed, scores, home)]
                 unhealthy = test.labels.astype(bool)
@@ -238,7 +238,7 @@ def pooled_comparison(replicates: Sequence[dict[str, Any]], scores: Mapping[Key,
         for r in replicates:
             per_side = []
             for side in ("first", "second"):
-                name, classifier = r[side].split("@")
+                name, classifier = Arm.parse(r[side])
                 test = scores[(classifier, r["train_seed"], name, "test")]
                 preds = predict(test.scores, points[(name, classifier, r["train_seed"])][p].threshold)
                 point = float(bootstrap_rates(np.ones((1, len(preds))), test.labels, preds)["fnr"][0])
@@ -307,8 +307,8 @@ def comparison_groups(tests: Sequence[dict[str, Any]], group_of: Mapping[str, st
 
 
 def _group_arm(arm: str, group_of: Mapping[str, str]) -> str:
-    name, classifier = arm.split("@")
-    return f"{group_of[name]}@{classifier}"
+    name, classifier = Arm.parse(arm)
+    return str(Arm(group_of[name], classifier))
 
 
 # --- the stage's numbers -------------------------------------------------------------------
@@ -323,7 +323,7 @@ def classifier_analysis(params: EvaluateParams, sets: Sequence[ImageSet], scores
 
     arm_results = {}
     for name, classifier in arm_list:
-        arm_results[arm_name((name, classifier))] = {
+        arm_results[str(Arm(name, classifier))] = {
             "set": name, "classifier": classifier, "group": group_of[name], "title": arm_title(by_name[name], classifier),
             "leaks_label": by_name[name].leaks_label,
             "per_seed": {str(seed): arm_seed_metrics(scores[(classifier, seed, name, "test")],
@@ -331,7 +331,7 @@ def classifier_analysis(params: EvaluateParams, sets: Sequence[ImageSet], scores
                          for seed in params.train_seeds}}
     arm_groups: dict[str, dict[str, Any]] = {}
     for name, classifier in arm_list:
-        key = f"{group_of[name]}@{classifier}"
+        key = str(Arm(group_of[name], classifier))
         entry = arm_groups.setdefault(key, {"group": group_of[name], "classifier": classifier, "sets": [],
                                             "title": arm_title(by_name[name], classifier),
                                             "leaks_label": by_name[name].leaks_label})

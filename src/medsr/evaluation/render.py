@@ -13,6 +13,7 @@ import numpy as np
 
 from medsr.config import CLASSES
 from medsr.evaluation import figures as draw
+from medsr.evaluation.comparisons import Arm
 from medsr.evaluation.headline import headline
 from medsr.evaluation.operating_point import predict
 from medsr.evaluation.predictions import Key, Scores
@@ -166,7 +167,7 @@ def write_plots(folder: Path, results: Mapping[str, Any], scores: Mapping[Key, S
     with atomic_dir(folder) as tmp:
         (tmp / "confusion").mkdir()
         for name, entry in results["sets"].items():
-            arm = results["arms"][f"{name}@hr"]
+            arm = results["arms"][str(Arm(name, "hr"))]
             threshold = arm["per_seed"][str(seed)]["operating_points"][CONFUSION_POINT]["threshold"]
             test = scores[("hr", seed, name, "test")]
             write_csv(tmp / "confusion" / f"{name}.csv",
