@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from medsr.config import ARCHITECTURES, CLASSIFIER_DOMAINS, DATA_DOMAINS, GUIDANCE_MODES
+from medsr.config import ARCHITECTURES, CLASSIFIER_DOMAINS, GUIDANCE_MODES, classifier_domains
 from medsr.errors import MedsrError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent  # src/medsr
@@ -57,20 +57,18 @@ SR_DOMAIN = "sr-{guidance}"  # the file-name domain of the classifier trained on
 TRAINING_LOGS = ("sr_loss.csv", "regression_loss.csv")
 
 
-def file_domains(sr_classifier) -> list[str]:
-    """The `domain` fields of the classifier file names: hr, bicubic and sr-<mode> per evaluate.sr_classifier."""
-    return list(DATA_DOMAINS) + [SR_DOMAIN.format(guidance=g) for g in sr_classifier]
-
-
-def _file_domains(params) -> list[str]:
-    return file_domains(params.evaluate.sr_classifier)
+def file_domains(evaluate) -> list[str]:
+    """The `domain` fields of the classifier file names: the run's classifier domains (`classifier_domains`),
+    sr as sr-<mode> for the mode of evaluate.sr_classifier."""
+    return [name for domain in classifier_domains(evaluate) for name in (
+        [SR_DOMAIN.format(guidance=g) for g in evaluate.sr_classifier] if domain == "sr" else [domain])]
 
 
 def classifier_files(folder: Path, params) -> list[Path]:
     """Every classifier a run trains: train_classifier.architectures x its file domains (`file_domains`)
     x evaluate.train_seeds."""
     return [Path(folder) / CLASSIFIER_MODEL.format(arch=a, domain=d, seed=s)
-            for a in params.train_classifier.architectures for d in _file_domains(params)
+            for a in params.train_classifier.architectures for d in file_domains(params.evaluate)
             for s in params.evaluate.train_seeds]
 
 
@@ -78,7 +76,7 @@ def training_logs(folder: Path, params) -> list[Path]:
     """The loss CSVs a run writes: the SR model's, the regression model's and every classifier's history."""
     return [Path(folder) / name for name in TRAINING_LOGS] + [
         Path(folder) / CLASSIFIER_LOG.format(arch=a, domain=d, seed=s) for a in params.train_classifier.architectures
-        for d in _file_domains(params) for s in params.evaluate.train_seeds]
+        for d in file_domains(params.evaluate) for s in params.evaluate.train_seeds]
 
 
 @dataclasses.dataclass(frozen=True)
