@@ -42,8 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(stage.command, help=stage.help)
         _common(p, device=stage.device)
         for arg in stage.paths:
-            p.add_argument(f"--{arg.name}", required=arg.required, type=Path, nargs="+" if arg.many else None,
-                           help=arg.help)
+            p.add_argument(f"--{arg.name}", required=arg.required, type=Path, help=arg.help)
         for option in stage.options:
             p.add_argument(f"--{option.name}", required=True, type=option.type, choices=option.choices,
                            help=option.help)

@@ -30,7 +30,6 @@ PACKAGE_ROOT = Path(__file__).resolve().parent  # src/medsr
 class PathArg:
     name: str  # --name on the command line, keyword of run()
     help: str
-    many: bool = False  # one or more paths
     required: bool = True  # False: the option may be left out (run() then gets None)
     out: bool = False  # written by the stage (a DAG output); else read (a DAG input)
     fixed: str | None = None  # the path both front ends pass when it is neither (kept between runs)
