@@ -27,8 +27,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from medsr.config import VerdictRule, deep_merge, load_raw, params_from_dict, to_jsonable
-from medsr.evaluate import classifiers_of
+from medsr.config import VerdictRule, classifier_domains, deep_merge, load_raw, params_from_dict, to_jsonable
 from medsr.evaluation.comparisons import arms
 from medsr.evaluation.compute import classifier_analysis
 from medsr.evaluation.metrics import bootstrap_weights
@@ -50,7 +49,7 @@ def val_verdicts(run: Path, overlays: list[Path], rule: str) -> tuple[dict[str, 
     sets = build(hr=run / "data/hr", bicubic=run / "data/bicubic", regression=run / "results/regression",
                  sr=run / "results/sr", guidance=params.generate.guidance, sampling_seeds=evaluate.sampling_seeds,
                  external={}, sr_classifier=bool(evaluate.sr_classifier))
-    classifiers = classifiers_of(evaluate)
+    classifiers = classifier_domains(evaluate)
     architecture = params.train_classifier.architectures[0]
     scores = read_predictions(run / "results/predictions.csv", architectures=params.train_classifier.architectures,
                               arms=arms(sets, classifiers), train_seeds=list(evaluate.train_seeds),

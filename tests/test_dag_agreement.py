@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -124,12 +126,60 @@ def test_snakemake_lint_has_no_errors():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_dvc_yaml_lists_each_stages_source_files_from_the_import_graph():
-    """dvc.yaml's `src/` deps are what `medsr dvc-deps` writes from the import graph (Snakemake computes them)."""
-    from medsr.stages import sync_dvc_deps
+def test_dvc_yaml_commands_and_source_files_are_written_from_the_stage_table():
+    """dvc.yaml's `cmd:` lines and `src/` deps are what `medsr dvc-sync` writes from the stage table and the
+    import graph (Snakemake renders / computes them)."""
+    from medsr.stages import sync_dvc_yaml
 
     text = (ROOT / "dvc.yaml").read_text()
-    assert sync_dvc_deps(text) == text, "dvc.yaml's source dependencies are stale: run `medsr dvc-deps`"
+    assert sync_dvc_yaml(text) == text, "dvc.yaml's commands or source dependencies are stale: run `medsr dvc-sync`"
+
+
+def _job_keys(rule: str, job_name: str) -> dict[str, str]:
+    """A job's wildcards / matrix values by name: the fields of its rule's log, in the order both front ends name
+    the job by (`generate@null-0-1`: guidance, seed, shard)."""
+    from medsr.stages import LOGS
+
+    fields = re.findall(r"\{(\w+)\}", LOGS[rule])
+    return dict(zip(fields, job_name.split("@")[1].split("-"))) if fields else {}
+
+
+def _read_command(cmd: str) -> tuple[str, dict[str, str]]:
+    """`medsr <command> --a x --b y` -> (command, {a: x, b: y}), the flags in the order given."""
+    words = shlex.split(cmd)
+    assert words[0] == "medsr" and len(words) % 2 == 0, cmd
+    return words[1], {flag.removeprefix("--"): value for flag, value in zip(words[2::2], words[3::2])}
+
+
+@pytest.mark.parametrize("variant", ["default", "a classifier on SR images, two train seeds"])
+def test_every_job_runs_the_stage_tables_command_on_its_own_inputs_and_outputs(tmp_path, variant):
+    """Each job's command in either front end is the stage table's (`medsr.stages.command`: the flags, their order,
+    the options from the job's wildcards, the fixed paths, its log), each path an input of the job (or the folder
+    holding its inputs) or an output of it, as the table says."""
+    from medsr.stages import BY_RULE, LOGS, RULE_OPTIONS, command
+
+    work = project_copy(tmp_path, VARIANTS[variant])
+    for front, jobs in (("snakemake", snakemake_stages(work)), ("dvc", dvc_stages(work))):
+        for name, job in jobs.items():
+            rule = name.split("@")[0]
+            stage, keys = BY_RULE[rule], _job_keys(rule, name)
+            subcommand, flags = _read_command(job.cmd)
+            assert subcommand == stage.command, f"{front} {name}: {job.cmd}"
+            for arg in stage.paths:
+                value = flags.get(arg.name)
+                if arg.fixed is not None:
+                    assert value == arg.fixed, f"{front} {name}: --{arg.name} {value}"
+                elif arg.out:
+                    assert value in job.outputs, f"{front} {name}: --{arg.name} {value} is not an output"
+                elif value is not None or arg.required:
+                    assert any(f == value or f.startswith(f"{value}/") for f in job.inputs), \
+                        f"{front} {name}: --{arg.name} {value} is not an input"
+            values = {a.name: flags[a.name] for a in stage.paths if a.name in flags}
+            values |= {o.name: keys[o.wildcard] for o in stage.options if o.wildcard in keys}
+            assert set(RULE_OPTIONS.get(rule, {})) | {o.name for o in stage.options if o.wildcard in keys} == {
+                o.name for o in stage.options}, f"{name}: an option neither fixed nor a wildcard"
+            expected = command(rule, values, "--params params.yaml", LOGS[rule].format(**keys))
+            assert job.cmd == expected, f"{front} {name}: the command is not the stage table's\n {job.cmd}\n {expected}"
 
 
 def test_each_stage_depends_on_exactly_the_modules_its_command_imports(tmp_path):
@@ -148,9 +198,10 @@ def test_each_stage_depends_on_exactly_the_modules_its_command_imports(tmp_path)
     assert "src/medsr/io.py" in source_files("evaluate") and "src/medsr/io.py" in source_files("download")
 
 
-def test_every_rule_reads_its_parameters_from_the_stage_table():
+def test_every_rule_reads_its_parameters_and_command_from_the_stage_table():
     """Snakemake reruns a rule when a parameter in `p` changes; DVC when one in `params:` does. Both come from the
-    stage table: the rules by `p=stage_params("<rule>")`, DVC's lists checked against the table."""
+    stage table: the rules by `p=stage_params("<rule>")`, DVC's lists checked against the table. So does each
+    rule's command: `cmd=stage_command("<rule>", ...)`, run by `shell: "{params.cmd}"`."""
     import re
 
     from medsr.stages import BY_RULE
@@ -162,3 +213,6 @@ def test_every_rule_reads_its_parameters_from_the_stage_table():
     assert set(declared) == set(BY_RULE), "a rule without a stage table row (or the reverse)"
     for rule, body in declared.items():
         assert re.findall(r"\bp=(.*),", body) == [f'stage_params("{rule}")'], rule
+        # the command: rendered from the stage table (medsr.stages.command), never written out by a rule
+        assert re.findall(r"\bcmd=stage_command\(\"(\w+)\"", body) == [rule], rule
+        assert re.findall(r"shell:\s*(.*)", body) in ([], ['"{params.cmd}"']), rule

@@ -18,7 +18,7 @@ from medsr.errors import MedsrError
 
 DEFAULT_PARAMS = "params.yaml"
 SCHEMA_FILE = "workflow/schemas/params.schema.json"
-TOOLS = ("overlay-args", "schema", "dvc-deps", "readme")  # commands that are not pipeline stages
+TOOLS = ("overlay-args", "schema", "dvc-sync", "readme")  # commands that are not pipeline stages
 
 
 def _common(parser: argparse.ArgumentParser, device: bool = False) -> None:
@@ -42,8 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(stage.command, help=stage.help)
         _common(p, device=stage.device)
         for arg in stage.paths:
-            p.add_argument(f"--{arg.name}", required=arg.required, type=Path, nargs="+" if arg.many else None,
-                           help=arg.help)
+            p.add_argument(f"--{arg.name}", required=arg.required, type=Path, help=arg.help)
         for option in stage.options:
             p.add_argument(f"--{option.name}", required=True, type=option.type, choices=option.choices,
                            help=option.help)
@@ -53,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", type=Path, default=Path(DEFAULT_PARAMS), help="base parameters (params.yaml)")
     p = sub.add_parser("schema", help="write the JSON schema of params.yaml (what Snakemake validates with)")
     p.add_argument("--out", type=Path, default=Path(SCHEMA_FILE), help=f"schema file to write ({SCHEMA_FILE})")
-    p = sub.add_parser("dvc-deps", help="rewrite dvc.yaml's source dependencies from each stage's import graph")
+    p = sub.add_parser("dvc-sync", help="rewrite dvc.yaml's commands from the stage table and its source "
+                                        "dependencies from each stage's import graph")
     p.add_argument("--dvc-yaml", type=Path, default=Path("dvc.yaml"), help="dvc.yaml to update in place")
     p = sub.add_parser("readme", help="regenerate the verdict, results and benchmark blocks of the README and "
                        "docs/*.md from their JSON files")
@@ -77,10 +77,10 @@ def _tool(args: argparse.Namespace) -> bool:
         from medsr.config import schema_text
         from medsr.io import write_text
         write_text(args.out, schema_text())
-    elif args.stage == "dvc-deps":
+    elif args.stage == "dvc-sync":
         from medsr.io import write_text
-        from medsr.stages import sync_dvc_deps
-        write_text(args.dvc_yaml, sync_dvc_deps(args.dvc_yaml.read_text()))
+        from medsr.stages import sync_dvc_yaml
+        write_text(args.dvc_yaml, sync_dvc_yaml(args.dvc_yaml.read_text()))
     elif args.stage == "readme":
         importlib.import_module("medsr.report.readme").update_readme(args.readme, args.results, args.benchmarks)
     else:

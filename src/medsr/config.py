@@ -450,6 +450,11 @@ def _check_consistency(params: Params, source: str) -> None:
         raise MedsrError(f"{source}: evaluate.external.{bad_names[0]}: a set name is letters, digits, _ and -")
 
 
+def classifier_domains(evaluate: EvaluateParams) -> tuple[str, ...]:
+    """The classifier domains of a run: DATA_DOMAINS always, and sr with evaluate.sr_classifier."""
+    return DATA_DOMAINS + (("sr",) if evaluate.sr_classifier else ())
+
+
 def generation_splits(evaluate: EvaluateParams, guidance: str, seed: int) -> tuple[str, ...]:
     """What one generate job super-resolves: val and test; and train too for the SR images the SR-trained
     classifier learns from (evaluate.sr_classifier's mode at the first sampling seed)."""

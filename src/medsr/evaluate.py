@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from medsr.config import CLASSES, DATA_DOMAINS, EvaluateParams, TrainClassifierParams
+from medsr.config import CLASSES, EvaluateParams, TrainClassifierParams, classifier_domains
 from medsr.errors import MedsrError
 from medsr.evaluation import quality
 from medsr.evaluation.audit import audit
@@ -98,10 +98,6 @@ def loss_curve(path: Path) -> tuple[str, np.ndarray, dict[str, np.ndarray]] | No
 
 # --- the stage -----------------------------------------------------------------------------
 
-def classifiers_of(params: EvaluateParams) -> tuple[str, ...]:
-    return DATA_DOMAINS + (("sr",) if params.sr_classifier else ())
-
-
 def check_sets(sets: Sequence[ImageSet]) -> None:
     if not sets or sets[0].kind != "hr":
         raise MedsrError("evaluate: the first image set must be hr (the reference)")
@@ -132,7 +128,7 @@ def run(params: EvaluateParams, train_classifier: TrainClassifierParams, *, pred
     there are verdicts at all."""
     sets = list(sets)
     check_sets(sets)
-    classifiers = classifiers_of(params)
+    classifiers = classifier_domains(params)
     architectures = list(train_classifier.architectures)
     by_architecture = read_predictions(Path(predictions), architectures=architectures, arms=arms(sets, classifiers),
                                        train_seeds=list(params.train_seeds),

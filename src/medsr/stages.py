@@ -1,21 +1,27 @@
 """The stage table: every `medsr <stage>` command, declared once.
 
 Each row names the module whose `run(*sections, **paths, **options)` the command calls, the params.yaml
-sections it receives (in order), its path arguments and its other options. The CLI is built from this
-table (`medsr.cli`), Snakemake's rules take each stage's source files from `source_files` (the import
-graph of its module), and tests/test_dag_agreement.py proves that the Snakefile and dvc.yaml run these
-commands with these sections and source files.
+sections it receives (in order), its path arguments (read or written) and its other options. The CLI is built
+from this table (`medsr.cli`); every command line the two front ends run is rendered by `command` (the Snakemake
+rules from their named inputs, outputs and wildcards, dvc.yaml's by `sync_dvc_yaml` from its deps, outs and
+matrix keys); Snakemake's rules take each stage's source files from `source_files` (the import graph of its
+module), and tests/test_dag_agreement.py proves that the Snakefile and dvc.yaml run these commands with these
+sections and source files.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 import typing
 from functools import cache
 from pathlib import Path
 
-from medsr.config import ARCHITECTURES, CLASSIFIER_DOMAINS, DATA_DOMAINS, GUIDANCE_MODES
+import yaml
+
+from medsr.config import ARCHITECTURES, CLASSIFIER_DOMAINS, GUIDANCE_MODES, classifier_domains
+from medsr.errors import MedsrError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent  # src/medsr
 
@@ -24,8 +30,9 @@ PACKAGE_ROOT = Path(__file__).resolve().parent  # src/medsr
 class PathArg:
     name: str  # --name on the command line, keyword of run()
     help: str
-    many: bool = False  # one or more paths
     required: bool = True  # False: the option may be left out (run() then gets None)
+    out: bool = False  # written by the stage (a DAG output); else read (a DAG input)
+    fixed: str | None = None  # the path both front ends pass when it is neither (kept between runs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +41,11 @@ class Option:
     help: str
     type: type = str
     choices: tuple[str, ...] | None = None
+    key: str | None = None  # the Snakemake wildcard / DVC matrix key holding its value (default: name)
+
+    @property
+    def wildcard(self) -> str:
+        return self.key or self.name
 
 
 # File names of the per-(architecture, domain, seed) classifiers and their histories, inside the folders the DAG
@@ -41,23 +53,21 @@ class Option:
 CLASSIFIER_MODEL = "classifier_{arch}_{domain}_seed{seed}.safetensors"
 CLASSIFIER_LOG = "classifier_{arch}_{domain}_seed{seed}.csv"
 SR_DOMAIN = "sr-{guidance}"  # the file-name domain of the classifier trained on SR images of one guidance mode
-
-
-def file_domains(sr_classifier) -> list[str]:
-    """The `domain` fields of the classifier file names: hr, bicubic and sr-<mode> per evaluate.sr_classifier."""
-    return list(DATA_DOMAINS) + [SR_DOMAIN.format(guidance=g) for g in sr_classifier]
-
-
-def _file_domains(params) -> list[str]:
-    return file_domains(params.evaluate.sr_classifier)
 TRAINING_LOGS = ("sr_loss.csv", "regression_loss.csv")
+
+
+def file_domains(evaluate) -> list[str]:
+    """The `domain` fields of the classifier file names: the run's classifier domains (`classifier_domains`),
+    sr as sr-<mode> for the mode of evaluate.sr_classifier."""
+    return [name for domain in classifier_domains(evaluate) for name in (
+        [SR_DOMAIN.format(guidance=g) for g in evaluate.sr_classifier] if domain == "sr" else [domain])]
 
 
 def classifier_files(folder: Path, params) -> list[Path]:
     """Every classifier a run trains: train_classifier.architectures x its file domains (`file_domains`)
     x evaluate.train_seeds."""
     return [Path(folder) / CLASSIFIER_MODEL.format(arch=a, domain=d, seed=s)
-            for a in params.train_classifier.architectures for d in _file_domains(params)
+            for a in params.train_classifier.architectures for d in file_domains(params.evaluate)
             for s in params.evaluate.train_seeds]
 
 
@@ -65,7 +75,7 @@ def training_logs(folder: Path, params) -> list[Path]:
     """The loss CSVs a run writes: the SR model's, the regression model's and every classifier's history."""
     return [Path(folder) / name for name in TRAINING_LOGS] + [
         Path(folder) / CLASSIFIER_LOG.format(arch=a, domain=d, seed=s) for a in params.train_classifier.architectures
-        for d in _file_domains(params) for s in params.evaluate.train_seeds]
+        for d in file_domains(params.evaluate) for s in params.evaluate.train_seeds]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,34 +109,37 @@ STAGES: tuple[Stage, ...] = (
           params=("data",),
           sections=("data",),
           paths=(PathArg("out", "dataset folder to write: <out>/{train,val,test}/{healthy,unhealthy}/*.png "
-                                "+ manifest.csv"),)),
+                                "+ manifest.csv", out=True),)),
     Stage("degrade", "degrade", "LR images by Eq. 1.1 and their bicubic upsampling", params=("degrade",),
           sections=("degrade",),
-          paths=(PathArg("hr", "HR dataset folder (from download)"), PathArg("lr", "LR folder to write"),
-                 PathArg("bicubic", "bicubic-upsampled LR folder to write"))),
+          paths=(PathArg("hr", "HR dataset folder (from download)"), PathArg("lr", "LR folder to write", out=True),
+                 PathArg("bicubic", "bicubic-upsampled LR folder to write", out=True))),
     Stage("train-sr", "train_sr", "train the class-guided diffusion SR model",
           params=("sr_model", "diffusion", "train_sr"),
           sections=("sr_model", "diffusion", "train_sr"), device=True,
           paths=(PathArg("hr", "HR dataset folder"), PathArg("lr", "LR folder"),
-                 PathArg("model", "safetensors file to write (EMA weights + config)"),
-                 PathArg("log", "loss log CSV to write"),
-                 PathArg("checkpoints", "folder of resumable checkpoints (kept between runs)"))),
+                 PathArg("model", "safetensors file to write (EMA weights + config)", out=True),
+                 PathArg("log", "loss log CSV to write", out=True),
+                 PathArg("checkpoints", "folder of resumable checkpoints (kept between runs)",
+                         fixed="checkpoints/train_sr"))),
     Stage("train-regression", "train_regression", "train the one-pass L1 regression SR baseline",
           params=("sr_model", "train_regression"),
           sections=("sr_model", "train_regression"), device=True,
           paths=(PathArg("hr", "HR dataset folder"), PathArg("lr", "LR folder"),
-                 PathArg("model", "safetensors file to write"), PathArg("log", "loss log CSV to write"))),
+                 PathArg("model", "safetensors file to write", out=True),
+                 PathArg("log", "loss log CSV to write", out=True))),
     Stage("train-classifier", "classifier.train", "train one classifier family on one kind of images",
           params=("train_classifier",),
           sections=("train_classifier",), device=True,
           paths=(PathArg("images", "image set to train on (its train split; the best epoch is chosen on val, where "
                                    "early stopping watches the loss: train_classifier.patience)"),
-                 PathArg("model", "safetensors file to write"), PathArg("log", "per-epoch history CSV to write"),
+                 PathArg("model", "safetensors file to write", out=True),
+                 PathArg("log", "per-epoch history CSV to write", out=True),
                  PathArg("init", "classifier to fine-tune (the same family and seed trained on HR images: the DAG "
                                  "gives it to every classifier of another domain); left out: from scratch",
                          required=False)),
           options=(Option("architecture", "the classifier family (one of train_classifier.architectures)",
-                          choices=ARCHITECTURES),
+                          choices=ARCHITECTURES, key="arch"),
                    Option("domain", "the kind of images: hr, bicubic or sr (SR images)", choices=CLASSIFIER_DOMAINS),
                    Option("seed", "training seed (one of evaluate.train_seeds)", int))),
     Stage("generate", "generate", "super-resolve one shard of the val and test LR images with the diffusion model",
@@ -138,18 +151,18 @@ STAGES: tuple[Stage, ...] = (
                  PathArg("guide", "resnet18 classifier trained on bicubic images, first train seed (used by "
                                   "predicted guidance)"),
                  PathArg("bicubic", "bicubic folder (the guide classifier's input)"),
-                 PathArg("out", "shard folder to write")),
+                 PathArg("out", "shard folder to write", out=True)),
           options=(Option("guidance", "guidance mode", choices=GUIDANCE_MODES),
                    Option("seed", "sampling seed", int), Option("shard", "shard id in generate.shards", int))),
     Stage("gather", "gather", "gather generation shards into one image set", params=("generate.shards",),
           sections=("generate",),
           paths=(PathArg("shards", "folder holding shard<k> for every k in generate.shards"),
-                 PathArg("out", "image set folder to write"))),
+                 PathArg("out", "image set folder to write", out=True))),
     Stage("regress", "regress", "super-resolve the val and test LR images with the regression baseline",
           params=("generate.batch_size",),
           sections=("generate",), device=True,
           paths=(PathArg("model", "regression model (from train-regression)"), PathArg("lr", "LR folder"),
-                 PathArg("out", "image set folder to write"))),
+                 PathArg("out", "image set folder to write", out=True))),
     Stage("classify", "classify", "classify the val and test images of every image set with the HR classifiers and "
           "with those trained on its own kind",
           params=("classify", "train_classifier.architectures", "generate.guidance", "evaluate.sampling_seeds",
@@ -157,18 +170,20 @@ STAGES: tuple[Stage, ...] = (
           sections=("classify",), device=True, image_sets=True,
           paths=(PathArg("models", "folder of the classifiers (from train-classifier): one per architecture, "
                                    "domain and evaluate.train_seeds"), *IMAGE_SET_PATHS,
-                 PathArg("out", "predictions CSV to write")),
+                 PathArg("out", "predictions CSV to write", out=True)),
           expand=(("models", classifier_files),)),
     Stage("evaluate", "evaluate", "the learning gate, then verdicts with paired tests and intervals, "
           "image quality, figures",
           params=("evaluate", "train_classifier.architectures", "generate.guidance"),
           sections=("evaluate", "train_classifier"), image_sets=True,
           paths=(PathArg("predictions", "predictions CSV (from classify)"), *IMAGE_SET_PATHS,
-                 PathArg("lr", "LR folder (for figures)"), PathArg("logs", "folder of the training logs (loss curves; the classifiers' "
-                                                               "histories tell the learning gate whether they converged)"),
-                 PathArg("metrics", "headline metrics JSON to write (DVC metrics)"),
-                 PathArg("results", "full results JSON to write"), PathArg("figures", "figures folder to write"),
-                 PathArg("plots", "DVC plot data folder to write")),
+                 PathArg("lr", "LR folder (for figures)"),
+                 PathArg("logs", "folder of the training logs (loss curves; the classifiers' histories tell the "
+                                 "learning gate whether they converged)"),
+                 PathArg("metrics", "headline metrics JSON to write (DVC metrics)", out=True),
+                 PathArg("results", "full results JSON to write", out=True),
+                 PathArg("figures", "figures folder to write", out=True),
+                 PathArg("plots", "DVC plot data folder to write", out=True)),
           expand=(("logs", training_logs),)),
 )
 
@@ -177,6 +192,33 @@ BY_COMMAND = {stage.command: stage for stage in STAGES}
 # bicubic images and on SR images, which run `medsr train-classifier` with --init on other folders.
 BY_RULE = {stage.rule: stage for stage in STAGES} | {rule: BY_COMMAND["train-classifier"] for rule in
                                                      ("finetune_classifier", "train_sr_classifier")}
+RULE_OPTIONS = {"train_sr_classifier": {"domain": "sr"}}  # options a rule fixes (not a wildcard / matrix key)
+# Each rule's log file (`--log-file`; Snakemake's log:), with its wildcards / matrix keys in braces.
+LOGS = {rule: f"logs/{rule}.log" for rule in BY_RULE} | {
+    "train_classifier": "logs/train_classifier/{arch}-{domain}-seed{seed}.log",
+    "finetune_classifier": "logs/train_classifier/{arch}-{domain}-seed{seed}.log",
+    "train_sr_classifier": "logs/train_classifier/{arch}-sr-{guidance}-seed{seed}.log",
+    "generate": "logs/generate/{guidance}-seed{seed}-shard{shard}.log",
+    "gather": "logs/gather/{guidance}-seed{seed}.log",
+}
+
+
+def command(rule: str, values: typing.Mapping[str, object], params_args: str, log: str) -> str:
+    """The `medsr` command line of a job of `rule`: its stage's paths, then its options, then the optional paths
+    it passes, in the table's order, each `--<name> <value>`, between the parameter files and `--log-file <log>`.
+
+    `values` holds each path's and option's value by name; a `fixed` path and a rule's RULE_OPTIONS take the
+    table's value, and an optional path absent from `values` is not passed.
+    """
+    stage = BY_RULE[rule]
+    values = {**{a.name: a.fixed for a in stage.paths if a.fixed}, **values, **RULE_OPTIONS.get(rule, {})}
+    names = ([a.name for a in stage.paths if a.required] + [o.name for o in stage.options]
+             + [a.name for a in stage.paths if not a.required and values.get(a.name) is not None])
+    missing = [name for name in names if values.get(name) is None]
+    if missing:
+        raise KeyError(f"{rule}: no value for --{missing[0]}")
+    words = [f"--{name} {values[name]}" for name in names]
+    return " ".join(["medsr", stage.command, params_args, *words, "--log-file", log])
 
 
 # --- source files of a stage: the import graph ---------------------------------------------------
@@ -242,15 +284,58 @@ def source_files(command: str, root: Path | str = "src") -> list[str]:
     return sorted(str(Path(root) / f) for f in files)
 
 
-def sync_dvc_deps(text: str) -> str:
-    """dvc.yaml's text with each stage's `- src/...` dependencies replaced by `source_files` of its command.
+# --- dvc.yaml: what DVC cannot compute, written from the table ---------------------------------
 
-    DVC cannot compute dependencies, so `medsr dvc-deps` writes them and tests/test_dag_agreement.py checks them.
+DVC_PARAMS_ARGS = "--params params.yaml"
+DVC_OUTPUTS = ("outs", "metrics", "plots")  # a stage's outputs, in the order dvc.yaml lists them
+
+
+def dvc_command(rule: str, stage: dict) -> str:
+    """A dvc.yaml stage's command (`command`): its path arguments are its deps, sources left out, and its outputs,
+    each in the order dvc.yaml lists them; its options and log name its matrix keys (${item.<key>})."""
+    table = BY_RULE[rule]
+    deps = [d for d in stage.get("deps", []) if not d.startswith("src/")]
+    outs = [next(iter(e)) if isinstance(e, dict) else e for key in stage if key in DVC_OUTPUTS for e in stage[key]]
+    reads = [a.name for a in table.paths if not a.out and a.fixed is None]
+    writes = [a.name for a in table.paths if a.out]
+    if len(deps) > len(reads) or len(outs) != len(writes):
+        raise MedsrError(f"dvc.yaml: stage {rule}: {len(deps)} deps and {len(outs)} outputs for the stage table's "
+                         f"{len(reads)} read and {len(writes)} written paths")
+    values = dict(zip(reads, deps)) | dict(zip(writes, outs))
+    values |= {o.name: f"${{item.{o.wildcard}}}" for o in table.options}
+    return command(rule, values, DVC_PARAMS_ARGS, re.sub(r"\{(\w+)\}", r"${item.\1}", LOGS[rule]))
+
+
+def _cmd_lines(cmd: str, width: int = 120) -> list[str]:
+    if len(f"    cmd: {cmd}") <= width:
+        return [f"    cmd: {cmd}\n"]
+    lines: list[str] = []
+    for word in re.split(r" (?=--)", cmd):  # `--flag value` stays on one line
+        if lines and len(f"      {lines[-1]} {word}") <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return ["    cmd: >-\n"] + [f"      {line}\n" for line in lines]  # folded: DVC joins the lines with spaces
+
+
+def sync_dvc_yaml(text: str) -> str:
+    """dvc.yaml's text with each stage's `cmd:` written by `dvc_command` and its `- src/...` dependencies by
+    `source_files` of its command.
+
+    DVC cannot compute either, so `medsr dvc-sync` writes them and tests/test_dag_agreement.py checks them.
     """
-    out, stage, written = [], None, set()
+    stages = yaml.safe_load(text)["stages"]
+    out, stage, written, in_cmd = [], None, set(), False
     for line in text.splitlines(keepends=True):
         if line.startswith("  ") and not line.startswith("   ") and line.strip().split(":")[0].isidentifier():
             stage = line.strip().split(":")[0]  # a stage's name, two spaces in under `stages:`
+        if in_cmd and line.startswith("      "):
+            continue  # the folded lines of a command being replaced
+        in_cmd = False
+        if line.startswith("    cmd:") and stage in BY_RULE:
+            out += _cmd_lines(dvc_command(stage, stages[stage]))
+            in_cmd = True
+            continue
         if line.startswith("      - src/") and stage in BY_RULE:
             if stage not in written:
                 out += [f"      - {f}\n" for f in source_files(BY_RULE[stage].command)]

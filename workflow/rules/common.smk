@@ -1,7 +1,8 @@
 # Configuration shared by all rules: params.yaml (plus --configfile overlays) validated by medsr's own loader
 # (one-line errors naming the key) and against the JSON schema exported from it, so Snakemake and the `medsr`
-# commands accept exactly the same parameters. Each rule's source files come from the import graph of its
-# stage's module (medsr.stages.source_files): editing a module reruns every stage that imports it.
+# commands accept exactly the same parameters. Each rule's command is rendered by the stage table
+# (stage_command below) and its source files come from the import graph of its stage's module
+# (medsr.stages.source_files): editing a module reruns every stage that imports it.
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -9,7 +10,10 @@ from snakemake.utils import validate
 
 from medsr.config import ARCHITECTURES, DATA_DOMAINS, GUIDANCE_MODES, GUIDE_ARCHITECTURE, load_raw, params_from_dict
 from medsr.errors import MedsrError
-from medsr.stages import BY_RULE, CLASSIFIER_LOG, CLASSIFIER_MODEL, SR_DOMAIN, classifier_files, source_files, training_logs
+from medsr.gather import shard_folders
+from medsr.image_sets import sr_folder
+from medsr.stages import (BY_RULE, CLASSIFIER_LOG, CLASSIFIER_MODEL, LOGS, SR_DOMAIN, classifier_files, command,
+                          source_files, training_logs)
 
 
 configfile: "params.yaml"
@@ -63,9 +67,11 @@ PRIORITY = {"degrade": 3, "train_sr": 2, "generate": 1}
 GUIDANCE = list(PARAMS.generate.guidance)
 SAMPLING_SEEDS = list(PARAMS.evaluate.sampling_seeds)
 TRAIN_SEEDS = list(PARAMS.evaluate.train_seeds)
-SHARDS = sorted(PARAMS.generate.shards)
+# Folders a command passes, the files in them being its inputs (the CLI or the stage expands them, medsr.stages).
 CLASSIFIERS = "models/classifiers"
 TRAIN_LOGS = "results/train"
+SR_SETS = "results/sr/eval"  # <guidance>/seed<seed> under it: medsr.image_sets.sr_folder
+SR_SHARDS = "results/sr/shards/{guidance}/seed{seed}"  # shard<k> under it: medsr.gather.shard_folders
 # predicted guidance's classifier: resnet18 (GUIDE_ARCHITECTURE) on bicubic images, first train seed
 # the HR classifier of a rule's {arch} and {seed}: where every classifier of another domain starts (fine-tuning)
 HR_CLASSIFIER = f"{CLASSIFIERS}/{CLASSIFIER_MODEL.format(arch='{arch}', domain='hr', seed='{seed}')}"
@@ -91,8 +97,28 @@ def stage_params(rule):
     return values
 
 
-def sr_sets(root):
-    return expand(f"{root}/{{guidance}}/seed{{seed}}", guidance=GUIDANCE, seed=SAMPLING_SEEDS)
+def stage_command(rule, **folders):
+    """The job's `medsr` command, rendered by the stage table (medsr.stages.command): each path argument is the
+    rule's input or output of that name, or its folder in `folders` (its input then lists the files in it), each
+    option the wildcard of its key; the log is the table's (LOGS)."""
+    options = BY_RULE[rule].options
+
+    def render(wildcards, input, output):
+        keys = dict(wildcards.items())
+        values = dict(input.items()) | dict(output.items())
+        values |= {name: folder.format(**keys) for name, folder in folders.items()}
+        values |= {o.name: keys[o.wildcard] for o in options if o.wildcard in keys}
+        return command(rule, values, PARAMS_ARGS, LOGS[rule].format(**keys))
+
+    return render
+
+
+def sr_sets():
+    return [str(sr_folder(SR_SETS, g, s)) for g in GUIDANCE for s in SAMPLING_SEEDS]
+
+
+def generation_shards(wildcards):
+    return [str(p) for p in shard_folders(PARAMS.generate, SR_SHARDS.format(**dict(wildcards.items())))]
 
 
 def classifier_models():
@@ -101,8 +127,3 @@ def classifier_models():
 
 def all_training_logs():
     return [str(p) for p in training_logs(Path(TRAIN_LOGS), PARAMS)]
-
-
-def parent(name, levels=1):
-    """The folder `levels` above the first file of input `name` (a folder of several inputs)."""
-    return lambda wildcards, input: str(Path(input[name][0]).parents[levels - 1])

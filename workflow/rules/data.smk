@@ -2,16 +2,16 @@ rule download:
     input:
         code=source_files("download"),
     output:
-        directory("data/hr"),
+        out=directory("data/hr"),
     params:
-        files=PARAMS_ARGS,
+        cmd=stage_command("download"),
         p=stage_params("download"),
     log:
-        "logs/download.log",
+        LOGS["download"],
     conda:
         ENV
     shell:
-        "medsr download {params.files} --out {output} --log-file {log}"
+        "{params.cmd}"
 
 
 rule degrade:
@@ -22,13 +22,12 @@ rule degrade:
         lr=directory("data/lr"),
         bicubic=directory("data/bicubic"),
     params:
-        files=PARAMS_ARGS,
+        cmd=stage_command("degrade"),
         p=stage_params("degrade"),
     log:
-        "logs/degrade.log",
+        LOGS["degrade"],
     priority: PRIORITY["degrade"]
     conda:
         ENV
     shell:
-        "medsr degrade {params.files} --hr {input.hr} --lr {output.lr} --bicubic {output.bicubic}"
-        " --log-file {log}"
+        "{params.cmd}"

@@ -4,23 +4,20 @@ rule classify:
         hr="data/hr",
         bicubic="data/bicubic",
         regression="results/regression",
-        sr=sr_sets("results/sr/eval"),
+        sr=sr_sets(),
         code=source_files("classify"),
     output:
-        "results/predictions.csv",
+        out="results/predictions.csv",
     params:
-        files=PARAMS_ARGS,
+        cmd=stage_command("classify", models=CLASSIFIERS, sr=SR_SETS),
         p=stage_params("classify"),
-        sr=parent("sr", levels=2),
-        models=parent("models"),
     log:
-        "logs/classify.log",
+        LOGS["classify"],
     threads: TORCH_THREADS
     conda:
         ENV
     shell:
-        "medsr classify {params.files} --models {params.models} --hr {input.hr} --bicubic {input.bicubic}"
-        " --regression {input.regression} --sr {params.sr} --out {output} --log-file {log}"
+        "{params.cmd}"
 
 
 rule evaluate:
@@ -29,7 +26,7 @@ rule evaluate:
         hr="data/hr",
         bicubic="data/bicubic",
         regression="results/regression",
-        sr=sr_sets("results/sr/eval"),
+        sr=sr_sets(),
         lr="data/lr",
         logs=all_training_logs(),
         code=source_files("evaluate"),
@@ -40,17 +37,12 @@ rule evaluate:
                        category="Figures"),
         plots=directory("results/plots"),
     params:
-        files=PARAMS_ARGS,
+        cmd=stage_command("evaluate", sr=SR_SETS, logs=TRAIN_LOGS),
         p=stage_params("evaluate"),
-        sr=parent("sr", levels=2),
-        logs=parent("logs"),
     log:
-        "logs/evaluate.log",
+        LOGS["evaluate"],
     threads: TORCH_THREADS
     conda:
         ENV
     shell:
-        "medsr evaluate {params.files} --predictions {input.predictions} --hr {input.hr}"
-        " --bicubic {input.bicubic} --regression {input.regression} --sr {params.sr} --lr {input.lr}"
-        " --logs {params.logs} --metrics {output.metrics} --results {output.results} --figures {output.figures}"
-        " --plots {output.plots} --log-file {log}"
+        "{params.cmd}"

@@ -6,12 +6,12 @@ rule generate:
         bicubic="data/bicubic",
         code=source_files("generate"),
     output:
-        directory("results/sr/shards/{guidance}/seed{seed}/shard{shard}"),
+        out=directory(f"{SR_SHARDS}/shard{{shard}}"),
     params:
-        files=PARAMS_ARGS,
+        cmd=stage_command("generate"),
         p=stage_params("generate"),
     log:
-        "logs/generate/{guidance}-seed{seed}-shard{shard}.log",
+        LOGS["generate"],
     priority: PRIORITY["generate"]
     threads: TORCH_THREADS
     resources:
@@ -20,27 +20,24 @@ rule generate:
     conda:
         ENV
     shell:
-        "medsr generate {params.files} --model {input.model} --lr {input.lr} --guide {input.guide}"
-        " --bicubic {input.bicubic} --out {output} --guidance {wildcards.guidance} --seed {wildcards.seed}"
-        " --shard {wildcards.shard} --log-file {log}"
+        "{params.cmd}"
 
 
 rule gather:
     input:
-        shards=expand("results/sr/shards/{{guidance}}/seed{{seed}}/shard{shard}", shard=SHARDS),
+        shards=generation_shards,
         code=source_files("gather"),
     output:
-        directory("results/sr/eval/{guidance}/seed{seed}"),
+        out=directory(str(sr_folder(SR_SETS, "{guidance}", "{seed}"))),
     params:
-        files=PARAMS_ARGS,
+        cmd=stage_command("gather", shards=SR_SHARDS),
         p=stage_params("gather"),
-        shards=parent("shards"),
     log:
-        "logs/gather/{guidance}-seed{seed}.log",
+        LOGS["gather"],
     conda:
         ENV
     shell:
-        "medsr gather {params.files} --shards {params.shards} --out {output} --log-file {log}"
+        "{params.cmd}"
 
 
 rule regress:
@@ -49,12 +46,12 @@ rule regress:
         lr="data/lr",
         code=source_files("regress"),
     output:
-        directory("results/regression"),
+        out=directory("results/regression"),
     params:
-        files=PARAMS_ARGS,
+        cmd=stage_command("regress"),
         p=stage_params("regress"),
     log:
-        "logs/regress.log",
+        LOGS["regress"],
     threads: TORCH_THREADS
     resources:
         gpu=1,
@@ -62,5 +59,4 @@ rule regress:
     conda:
         ENV
     shell:
-        "medsr regress {params.files} --model {input.model} --lr {input.lr} --out {output}"
-        " --log-file {log}"
+        "{params.cmd}"

@@ -7,11 +7,10 @@ rule train_sr:
         model="models/sr.safetensors",
         log="results/train/sr_loss.csv",
     params:
-        files=PARAMS_ARGS,
+        cmd=stage_command("train_sr"),
         p=stage_params("train_sr"),
-        checkpoints="checkpoints/train_sr",
     log:
-        "logs/train_sr.log",
+        LOGS["train_sr"],
     priority: PRIORITY["train_sr"]
     threads: TORCH_THREADS
     resources:
@@ -20,8 +19,7 @@ rule train_sr:
     conda:
         ENV
     shell:
-        "medsr train-sr {params.files} --hr {input.hr} --lr {input.lr} --model {output.model}"
-        " --log {output.log} --checkpoints {params.checkpoints} --log-file {log}"
+        "{params.cmd}"
 
 
 rule train_regression:
@@ -33,10 +31,10 @@ rule train_regression:
         model="models/regression.safetensors",
         log="results/train/regression_loss.csv",
     params:
-        files=PARAMS_ARGS,
+        cmd=stage_command("train_regression"),
         p=stage_params("train_regression"),
     log:
-        "logs/train_regression.log",
+        LOGS["train_regression"],
     threads: TORCH_THREADS
     resources:
         gpu=1,
@@ -44,8 +42,7 @@ rule train_regression:
     conda:
         ENV
     shell:
-        "medsr train-regression {params.files} --hr {input.hr} --lr {input.lr}"
-        " --model {output.model} --log {output.log} --log-file {log}"
+        "{params.cmd}"
 
 
 # One classifier per architecture (train_classifier.architectures), image domain and training seed
@@ -60,12 +57,10 @@ rule train_classifier:
         model=f"{CLASSIFIERS}/{CLASSIFIER_MODEL}",
         log=f"{TRAIN_LOGS}/{CLASSIFIER_LOG}",
     params:
-        files=PARAMS_ARGS,
+        cmd=stage_command("train_classifier"),
         p=stage_params("train_classifier"),
-        domain=lambda wildcards: wildcards.domain,
-        init="",
     log:
-        "logs/train_classifier/{arch}-{domain}-seed{seed}.log",
+        LOGS["train_classifier"],
     wildcard_constraints:
         domain="hr",
     threads: TORCH_THREADS
@@ -75,9 +70,7 @@ rule train_classifier:
     conda:
         ENV
     shell:
-        "medsr train-classifier {params.files} --images {input.images} --model {output.model}"
-        " --log {output.log} --architecture {wildcards.arch} --domain {params.domain} --seed {wildcards.seed}"
-        " {params.init} --log-file {log}"
+        "{params.cmd}"
 
 
 use rule train_classifier as finetune_classifier with:
@@ -86,26 +79,22 @@ use rule train_classifier as finetune_classifier with:
         init=HR_CLASSIFIER,
         code=source_files("train-classifier"),
     params:
-        files=PARAMS_ARGS,
+        cmd=stage_command("finetune_classifier"),
         p=stage_params("finetune_classifier"),
-        domain=lambda wildcards: wildcards.domain,
-        init=lambda wildcards, input: f"--init {input.init}",
     wildcard_constraints:
         domain="bicubic",
 
 
 use rule train_classifier as train_sr_classifier with:
     input:
-        images=f"results/sr/eval/{{guidance}}/seed{SAMPLING_SEEDS[0]}",
+        images=str(sr_folder(SR_SETS, "{guidance}", SAMPLING_SEEDS[0])),
         init=HR_CLASSIFIER,
         code=source_files("train-classifier"),
     output:
         model=f"{CLASSIFIERS}/{CLASSIFIER_MODEL.format(arch='{arch}', domain=SR_DOMAIN, seed='{seed}')}",
         log=f"{TRAIN_LOGS}/{CLASSIFIER_LOG.format(arch='{arch}', domain=SR_DOMAIN, seed='{seed}')}",
     params:
-        files=PARAMS_ARGS,
+        cmd=stage_command("train_sr_classifier"),
         p=stage_params("train_sr_classifier"),
-        domain=lambda wildcards: "sr",  # a function: the linter takes a literal for a path prefix
-        init=lambda wildcards, input: f"--init {input.init}",
     log:
-        "logs/train_classifier/{arch}-sr-{guidance}-seed{seed}.log",
+        LOGS["train_sr_classifier"],

@@ -21,6 +21,7 @@ import numpy as np
 from medsr.config import EvaluateParams
 from medsr.errors import MedsrError
 from medsr.evaluation import trust
+from medsr.evaluation.comparisons import Arm
 from medsr.image_sets import ImageSet
 from medsr.posterior import load_posterior
 from medsr.predictions import Key, Scores, posterior_rows
@@ -89,8 +90,8 @@ def decision_audit(name: str, data: Mapping[str, Any], rows, scores: Mapping[Key
 
 def crc_audit(sets: Sequence[ImageSet], scores: Mapping[Key, Scores], params: EvaluateParams) -> dict[str, Any]:
     """Per arm (HR + HR classifier, bicubic + bicubic classifier, each SR set + HR classifier) and train seed."""
-    arms = [(s.name, "hr") for s in sets if s.kind in ("hr", "sr")] + [(s.name, "bicubic") for s in sets
-                                                                       if s.kind == "bicubic"]
+    arms = [Arm(s.name, "hr") for s in sets if s.kind in ("hr", "sr")] + [Arm(s.name, "bicubic") for s in sets
+                                                                          if s.kind == "bicubic"]
     out: dict[str, Any] = {}
     for name, classifier in arms:
         leaks = next(s.leaks_label for s in sets if s.name == name)
@@ -102,7 +103,7 @@ def crc_audit(sets: Sequence[ImageSet], scores: Mapping[Key, Scores], params: Ev
             per_seed[str(seed)] = {"threshold": t, "feasible": feasible, "val_unhealthy": int(val.labels.sum()),
                                    "test_fnr": trust.crc_loss(test.scores[test.labels == 1], t),
                                    "test_specificity": float(np.mean(healthy <= t)) if len(healthy) else None}
-        out[f"{name}@{classifier}"] = {
+        out[str(Arm(name, classifier))] = {
             "set": name, "classifier": classifier, "leaks_label": leaks, "alpha": params.crc_alpha,
             "per_seed": per_seed,
             "test_fnr": trust.mean_or_none([p["test_fnr"] for p in per_seed.values()]),
@@ -123,7 +124,7 @@ def audit(params: EvaluateParams, *, sets: Sequence[ImageSet], scores: Mapping[K
         if data is None:
             continue
         intervals, lam = interval_audit(data, params)
-        thresholds = {seed: result["arms"][f"{s.name}@hr"]["per_seed"][str(seed)]["operating_points"]["val"]
+        thresholds = {seed: result["arms"][str(Arm(s.name, "hr"))]["per_seed"][str(seed)]["operating_points"]["val"]
                       ["threshold"] for seed in params.train_seeds}
         entry = {"guidance": s.guidance, "leaks_label": s.leaks_label,
                  "samples_per_image": int(data["test"]["samples"].shape[1]) if data["test"]["ids"] else 0,

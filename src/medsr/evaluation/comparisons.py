@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from medsr.image_sets import ImageSet
 
@@ -28,7 +29,24 @@ QUESTION_TEXT = {
     "Q2": "New study: super-resolve for the HR classifier, or train the classifier on bicubic images?",
     "reference": "Reference: how far are the inputs from HR?",
 }
-Arm = tuple[str, str]  # (set name, classifier domain)
+
+
+class Arm(NamedTuple):
+    """An image set (or a group of sets: `group_name`) seen through the classifiers of one domain. Its text,
+    `sr_null_seed0@hr`, is its key in the results and its name in tables and plots (`str` and `parse`)."""
+
+    set: str
+    classifier: str  # classifier domain: hr | bicubic | sr
+
+    SEP = "@"
+
+    def __str__(self) -> str:
+        return f"{self.set}{self.SEP}{self.classifier}"
+
+    @classmethod
+    def parse(cls, text: str) -> Arm:
+        set_name, classifier = text.split(cls.SEP)
+        return cls(set_name, classifier)
 
 
 @dataclass(frozen=True)
@@ -48,10 +66,6 @@ def group_name(image_set: ImageSet) -> str:
     return f"sr_{image_set.guidance}" if image_set.kind == "sr" else image_set.name
 
 
-def arm_name(arm: Arm) -> str:
-    return f"{arm[0]}@{arm[1]}"
-
-
 def comparisons(sets: Sequence[ImageSet], classifiers: Sequence[str]) -> list[Comparison]:
     """Every comparison of the run, in reading order (Q1, Q2, reference)."""
     by_kind = {kind: [s for s in sets if s.kind == kind] for kind in ("hr", "bicubic", "regression", "sr", "external")}
@@ -60,19 +74,19 @@ def comparisons(sets: Sequence[ImageSet], classifiers: Sequence[str]) -> list[Co
     hr, bicubic = by_kind["hr"][0], by_kind["bicubic"][0]
     out: list[Comparison] = []
     for s in by_kind["regression"] + by_kind["sr"] + by_kind["external"]:  # Q1
-        out.append(Comparison("Q1", (s.name, "hr"), (bicubic.name, "hr"), s.leaks_label))
+        out.append(Comparison("Q1", Arm(s.name, "hr"), Arm(bicubic.name, "hr"), s.leaks_label))
     for s in by_kind["sr"]:  # Q2
-        out.append(Comparison("Q2", (s.name, "hr"), (bicubic.name, "bicubic"), s.leaks_label))
+        out.append(Comparison("Q2", Arm(s.name, "hr"), Arm(bicubic.name, "bicubic"), s.leaks_label))
         if "sr" in classifiers and s.matched == "sr":
-            out.append(Comparison("Q2", (s.name, "sr"), (bicubic.name, "bicubic"), s.leaks_label))
-    out.append(Comparison("reference", (hr.name, "hr"), (bicubic.name, "bicubic"), False))
+            out.append(Comparison("Q2", Arm(s.name, "sr"), Arm(bicubic.name, "bicubic"), s.leaks_label))
+    out.append(Comparison("reference", Arm(hr.name, "hr"), Arm(bicubic.name, "bicubic"), False))
     for s in by_kind["sr"]:
-        out.append(Comparison("reference", (s.name, "hr"), (hr.name, "hr"), s.leaks_label))
+        out.append(Comparison("reference", Arm(s.name, "hr"), Arm(hr.name, "hr"), s.leaks_label))
     return out
 
 
 def arms(sets: Sequence[ImageSet], classifiers: Sequence[str]) -> list[Arm]:
     """Every arm evaluated: each set through the hr classifier, and each set through its matched classifier."""
-    out: list[Arm] = [(s.name, "hr") for s in sets]
-    out += [(s.name, c) for s in sets for c in s.classifiers[1:] if c in classifiers]
+    out: list[Arm] = [Arm(s.name, "hr") for s in sets]
+    out += [Arm(s.name, c) for s in sets for c in s.classifiers[1:] if c in classifiers]
     return out

@@ -15,7 +15,7 @@ import numpy as np
 from medsr.config import CLASSES, EvaluateParams
 from medsr.evaluation import quality
 from medsr.evaluation.arm_metrics import arm_seed_metrics, arm_title, operating_points, pooled_arm
-from medsr.evaluation.comparisons import QUESTION_TEXT, arm_name, arms, comparisons, group_name
+from medsr.evaluation.comparisons import QUESTION_TEXT, Arm, arms, comparisons, group_name
 from medsr.evaluation.gate import withhold
 from medsr.evaluation.metrics import bootstrap_weights
 from medsr.evaluation.roc import add_tail
@@ -36,7 +36,7 @@ def classifier_analysis(params: EvaluateParams, sets: Sequence[ImageSet], scores
 
     arm_results = {}
     for name, classifier in arm_list:
-        arm_results[arm_name((name, classifier))] = {
+        arm_results[str(Arm(name, classifier))] = {
             "set": name, "classifier": classifier, "group": group_of[name], "title": arm_title(by_name[name], classifier),
             "leaks_label": by_name[name].leaks_label,
             "per_seed": {str(seed): arm_seed_metrics(scores[(classifier, seed, name, "test")],
@@ -44,7 +44,7 @@ def classifier_analysis(params: EvaluateParams, sets: Sequence[ImageSet], scores
                          for seed in params.train_seeds}}
     arm_groups: dict[str, dict[str, Any]] = {}
     for name, classifier in arm_list:
-        key = f"{group_of[name]}@{classifier}"
+        key = str(Arm(group_of[name], classifier))
         entry = arm_groups.setdefault(key, {"group": group_of[name], "classifier": classifier, "sets": [],
                                             "title": arm_title(by_name[name], classifier),
                                             "leaks_label": by_name[name].leaks_label})

@@ -37,7 +37,7 @@ def classifier_records(params: EvaluateParams, architectures: Sequence[str],
     by_name = {Path(log).name: Path(log) for log in logs}
     out: dict[str, dict[str, Any] | None] = {}
     for architecture in architectures:
-        for domain in file_domains(params.sr_classifier):
+        for domain in file_domains(params):
             for seed in params.train_seeds:
                 name = CLASSIFIER_LOG.format(arch=architecture, domain=domain, seed=seed)
                 out[name] = training_record(by_name[name]) if name in by_name else None

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from medsr.evaluation.comparisons import Arm
 from medsr.evaluation.metrics import bootstrap_rates, estimate, finite_or_none, mean_estimate
 from medsr.evaluation.operating_point import OperatingPoint, predict
 from medsr.predictions import Key, Scores
@@ -162,7 +163,7 @@ def verdict_tail(verdict: Mapping[str, Any], samples: Mapping, confidence: float
         for r in verdict["per_replicate"]:
             pair = []
             for side in ("first", "second"):
-                name, classifier = r[side].split("@")
+                name, classifier = Arm.parse(r[side])
                 point, sample = samples[(name, classifier, r["train_seed"])][stat]
                 sides[side][0].append(point), sides[side][1].append(sample)
                 pair.append((point, sample))

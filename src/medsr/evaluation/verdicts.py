@@ -16,7 +16,7 @@ import numpy as np
 
 from medsr.config import EvaluateParams
 from medsr.evaluation.arm_metrics import POINTS
-from medsr.evaluation.comparisons import Comparison, arm_name
+from medsr.evaluation.comparisons import Arm, Comparison
 from medsr.evaluation.metrics import bootstrap_rates, finite_or_none, mean_estimate
 from medsr.evaluation.operating_point import OperatingPoint, predict
 from medsr.evaluation.statistics import (compare, delong_paired, holm_adjust, seed_image_t, sign_flip_test,
@@ -31,7 +31,7 @@ def compare_arms(comp: Comparison, seed: int, scores: Mapping[Key, Scores],
     first = scores[(comp.first[1], seed, comp.first[0], "test")]
     second = scores[(comp.second[1], seed, comp.second[0], "test")]
     out: dict[str, Any] = {"question": comp.question, "family": comp.family, "train_seed": seed,
-                           "first": arm_name(comp.first), "second": arm_name(comp.second),
+                           "first": str(comp.first), "second": str(comp.second),
                            "leaks_label": comp.leaks_label}
     for p in POINTS:
         out[p] = compare(first.labels, predict(first.scores, points[(*comp.first, seed)][p].threshold),
@@ -59,7 +59,7 @@ def pooled_test(replicates: Sequence[dict[str, Any]], scores: Mapping[Key, Score
     misses: dict[str, list[np.ndarray]] = {"first": [], "second": []}
     for r in replicates:
         for side in ("first", "second"):
-            name, classifier = r[side].split("@")
+            name, classifier = Arm.parse(r[side])
             test = scores[(classifier, r["train_seed"], name, "test")]
             unhealthy = test.labels.astype(bool)
             calls = predict(test.scores, points[(name, classifier, r["train_seed"])]["val"].threshold)
@@ -91,7 +91,7 @@ def seed_arrays(replicates: Sequence[dict[str, Any]], scores: Mapping[Key, Score
         for seed, members in by_seed.items():
             rows = {"misses": [], "test": [], "val": []}
             for r in members:
-                name, classifier = r[side].split("@")
+                name, classifier = Arm.parse(r[side])
                 test = scores[(classifier, seed, name, "test")]
                 val = scores[val_key(name, classifier, seed, scores, home)]
                 unhealthy = test.labels.astype(bool)
@@ -154,7 +154,7 @@ def pooled_comparison(replicates: Sequence[dict[str, Any]], scores: Mapping[Key,
         for r in replicates:
             per_side = []
             for side in ("first", "second"):
-                name, classifier = r[side].split("@")
+                name, classifier = Arm.parse(r[side])
                 test = scores[(classifier, r["train_seed"], name, "test")]
                 preds = predict(test.scores, points[(name, classifier, r["train_seed"])][p].threshold)
                 point = float(bootstrap_rates(np.ones((1, len(preds))), test.labels, preds)["fnr"][0])
@@ -222,5 +222,5 @@ def comparison_groups(tests: Sequence[dict[str, Any]], group_of: Mapping[str, st
 
 
 def _group_arm(arm: str, group_of: Mapping[str, str]) -> str:
-    name, classifier = arm.split("@")
-    return f"{group_of[name]}@{classifier}"
+    name, classifier = Arm.parse(arm)
+    return str(Arm(group_of[name], classifier))

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from medsr.evaluation.comparisons import Arm
 from medsr.evaluation.gate import NO_VERDICT
 
 MAX_NUMBERS = 45  # the default run's 38 numbers and one specificity per arm
@@ -31,12 +32,12 @@ DROP_ORDER = ("acc", "ssim", "auroc", "crc_spec", "trust", "spec")
 
 def arm_key(arm_group: str) -> str:
     """`sr_null@hr` -> `sr_null`; `bicubic@bicubic` -> `bicubic_m` (through its own domain's classifier)."""
-    group, classifier = arm_group.split("@")
+    group, classifier = Arm.parse(arm_group)
     return group if classifier == "hr" else f"{group}_m"
 
 
 def _key(name: str, leaks: bool) -> str:
-    name = arm_key(name) if "@" in name else name
+    name = arm_key(name) if Arm.SEP in name else name
     return f"ORACLE_{name}" if leaks else name
 
 

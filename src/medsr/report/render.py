@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from medsr.config import CLASSES
+from medsr.evaluation.comparisons import Arm
 from medsr.evaluation.operating_point import predict
 from medsr.evaluation.roc import MAX_FPR
 from medsr.io import atomic_dir, write_csv, write_json
@@ -178,7 +179,7 @@ def write_plots(folder: Path, results: Mapping[str, Any], scores: Mapping[Key, S
     with atomic_dir(folder) as tmp:
         (tmp / "confusion").mkdir()
         for name, entry in results["sets"].items():
-            arm = results["arms"][f"{name}@hr"]
+            arm = results["arms"][str(Arm(name, "hr"))]
             threshold = arm["per_seed"][str(seed)]["operating_points"][CONFUSION_POINT]["threshold"]
             test = scores[("hr", seed, name, "test")]
             write_csv(tmp / "confusion" / f"{name}.csv",

@@ -10,6 +10,7 @@ from typing import Any
 
 from scipy.stats import t as student_t
 
+from medsr.evaluation.comparisons import Arm
 from medsr.evaluation.gate import NO_VERDICT, NO_VERDICT_TEXT
 from medsr.evaluation.roc import MAX_FPR
 
@@ -94,7 +95,7 @@ def _per_seed(results: Mapping[str, Any], group: Mapping[str, Any], point: str, 
     """A rate per train seed (averaged over the group's sets, i.e. its sampling seeds)."""
     values = []
     for seed in results["settings"]["train_seeds"]:
-        rates = [results["arms"][f"{name}@{group['classifier']}"]["per_seed"][str(seed)][point][rate]["value"]
+        rates = [results["arms"][str(Arm(name, group["classifier"]))]["per_seed"][str(seed)][point][rate]["value"]
                  for name in group["sets"]]
         rates = [r for r in rates if r is not None]
         values.append(num(sum(rates) / len(rates)) if rates else "n/a")
