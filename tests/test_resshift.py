@@ -94,10 +94,17 @@ def test_posterior_step_keeps_the_forward_marginal():
     g = torch.Generator().manual_seed(1)
     x0, y0 = torch.full((n, 1, 1, 1), 0.2), torch.full((n, 1, 1, 1), 0.9)
     x_t = SCHEDULE.q_sample(x0, y0, torch.full((n,), t), torch.randn(x0.shape, generator=g))
-    mean, variance = SCHEDULE.posterior_mean_variance(x_t, x0, torch.full((n,), t), torch.full((n,), s))
-    x_s = (mean + variance.sqrt() * torch.randn(x0.shape, generator=g)).flatten().double()
+    mean, std = SCHEDULE.reverse_step(x_t, x0, t, s)  # the sampler's step: Eq. 6
+    x_s = (mean + std * torch.randn(x0.shape, generator=g)).flatten().double()
     eta = SCHEDULE.etas[s].item()
     _within(x_s, 0.2 + eta * 0.7, SCHEDULE.kappa ** 2 * eta)
+
+
+def test_the_last_reverse_step_is_the_x0_prediction_itself():
+    g = torch.Generator().manual_seed(2)
+    x_t, x0 = torch.randn(2, 1, 3, 3, generator=g), torch.randn(2, 1, 3, 3, generator=g)
+    mean, std = SCHEDULE.reverse_step(x_t, x0, 3, -1)
+    assert std is None and torch.equal(mean, x0)
 
 
 def test_step_indices_start_at_T_and_end_at_x0():

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from medsr import training
@@ -21,8 +20,8 @@ from medsr.config import NULL_CLASS, DiffusionParams, TrainSRParams, UNetParams,
 from medsr.device import autocast, deterministic_mode, needs_grad_scaler
 from medsr.randomness import derived_seed
 from medsr.diffusion.ema import EMA
-from medsr.diffusion.resshift import ResShiftSchedule
-from medsr.diffusion.schedule import DiffusionSchedule, encode_target, process_schedule, to_model_range
+from medsr.diffusion.process import Process
+from medsr.diffusion.schedule import encode_target, process_schedule, to_model_range
 from medsr.diffusion.model_file import build_unet
 from medsr.diffusion.unet import UNet, count_parameters
 
@@ -72,17 +71,13 @@ def draw_batch(data: training.PairedImages, train_params: TrainSRParams, timeste
     return {"hr": hr, "bicubic": bicubic, "labels": labels, "t": t, "noise": noise}
 
 
-def diffusion_loss(model: torch.nn.Module, schedule: DiffusionSchedule | ResShiftSchedule, target: str,
+def diffusion_loss(model: torch.nn.Module, process: Process, target: str,
                    batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The process's training loss on one batch, in the encoded space of `diffusion.target`."""
     x0 = encode_target(batch["hr"], batch["bicubic"], target)
-    if isinstance(schedule, ResShiftSchedule):
-        y0 = encode_target(batch["bicubic"], batch["bicubic"], target)
-        x_t = schedule.q_sample(x0, y0, batch["t"], batch["noise"])  # Eq. 3
-        x0_hat = model(x_t, batch["t"], class_labels=batch["labels"], lr_upsampled=to_model_range(batch["bicubic"]))
-        return F.mse_loss(x0_hat.float(), x0)  # ResShift's loss: || f_theta(x_t, y_0, t) - x_0 ||^2
-    x_t = schedule.q_sample(x0, batch["t"], batch["noise"])  # Eq. 1.9 / 1.12
-    eps_hat = model(x_t, batch["t"], class_labels=batch["labels"], lr_upsampled=to_model_range(batch["bicubic"]))
-    return F.mse_loss(eps_hat.float(), batch["noise"])  # Eq. 1.13: L = E || eps - eps_theta(x_t, t) ||^2
+    y0 = encode_target(batch["bicubic"], batch["bicubic"], target)  # the bicubic image (resshift's start)
+    return process.training_loss(model, x0, y0, batch["t"], batch["noise"], batch["labels"],
+                                 to_model_range(batch["bicubic"]))
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
