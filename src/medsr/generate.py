@@ -29,9 +29,9 @@ from tqdm import tqdm
 from medsr import io
 from medsr import posterior
 from medsr.config import (CLASSES, EVAL_SPLITS, GUIDANCE_MODES, LEAKING_GUIDANCE, NULL_CLASS, EvaluateParams,
-                          GenerateParams, generation_splits)
+                          GenerateParams, generation_splits, sampler_mismatch)
 from medsr.diffusion.model_file import load_unet
-from medsr.diffusion.samplers import Sampler, SamplerSpec, image_generators
+from medsr.diffusion.samplers import DDIMSampler, SamplerSpec, image_generators, make_sampler
 from medsr.errors import MedsrError
 from medsr.pixels import quantize
 from medsr.randomness import torch_generator
@@ -74,20 +74,20 @@ def run(params: GenerateParams, evaluate: EvaluateParams, *, model: Path, lr: Pa
         raise MedsrError(f"--shard: {shard} is not in generate.shards {list(params.shards)}")
     loaded = load_unet(model, "sr_diffusion", device)
     timesteps = loaded.schedule.timesteps
-    if (params.sampler == "resshift") != (loaded.process == "resshift"):
-        raise MedsrError(f"generate.sampler: {params.sampler} cannot sample {model}, a diffusion.process "
-                         f"{loaded.process} model (the resshift sampler goes with the resshift process, and only "
-                         f"with it)")
-    if params.sampler != "ancestral" and params.steps > timesteps:
+    mismatch = sampler_mismatch(params.sampler, loaded.process)
+    if mismatch:
+        raise MedsrError(f"{model}: generate.sampler: {mismatch}")
+    spec = SamplerSpec(params.sampler, params.steps, params.eta)
+    if spec.sampler_class.takes_steps and params.steps > timesteps:
         raise MedsrError(f"generate.steps: {params.steps} exceeds the model's {timesteps} diffusion timesteps")
     splits = generation_splits(evaluate, guidance, seed)
     all_records = io.read_manifest(lr, split=EVAL_SPLITS)  # posterior samples are drawn for val/test images only
     records = shard_records(io.read_manifest(lr, split=splits), shard, len(params.shards))
     labels = guide_labels(guidance, records, guide=guide, bicubic=bicubic, batch_size=params.batch_size,
                           device=device)
-    spec = SamplerSpec(params.sampler, params.steps, params.eta)
-    sampler = Sampler(loaded.model, loaded.schedule, loaded.target, spec,
-                      guidance_scale=1.0 if guidance == "null" else params.guidance_scale, precision=params.precision)
+    sampler = make_sampler(loaded.model, loaded.schedule, loaded.target, spec,
+                           guidance_scale=1.0 if guidance == "null" else params.guidance_scale,
+                           precision=params.precision)
     print(f"generate: {len(records)} {'/'.join(splits)} images (shard {shard} of {len(params.shards)}), {spec.name} with "
           f"{spec.evaluations(timesteps)} steps, guidance {guidance} (w = {sampler.guidance_scale}), seed {seed}, "
           f"on {device} ({params.precision})", file=sys.stderr)
@@ -136,11 +136,12 @@ def run(params: GenerateParams, evaluate: EvaluateParams, *, model: Path, lr: Pa
 # --- posterior samples: kept apart from the main loop above ---------------------------
 
 def posterior_spec(params: GenerateParams) -> SamplerSpec:
-    """The stochastic sampler of the posterior samples: ancestral or resshift (both draw noise at every step) as
-    configured, else DDIM with sample_eta."""
-    if params.sampler in ("ancestral", "resshift"):
-        return SamplerSpec(params.sampler, params.steps, 0.0)
-    return SamplerSpec("ddim", params.steps, params.sample_eta)
+    """The stochastic sampler of the posterior samples: the configured one where it draws noise at every step
+    (ancestral, resshift), else DDIM with sample_eta."""
+    configured = SamplerSpec(params.sampler, params.steps, 0.0)
+    if configured.stochastic:
+        return configured
+    return SamplerSpec(DDIMSampler.name, params.steps, params.sample_eta)
 
 
 def posterior_generators(seed: int, ids: list[str], index: int) -> list[torch.Generator]:
@@ -154,11 +155,10 @@ def posterior_samples(params: GenerateParams, loaded, lr: Path, records: list[io
     class-swap audit) reuses sample 0's noise, so swapped - sample 0 isolates what the injected label paints."""
     spec = posterior_spec(params)
     scale = 1.0 if guidance == "null" else params.guidance_scale
-    sampler = Sampler(loaded.model, loaded.schedule, loaded.target, spec, guidance_scale=scale,
-                      precision=params.precision)
-    swapper = Sampler(loaded.model, loaded.schedule, loaded.target, spec, guidance_scale=params.guidance_scale,
-                      precision=params.precision) \
-        if guidance == "null" else None
+    sampler = make_sampler(loaded.model, loaded.schedule, loaded.target, spec, guidance_scale=scale,
+                           precision=params.precision)
+    swapper = make_sampler(loaded.model, loaded.schedule, loaded.target, spec, guidance_scale=params.guidance_scale,
+                           precision=params.precision) if guidance == "null" else None
     start = time.perf_counter()
     out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     for first in range(0, len(records), params.batch_size):
