@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from medsr import io, train_sr, training
+from medsr import io, train_sr
 from medsr.classifier.model import load_classifier, predict_proba
 from medsr.config import CLASSES, NULL_CLASS, load_params
 from medsr.device import resolve_device

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 from torch import nn
@@ -103,6 +101,13 @@ def test_a_sampler_draws_noise_after_x_T_exactly_when_it_says_it_is_stochastic(s
         torch.randn((1, 8, 8), generator=g)
     drew_more = any(not torch.equal(u.get_state(), x.get_state()) for u, x in zip(used, after_x_T))
     assert drew_more == spec.stochastic
+
+
+def test_posterior_samples_use_the_configured_sampler_if_stochastic_else_ddim():
+    assert SamplerSpec("ancestral", 4).sampler_class.posterior_spec(4, 0.8) == SamplerSpec("ancestral", 4, 0.0)
+    assert SamplerSpec("resshift", 4).sampler_class.posterior_spec(4, 0.8) == SamplerSpec("resshift", 4, 0.0)
+    for name in ("ddim", "dpmpp"):
+        assert SamplerSpec(name, 4).sampler_class.posterior_spec(4, 0.8) == SamplerSpec("ddim", 4, 0.8)
 
 
 def test_ancestral_step_is_algorithm_2():
