@@ -31,7 +31,7 @@ from medsr import posterior
 from medsr.config import (CLASSES, EVAL_SPLITS, GUIDANCE_MODES, LEAKING_GUIDANCE, NULL_CLASS, EvaluateParams,
                           GenerateParams, generation_splits, sampler_mismatch)
 from medsr.diffusion.model_file import load_unet
-from medsr.diffusion.samplers import DDIMSampler, Sampler, SamplerSpec, image_generators, make_sampler
+from medsr.diffusion.samplers import Sampler, SamplerSpec, image_generators, make_sampler
 from medsr.errors import MedsrError
 from medsr.pixels import quantize
 from medsr.randomness import torch_generator
@@ -80,9 +80,9 @@ def run(params: GenerateParams, evaluate: EvaluateParams, *, model: Path, lr: Pa
                            guidance_scale=1.0 if guidance == "null" else params.guidance_scale,
                            precision=params.precision)
     timesteps = loaded.schedule.timesteps
-    print(f"generate: {len(records)} {'/'.join(splits)} images (shard {shard} of {len(params.shards)}), {spec.name} with "
-          f"{spec.evaluations(timesteps)} steps, guidance {guidance} (w = {sampler.guidance_scale}), seed {seed}, "
-          f"on {device} ({params.precision})", file=sys.stderr)
+    print(f"generate: {len(records)} {'/'.join(splits)} images (shard {shard} of {len(params.shards)}), "
+          f"{spec.name} with {spec.evaluations(timesteps)} steps, guidance {guidance} (w = {sampler.guidance_scale}), "
+          f"seed {seed}, on {device} ({params.precision})", file=sys.stderr)
     images = sample_images(sampler, loaded, lr, records, labels, seed, params.batch_size)
 
     # --- posterior samples (chosen over all shards' records, so the choice is independent of sharding) ---
@@ -147,7 +147,8 @@ def set_metadata(params: GenerateParams, loaded, sampler: Sampler, *, splits: tu
         "leaks_label": guidance in LEAKING_GUIDANCE,
         "seed": seed, "shard": shard, "shards": len(params.shards), "batch_size": params.batch_size,
         "precision": params.precision,
-        "model_sha256": loaded.sha256, "process": loaded.process, "target": loaded.target, "x0_clipping": sampler.clip_x0,
+        "model_sha256": loaded.sha256, "process": loaded.process, "target": loaded.target,
+        "x0_clipping": sampler.clip_x0,
         "guide_classifier_sha256": io.sha256_file(guide) if guidance == "predicted" else None,
         "guide_class": {r.id: (CLASSES[k] if k < len(CLASSES) else "null")
                         for r, k in zip(records, labels.tolist())},
@@ -160,12 +161,10 @@ def set_metadata(params: GenerateParams, loaded, sampler: Sampler, *, splits: tu
 # --- posterior samples: kept apart from the main loop above ---------------------------
 
 def posterior_spec(params: GenerateParams) -> SamplerSpec:
-    """The stochastic sampler of the posterior samples: the configured one where it draws noise at every step
-    (ancestral, resshift), else DDIM with sample_eta."""
-    configured = SamplerSpec(params.sampler, params.steps, 0.0)
-    if configured.stochastic:
-        return configured
-    return SamplerSpec(DDIMSampler.name, params.steps, params.sample_eta)
+    """The stochastic sampler of the posterior samples: ancestral or resshift as configured (both draw noise at
+    every step), else DDIM with sample_eta."""
+    configured = SamplerSpec(params.sampler, params.steps, params.eta)
+    return configured.sampler_class.posterior_spec(params.steps, params.sample_eta)
 
 
 def posterior_generators(seed: int, ids: list[str], index: int) -> list[torch.Generator]:

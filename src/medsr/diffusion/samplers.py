@@ -118,6 +118,15 @@ class Sampler(ABC):
     def stochastic(cls, eta: float) -> bool:
         """Whether it draws fresh noise after x_T (posterior samples need a stochastic sampler)."""
 
+    @classmethod
+    def posterior_spec(cls, steps: int, sample_eta: float) -> SamplerSpec:
+        """The stochastic sampler of the posterior samples when this one is configured: itself where it draws noise
+        at every step, else DDIM with eta = generate.sample_eta (a deterministic sampler of another process
+        overrides this with a stochastic sampler of its own process)."""
+        if cls.stochastic(0.0):
+            return SamplerSpec(cls.name, steps, 0.0)
+        return SamplerSpec(DDIMSampler.name, steps, sample_eta)
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
