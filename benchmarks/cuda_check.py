@@ -60,7 +60,7 @@ from medsr.data.synthetic import generate as synthetic_images  # noqa: E402
 from medsr.degrade import degrade_image  # noqa: E402
 from medsr.device import deterministic_mode, resolve_device  # noqa: E402
 from medsr.diffusion.model_file import build_unet  # noqa: E402
-from medsr.diffusion.samplers import Sampler, SamplerSpec, image_generators  # noqa: E402
+from medsr.diffusion.samplers import DDIMSampler, SamplerSpec, image_generators, make_sampler  # noqa: E402
 from medsr.diffusion.schedule import process_schedule  # noqa: E402
 from medsr.diffusion.unet import count_parameters  # noqa: E402
 from medsr.pixels import bicubic_upsample, quantize  # noqa: E402
@@ -274,14 +274,14 @@ def time_sampler(model, schedule, spec: SamplerSpec, batch: int, size: int, devi
                  images: int, precision: str = "fp32") -> tuple[float, float]:
     """(images/s of `spec` at `batch` over about `images` images (at most 8 batches), seconds of the untimed
     warm-up batch: with torch.compile, the compile time)."""
-    sampler = Sampler(model, schedule, "image", spec, precision=precision)
+    sampler = make_sampler(model, schedule, "image", spec, precision=precision)
     bicubic = torch.rand(batch, 1, size, size, generator=torch.Generator().manual_seed(0))
     labels = torch.full((batch,), NULL_CLASS)
     ids = [f"i{i}" for i in range(batch)]
-    warm = SamplerSpec(spec.name, 1) if spec.name != "ancestral" else SamplerSpec("ddim", 1)
+    warm = SamplerSpec(spec.name, 1) if spec.sampler_class.takes_steps else SamplerSpec(DDIMSampler.name, 1)
     synchronize(device)
     start = time.perf_counter()
-    Sampler(model, schedule, "image", warm, precision=precision).sample(bicubic, labels, image_generators(0, ids))
+    make_sampler(model, schedule, "image", warm, precision=precision).sample(bicubic, labels, image_generators(0, ids))
     synchronize(device)
     warm_up = time.perf_counter() - start
     rounds = max(1, min(math.ceil(images / batch), 8))
@@ -382,7 +382,7 @@ def check_quality(device: torch.device, run: Path | None, run_config: list[str],
     seed, batch = params.evaluate.sampling_seeds[0], params.generate.batch_size
     sr, seconds = {}, {}
     for precision in ("fp32", candidate) if candidate != "fp32" else ("fp32",):
-        sampler = Sampler(loaded.model, loaded.schedule, loaded.target, spec, precision=precision)
+        sampler = make_sampler(loaded.model, loaded.schedule, loaded.target, spec, precision=precision)
         labels = torch.full((len(records),), NULL_CLASS)
         start = time.perf_counter()
         parts = [quantize(sampler.sample(loaded.bicubic_input(files["lr"], records[i:i + batch]), labels[i:i + batch],

@@ -33,12 +33,12 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from medsr import io, train_sr, training
+from medsr import io, train_sr
 from medsr.classifier.model import load_classifier, predict_proba
 from medsr.config import CLASSES, NULL_CLASS, load_params
 from medsr.device import resolve_device
 from medsr.diffusion.model_file import load_unet
-from medsr.diffusion.samplers import Sampler, SamplerSpec, image_generators
+from medsr.diffusion.samplers import DDIMSampler, SamplerSpec, image_generators, make_sampler
 from medsr.evaluation.quality import psnr, ssim
 from medsr.pixels import quantize
 from medsr.randomness import numpy_rng
@@ -152,11 +152,11 @@ def train_resshift(params_paths: list[Path], hr: Path, lr: Path, out: Path, devi
 
 
 def run_row(loaded, lr_root: Path, records, spec: SamplerSpec, batch: int, seed: int) -> tuple[np.ndarray, float]:
-    sampler = Sampler(loaded.model, loaded.schedule, loaded.target, spec)
+    sampler = make_sampler(loaded.model, loaded.schedule, loaded.target, spec)
     labels = torch.full((len(records),), NULL_CLASS)
-    warm = records[: min(batch, 2)]  # warm-up: allocator, kernels (not timed)
-    warm_spec = SamplerSpec("resshift", 1) if spec.name == "resshift" else SamplerSpec("ddim", 2)
-    Sampler(loaded.model, loaded.schedule, loaded.target, warm_spec).sample(
+    warm = records[: min(batch, 2)]  # warm-up: allocator, kernels (not timed); a short run of the same sampler
+    warm_spec = SamplerSpec(spec.name, 2) if spec.sampler_class.takes_steps else SamplerSpec(DDIMSampler.name, 2)
+    make_sampler(loaded.model, loaded.schedule, loaded.target, warm_spec).sample(
         loaded.bicubic_input(lr_root, warm), labels[: len(warm)], image_generators(seed, [r.id for r in warm]))
     out = []
     start = time.perf_counter()

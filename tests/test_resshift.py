@@ -11,7 +11,7 @@ from torch import nn
 
 from medsr.config import NULL_CLASS, ResShiftParams, load_params, load_raw, params_from_dict
 from medsr.diffusion.resshift import ResShiftSchedule, eta_schedule
-from medsr.diffusion.samplers import Sampler, SamplerSpec, image_generators
+from medsr.diffusion.samplers import SamplerSpec, image_generators, make_sampler
 from medsr.diffusion.schedule import DiffusionSchedule, encode_target, process_schedule
 from medsr.errors import MedsrError
 
@@ -94,10 +94,17 @@ def test_posterior_step_keeps_the_forward_marginal():
     g = torch.Generator().manual_seed(1)
     x0, y0 = torch.full((n, 1, 1, 1), 0.2), torch.full((n, 1, 1, 1), 0.9)
     x_t = SCHEDULE.q_sample(x0, y0, torch.full((n,), t), torch.randn(x0.shape, generator=g))
-    mean, variance = SCHEDULE.posterior_mean_variance(x_t, x0, torch.full((n,), t), torch.full((n,), s))
-    x_s = (mean + variance.sqrt() * torch.randn(x0.shape, generator=g)).flatten().double()
+    mean, std = SCHEDULE.reverse_step(x_t, x0, t, s)  # the sampler's step: Eq. 6
+    x_s = (mean + std * torch.randn(x0.shape, generator=g)).flatten().double()
     eta = SCHEDULE.etas[s].item()
     _within(x_s, 0.2 + eta * 0.7, SCHEDULE.kappa ** 2 * eta)
+
+
+def test_the_last_reverse_step_is_the_x0_prediction_itself():
+    g = torch.Generator().manual_seed(2)
+    x_t, x0 = torch.randn(2, 1, 3, 3, generator=g), torch.randn(2, 1, 3, 3, generator=g)
+    mean, std = SCHEDULE.reverse_step(x_t, x0, 3, -1)
+    assert std is None and torch.equal(mean, x0)
 
 
 def test_step_indices_start_at_T_and_end_at_x0():
@@ -132,7 +139,7 @@ def test_a_perfect_x0_predictor_returns_hr_exactly(steps, target):
     hr = torch.rand(3, 1, 8, 8, generator=g)
     bicubic = (hr + 0.1 * torch.randn(hr.shape, generator=g)).clamp(0, 1)
     model = PerfectX0(encode_target(hr, bicubic, target))
-    sampler = Sampler(model, SCHEDULE, target, SamplerSpec("resshift", steps))
+    sampler = make_sampler(model, SCHEDULE, target, SamplerSpec("resshift", steps))
     sr = sampler.sample(bicubic, torch.full((3,), NULL_CLASS), image_generators(0, ["a", "b", "c"]))
     torch.testing.assert_close(sr, hr, atol=1e-6, rtol=0)
     assert [t for t, _ in model.calls] == SCHEDULE.step_indices(steps)[:-1]  # one call per step, from T down
@@ -154,7 +161,7 @@ def test_resshift_samples_depend_on_seed_and_image_id_only():
         def forward(self, x_t, t, *, class_labels, lr_upsampled):
             return 0.5 * x_t
 
-    sampler = Sampler(Shrink(), SCHEDULE, "residual", SamplerSpec("resshift", 4))
+    sampler = make_sampler(Shrink(), SCHEDULE, "residual", SamplerSpec("resshift", 4))
     labels = torch.full((4,), NULL_CLASS)
     whole = sampler.sample(hr, labels, image_generators(0, list("abcd")))
     parts = torch.cat([sampler.sample(hr[:1], labels[:1], image_generators(0, ["a"])),
@@ -175,7 +182,7 @@ def test_guidance_combines_the_x0_predictions():
             return 0.1 * class_labels.float()[:, None, None, None].expand_as(x_t) - 0.5
 
     bicubic = torch.full((2, 1, 4, 4), 0.5)
-    sampler = Sampler(ByClass(), SCHEDULE, "residual", SamplerSpec("resshift", 1), guidance_scale=3.0)
+    sampler = make_sampler(ByClass(), SCHEDULE, "residual", SamplerSpec("resshift", 1), guidance_scale=3.0)
     sr = sampler.sample(bicubic, torch.tensor([0, 1]), image_generators(0, ["a", "b"]))
     null = 0.1 * NULL_CLASS - 0.5
     x0 = torch.tensor([null + 3 * (-0.5 - null), null + 3 * (-0.4 - null)])  # residuals; y_0 = 0 here
@@ -187,9 +194,9 @@ def test_sampler_and_process_must_match():
     ddpm = DiffusionSchedule(torch.linspace(1e-4, 0.02, 10, dtype=torch.float64))
     model = PerfectX0(torch.zeros(1, 1, 4, 4))
     with pytest.raises(ValueError, match="resshift"):
-        Sampler(model, ddpm, "image", SamplerSpec("resshift", 4))
+        make_sampler(model, ddpm, "image", SamplerSpec("resshift", 4))
     with pytest.raises(ValueError, match="resshift"):
-        Sampler(model, SCHEDULE, "image", SamplerSpec("ddim", 4))
+        make_sampler(model, SCHEDULE, "image", SamplerSpec("ddim", 4))
 
 
 def test_params_choose_the_process():

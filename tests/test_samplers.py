@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 from torch import nn
 
-from medsr.config import NULL_CLASS, DiffusionParams, ResShiftParams
-from medsr.diffusion.samplers import (Sampler, SamplerSpec, clip_eps, guided_eps, image_generators,
-                                      make_scheduler)
+from medsr.config import NULL_CLASS, SAMPLER_PROCESS, SAMPLERS, DiffusionParams, ResShiftParams
+from medsr.diffusion.samplers import (SAMPLER_CLASSES, DDIMSampler, DPMSolverSampler, SamplerSpec, guided_prediction,
+                                      image_generators, make_sampler)
 from medsr.diffusion.schedule import DiffusionSchedule, encode_target, target_bounds
 
 
@@ -63,11 +61,53 @@ def test_every_sampler_recovers_the_image_from_a_perfect_denoiser(spec, target):
     hr = hr_images()
     bicubic = (hr + 0.05 * torch.randn(hr.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
     model = PerfectDenoiser(encode_target(hr, bicubic, target), SCHEDULE)
-    sampler = Sampler(model, SCHEDULE, target, spec)
+    sampler = make_sampler(model, SCHEDULE, target, spec)
     sr = sampler.sample(bicubic, torch.full((3,), NULL_CLASS), image_generators(0, ["a", "b", "c"]))
     assert sr.shape == hr.shape
     torch.testing.assert_close(sr, hr, atol=2e-4, rtol=0)
     assert model.calls == spec.evaluations(SCHEDULE.timesteps)  # one network call per step (no guidance)
+
+
+# --- the registry -----------------------------------------------------------------------------------
+
+def test_every_configurable_sampler_has_one_class_and_the_other_way_round():
+    assert set(SAMPLER_CLASSES) == set(SAMPLER_PROCESS) == set(SAMPLERS)
+    assert all(cls.name == name for name, cls in SAMPLER_CLASSES.items())
+    with pytest.raises(ValueError, match="'euler' is not one of ancestral, ddim, dpmpp, resshift"):
+        SamplerSpec("euler", 4).sampler_class
+
+
+@pytest.mark.parametrize("name, steps, timesteps, evaluations", [
+    ("ancestral", 4, 100, 100), ("ddim", 4, 100, 4), ("dpmpp", 7, 100, 7), ("resshift", 4, 15, 4),
+    ("resshift", 40, 15, 15)])
+def test_each_sampler_knows_its_step_count(name, steps, timesteps, evaluations):
+    assert SamplerSpec(name, steps).evaluations(timesteps) == evaluations
+
+
+def test_each_sampler_knows_whether_it_draws_noise():
+    assert SamplerSpec("ancestral", 1).stochastic and SamplerSpec("resshift", 1).stochastic
+    assert SamplerSpec("ddim", 4, eta=0.5).stochastic and not SamplerSpec("ddim", 4, eta=0.0).stochastic
+    assert not SamplerSpec("dpmpp", 4, eta=0.5).stochastic
+
+
+@pytest.mark.parametrize("spec", [SamplerSpec("ancestral", 0), SamplerSpec("ddim", 5, eta=0.5), SamplerSpec("ddim", 5),
+                                  SamplerSpec("dpmpp", 5)], ids=["ancestral", "ddim-eta", "ddim", "dpmpp"])
+def test_a_sampler_draws_noise_after_x_T_exactly_when_it_says_it_is_stochastic(spec):
+    ids = ["a", "b", "c"]
+    used = image_generators(3, ids)
+    make_sampler(TinyNet(), SCHEDULE, "image", spec).sample(hr_images(), torch.full((3,), NULL_CLASS), used)
+    after_x_T = image_generators(3, ids)
+    for g in after_x_T:
+        torch.randn((1, 8, 8), generator=g)
+    drew_more = any(not torch.equal(u.get_state(), x.get_state()) for u, x in zip(used, after_x_T))
+    assert drew_more == spec.stochastic
+
+
+def test_posterior_samples_use_the_configured_sampler_if_stochastic_else_ddim():
+    assert SamplerSpec("ancestral", 4).sampler_class.posterior_spec(4, 0.8) == SamplerSpec("ancestral", 4, 0.0)
+    assert SamplerSpec("resshift", 4).sampler_class.posterior_spec(4, 0.8) == SamplerSpec("resshift", 4, 0.0)
+    for name in ("ddim", "dpmpp"):
+        assert SamplerSpec(name, 4).sampler_class.posterior_spec(4, 0.8) == SamplerSpec("ddim", 4, 0.8)
 
 
 def test_ancestral_step_is_algorithm_2():
@@ -87,12 +127,12 @@ def test_classifier_free_guidance_combines_null_and_conditional():
     labels = torch.tensor([0, 1])
     t = torch.zeros(2, dtype=torch.long)
     for w in (0.0, 1.0, 2.5):
-        eps = guided_eps(model, x, t, x, labels, w)
+        eps = guided_prediction(model, x, t, x, labels, w)
         # eps(null) = 2, eps(c) = c: eps = 2 + w (c - 2)
         expected = torch.tensor([2 + w * (0 - 2), 2 + w * (1 - 2)])
         torch.testing.assert_close(eps[:, 0, 0, 0], expected)
     assert model.seen == [[NULL_CLASS, NULL_CLASS], [0, 1], [NULL_CLASS, NULL_CLASS, 0, 1]]
-    guided_eps(model, x, t, x, torch.full((2,), NULL_CLASS), 3.0)  # unconditional: one call, null class only
+    guided_prediction(model, x, t, x, torch.full((2,), NULL_CLASS), 3.0)  # unconditional: one call, null class only
     assert model.seen[-1] == [NULL_CLASS, NULL_CLASS]
 
 
@@ -103,7 +143,7 @@ def test_x0_clipping_keeps_the_implied_image_in_range(target):
     wild = 10 * torch.randn(bicubic.shape, generator=torch.Generator().manual_seed(6))
     t = torch.full((3,), 10)
     low, high = target_bounds(bicubic, target)
-    x0 = SCHEDULE.predict_x0_from_eps(x_t, t, clip_eps(SCHEDULE, x_t, t, wild, (low, high)))
+    x0 = SCHEDULE.predict_x0_from_eps(x_t, t, SCHEDULE.clip_prediction(x_t, t, wild, (low, high)))
     assert bool((x0 >= torch.as_tensor(low) - 1e-4).all() and (x0 <= torch.as_tensor(high) + 1e-4).all())
     unclipped = SCHEDULE.predict_x0_from_eps(x_t, t, wild)
     assert bool(((unclipped < torch.as_tensor(low)) | (unclipped > torch.as_tensor(high))).any())
@@ -131,7 +171,7 @@ def test_samples_depend_on_seed_and_image_id_only(spec):
     labels = torch.tensor([0, 1, NULL_CLASS, 1])
     ids = ["w", "x", "y", "z"]
     net = TinyNet().train()  # left in train mode on purpose: the sampler must use eval mode
-    sampler = Sampler(net, SCHEDULE, "residual", spec, guidance_scale=2.0)
+    sampler = make_sampler(net, SCHEDULE, "residual", spec, guidance_scale=2.0)
     first = sampler.sample(bicubic, labels, image_generators(7, ids))
     again = sampler.sample(bicubic, labels, image_generators(7, ids))
     assert torch.equal(first, again)
@@ -146,8 +186,8 @@ def test_samples_depend_on_seed_and_image_id_only(spec):
 
 
 def test_diffusers_schedulers_use_our_betas():
-    for name in ("ddim", "dpmpp"):
-        scheduler = make_scheduler(name, SCHEDULE)
+    for sampler_class in (DDIMSampler, DPMSolverSampler):
+        scheduler = sampler_class.scheduler(SCHEDULE)
         torch.testing.assert_close(scheduler.alphas_cumprod.double(), SCHEDULE.alphas_cumprod, atol=1e-6, rtol=0)
         scheduler.set_timesteps(10)
         assert int(scheduler.timesteps[0]) == SCHEDULE.timesteps - 1  # starts from pure noise
@@ -158,7 +198,7 @@ def test_cosine_schedule_samplers_recover_too():
     cosine = DiffusionSchedule.from_params(ddpm_params("cosine"))
     hr = hr_images()
     for spec in (SamplerSpec("ddim", 8), SamplerSpec("dpmpp", 8)):
-        sr = Sampler(PerfectDenoiser(encode_target(hr, hr, "image"), cosine), cosine, "image", spec).sample(
+        sr = make_sampler(PerfectDenoiser(encode_target(hr, hr, "image"), cosine), cosine, "image", spec).sample(
             hr, torch.full((3,), NULL_CLASS), image_generators(0, ["a", "b", "c"]))
         torch.testing.assert_close(sr, hr, atol=2e-4, rtol=0)
 
@@ -170,19 +210,19 @@ def test_bf16_sampling_is_refused_on_the_cpu_with_one_line():
     from medsr.errors import MedsrError
 
     with pytest.raises(MedsrError, match=r"^generate.precision: bf16 needs a CUDA device, this run is on cpu") as err:
-        Sampler(ClassTable(), SCHEDULE, "image", SamplerSpec("ddim", 2), precision="bf16")
+        make_sampler(ClassTable(), SCHEDULE, "image", SamplerSpec("ddim", 2), precision="bf16")
     assert "\n" not in str(err.value)
     with pytest.raises(MedsrError, match="generate.precision: 'fp8' is not one of fp32, bf16"):
-        Sampler(ClassTable(), SCHEDULE, "image", SamplerSpec("ddim", 2), precision="fp8")
+        make_sampler(ClassTable(), SCHEDULE, "image", SamplerSpec("ddim", 2), precision="fp8")
 
 
 def test_fp32_precision_is_the_default_and_runs_no_autocast(monkeypatch):
     hr = hr_images()
     model = PerfectDenoiser(encode_target(hr, hr, "image"), SCHEDULE)
     ids = ["a", "b", "c"]
-    default = Sampler(model, SCHEDULE, "image", SamplerSpec("ddim", 5)).sample(hr, torch.full((3,), NULL_CLASS),
-                                                                            image_generators(0, ids))
+    default = make_sampler(model, SCHEDULE, "image", SamplerSpec("ddim", 5)).sample(
+        hr, torch.full((3,), NULL_CLASS), image_generators(0, ids))
     monkeypatch.setattr(torch, "autocast", lambda *a, **k: pytest.fail("autocast on the CPU"))
-    fp32 = Sampler(model, SCHEDULE, "image", SamplerSpec("ddim", 5), precision="fp32").sample(
+    fp32 = make_sampler(model, SCHEDULE, "image", SamplerSpec("ddim", 5), precision="fp32").sample(
         hr, torch.full((3,), NULL_CLASS), image_generators(0, ids))
     assert torch.equal(default, fp32)

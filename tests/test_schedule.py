@@ -59,8 +59,6 @@ def test_alphas_cumprod_is_the_cumulative_product(schedule):
     alphas = 1 - schedule.betas.numpy()
     np.testing.assert_allclose(schedule.alphas.numpy(), alphas, rtol=1e-15)
     np.testing.assert_allclose(schedule.alphas_cumprod.numpy(), np.cumprod(alphas), rtol=1e-12)
-    np.testing.assert_allclose(schedule.alphas_cumprod_prev.numpy(), np.concatenate([[1.0], np.cumprod(alphas)[:-1]]),
-                               rtol=1e-12)
     assert np.all(np.diff(schedule.alphas_cumprod.numpy()) < 0)  # strictly decreasing: noise only grows
 
 
@@ -85,7 +83,7 @@ def test_q_sample_is_eq_1_9(schedule):
     x0 = torch.rand(4, 1, 5, 6, generator=generator) * 2 - 1
     noise = torch.randn(x0.shape, generator=generator)
     t = torch.tensor([0, 7, T // 2, T - 1])
-    x_t = schedule.q_sample(x0, t, noise)
+    x_t = schedule.q_sample(x0, x0, t, noise)
     abar = schedule.alphas_cumprod.numpy()
     for i, step in enumerate(t.tolist()):
         expected = math.sqrt(abar[step]) * x0[i].double() + math.sqrt(1 - abar[step]) * noise[i].double()
@@ -99,7 +97,7 @@ def test_q_sample_moments_over_many_draws():
     generator = torch.Generator().manual_seed(1)
     for step in (10, 150, T - 1):
         t = torch.full((n,), step)
-        x_t = schedule.q_sample(x0, t, torch.randn(x0.shape, generator=generator)).double()
+        x_t = schedule.q_sample(x0, x0, t, torch.randn(x0.shape, generator=generator)).double()
         abar = schedule.alphas_cumprod[step].item()
         mean_sd = math.sqrt((1 - abar) / n)
         assert abs(x_t.mean().item() - math.sqrt(abar) * 0.7) < 5 * mean_sd
@@ -112,7 +110,7 @@ def test_predict_x0_and_eps_invert_q_sample(schedule):
     x0 = torch.rand(6, 1, 4, 4, generator=generator) * 2 - 1
     noise = torch.randn(x0.shape, generator=generator)
     t = torch.tensor([0, 1, 50, 200, 400, 450])  # up to where sqrt(abar) is still well away from 0 in float32
-    x_t = schedule.q_sample(x0, t, noise)
+    x_t = schedule.q_sample(x0, x0, t, noise)
     torch.testing.assert_close(schedule.predict_x0_from_eps(x_t, t, noise), x0, rtol=1e-4, atol=2e-4)
     torch.testing.assert_close(schedule.predict_eps_from_x0(x_t, t, x0), noise, rtol=1e-4, atol=2e-4)
 
@@ -128,31 +126,33 @@ def _gaussian_posterior(x0: float, x_t: float, beta: float, abar_prev: float) ->
     return mean, 1 / precision
 
 
-def test_posterior_matches_the_gaussian_posterior_by_hand(schedule):
+def test_ancestral_mean_from_true_eps_is_the_gaussian_posterior_mean_by_hand(schedule):
+    """Algorithm 2's mean with the true noise equals mu~(x_t, x0) of q(x_{t-1} | x_t, x0) (Ho et al. 2020 Eq. 7),
+    here completed by hand: the same quantity written two ways."""
     betas = schedule.betas.numpy()
     abar_prev = np.concatenate([[1.0], np.cumprod(1 - betas)[:-1]])
-    x0, x_t = 0.3, -0.8
     steps = [0, 1, 2, 10, 100, T // 2, T - 2, T - 1]
-    mean, variance = schedule.posterior_mean_variance(torch.full((len(steps), 1), x0), torch.full((len(steps), 1), x_t),
-                                                      torch.tensor(steps))
+    x0 = torch.full((len(steps), 1), 0.3)
+    noise = torch.full((len(steps), 1), -0.8)
+    t = torch.tensor(steps)
+    x_t = schedule.q_sample(x0, x0, t, noise)
+    mean = schedule.ancestral_mean(x_t, t, noise)
     for i, step in enumerate(steps):
-        expected_mean, expected_variance = _gaussian_posterior(x0, x_t, float(betas[step]), float(abar_prev[step]))
-        assert mean[i].item() == pytest.approx(expected_mean, rel=1e-5, abs=1e-7)  # t = 0 too: x0 exactly
-        assert variance[i].item() == pytest.approx(expected_variance, rel=1e-5, abs=1e-12)
-    assert variance[0].item() == 0.0 and variance[1:].min().item() > 0
-
-
-def test_ancestral_mean_from_true_eps_is_the_posterior_mean(schedule):
-    """Algorithm 2's mean with the true noise equals mu~(x_t, x0): the same quantity written two ways."""
-    generator = torch.Generator().manual_seed(3)
-    x0 = torch.rand(5, 1, 4, 4, generator=generator) * 2 - 1
-    noise = torch.randn(x0.shape, generator=generator)
-    t = torch.tensor([0, 3, 100, 300, T - 1])
-    x_t = schedule.q_sample(x0, t, noise)
-    posterior_mean, _ = schedule.posterior_mean_variance(x0, x_t, t)
-    torch.testing.assert_close(schedule.ancestral_mean(x_t, t, noise), posterior_mean, rtol=1e-5, atol=2e-5)
+        expected, _ = _gaussian_posterior(0.3, x_t[i].item(), float(betas[step]), float(abar_prev[step]))
+        assert mean[i].item() == pytest.approx(expected, rel=1e-4, abs=2e-5)  # t = 0 too: x0
     # and a wrong eps gives a different mean (the check can fail)
-    assert not torch.allclose(schedule.ancestral_mean(x_t, t, noise + 0.1), posterior_mean, atol=1e-3)
+    assert not torch.allclose(schedule.ancestral_mean(x_t, t, noise + 0.1), mean, atol=1e-3)
+
+
+def test_reverse_step_is_algorithm_2_with_no_noise_at_the_end(schedule):
+    x_t = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+    eps = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(4))
+    mean, std = schedule.reverse_step(x_t, eps, 40, 39)
+    torch.testing.assert_close(mean, schedule.ancestral_mean(x_t, torch.full((2,), 40), eps), rtol=0, atol=0)
+    assert std.item() == pytest.approx(math.sqrt(schedule.betas[40].item()), rel=1e-6)  # sigma_t^2 = beta_t
+    assert schedule.reverse_step(x_t, eps, 0, -1)[1] is None
+    with pytest.raises(ValueError, match="from t to t - 1"):
+        schedule.reverse_step(x_t, eps, 40, 30)
 
 
 # --- the diffused variable ---------------------------------------------------------------------------

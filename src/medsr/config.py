@@ -37,7 +37,9 @@ DegradeModel = Literal["gaussian", "kspace"]  # Eq. 1.1 | k-space truncation + c
 KspaceWindow = Literal["none", "hamming", "tukey"]
 # oracle hands the generator the true label, swapped its opposite (the class-swap audit): both flagged everywhere
 Guidance = Literal["null", "predicted", "oracle", "swapped"]
-SamplerName = Literal["ancestral", "ddim", "dpmpp", "resshift"]  # resshift samples (only) a resshift model
+# each sampler's name and the diffusion.process whose models it samples (the samplers: medsr.diffusion.samplers)
+SAMPLER_PROCESS: dict[str, str] = {"ancestral": "ddpm", "ddim": "ddpm", "dpmpp": "ddpm", "resshift": "resshift"}
+SamplerName = Literal[tuple(SAMPLER_PROCESS)]
 # one paired test over all replicates | a majority of per-replicate tests | the training run as the unit of
 # replication: seed-level t with an image-level variance term | two-level (seeds, images) bootstrap
 VerdictRule = Literal["pooled", "majority", "seed_image_t", "two_level_bootstrap"]
@@ -374,6 +376,14 @@ def _one_line(err: ValidationError, source: str) -> MedsrError:
     return MedsrError(f"{source}: {_key_path(loc)}: {message}")
 
 
+def sampler_mismatch(sampler: str, process: str) -> str | None:
+    """Why `sampler` cannot sample a model of diffusion process `process` (None: it can)."""
+    if SAMPLER_PROCESS[sampler] == process:
+        return None
+    return (f"{sampler} cannot sample a diffusion.process {process} model (the {sampler} sampler goes with the "
+            f"{SAMPLER_PROCESS[sampler]} process, and only with it)")
+
+
 def _check_consistency(params: Params, source: str) -> None:
     """Rules between keys that a per-field type cannot say."""
     for name in UNIQUE_LISTS:
@@ -408,10 +418,9 @@ def _check_consistency(params: Params, source: str) -> None:
     resshift = params.diffusion.resshift
     if resshift.eta_1 >= resshift.eta_T:
         raise MedsrError(f"{source}: diffusion.resshift.eta_1: must be below diffusion.resshift.eta_T")
-    if (params.diffusion.process == "resshift") != (params.generate.sampler == "resshift"):
-        raise MedsrError(f"{source}: generate.sampler: {params.generate.sampler} cannot sample a "
-                         f"diffusion.process {params.diffusion.process} model (the resshift sampler goes with the "
-                         f"resshift process, and only with it)")
+    mismatch = sampler_mismatch(params.generate.sampler, params.diffusion.process)
+    if mismatch:
+        raise MedsrError(f"{source}: generate.sampler: {mismatch}")
     if params.diffusion.process == "resshift" and params.generate.steps > resshift.timesteps:
         raise MedsrError(f"{source}: generate.steps: {params.generate.steps} exceeds diffusion.resshift.timesteps "
                          f"{resshift.timesteps}")

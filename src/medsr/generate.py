@@ -29,9 +29,9 @@ from tqdm import tqdm
 from medsr import io
 from medsr import posterior
 from medsr.config import (CLASSES, EVAL_SPLITS, GUIDANCE_MODES, LEAKING_GUIDANCE, NULL_CLASS, EvaluateParams,
-                          GenerateParams, generation_splits)
+                          GenerateParams, generation_splits, sampler_mismatch)
 from medsr.diffusion.model_file import load_unet
-from medsr.diffusion.samplers import Sampler, SamplerSpec, image_generators
+from medsr.diffusion.samplers import Sampler, SamplerSpec, image_generators, make_sampler
 from medsr.errors import MedsrError
 from medsr.pixels import quantize
 from medsr.randomness import torch_generator
@@ -68,42 +68,22 @@ def guide_labels(guidance: str, records: list[io.Record], *, guide: Path, bicubi
 def run(params: GenerateParams, evaluate: EvaluateParams, *, model: Path, lr: Path, guide: Path, bicubic: Path,
         out: Path, guidance: str, seed: int, shard: int, device: torch.device | None = None) -> None:
     device = device or torch.device("cpu")
-    if guidance not in GUIDANCE_MODES:
-        raise MedsrError(f"--guidance: {guidance!r} is not one of {', '.join(GUIDANCE_MODES)}")
-    if shard not in params.shards:
-        raise MedsrError(f"--shard: {shard} is not in generate.shards {list(params.shards)}")
+    check_job(params, guidance, shard)
     loaded = load_unet(model, "sr_diffusion", device)
-    timesteps = loaded.schedule.timesteps
-    if (params.sampler == "resshift") != (loaded.process == "resshift"):
-        raise MedsrError(f"generate.sampler: {params.sampler} cannot sample {model}, a diffusion.process "
-                         f"{loaded.process} model (the resshift sampler goes with the resshift process, and only "
-                         f"with it)")
-    if params.sampler != "ancestral" and params.steps > timesteps:
-        raise MedsrError(f"generate.steps: {params.steps} exceeds the model's {timesteps} diffusion timesteps")
+    spec = configured_spec(params, loaded, model)
     splits = generation_splits(evaluate, guidance, seed)
     all_records = io.read_manifest(lr, split=EVAL_SPLITS)  # posterior samples are drawn for val/test images only
     records = shard_records(io.read_manifest(lr, split=splits), shard, len(params.shards))
     labels = guide_labels(guidance, records, guide=guide, bicubic=bicubic, batch_size=params.batch_size,
                           device=device)
-    spec = SamplerSpec(params.sampler, params.steps, params.eta)
-    sampler = Sampler(loaded.model, loaded.schedule, loaded.target, spec,
-                      guidance_scale=1.0 if guidance == "null" else params.guidance_scale, precision=params.precision)
-    print(f"generate: {len(records)} {'/'.join(splits)} images (shard {shard} of {len(params.shards)}), {spec.name} with "
-          f"{spec.evaluations(timesteps)} steps, guidance {guidance} (w = {sampler.guidance_scale}), seed {seed}, "
-          f"on {device} ({params.precision})", file=sys.stderr)
-
-    start = time.perf_counter()
-    outputs = []
-    for first in tqdm(range(0, len(records), params.batch_size), desc="generate", disable=not records,
-                      mininterval=2.0, dynamic_ncols=True):
-        batch = records[first:first + params.batch_size]
-        sr = sampler.sample(loaded.bicubic_input(lr, batch), labels[first:first + len(batch)],
-                            image_generators(seed, [r.id for r in batch]))
-        outputs.append(sr[:, 0].float().cpu().numpy())
-    elapsed = time.perf_counter() - start
-    images = np.concatenate(outputs) if outputs else np.zeros((0, 1, 1), np.float32)
-    print(f"generate: {len(records)} images in {elapsed:.1f} s ({len(records) / max(elapsed, 1e-9):.2f} images/s)",
-          file=sys.stderr)
+    sampler = make_sampler(loaded.model, loaded.schedule, loaded.target, spec,
+                           guidance_scale=1.0 if guidance == "null" else params.guidance_scale,
+                           precision=params.precision)
+    timesteps = loaded.schedule.timesteps
+    print(f"generate: {len(records)} {'/'.join(splits)} images (shard {shard} of {len(params.shards)}), "
+          f"{spec.name} with {spec.evaluations(timesteps)} steps, guidance {guidance} (w = {sampler.guidance_scale}), "
+          f"seed {seed}, on {device} ({params.precision})", file=sys.stderr)
+    images = sample_images(sampler, loaded, lr, records, labels, seed, params.batch_size)
 
     # --- posterior samples (chosen over all shards' records, so the choice is independent of sharding) ---
     drawn: dict[str, dict] = {}
@@ -111,21 +91,8 @@ def run(params: GenerateParams, evaluate: EvaluateParams, *, model: Path, lr: Pa
         chosen = posterior.chosen_ids(all_records, params.posterior_images)
         drawn = posterior_samples(params, loaded, lr, [r for r in records if r.id in chosen],
                                   {r.id: int(k) for r, k in zip(records, labels.tolist())}, guidance, seed)
-    post_spec = posterior_spec(params)
-
-    metadata = {
-        "set": "sr", "splits": list(splits), "sampler": spec.name, "steps": spec.evaluations(timesteps), "eta": spec.eta,
-        "guidance": guidance, "guidance_scale": sampler.guidance_scale, "leaks_label": guidance in LEAKING_GUIDANCE,
-        "seed": seed, "shard": shard, "shards": len(params.shards), "batch_size": params.batch_size,
-        "precision": params.precision,
-        "model_sha256": loaded.sha256, "process": loaded.process, "target": loaded.target, "x0_clipping": sampler.clip_x0,
-        "guide_classifier_sha256": io.sha256_file(guide) if guidance == "predicted" else None,
-        "guide_class": {r.id: (CLASSES[k] if k < len(CLASSES) else "null")
-                        for r, k in zip(records, labels.tolist())},
-        "samples_per_image": params.samples_per_image, "posterior_images": params.posterior_images,
-        "posterior_sampler": post_spec.name, "posterior_eta": post_spec.eta,
-        "swap_audit": guidance == "null" and params.samples_per_image > 1, "swapped_leaks_label": True,
-    }
+    metadata = set_metadata(params, loaded, sampler, splits=splits, guidance=guidance, seed=seed, shard=shard,
+                            guide=guide, records=records, labels=labels)
     with io.atomic_dir(out) as tmp:
         metadata[posterior.KEY] = {i: posterior.write(tmp, i, *drawn[i]) for i in sorted(drawn)}
         written = io.write_generated(tmp, records, images, [str(io.image_path(lr, r)) for r in records])
@@ -133,14 +100,71 @@ def run(params: GenerateParams, evaluate: EvaluateParams, *, model: Path, lr: Pa
         io.write_json(tmp / "metadata.json", metadata)
 
 
+def check_job(params: GenerateParams, guidance: str, shard: int) -> None:
+    """The command line's guidance and shard, before anything is loaded."""
+    if guidance not in GUIDANCE_MODES:
+        raise MedsrError(f"--guidance: {guidance!r} is not one of {', '.join(GUIDANCE_MODES)}")
+    if shard not in params.shards:
+        raise MedsrError(f"--shard: {shard} is not in generate.shards {list(params.shards)}")
+
+
+def configured_spec(params: GenerateParams, loaded, model: Path) -> SamplerSpec:
+    """generate.sampler as configured, checked against the model file: its process and its T steps."""
+    spec = SamplerSpec(params.sampler, params.steps, params.eta)
+    mismatch = sampler_mismatch(params.sampler, loaded.process)
+    if mismatch:
+        raise MedsrError(f"{model}: generate.sampler: {mismatch}")
+    timesteps = loaded.schedule.timesteps
+    if spec.sampler_class.takes_steps and params.steps > timesteps:
+        raise MedsrError(f"generate.steps: {params.steps} exceeds the model's {timesteps} diffusion timesteps")
+    return spec
+
+
+def sample_images(sampler: Sampler, loaded, lr: Path, records: list[io.Record], labels: torch.Tensor, seed: int,
+                  batch_size: int) -> np.ndarray:
+    """The set's main images, N x H x W in [0, 1], in batches; each image's noise keyed by (seed, image id)."""
+    start = time.perf_counter()
+    outputs = []
+    for first in tqdm(range(0, len(records), batch_size), desc="generate", disable=not records,
+                      mininterval=2.0, dynamic_ncols=True):
+        batch = records[first:first + batch_size]
+        sr = sampler.sample(loaded.bicubic_input(lr, batch), labels[first:first + len(batch)],
+                            image_generators(seed, [r.id for r in batch]))
+        outputs.append(sr[:, 0].float().cpu().numpy())
+    elapsed = time.perf_counter() - start
+    print(f"generate: {len(records)} images in {elapsed:.1f} s ({len(records) / max(elapsed, 1e-9):.2f} images/s)",
+          file=sys.stderr)
+    return np.concatenate(outputs) if outputs else np.zeros((0, 1, 1), np.float32)
+
+
+def set_metadata(params: GenerateParams, loaded, sampler: Sampler, *, splits: tuple[str, ...], guidance: str,
+                 seed: int, shard: int, guide: Path, records: list[io.Record], labels: torch.Tensor) -> dict:
+    """metadata.json of the SR set (the posterior hashes are added as they are written)."""
+    spec, post_spec = sampler.spec, posterior_spec(params)
+    return {
+        "set": "sr", "splits": list(splits), "sampler": spec.name, "steps": spec.evaluations(loaded.schedule.timesteps),
+        "eta": spec.eta, "guidance": guidance, "guidance_scale": sampler.guidance_scale,
+        "leaks_label": guidance in LEAKING_GUIDANCE,
+        "seed": seed, "shard": shard, "shards": len(params.shards), "batch_size": params.batch_size,
+        "precision": params.precision,
+        "model_sha256": loaded.sha256, "process": loaded.process, "target": loaded.target,
+        "x0_clipping": sampler.clip_x0,
+        "guide_classifier_sha256": io.sha256_file(guide) if guidance == "predicted" else None,
+        "guide_class": {r.id: (CLASSES[k] if k < len(CLASSES) else "null")
+                        for r, k in zip(records, labels.tolist())},
+        "samples_per_image": params.samples_per_image, "posterior_images": params.posterior_images,
+        "posterior_sampler": post_spec.name, "posterior_eta": post_spec.eta,
+        "swap_audit": guidance == "null" and params.samples_per_image > 1, "swapped_leaks_label": True,
+    }
+
+
 # --- posterior samples: kept apart from the main loop above ---------------------------
 
 def posterior_spec(params: GenerateParams) -> SamplerSpec:
-    """The stochastic sampler of the posterior samples: ancestral or resshift (both draw noise at every step) as
-    configured, else DDIM with sample_eta."""
-    if params.sampler in ("ancestral", "resshift"):
-        return SamplerSpec(params.sampler, params.steps, 0.0)
-    return SamplerSpec("ddim", params.steps, params.sample_eta)
+    """The stochastic sampler of the posterior samples: ancestral or resshift as configured (both draw noise at
+    every step), else DDIM with sample_eta."""
+    configured = SamplerSpec(params.sampler, params.steps, params.eta)
+    return configured.sampler_class.posterior_spec(params.steps, params.sample_eta)
 
 
 def posterior_generators(seed: int, ids: list[str], index: int) -> list[torch.Generator]:
@@ -154,11 +178,10 @@ def posterior_samples(params: GenerateParams, loaded, lr: Path, records: list[io
     class-swap audit) reuses sample 0's noise, so swapped - sample 0 isolates what the injected label paints."""
     spec = posterior_spec(params)
     scale = 1.0 if guidance == "null" else params.guidance_scale
-    sampler = Sampler(loaded.model, loaded.schedule, loaded.target, spec, guidance_scale=scale,
-                      precision=params.precision)
-    swapper = Sampler(loaded.model, loaded.schedule, loaded.target, spec, guidance_scale=params.guidance_scale,
-                      precision=params.precision) \
-        if guidance == "null" else None
+    sampler = make_sampler(loaded.model, loaded.schedule, loaded.target, spec, guidance_scale=scale,
+                           precision=params.precision)
+    swapper = make_sampler(loaded.model, loaded.schedule, loaded.target, spec, guidance_scale=params.guidance_scale,
+                           precision=params.precision) if guidance == "null" else None
     start = time.perf_counter()
     out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     for first in range(0, len(records), params.batch_size):

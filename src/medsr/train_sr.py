@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from medsr import training
@@ -21,8 +20,8 @@ from medsr.config import NULL_CLASS, DiffusionParams, TrainSRParams, UNetParams,
 from medsr.device import autocast, deterministic_mode, needs_grad_scaler
 from medsr.randomness import derived_seed
 from medsr.diffusion.ema import EMA
-from medsr.diffusion.resshift import ResShiftSchedule
-from medsr.diffusion.schedule import DiffusionSchedule, encode_target, process_schedule, to_model_range
+from medsr.diffusion.process import Process
+from medsr.diffusion.schedule import encode_target, process_schedule, to_model_range
 from medsr.diffusion.model_file import build_unet
 from medsr.diffusion.unet import UNet, count_parameters
 
@@ -72,17 +71,13 @@ def draw_batch(data: training.PairedImages, train_params: TrainSRParams, timeste
     return {"hr": hr, "bicubic": bicubic, "labels": labels, "t": t, "noise": noise}
 
 
-def diffusion_loss(model: torch.nn.Module, schedule: DiffusionSchedule | ResShiftSchedule, target: str,
+def diffusion_loss(model: torch.nn.Module, process: Process, target: str,
                    batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The process's training loss on one batch, in the encoded space of `diffusion.target`."""
     x0 = encode_target(batch["hr"], batch["bicubic"], target)
-    if isinstance(schedule, ResShiftSchedule):
-        y0 = encode_target(batch["bicubic"], batch["bicubic"], target)
-        x_t = schedule.q_sample(x0, y0, batch["t"], batch["noise"])  # Eq. 3
-        x0_hat = model(x_t, batch["t"], class_labels=batch["labels"], lr_upsampled=to_model_range(batch["bicubic"]))
-        return F.mse_loss(x0_hat.float(), x0)  # ResShift's loss: || f_theta(x_t, y_0, t) - x_0 ||^2
-    x_t = schedule.q_sample(x0, batch["t"], batch["noise"])  # Eq. 1.9 / 1.12
-    eps_hat = model(x_t, batch["t"], class_labels=batch["labels"], lr_upsampled=to_model_range(batch["bicubic"]))
-    return F.mse_loss(eps_hat.float(), batch["noise"])  # Eq. 1.13: L = E || eps - eps_theta(x_t, t) ||^2
+    y0 = encode_target(batch["bicubic"], batch["bicubic"], target)  # the bicubic image (resshift's start)
+    return process.training_loss(model, x0, y0, batch["t"], batch["noise"], batch["labels"],
+                                 to_model_range(batch["bicubic"]))
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -108,117 +103,140 @@ def restore_rng(state: dict) -> None:
         torch.cuda.set_rng_state_all([s.to("cpu") for s in cuda])
 
 
+class SRTraining:
+    """One training run's state (what a checkpoint holds) and its steps: resume, one optimizer step, log, save."""
+
+    def __init__(self, model_params: UNetParams, diffusion_params: DiffusionParams, train_params: TrainSRParams,
+                 data: training.PairedImages, ctx: training.Distributed, checkpoints: Path | None):
+        self.params, self.ctx, self.data, self.checkpoints = train_params, ctx, data, checkpoints
+        torch.manual_seed(train_params.seed)  # identical initial weights on every rank
+        self.model = build_model(model_params).to(ctx.device, memory_format=torch.channels_last)
+        training.check_crop(train_params.crop, data, self.model.size_multiple, "train_sr.crop")
+        per_rank = training.per_rank_batch(train_params.batch_size, ctx, "train_sr.batch_size")
+        if ctx.is_main:
+            print(f"train-sr: U-Net with {count_parameters(self.model):,} parameters; {len(data.ids)} train images "
+                  f"{data.hr_size} (scale {data.scale}); {ctx.world_size} process(es) x batch {per_rank}",
+                  file=sys.stderr)
+        self.process = process_schedule(diffusion_params)
+        self.target = diffusion_params.target
+        self.ema = EMA(self.model, train_params.ema_decay)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_params.learning_rate)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(ctx.device))
+        self.generator = torch.Generator().manual_seed(train_params.seed)
+        self.config = resume_config(model_params, diffusion_params, train_params, data)
+        self.step, self.rows, self.window = 0, [], []  # window: losses since the last log row
+        self.saved_step = None  # the step of the last checkpoint of this run on disk (resumed or written)
+        self.state_path = checkpoints / STATE_FILE if checkpoints else None
+
+    def resume(self) -> None:
+        """Continue from the checkpoint when it was written under this run's key, at or before train_sr.steps."""
+        if self.state_path is None or not self.state_path.is_file():
+            return
+        state = load_training_state(self.state_path, device="cpu")
+        if state.get("config") != self.config or state["step"] > self.params.steps:
+            if self.ctx.is_main:
+                print(f"train-sr: {self.state_path} was written {_mismatch(state, self.config, self.params.steps)}; "
+                      f"starting anew", file=sys.stderr)
+            return
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        restore_rng(state)
+        if state.get("scaler"):  # fp16 loss scale (empty when the scaler was off)
+            self.scaler.load_state_dict(state["scaler"])
+        self.step, self.rows = int(state["step"]), list(state["log"])
+        self.saved_step = self.step
+        self.window = list(state.get("window", []))  # so the next log row covers the same steps as without a stop
+        if self.ctx.is_main:
+            print(f"train-sr: resuming from {self.state_path} at step {self.step}", file=sys.stderr)
+
+    def diverged(self, what: str, at_step: int) -> training.Diverged:
+        if self.state_path is None:
+            kept = "no checkpoints folder"
+        elif self.saved_step is None:
+            kept = f"no checkpoint of this run in {self.checkpoints}"
+        else:
+            kept = f"last good checkpoint (step {self.saved_step}) kept in {self.checkpoints}"
+        return training.Diverged(f"train-sr: {what} at step {at_step} (train_sr.learning_rate "
+                                 f"{self.params.learning_rate:g}): training diverged; no model written; {kept}")
+
+    def save_state(self) -> None:
+        if self.state_path is None:
+            return
+        if not training.all_finite(self.model, self.ema.shadow):  # identical on every rank: all raise or none
+            raise self.diverged("non-finite weights", self.step)
+        window_means = [self.ctx.mean(loss) for loss in self.window]  # every rank: the same window on resume
+        if self.ctx.is_main:
+            save_training_state(self.state_path, {
+                "config": self.config, "step": self.step, "model": self.model.state_dict(),
+                "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
+                **rng_states(), "log": self.rows, "window": window_means})
+        self.saved_step = self.step
+
+    def loss(self, net: torch.nn.Module) -> torch.Tensor:
+        """The loss of the next global batch (this rank's slice); the generator draws the whole batch."""
+        batch = draw_batch(self.data, self.params, self.process.timesteps, self.generator)
+        batch = _to({k: self.ctx.shard(v) for k, v in batch.items()}, self.ctx.device)
+        # dropout masks differ per rank and step, and a resumed run draws those of an uninterrupted one on every device
+        torch.manual_seed(derived_seed(self.params.seed, self.ctx.rank, self.step))
+        with autocast(self.ctx.device):
+            return diffusion_loss(net, self.process, self.target, batch)
+
+    def update(self, loss: torch.Tensor) -> None:
+        """One optimizer step (gradient clipping, fp16 loss scaling) and the EMA after it."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.params.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.params.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.ema.update(self.model)
+
+    def log_row(self, log: Path | None) -> float:
+        """A loss-log row: the mean loss of the window since the last row, over all ranks."""
+        mean_loss = self.ctx.mean(sum(self.window) / len(self.window))
+        if self.step % self.params.log_every == 0:  # a last, partial row keeps its window for a resume with more steps
+            self.window = []
+        self.rows.append({"step": self.step, "loss": mean_loss, "learning_rate": self.optimizer.param_groups[0]["lr"]})
+        if self.ctx.is_main and log is not None:
+            training.write_log(log, self.rows)
+        return mean_loss
+
+
 def train(model_params: UNetParams, diffusion_params: DiffusionParams, train_params: TrainSRParams,
           data: training.PairedImages, *, ctx: training.Distributed, log: Path | None,
           checkpoints: Path | None) -> tuple[UNet, EMA, float]:
     """The training loop; returns (model, ema, final logged loss). Only rank 0 writes files."""
-    device = ctx.device
-    torch.manual_seed(train_params.seed)  # identical initial weights on every rank
-    model = build_model(model_params).to(device, memory_format=torch.channels_last)
-    training.check_crop(train_params.crop, data, model.size_multiple, "train_sr.crop")
-    per_rank = training.per_rank_batch(train_params.batch_size, ctx, "train_sr.batch_size")
-    if ctx.is_main:
-        print(f"train-sr: U-Net with {count_parameters(model):,} parameters; {len(data.ids)} train images "
-              f"{data.hr_size} (scale {data.scale}); {ctx.world_size} process(es) x batch {per_rank}",
-              file=sys.stderr)
-    schedule = process_schedule(diffusion_params)
-    ema = EMA(model, train_params.ema_decay)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_params.learning_rate)
-    scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(device))
-    generator = torch.Generator().manual_seed(train_params.seed)
-    config = resume_config(model_params, diffusion_params, train_params, data)
-    step, rows, window = 0, [], []  # window: losses since the last log row
-    saved_step = None  # the step of the last checkpoint of this run on disk (resumed or written)
-
-    state_path = checkpoints / STATE_FILE if checkpoints else None
-    if state_path is not None and state_path.is_file():
-        state = load_training_state(state_path, device="cpu")
-        if state.get("config") == config and state["step"] <= train_params.steps:
-            model.load_state_dict(state["model"])
-            ema.load_state_dict(state["ema"])
-            optimizer.load_state_dict(state["optimizer"])
-            generator.set_state(state["generator"])
-            restore_rng(state)
-            if state.get("scaler"):  # fp16 loss scale (empty when the scaler was off)
-                scaler.load_state_dict(state["scaler"])
-            step, rows = int(state["step"]), list(state["log"])
-            saved_step = step
-            window = list(state.get("window", []))  # so the next log row covers the same steps as without a stop
-            if ctx.is_main:
-                print(f"train-sr: resuming from {state_path} at step {step}", file=sys.stderr)
-        elif ctx.is_main:
-            print(f"train-sr: {state_path} was written {_mismatch(state, config, train_params.steps)}; "
-                  f"starting anew", file=sys.stderr)
-
-    def diverged(what: str, at_step: int) -> training.Diverged:
-        if state_path is None:
-            kept = "no checkpoints folder"
-        elif saved_step is None:
-            kept = f"no checkpoint of this run in {checkpoints}"
-        else:
-            kept = f"last good checkpoint (step {saved_step}) kept in {checkpoints}"
-        return training.Diverged(f"train-sr: {what} at step {at_step} (train_sr.learning_rate "
-                                 f"{train_params.learning_rate:g}): training diverged; no model written; {kept}")
-
-    def save_state() -> None:
-        nonlocal saved_step
-        if state_path is None:
-            return
-        if not training.all_finite(model, ema.shadow):  # identical on every rank: all raise or none
-            raise diverged("non-finite weights", step)
-        window_means = [ctx.mean(loss) for loss in window]  # every rank takes part: the same window on resume
-        if not ctx.is_main:
-            saved_step = step
-            return
-        save_training_state(state_path, {
-            "config": config, "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
-            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "generator": generator.get_state(),
-            **rng_states(), "log": rows, "window": window_means})
-        saved_step = step
-
-    net = training.wrap(model, ctx)
+    run = SRTraining(model_params, diffusion_params, train_params, data, ctx, checkpoints)
+    run.resume()
+    net = training.wrap(run.model, ctx)
     net.train()
-    progress = tqdm(total=train_params.steps, initial=step, disable=not ctx.is_main, desc="train-sr",
+    progress = tqdm(total=train_params.steps, initial=run.step, disable=not ctx.is_main, desc="train-sr",
                     dynamic_ncols=True, mininterval=2.0)
-    while step < train_params.steps:
-        batch = draw_batch(data, train_params, schedule.timesteps, generator)
-        batch = _to({k: ctx.shard(v) for k, v in batch.items()}, device)
-        # dropout masks differ per rank and step, and a resumed run draws those of an uninterrupted one on every device
-        torch.manual_seed(derived_seed(train_params.seed, ctx.rank, step))
-        with autocast(device):
-            loss = diffusion_loss(net, schedule, diffusion_params.target, batch)
+    while run.step < train_params.steps:
+        loss = run.loss(net)
         global_loss = ctx.mean(loss.item())  # non-finite on every rank when on any: all stop together
         if not math.isfinite(global_loss):  # before any update: the weights (and a checkpoint of them) stay finite
             progress.close()
-            raise diverged(f"loss is {global_loss}", step + 1)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if train_params.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train_params.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        ema.update(model)
-        step += 1
-        window.append(loss.item())
+            raise run.diverged(f"loss is {global_loss}", run.step + 1)
+        run.update(loss)
+        run.step += 1
+        run.window.append(loss.item())
         progress.update(1)
-        if step % train_params.log_every == 0 or step == train_params.steps:
-            mean_loss = ctx.mean(sum(window) / len(window))
-            if step % train_params.log_every == 0:  # a last, partial row keeps its window for a resume with more steps
-                window = []
-            rows.append({"step": step, "loss": mean_loss, "learning_rate": optimizer.param_groups[0]["lr"]})
-            progress.set_postfix(loss=f"{mean_loss:.4f}")
-            if ctx.is_main and log is not None:
-                training.write_log(log, rows)
-        if step % train_params.checkpoint_every == 0 or step == train_params.steps:
-            save_state()
+        if run.step % train_params.log_every == 0 or run.step == train_params.steps:
+            progress.set_postfix(loss=f"{run.log_row(log):.4f}")
+        if run.step % train_params.checkpoint_every == 0 or run.step == train_params.steps:
+            run.save_state()
     progress.close()
-    if not training.all_finite(model, ema.shadow):
-        raise diverged("non-finite weights", step)
+    if not training.all_finite(run.model, run.ema.shadow):
+        raise run.diverged("non-finite weights", run.step)
     if ctx.is_main and log is not None:
-        training.write_log(log, rows)
-    final_loss = rows[-1]["loss"] if rows else float("nan")
-    return model, ema, final_loss
+        training.write_log(log, run.rows)
+    final_loss = run.rows[-1]["loss"] if run.rows else float("nan")
+    return run.model, run.ema, final_loss
 
 
 def run(model_params: UNetParams, diffusion_params: DiffusionParams, train_params: TrainSRParams, *,

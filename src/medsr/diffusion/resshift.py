@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from medsr.config import ResShiftParams
+from medsr.diffusion.process import Bounds, Process, clamp_x0
 
 
 def eta_schedule(timesteps: int, eta_1: float, eta_T: float, p: float) -> torch.Tensor:
@@ -46,9 +48,11 @@ def _per_sample(values: torch.Tensor, ndim: int, device: torch.device) -> torch.
 
 
 @dataclass(frozen=True)
-class ResShiftSchedule:
-    """The eta_t of Eq. 10 and the kappa of ResShift, with the forward marginal and the posterior."""
+class ResShiftSchedule(Process):
+    """The eta_t of Eq. 10 and the kappa of ResShift, with the forward marginal and the posterior: the resshift
+    process, from y_0 to x_0, with a network that predicts x_0."""
 
+    name: ClassVar[str] = "resshift"
     etas: torch.Tensor  # eta_1..eta_T, float64
     kappa: float
 
@@ -71,9 +75,15 @@ class ResShiftSchedule:
         return (x0 + _per_sample(eta, x0.ndim, x0.device) * (y0 - x0)
                 + _per_sample(self.kappa * eta.sqrt(), x0.ndim, x0.device) * noise)
 
+    def regression_target(self, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return x0  # ResShift's loss: || f_theta(x_t, y_0, t) - x_0 ||^2
+
     def prior_sample(self, y0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         # the start of sampling: x_T = y_0 + kappa sqrt(eta_T) eps
         return y0 + self.kappa * math.sqrt(float(self.etas[-1])) * noise
+
+    def clip_prediction(self, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor, bounds: Bounds) -> torch.Tensor:
+        return clamp_x0(x0, bounds)  # the prediction is x_0 itself
 
     def posterior_mean_variance(self, x_t: torch.Tensor, x0: torch.Tensor, t: torch.Tensor,
                                 s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,6 +94,14 @@ class ResShiftSchedule:
                 + _per_sample(alpha / eta_t, x_t.ndim, x_t.device) * x0)
         variance = _per_sample(self.kappa ** 2 * eta_s / eta_t * alpha, x_t.ndim, x_t.device)
         return mean, variance
+
+    def reverse_step(self, x_t: torch.Tensor, x0: torch.Tensor, t: int,
+                     s: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Eq. 6 between steps s < t; at s = -1 (eta_0 = 0) the posterior is the point x_0."""
+        if s < 0:
+            return x0, None
+        mean, variance = self.posterior_mean_variance(x_t, x0, torch.full((len(x_t),), t), torch.full((len(x_t),), s))
+        return mean, variance.sqrt()
 
     def step_indices(self, steps: int) -> list[int]:
         """The K = `steps` 0-indexed steps sampled, from T-1 down to 0 as evenly as possible, then -1 (x_0)."""

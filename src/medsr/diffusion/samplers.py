@@ -1,4 +1,4 @@
-"""Reverse-process samplers with classifier-free guidance, batched over images.
+"""Reverse-process samplers with classifier-free guidance, batched over images: one class per sampler.
 
 - `ancestral`: the thesis's Algorithm 2 (all T steps, sigma_t^2 = beta_t), written out here.
 - `ddim`: DDIM with K steps (Song et al. 2021), diffusers' `DDIMScheduler`.
@@ -6,42 +6,30 @@
 - `resshift`: the ResShift chain bicubic -> HR with K <= T steps (Yue et al. 2023; `medsr.diffusion.resshift`),
   for models trained with `diffusion.process: resshift` (the network predicts x_0, not eps).
 
-All share `guided_eps` (classifier-free guidance, out = out(null) + w (out(c) - out(null)), on eps or, for
-resshift, on the x_0 prediction) and x0 clipping (the predicted image kept in the data range, per pixel for the
-residual target).
+`SAMPLER_CLASSES` maps each name to its class; a class knows its number of network evaluations and whether it draws
+noise. The diffusion process a sampler goes with is `medsr.config.SAMPLER_PROCESS` (the params file's enum, which
+config validation checks before any model exists). All share `guided_prediction` (classifier-free guidance,
+out = out(null) + w (out(c) - out(null)), on whatever the network predicts: eps, or x_0 for resshift) and the
+process's x0 clipping (the predicted image kept in the data range, per pixel for the residual target).
 Randomness is drawn per image from a generator seeded by (sampling seed, image id), on the CPU, so
 an image's result depends neither on its batch, its shard, nor the device's RNG.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from medsr.config import NULL_CLASS, SAMPLERS
-from medsr.randomness import torch_generator
+from medsr.config import NULL_CLASS, SAMPLERS, sampler_mismatch
 from medsr.device import check_precision, inference_autocast
-from medsr.diffusion.resshift import ResShiftSchedule
-from medsr.diffusion.schedule import (DiffusionSchedule, decode_target, encode_target, target_bounds,
-                                      to_model_range)
-
-
-
-@dataclass(frozen=True)
-class SamplerSpec:
-    """Which sampler, how many network evaluations (K; ancestral always takes T) and DDIM's eta."""
-
-    name: str
-    steps: int
-    eta: float = 0.0
-
-    def evaluations(self, timesteps: int) -> int:
-        if self.name == "ancestral":
-            return timesteps
-        return min(self.steps, timesteps) if self.name == "resshift" else self.steps
+from medsr.diffusion.process import Bounds, Process
+from medsr.diffusion.schedule import DiffusionSchedule, decode_target, encode_target, target_bounds, to_model_range
+from medsr.randomness import torch_generator
 
 
 def image_generators(seed: int, ids: Sequence[str]) -> list[torch.Generator]:
@@ -54,10 +42,10 @@ def per_image_normal(generators: Sequence[torch.Generator], shape: Sequence[int]
     return torch.stack([torch.randn(tuple(shape), generator=g) for g in generators]).to(device)
 
 
-def guided_eps(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, lr_cond: torch.Tensor,
-               labels: torch.Tensor, scale: float) -> torch.Tensor:
-    """Classifier-free guidance (Ho & Salimans 2022): eps = eps(null) + w (eps(c) - eps(null)); the same
-    combination of the network's outputs guides an x_0 prediction (resshift)."""
+def guided_prediction(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, lr_cond: torch.Tensor,
+                      labels: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance (Ho & Salimans 2022) of the network's output, whatever it predicts (eps, or x_0):
+    out = out(null) + w (out(c) - out(null))."""
     null = torch.full_like(labels, NULL_CLASS)
     if scale == 0 or bool((labels == NULL_CLASS).all()):
         return model(x_t, t, class_labels=null, lr_upsampled=lr_cond)
@@ -65,61 +53,90 @@ def guided_eps(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, lr_cond: to
         return model(x_t, t, class_labels=labels, lr_upsampled=lr_cond)
     both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), class_labels=torch.cat([null, labels]),
                  lr_upsampled=torch.cat([lr_cond, lr_cond]))
-    eps_null, eps_cond = both.float().chunk(2)
-    return eps_null + scale * (eps_cond - eps_null)
+    out_null, out_cond = both.float().chunk(2)
+    return out_null + scale * (out_cond - out_null)
 
 
-def clip_eps(schedule: DiffusionSchedule, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
-             bounds: tuple[torch.Tensor | float, torch.Tensor | float]) -> torch.Tensor:
-    """eps recomputed from the x0 it implies (Eq. 1.12 solved for x0), clamped to the valid range."""
-    x0 = schedule.predict_x0_from_eps(x_t, t, eps)
-    low, high = bounds
-    x0 = torch.clamp(x0, low, high) if isinstance(low, float) else torch.minimum(torch.maximum(x0, low), high)
-    return schedule.predict_eps_from_x0(x_t, t, x0)
+@dataclass(frozen=True)
+class SamplerSpec:
+    """Which sampler, how many network evaluations (K; ancestral always takes T) and DDIM's eta."""
+
+    name: str
+    steps: int
+    eta: float = 0.0
+
+    @property
+    def sampler_class(self) -> type["Sampler"]:
+        if self.name not in SAMPLER_CLASSES:
+            raise ValueError(f"sampler {self.name!r} is not one of {', '.join(SAMPLERS)}")
+        return SAMPLER_CLASSES[self.name]
+
+    def evaluations(self, timesteps: int) -> int:
+        return self.sampler_class.evaluations(self.steps, timesteps)
+
+    @property
+    def stochastic(self) -> bool:
+        return self.sampler_class.stochastic(self.eta)
 
 
-def make_scheduler(name: str, schedule: DiffusionSchedule):
-    """A diffusers scheduler over our betas (epsilon prediction, no clipping of its own)."""
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+@dataclass(frozen=True)
+class Conditioning:
+    """What every network call of one batch sees besides x_t and t."""
 
-    betas = schedule.betas.numpy()
-    common = dict(num_train_timesteps=schedule.timesteps, trained_betas=betas, prediction_type="epsilon",
-                  timestep_spacing="trailing")  # trailing: the first step is t = T, pure noise
-    if name == "ddim":
-        return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=True)
-    if name == "dpmpp":
-        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2,
-                                           lower_order_final=True, final_sigmas_type="zero")
-    raise ValueError(f"no diffusers scheduler for sampler {name!r}")
+    lr_cond: torch.Tensor  # the bicubic image in [-1, 1]
+    labels: torch.Tensor  # class per image (NULL_CLASS: none)
+    bounds: Bounds  # x0 clipping range
+    generators: Sequence[torch.Generator]  # one per image: the noise of every step
 
 
-class Sampler:
-    """Draws SR images for a batch of LR images: `sample(bicubic, labels, generators)`."""
+class Sampler(ABC):
+    """Draws SR images for a batch of LR images: `sample(bicubic, labels, generators)`. A subclass is one sampler:
+    its `name` (a key of `medsr.config.SAMPLER_PROCESS`), its step count and stochasticity, and `_denoise`, the
+    chain from x_T to x_0 in the diffused space."""
 
-    def __init__(self, model: nn.Module, schedule: DiffusionSchedule | ResShiftSchedule, target: str,
-                 spec: SamplerSpec, guidance_scale: float = 1.0, clip_x0: bool = True, precision: str = "fp32"):
-        if spec.name not in SAMPLERS:
-            raise ValueError(f"sampler {spec.name!r} is not one of {', '.join(SAMPLERS)}")
-        if (spec.name == "resshift") != isinstance(schedule, ResShiftSchedule):
-            raise ValueError(f"sampler {spec.name!r} cannot sample a "
-                             f"{'resshift' if isinstance(schedule, ResShiftSchedule) else 'ddpm'} model "
-                             f"(the resshift sampler goes with the resshift process, and only with it)")
+    name: ClassVar[str]
+    takes_steps: ClassVar[bool] = True  # False: generate.steps is ignored (ancestral runs all T steps)
+
+    def __init__(self, model: nn.Module, process: Process, target: str, spec: SamplerSpec,
+                 guidance_scale: float = 1.0, clip_x0: bool = True, precision: str = "fp32"):
+        mismatch = sampler_mismatch(self.name, process.name)
+        if mismatch:
+            raise ValueError(f"sampler {mismatch}")
         self.model = model.eval()
-        self.schedule, self.target, self.spec = schedule, target, spec
+        self.process, self.target, self.spec = process, target, spec
         self.guidance_scale, self.clip_x0 = guidance_scale, clip_x0
         check_precision(self.device, precision)  # bf16: CUDA only (generate.precision)
         self.precision = precision
+
+    @classmethod
+    @abstractmethod
+    def evaluations(cls, steps: int, timesteps: int) -> int:
+        """Network evaluations per image (per guidance branch) for `steps` = K on a T-step model."""
+
+    @classmethod
+    @abstractmethod
+    def stochastic(cls, eta: float) -> bool:
+        """Whether it draws fresh noise after x_T (posterior samples need a stochastic sampler)."""
+
+    @classmethod
+    def posterior_spec(cls, steps: int, sample_eta: float) -> SamplerSpec:
+        """The stochastic sampler of the posterior samples when this one is configured: itself where it draws noise
+        at every step, else DDIM with eta = generate.sample_eta (a deterministic sampler of another process
+        overrides this with a stochastic sampler of its own process)."""
+        if cls.stochastic(0.0):
+            return SamplerSpec(cls.name, steps, 0.0)
+        return SamplerSpec(DDIMSampler.name, steps, sample_eta)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def _eps(self, x_t: torch.Tensor, t: int, lr_cond: torch.Tensor, labels: torch.Tensor,
-             bounds) -> torch.Tensor:
+    def predict(self, x_t: torch.Tensor, t: int, cond: Conditioning) -> torch.Tensor:
+        """The guided network output at step t (eps or x_0, as the process predicts), x0-clipped if configured."""
         t_batch = torch.full((len(x_t),), int(t), dtype=torch.long, device=x_t.device)
         with inference_autocast(x_t.device, self.precision):
-            eps = guided_eps(self.model, x_t, t_batch, lr_cond, labels, self.guidance_scale).float()
-        return clip_eps(self.schedule, x_t, t_batch, eps, bounds) if self.clip_x0 else eps
+            out = guided_prediction(self.model, x_t, t_batch, cond.lr_cond, cond.labels, self.guidance_scale).float()
+        return self.process.clip_prediction(x_t, t_batch, out, cond.bounds) if self.clip_x0 else out
 
     @torch.inference_mode()
     def sample(self, bicubic: torch.Tensor, labels: torch.Tensor,
@@ -129,64 +146,143 @@ class Sampler:
             raise ValueError("one label and one generator per image")
         device = self.device
         bicubic = bicubic.to(device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
-        labels = labels.to(device)
-        lr_cond = to_model_range(bicubic)
-        bounds = target_bounds(bicubic, self.target)
-        x = per_image_normal(generators, bicubic.shape[1:], device)  # x_T ~ N(0, I)
-        if self.spec.name == "resshift":
-            x = self._resshift(x, bicubic, lr_cond, labels, bounds, generators)
-        elif self.spec.name == "ancestral":
-            x = self._ancestral(x, lr_cond, labels, bounds, generators)
-        else:
-            x = self._scheduled(x, lr_cond, labels, bounds, generators)
+        cond = Conditioning(to_model_range(bicubic), labels.to(device), target_bounds(bicubic, self.target),
+                            generators)
+        noise = per_image_normal(generators, bicubic.shape[1:], device)
+        y0 = encode_target(bicubic, bicubic, self.target)  # the bicubic image in the diffused space
+        x = self._denoise(self.process.prior_sample(y0, noise), cond)  # x_T: noise (ddpm) or y_0 + noise (resshift)
         return decode_target(x, bicubic, self.target)
 
-    def _x0(self, x_t: torch.Tensor, t: int, lr_cond: torch.Tensor, labels: torch.Tensor, bounds) -> torch.Tensor:
-        """The (guided) x_0 prediction of a resshift model, clamped per pixel to the valid range."""
-        t_batch = torch.full((len(x_t),), int(t), dtype=torch.long, device=x_t.device)
-        with inference_autocast(x_t.device, self.precision):
-            x0 = guided_eps(self.model, x_t, t_batch, lr_cond, labels, self.guidance_scale).float()
-        if not self.clip_x0:
-            return x0
-        low, high = bounds
-        return torch.clamp(x0, low, high) if isinstance(low, float) else torch.minimum(torch.maximum(x0, low), high)
+    @abstractmethod
+    def _denoise(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """x_T -> x_0 (in the diffused space)."""
 
-    def _resshift(self, noise, bicubic, lr_cond, labels, bounds, generators):
-        y0 = encode_target(bicubic, bicubic, self.target)  # the bicubic image in the diffused space
-        x = self.schedule.prior_sample(y0, noise)  # x_T = y_0 + kappa sqrt(eta_T) eps
-        steps = self.schedule.step_indices(self.spec.steps)
+
+class ChainSampler(Sampler):
+    """The process's own reverse steps along a chain of steps t -> s ending at -1 (x_0)."""
+
+    @abstractmethod
+    def chain(self) -> list[int]:
+        """The steps visited, from the first (x_T's) down to -1."""
+
+    def _denoise(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        steps = self.chain()
         for t, s in zip(steps[:-1], steps[1:]):
-            x0 = self._x0(x, t, lr_cond, labels, bounds)
-            if s < 0:  # eta_0 = 0: the posterior is the point x_0
-                return x0
-            mean, variance = self.schedule.posterior_mean_variance(
-                x, x0, torch.full((len(x),), t), torch.full((len(x),), s))  # Eq. 6 between steps s < t
-            x = mean + variance.sqrt() * per_image_normal(generators, x.shape[1:], x.device)
+            mean, std = self.process.reverse_step(x, self.predict(x, t, cond), t, s)
+            if std is None:  # the chain's end: the mean is x_0
+                return mean
+            x = mean + std * per_image_normal(cond.generators, x.shape[1:], x.device)
         return x
 
-    def _ancestral(self, x, lr_cond, labels, bounds, generators):
-        betas = self.schedule.betas.float()
-        for t in reversed(range(self.schedule.timesteps)):  # Algorithm 2: t = T .. 1 (0-indexed here)
-            eps = self._eps(x, t, lr_cond, labels, bounds)
-            t_batch = torch.full((len(x),), t, dtype=torch.long, device=x.device)
-            mean = self.schedule.ancestral_mean(x, t_batch, eps)  # Algorithm 2, line 4
-            if t > 0:  # Algorithm 2, line 7: x_{t-1} = mu + sqrt(beta_t) z
-                x = mean + betas[t].sqrt().to(x.device) * per_image_normal(generators, x.shape[1:], x.device)
-            else:
-                x = mean
-        return x
 
-    def _scheduled(self, x, lr_cond, labels, bounds, generators):
-        scheduler = make_scheduler(self.spec.name, self.schedule)
+class AncestralSampler(ChainSampler):
+    """Algorithm 2: all T steps t -> t - 1, x_{t-1} = mu + sqrt(beta_t) z."""
+
+    name = "ancestral"
+    takes_steps = False
+
+    @classmethod
+    def evaluations(cls, steps: int, timesteps: int) -> int:
+        return timesteps
+
+    @classmethod
+    def stochastic(cls, eta: float) -> bool:
+        return True
+
+    def chain(self) -> list[int]:
+        return list(range(self.process.timesteps - 1, -2, -1))  # t = T .. 1 (0-indexed here), then x_0
+
+
+class ResShiftSampler(ChainSampler):
+    """ResShift's posterior (Eq. 6) along K <= T of the T steps (`ResShiftSchedule.step_indices`)."""
+
+    name = "resshift"
+
+    @classmethod
+    def evaluations(cls, steps: int, timesteps: int) -> int:
+        return min(steps, timesteps)
+
+    @classmethod
+    def stochastic(cls, eta: float) -> bool:
+        return True
+
+    def chain(self) -> list[int]:
+        return self.process.step_indices(self.spec.steps)
+
+
+class ScheduledSampler(Sampler):
+    """A diffusers scheduler over our betas (epsilon prediction, no clipping of its own), K steps."""
+
+    @classmethod
+    def evaluations(cls, steps: int, timesteps: int) -> int:
+        return steps
+
+    @classmethod
+    @abstractmethod
+    def scheduler(cls, schedule: DiffusionSchedule):
+        """The diffusers scheduler of this sampler over `schedule`'s betas."""
+
+    @staticmethod
+    def scheduler_config(schedule: DiffusionSchedule) -> dict:
+        return dict(num_train_timesteps=schedule.timesteps, trained_betas=schedule.betas.numpy(),
+                    prediction_type="epsilon", timestep_spacing="trailing")  # trailing: the first step is t = T
+
+    def step_arguments(self, x: torch.Tensor, cond: Conditioning) -> dict:
+        """Extra arguments of `scheduler.step` (drawn after the step's network call)."""
+        return {}
+
+    def _denoise(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        scheduler = self.scheduler(self.process)
         scheduler.set_timesteps(self.spec.steps, device=x.device)
-        stochastic = self.spec.name == "ddim" and self.spec.eta > 0
         for t in scheduler.timesteps:
-            eps = self._eps(x, int(t), lr_cond, labels, bounds)
-            if stochastic:
-                noise = per_image_normal(generators, x.shape[1:], x.device)
-                x = scheduler.step(eps, t, x, eta=self.spec.eta, variance_noise=noise).prev_sample
-            elif self.spec.name == "ddim":
-                x = scheduler.step(eps, t, x, eta=0.0).prev_sample
-            else:
-                x = scheduler.step(eps, t, x).prev_sample
+            eps = self.predict(x, int(t), cond)
+            x = scheduler.step(eps, t, x, **self.step_arguments(x, cond)).prev_sample
         return x
+
+
+class DDIMSampler(ScheduledSampler):
+    """DDIM (Song et al. 2021); eta > 0 adds per-image noise at each step."""
+
+    name = "ddim"
+
+    @classmethod
+    def stochastic(cls, eta: float) -> bool:
+        return eta > 0
+
+    @classmethod
+    def scheduler(cls, schedule: DiffusionSchedule):
+        from diffusers import DDIMScheduler
+
+        return DDIMScheduler(**cls.scheduler_config(schedule), clip_sample=False, set_alpha_to_one=True)
+
+    def step_arguments(self, x: torch.Tensor, cond: Conditioning) -> dict:
+        if not self.stochastic(self.spec.eta):
+            return {"eta": 0.0}
+        return {"eta": self.spec.eta, "variance_noise": per_image_normal(cond.generators, x.shape[1:], x.device)}
+
+
+class DPMSolverSampler(ScheduledSampler):
+    """DPM-Solver++ (2M) (Lu et al. 2022), deterministic."""
+
+    name = "dpmpp"
+
+    @classmethod
+    def stochastic(cls, eta: float) -> bool:
+        return False
+
+    @classmethod
+    def scheduler(cls, schedule: DiffusionSchedule):
+        from diffusers import DPMSolverMultistepScheduler
+
+        return DPMSolverMultistepScheduler(**cls.scheduler_config(schedule), algorithm_type="dpmsolver++",
+                                           solver_order=2, lower_order_final=True, final_sigmas_type="zero")
+
+
+# the registry: one entry per sampler class, under its name (the names generate.sampler accepts: config.SAMPLERS)
+SAMPLER_CLASSES: dict[str, type[Sampler]] = {cls.name: cls for cls in (AncestralSampler, DDIMSampler,
+                                                                       DPMSolverSampler, ResShiftSampler)}
+
+
+def make_sampler(model: nn.Module, process: Process, target: str, spec: SamplerSpec, **options) -> Sampler:
+    """The sampler `spec.name` over `model` (options: guidance_scale, clip_x0, precision)."""
+    return spec.sampler_class(model, process, target, spec, **options)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from medsr.config import DiffusionParams
+from medsr.diffusion.process import Bounds, Process, clamp_x0
 from medsr.diffusion.resshift import ResShiftSchedule
 
 
@@ -38,9 +40,11 @@ def _gather(values: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class DiffusionSchedule:
-    """betas and everything derived from them (Ho et al. 2020, Section 2; thesis Section 1.3)."""
+class DiffusionSchedule(Process):
+    """betas and everything derived from them (Ho et al. 2020, Section 2; thesis Section 1.3): the ddpm process,
+    from pure noise (y_0 plays no part) to x_0, with a network that predicts eps."""
 
+    name: ClassVar[str] = "ddpm"
     betas: torch.Tensor
 
     @classmethod
@@ -63,16 +67,7 @@ class DiffusionSchedule:
     def alphas_cumprod(self) -> torch.Tensor:
         return torch.cumprod(self.alphas, dim=0)  # abar_t = prod_{s<=t} alpha_s
 
-    @property
-    def alphas_cumprod_prev(self) -> torch.Tensor:
-        return torch.cat([torch.ones(1, dtype=self.betas.dtype), self.alphas_cumprod[:-1]])
-
-    @property
-    def posterior_variance(self) -> torch.Tensor:
-        # Ho et al. 2020 Eq. 7: beta~_t = (1 - abar_{t-1}) / (1 - abar_t) beta_t
-        return (1 - self.alphas_cumprod_prev) / (1 - self.alphas_cumprod) * self.betas
-
-    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def q_sample(self, x0: torch.Tensor, y0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         # Eq. 1.9 / 1.12: x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps
         abar = self.alphas_cumprod  # coefficients in float64, then float32: 1 - abar_t is ~1e-4 at t = 0
         return _gather(abar.sqrt().float(), t, x0.ndim) * x0 + _gather((1 - abar).sqrt().float(), t, x0.ndim) * noise
@@ -87,24 +82,33 @@ class DiffusionSchedule:
         abar = self.alphas_cumprod
         return (x_t - _gather(abar.sqrt().float(), t, x_t.ndim) * x0) / _gather((1 - abar).sqrt().float(), t, x_t.ndim)
 
-    def posterior_mean_variance(self, x0: torch.Tensor, x_t: torch.Tensor,
-                                t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # Ho et al. 2020 Eq. 7: mu~_t = sqrt(abar_{t-1}) beta_t / (1 - abar_t) x0 + sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) x_t
-        abar, abar_prev = self.alphas_cumprod, self.alphas_cumprod_prev  # float64: coef_x0 is exactly 1 at t = 0
-        coef_x0 = _gather((abar_prev.sqrt() * self.betas / (1 - abar)).float(), t, x_t.ndim)
-        coef_xt = _gather((self.alphas.sqrt() * (1 - abar_prev) / (1 - abar)).float(), t, x_t.ndim)
-        variance = _gather(self.posterior_variance.float(), t, x_t.ndim)
-        return coef_x0 * x0 + coef_xt * x_t, variance
-
     def ancestral_mean(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         # Algorithm 2: mu = 1/sqrt(alpha_t) (x_t - (1 - alpha_t) / sqrt(1 - abar_t) eps_hat)
         coef_eps = _gather((self.betas / (1 - self.alphas_cumprod).sqrt()).float(), t, x_t.ndim)  # 1 - alpha_t = beta_t
         return (x_t - coef_eps * eps) / _gather(self.alphas.sqrt().float(), t, x_t.ndim)
 
+    def regression_target(self, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return noise  # Eq. 1.13: L = E || eps - eps_theta(x_t, t) ||^2
+
+    def prior_sample(self, y0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return noise  # x_T ~ N(0, I)
+
+    def clip_prediction(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, bounds: Bounds) -> torch.Tensor:
+        """eps recomputed from the x0 it implies (Eq. 1.12 solved for x0), clamped to the valid range."""
+        return self.predict_eps_from_x0(x_t, t, clamp_x0(self.predict_x0_from_eps(x_t, t, eps), bounds))
+
+    def reverse_step(self, x_t: torch.Tensor, eps: torch.Tensor, t: int,
+                     s: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Algorithm 2, lines 4 and 7: x_{t-1} = mu + sigma_t z with sigma_t^2 = beta_t; no noise at the last step."""
+        if s != t - 1:
+            raise ValueError(f"the ddpm reverse step goes from t to t - 1, not from {t} to {s}")
+        mean = self.ancestral_mean(x_t, torch.full((len(x_t),), t, dtype=torch.long, device=x_t.device), eps)
+        return mean, (self.betas.float()[t].sqrt().to(x_t.device) if t > 0 else None)
+
 
 def process_schedule(params: DiffusionParams) -> "DiffusionSchedule | ResShiftSchedule":
     """The schedule of `diffusion.process`: DDPM's betas or ResShift's etas."""
-    if params.process == "resshift":
+    if params.process == ResShiftSchedule.name:
         return ResShiftSchedule.from_params(params.resshift)
     return DiffusionSchedule.from_params(params)
 
