@@ -92,3 +92,18 @@ def test_read_record_image_checks_the_bytes_against_the_manifest_hash(tmp_path, 
     with pytest.raises(MedsrError, match=r"a\.png: content changed since the manifest was written") as err:
         load_images(tmp_path, [Record("a", "train", "healthy", "a.png", digest)])
     assert f"expected {digest}); re-run the stage that wrote {tmp_path}" in str(err.value)
+
+
+def test_the_same_training_state_gives_the_same_bytes_under_any_file_name(tmp_path):
+    """A rerun must reproduce its checkpoints bit for bit: the atomic write's random temporary name must not leak
+    into the file (torch.save names a zip's root folder after a path's stem)."""
+    import torch
+
+    from medsr.checkpoint import load_training_state, save_training_state
+
+    state = {"step": 3, "config": {"lr": 0.1}, "weights": torch.arange(6.0).reshape(2, 3), "rng": [1, 2]}
+    save_training_state(tmp_path / "a.pt", state)
+    save_training_state(tmp_path / "other_name.pt", state)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "other_name.pt").read_bytes()
+    loaded = load_training_state(tmp_path / "a.pt")
+    assert loaded["step"] == 3 and torch.equal(loaded["weights"], state["weights"])

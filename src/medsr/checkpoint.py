@@ -57,8 +57,10 @@ def load_model_file(path: str | Path, device: torch.device | str = "cpu") -> tup
 
 def save_training_state(path: str | Path, state: Mapping[str, Any]) -> None:
     """Resumable state: tensors, numbers, strings, lists and dicts only (loadable with weights_only)."""
-    with atomic_path(path) as tmp:
-        torch.save(dict(state), tmp)
+    # through a file object: torch.save names the zip's root folder after a path's stem, which for the atomic
+    # write's random temporary name would make two identical states differ in bytes
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(dict(state), handle)
 
 
 START_ANEW = "delete it or the checkpoints folder to start training anew"
