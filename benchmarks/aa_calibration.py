@@ -46,7 +46,8 @@ from scipy.stats import binom, binomtest
 
 from medsr.classifier.model import load_classifier, predict_proba
 from medsr.classifier.train import run as train_classifier
-from medsr.config import CLASSES, TrainClassifierParams, load_params, to_jsonable
+from medsr.config import load_params, to_jsonable
+from medsr.parameters import CLASSES, TrainClassifierParams
 from medsr.errors import MedsrError
 from medsr.evaluation.operating_point import predict, val_threshold
 from medsr.evaluation.statistics import (contingency, mcnemar_test, seed_image_t, sign_flip_test,

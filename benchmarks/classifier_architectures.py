@@ -26,7 +26,8 @@ import torch
 from medsr.classifier.model import build_classifier
 from medsr.classifier.train import (_evaluate, _split_tensors, _train_epoch, optimizer_and_schedule, precise_bn_subset,
                                     recalibrate_batchnorm)
-from medsr.config import ARCHITECTURES, load_params
+from medsr.config import load_params
+from medsr.parameters import ARCHITECTURES
 from medsr.randomness import seed_everything
 
 

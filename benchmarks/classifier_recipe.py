@@ -39,7 +39,8 @@ from torch import nn
 from medsr.classifier.model import build_classifier, load_classifier, normalize
 from medsr.classifier.train import (_split_tensors, _train_epoch, optimizer_and_schedule, precise_bn_subset,
                                     recalibrate_batchnorm, run as train_classifier)
-from medsr.config import TrainClassifierParams, load_params
+from medsr.config import load_params
+from medsr.parameters import TrainClassifierParams
 from medsr.evaluation.metrics import auroc
 from medsr.io import write_json
 from medsr.randomness import seed_everything

@@ -55,7 +55,8 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from medsr import io, train_sr, training  # noqa: E402
-from medsr.config import CLASSES, NULL_CLASS, SyntheticSource, load_params  # noqa: E402
+from medsr.config import load_params
+from medsr.parameters import CLASSES, NULL_CLASS, SyntheticSource  # noqa: E402
 from medsr.data.synthetic import generate as synthetic_images  # noqa: E402
 from medsr.degrade import degrade_image  # noqa: E402
 from medsr.device import deterministic_mode, resolve_device  # noqa: E402

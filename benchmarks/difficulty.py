@@ -35,7 +35,8 @@ import torch
 from medsr import degrade, io
 from medsr.classifier import train as train_classifier
 from medsr.classifier.model import load_classifier, predict_proba
-from medsr.config import CLASSES, load_params
+from medsr.config import load_params
+from medsr.parameters import CLASSES
 from medsr.data import download
 from medsr.evaluation.metrics import auroc
 from medsr.evaluation.operating_point import predict, val_threshold

@@ -35,7 +35,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from medsr import io, train_sr
 from medsr.classifier.model import load_classifier, predict_proba
-from medsr.config import CLASSES, NULL_CLASS, load_params
+from medsr.config import load_params
+from medsr.parameters import CLASSES, NULL_CLASS
 from medsr.device import resolve_device
 from medsr.diffusion.model_file import load_unet
 from medsr.diffusion.samplers import DDIMSampler, SamplerSpec, image_generators, make_sampler

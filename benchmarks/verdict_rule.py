@@ -27,7 +27,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from medsr.config import VerdictRule, classifier_domains, deep_merge, load_raw, params_from_dict, to_jsonable
+from medsr.config import classifier_domains, deep_merge, load_raw, params_from_dict, to_jsonable
+from medsr.parameters import VerdictRule
 from medsr.evaluation.comparisons import arms
 from medsr.evaluation.compute import classifier_analysis
 from medsr.evaluation.metrics import bootstrap_weights

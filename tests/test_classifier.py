@@ -17,7 +17,7 @@ from medsr.classifier.model import normalize
 from medsr.classifier import train
 from medsr.classify import PREDICTION_FIELDS
 from medsr import classify
-from medsr.config import ARCHITECTURES, CLASSES, ClassifyParams, TrainClassifierParams
+from medsr.parameters import ARCHITECTURES, CLASSES, ClassifyParams, TrainClassifierParams
 from medsr.data.splits import carve_val
 from medsr.errors import MedsrError
 from medsr.image_sets import ImageSet, paired_records

@@ -9,8 +9,9 @@ import typing
 import pytest
 import yaml
 
-from medsr import config
-from medsr.config import Params, deep_merge, json_schema, load_params, params_from_dict, schema_text
+from medsr import config, parameters
+from medsr.config import deep_merge, json_schema, load_params, params_from_dict, schema_text
+from medsr.parameters import Params
 from medsr.errors import MedsrError
 from project import ROOT
 
@@ -44,10 +45,10 @@ def test_the_exported_schema_accepts_params_and_refuses_what_the_loader_refuses(
 def test_enums_are_declared_once_and_reused():
     from medsr import generate, stages
     from medsr.diffusion import samplers
-    assert samplers.SAMPLERS is config.SAMPLERS
-    assert stages.BY_COMMAND["generate"].options[0].choices == config.GUIDANCE_MODES
-    assert stages.BY_COMMAND["train-classifier"].options[0].choices == config.ARCHITECTURES
-    assert config.GUIDANCE_MODES == typing.get_args(config.Guidance) == ("null", "predicted", "oracle", "swapped")
+    assert samplers.SAMPLERS is parameters.SAMPLERS
+    assert stages.BY_COMMAND["generate"].options[0].choices == parameters.GUIDANCE_MODES
+    assert stages.BY_COMMAND["train-classifier"].options[0].choices == parameters.ARCHITECTURES
+    assert parameters.GUIDANCE_MODES == typing.get_args(parameters.Guidance) == ("null", "predicted", "oracle", "swapped")
     assert not hasattr(generate, "GUIDANCE")
 
 
@@ -62,7 +63,7 @@ def test_every_params_yaml_key_is_a_typed_field():
 
 def test_sections_serialise_to_json_and_back():
     params = load_params([ROOT / "params.yaml"])
-    for name in config.SECTIONS:
+    for name in parameters.SECTIONS:
         data = config.to_jsonable(getattr(params, name))
         json.dumps(data)
         assert config.section_from_dict(type(getattr(params, name)), data) == getattr(params, name)

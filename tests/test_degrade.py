@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from medsr import io
-from medsr.config import DegradeParams
+from medsr.parameters import DegradeParams
 from medsr.degrade import degrade_image, downsample, run
 from medsr.pixels import bicubic_upsample
 from medsr.randomness import torch_generator as noise_generator

@@ -20,7 +20,8 @@ import yaml
 from PIL import Image
 
 from medsr import io
-from medsr.config import CLASSES, FolderSource, SyntheticSource, load_params
+from medsr.config import load_params
+from medsr.parameters import CLASSES, FolderSource, SyntheticSource
 from medsr.data import download, synthetic
 from medsr.errors import MedsrError
 

@@ -11,7 +11,7 @@ import pytest
 
 from medsr import evaluate
 from medsr.classifier.train import HISTORY_FIELDS
-from medsr.config import CLASSES, EvaluateParams, TrainClassifierParams
+from medsr.parameters import CLASSES, EvaluateParams, TrainClassifierParams
 from medsr.errors import MedsrError
 from medsr.evaluation.compute import classifier_analysis
 from medsr.evaluation.metrics import bootstrap_weights

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from medsr.config import MniSource
+from medsr.parameters import MniSource
 from medsr.data import mni
 from medsr.io import write_image
 from project import copy_workflow, set_params, sh

@@ -14,7 +14,8 @@ import torch
 from medsr import gather, generate, io, regress
 from medsr.checkpoint import save_model
 from medsr.cli import main
-from medsr.config import CLASSES, load_params
+from medsr.config import load_params
+from medsr.parameters import CLASSES
 from medsr.data.download import run as download
 from medsr.degrade import run as degrade
 from medsr.diffusion.model_file import build_unet, load_unet

@@ -11,7 +11,8 @@ import pytest
 from scipy import ndimage, stats
 
 from medsr import io
-from medsr.config import CLASSES, load_params
+from medsr.config import load_params
+from medsr.parameters import CLASSES
 from medsr.data import download, mni
 from project import ROOT
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from medsr.config import NULL_CLASS, ResShiftParams, load_params, load_raw, params_from_dict
+from medsr.config import load_params, load_raw, params_from_dict
+from medsr.parameters import NULL_CLASS, ResShiftParams
 from medsr.diffusion.resshift import ResShiftSchedule, eta_schedule
 from medsr.diffusion.samplers import SamplerSpec, image_generators, make_sampler
 from medsr.diffusion.schedule import DiffusionSchedule, encode_target, process_schedule

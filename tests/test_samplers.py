@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from medsr.config import NULL_CLASS, SAMPLER_PROCESS, SAMPLERS, DiffusionParams, ResShiftParams
+from medsr.parameters import NULL_CLASS, SAMPLER_PROCESS, SAMPLERS, DiffusionParams, ResShiftParams
 from medsr.diffusion.samplers import (SAMPLER_CLASSES, DDIMSampler, DPMSolverSampler, SamplerSpec, guided_prediction,
                                       image_generators, make_sampler)
 from medsr.diffusion.schedule import DiffusionSchedule, encode_target, target_bounds

@@ -25,7 +25,8 @@ import pytest
 from PIL import Image
 
 from medsr import io
-from medsr.config import FolderSource, KaggleSource, UrlSource, load_params
+from medsr.config import load_params
+from medsr.parameters import FolderSource, KaggleSource, UrlSource
 from medsr.data import download, sources
 from medsr.data.archive import extract
 from medsr.errors import MedsrError

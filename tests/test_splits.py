@@ -119,7 +119,7 @@ def _fake_run(root: Path, seeds: tuple[int, ...], test_score) -> Path:
     scores drawn per arm and seed; test scores from `test_score(i)`)."""
     import numpy as np
 
-    from medsr.config import CLASSES
+    from medsr.parameters import CLASSES
     from medsr.io import write_csv
     from medsr.predictions import COLUMNS
 

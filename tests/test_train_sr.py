@@ -16,7 +16,8 @@ from torch import nn
 
 from medsr import degrade, train_sr, training
 from medsr.checkpoint import load_model_file, read_metadata
-from medsr.config import CLASSES, NULL_CLASS, DegradeParams, load_params
+from medsr.config import load_params
+from medsr.parameters import CLASSES, NULL_CLASS, DegradeParams
 from medsr.degrade import degrade_image
 from medsr.pixels import bicubic_upsample
 from medsr.diffusion.ema import EMA

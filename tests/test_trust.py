@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from medsr.config import GUIDANCE_MODES, LEAKING_GUIDANCE
+from medsr.parameters import GUIDANCE_MODES, LEAKING_GUIDANCE
 from medsr.evaluation import trust
 from medsr.image_sets import build
 

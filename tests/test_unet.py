@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from medsr.config import NULL_CLASS, UNetParams, load_params
+from medsr.config import load_params
+from medsr.parameters import NULL_CLASS, UNetParams
 from medsr.diffusion.unet import UNet, count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]

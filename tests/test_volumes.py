@@ -12,7 +12,8 @@ import pytest
 
 from medsr import io
 from medsr.classifier import train as train_classifier
-from medsr.config import SPLITS, TrainClassifierParams, load_params
+from medsr.config import load_params
+from medsr.parameters import SPLITS, TrainClassifierParams
 from medsr.data import download, volumes
 from medsr.degrade import run as degrade
 from medsr.errors import MedsrError

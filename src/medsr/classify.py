@@ -24,7 +24,7 @@ import torch
 from medsr import posterior
 from medsr.checkpoint import read_metadata
 from medsr.classifier.model import LEGACY_ARCHITECTURE, load_classifier, predict_proba
-from medsr.config import CLASSES, EVAL_SPLITS, ClassifyParams
+from medsr.parameters import CLASSES, EVAL_SPLITS, ClassifyParams
 from medsr.errors import MedsrError
 from medsr.image_sets import ImageSet, paired_records
 from medsr.io import Record, image_path, read_record_image, write_csv

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from medsr import io
-from medsr.config import DegradeParams
+from medsr.parameters import DegradeParams
 from medsr.errors import MedsrError
 from medsr.pixels import bicubic_upsample, quantize
 from medsr.randomness import numpy_rng, torch_generator

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from medsr.config import CLASSES, EvaluateParams, TrainClassifierParams, classifier_domains
+from medsr.config import classifier_domains
+from medsr.parameters import CLASSES, EvaluateParams, TrainClassifierParams
 from medsr.errors import MedsrError
 from medsr.evaluation import quality
 from medsr.evaluation.audit import audit

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from medsr import io, posterior
-from medsr.config import GenerateParams
+from medsr.parameters import GenerateParams
 from medsr.errors import MedsrError
 
 PER_SHARD = ("shard", "guide_class", posterior.KEY)  # metadata keys that differ between shards

@@ -28,8 +28,9 @@ from tqdm import tqdm
 
 from medsr import io
 from medsr import posterior
-from medsr.config import (CLASSES, EVAL_SPLITS, GUIDANCE_MODES, LEAKING_GUIDANCE, NULL_CLASS, EvaluateParams,
-                          GenerateParams, generation_splits, sampler_mismatch)
+from medsr.config import generation_splits, sampler_mismatch
+from medsr.parameters import (CLASSES, EVAL_SPLITS, GUIDANCE_MODES, LEAKING_GUIDANCE, NULL_CLASS, EvaluateParams,
+                              GenerateParams)
 from medsr.diffusion.model_file import load_unet
 from medsr.diffusion.samplers import Sampler, SamplerSpec, image_generators, make_sampler
 from medsr.errors import MedsrError

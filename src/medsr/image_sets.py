@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from medsr.config import LEAKING_GUIDANCE
+from medsr.parameters import LEAKING_GUIDANCE
 from medsr.errors import MedsrError
 from medsr.io import MANIFEST, Record, read_manifest
 

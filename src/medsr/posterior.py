@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from medsr import io
-from medsr.config import CLASSES
+from medsr.parameters import CLASSES
 from medsr.errors import MedsrError
 from medsr.image_sets import ImageSet
 from medsr.randomness import derived_seed

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from medsr import io
-from medsr.config import EVAL_SPLITS, GenerateParams
+from medsr.parameters import EVAL_SPLITS, GenerateParams
 from medsr.device import autocast
 from medsr.diffusion.model_file import load_unet
 from medsr.diffusion.schedule import decode_target, to_model_range

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from medsr.config import ARCHITECTURES, CLASSIFIER_DOMAINS, GUIDANCE_MODES, classifier_domains
+from medsr.config import classifier_domains
+from medsr.parameters import ARCHITECTURES, CLASSIFIER_DOMAINS, GUIDANCE_MODES
 from medsr.errors import MedsrError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent  # src/medsr

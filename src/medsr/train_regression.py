@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from medsr import training
 from medsr.checkpoint import save_model
-from medsr.config import TrainRegressionParams, UNetParams, to_jsonable
+from medsr.config import to_jsonable
+from medsr.parameters import TrainRegressionParams, UNetParams
 from medsr.device import autocast, needs_grad_scaler
 from medsr.diffusion.model_file import build_unet
 from medsr.diffusion.schedule import encode_target, to_model_range

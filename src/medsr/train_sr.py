@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from medsr import training
 from medsr.checkpoint import load_training_state, save_model, save_training_state
-from medsr.config import NULL_CLASS, DiffusionParams, TrainSRParams, UNetParams, to_jsonable
+from medsr.config import to_jsonable
+from medsr.parameters import NULL_CLASS, DiffusionParams, TrainSRParams, UNetParams
 from medsr.device import autocast, deterministic_mode, needs_grad_scaler
 from medsr.randomness import derived_seed
 from medsr.diffusion.ema import EMA

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch import nn
 
 from medsr import io
-from medsr.config import CLASSES
+from medsr.parameters import CLASSES
 from medsr.pixels import bicubic_upsample
 from medsr.errors import MedsrError
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from medsr.config import ARCHITECTURES, DATA_DOMAINS, GUIDANCE_MODES, GUIDE_ARCHITECTURE, load_raw, params_from_dict
+from medsr.config import load_raw, params_from_dict
+from medsr.parameters import ARCHITECTURES, DATA_DOMAINS, GUIDANCE_MODES, GUIDE_ARCHITECTURE
 from medsr.errors import MedsrError
 from medsr.gather import shard_folders
 from medsr.image_sets import sr_folder

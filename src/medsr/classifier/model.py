@@ -16,7 +16,7 @@ import torchvision.models
 from torch import nn
 
 from medsr.checkpoint import load_model_file
-from medsr.config import ARCHITECTURES, CLASSES
+from medsr.parameters import ARCHITECTURES, CLASSES
 from medsr.errors import MedsrError
 
 NORMALIZE_MEAN = 0.5  # one fixed map [0, 1] -> [-1, 1] for every image set

@@ -35,7 +35,8 @@ from torch import nn
 
 from medsr.checkpoint import read_metadata, save_model
 from medsr.classifier.model import NORMALIZE_MEAN, NORMALIZE_STD, build_classifier, load_classifier, normalize
-from medsr.config import CLASSES, TrainClassifierParams, to_jsonable
+from medsr.config import to_jsonable
+from medsr.parameters import CLASSES, TrainClassifierParams
 from medsr.randomness import seed_everything
 from medsr.errors import MedsrError
 from medsr.io import MANIFEST, Record, load_images, read_manifest, sha256_file, write_csv

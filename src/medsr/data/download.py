@@ -19,7 +19,8 @@ from pathlib import Path
 
 
 from medsr import io
-from medsr.config import CLASSES, SPLITS, VOLUME_SOURCES, DataParams, to_jsonable
+from medsr.config import to_jsonable
+from medsr.parameters import CLASSES, SPLITS, VOLUME_SOURCES, DataParams
 from medsr.data import duplicates, mni, sources, synthetic, volumes
 from medsr.data.splits import carve, carve_val
 from medsr.errors import MedsrError

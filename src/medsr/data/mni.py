@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from scipy import interpolate, ndimage
 
-from medsr.config import CLASSES, MniSource
+from medsr.parameters import CLASSES, MniSource
 from medsr.data.synthetic import SPLITS, image_id, image_seed, scanner_effects
 from medsr.errors import MedsrError
 from medsr.io import sha256_file

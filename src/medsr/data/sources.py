@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from medsr.config import CLASSES, DataParams
+from medsr.parameters import CLASSES, DataParams
 from medsr.data.archive import extract
 from medsr.errors import MedsrError
 from medsr.io import IMAGE_SUFFIXES, sha256_file

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medsr.config import CLASSES, DataParams, VolumeSource
+from medsr.parameters import CLASSES, DataParams, VolumeSource
 from medsr.data.sources import _resize, fit_to_size
 from medsr.errors import MedsrError
 from medsr.io import read_csv

@@ -10,7 +10,8 @@ from typing import Any
 import torch
 
 from medsr.checkpoint import load_model_file
-from medsr.config import DiffusionParams, UNetParams, section_from_dict
+from medsr.config import section_from_dict
+from medsr.parameters import DiffusionParams, UNetParams
 from medsr.diffusion.resshift import ResShiftSchedule
 from medsr.diffusion.schedule import DiffusionSchedule, process_schedule
 from medsr.diffusion.unet import UNet

@@ -29,7 +29,7 @@ from typing import ClassVar
 
 import torch
 
-from medsr.config import ResShiftParams
+from medsr.parameters import ResShiftParams
 from medsr.diffusion.process import Bounds, Process, clamp_x0
 
 

@@ -7,7 +7,7 @@
   for models trained with `diffusion.process: resshift` (the network predicts x_0, not eps).
 
 `SAMPLER_CLASSES` maps each name to its class; a class knows its number of network evaluations and whether it draws
-noise. The diffusion process a sampler goes with is `medsr.config.SAMPLER_PROCESS` (the params file's enum, which
+noise. The diffusion process a sampler goes with is `medsr.parameters.SAMPLER_PROCESS` (the params file's enum, which
 config validation checks before any model exists). All share `guided_prediction` (classifier-free guidance,
 out = out(null) + w (out(c) - out(null)), on whatever the network predicts: eps, or x_0 for resshift) and the
 process's x0 clipping (the predicted image kept in the data range, per pixel for the residual target).
@@ -25,7 +25,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from medsr.config import NULL_CLASS, SAMPLERS, sampler_mismatch
+from medsr.config import sampler_mismatch
+from medsr.parameters import NULL_CLASS, SAMPLERS
 from medsr.device import check_precision, inference_autocast
 from medsr.diffusion.process import Bounds, Process
 from medsr.diffusion.schedule import DiffusionSchedule, decode_target, encode_target, target_bounds, to_model_range
@@ -91,7 +92,7 @@ class Conditioning:
 
 class Sampler(ABC):
     """Draws SR images for a batch of LR images: `sample(bicubic, labels, generators)`. A subclass is one sampler:
-    its `name` (a key of `medsr.config.SAMPLER_PROCESS`), its step count and stochasticity, and `_denoise`, the
+    its `name` (a key of `medsr.parameters.SAMPLER_PROCESS`), its step count and stochasticity, and `_denoise`, the
     chain from x_T to x_0 in the diffused space."""
 
     name: ClassVar[str]
@@ -278,7 +279,7 @@ class DPMSolverSampler(ScheduledSampler):
                                            solver_order=2, lower_order_final=True, final_sigmas_type="zero")
 
 
-# the registry: one entry per sampler class, under its name (the names generate.sampler accepts: config.SAMPLERS)
+# the registry: one entry per sampler class, under its name (the names generate.sampler accepts: parameters.SAMPLERS)
 SAMPLER_CLASSES: dict[str, type[Sampler]] = {cls.name: cls for cls in (AncestralSampler, DDIMSampler,
                                                                        DPMSolverSampler, ResShiftSampler)}
 

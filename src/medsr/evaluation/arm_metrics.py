@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from medsr.config import EvaluateParams
+from medsr.parameters import EvaluateParams
 from medsr.evaluation.comparisons import Arm
 from medsr.evaluation.metrics import bootstrap_auroc, bootstrap_rates, finite_or_none, mean_estimate, set_metrics
 from medsr.evaluation.operating_point import DEFAULT_THRESHOLD, OperatingPoint, predict, val_threshold

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from medsr.config import EvaluateParams
+from medsr.parameters import EvaluateParams
 from medsr.errors import MedsrError
 from medsr.evaluation import trust
 from medsr.evaluation.comparisons import Arm

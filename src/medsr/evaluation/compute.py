@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from medsr.config import CLASSES, EvaluateParams
+from medsr.parameters import CLASSES, EvaluateParams
 from medsr.evaluation import quality
 from medsr.evaluation.arm_metrics import arm_seed_metrics, arm_title, operating_points, pooled_arm
 from medsr.evaluation.comparisons import QUESTION_TEXT, Arm, arms, comparisons, group_name

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from medsr.config import EvaluateParams
+from medsr.parameters import EvaluateParams
 from medsr.evaluation.metrics import auroc, finite_or_none
 from medsr.predictions import Key, Scores
 from medsr.stages import CLASSIFIER_LOG, file_domains

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from medsr.config import EvaluateParams
+from medsr.parameters import EvaluateParams
 from medsr.evaluation.arm_metrics import POINTS
 from medsr.evaluation.comparisons import Arm, Comparison
 from medsr.evaluation.metrics import bootstrap_rates, finite_or_none, mean_estimate

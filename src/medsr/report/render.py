@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from medsr.config import CLASSES
+from medsr.parameters import CLASSES
 from medsr.evaluation.comparisons import Arm
 from medsr.evaluation.operating_point import predict
 from medsr.evaluation.roc import MAX_FPR
