@@ -150,13 +150,28 @@ def main() -> None:
     recal_s = float(np.median([r["recalibration_s"] for r in runs]))
     print(f"s/epoch (training, 1 thread, {args.workers} at once): {train_s:.1f}; recalibration: {recal_s:.1f} "
           f"(+{100 * recal_s / train_s:.0f}%)")
-    write_json(args.out, {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": 1,
-                    "workers": args.workers, "torch": torch.__version__},
-        "images": str(args.images), "architecture": args.architecture, "params": dataclasses.asdict(params), "overrides": args.set,
-        "init_images": None if args.init_images is None else str(args.init_images),
-        "not_learned_below_val_acc": NOT_LEARNED, "summary": summary,
-        "train_s_per_epoch": train_s, "recalibration_s": recal_s, "runs": runs})
+    write_json(
+        args.out,
+        {
+            "machine": {
+                "platform": platform.platform(),
+                "processor": platform.processor(),
+                "threads": 1,
+                "workers": args.workers,
+                "torch": torch.__version__,
+            },
+            "images": str(args.images),
+            "architecture": args.architecture,
+            "params": dataclasses.asdict(params),
+            "overrides": args.set,
+            "init_images": None if args.init_images is None else str(args.init_images),
+            "not_learned_below_val_acc": NOT_LEARNED,
+            "summary": summary,
+            "train_s_per_epoch": train_s,
+            "recalibration_s": recal_s,
+            "runs": runs,
+        },
+    )
     print(f"wrote {args.out}")
 
 

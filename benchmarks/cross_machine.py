@@ -32,7 +32,10 @@ def compare(first: dict, second: dict) -> dict:
 
 
 def main() -> None:
-    compare_runs_cli(__doc__.splitlines()[0], compare, cross_machine_markdown, Path("results/benchmarks/cross_machine.json"))
+    compare_runs_cli(
+        __doc__.splitlines()[0], compare, cross_machine_markdown, Path("results/benchmarks/cross_machine.json")
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -231,15 +231,25 @@ def _train_runs(device: torch.device, size: Size, params, amp: str, workdir: Pat
     twice = max(_max_difference(first, second), _max_difference(first_ema.shadow, second_ema.shadow))
     resume = max(_max_difference(first, resumed), _max_difference(first_ema.shadow, resumed_ema.shadow))
     finite = all(math.isfinite(x) for x in losses)
-    return {"amp": amp if device.type == "cuda" else "fp32 (autocast is CUDA only)", "steps": steps,
-            "batch_size": train.batch_size, "crop": train.crop, "parameters": count_parameters(first),
-            "seconds_per_step": seconds / steps, "peak_memory_mb": peak, "first_loss": losses[0], "last_loss": losses[-1],
-            "losses_finite": finite,
-            "same_run_twice_max_abs_difference": twice, "same_run_twice_exact": twice == 0.0,
-            "same_run_twice_final_loss_equal": second_loss == first_loss,
-            "resume_max_abs_difference": resume, "resume_exact": resume == 0.0,
-            "resumed_final_loss_equal": resumed_loss == first_loss,
-            "ok": finite and twice == 0.0 and resume == 0.0}
+    return {
+        "amp": amp if device.type == "cuda" else "fp32 (autocast is CUDA only)",
+        "steps": steps,
+        "batch_size": train.batch_size,
+        "crop": train.crop,
+        "parameters": count_parameters(first),
+        "seconds_per_step": seconds / steps,
+        "peak_memory_mb": peak,
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+        "losses_finite": finite,
+        "same_run_twice_max_abs_difference": twice,
+        "same_run_twice_exact": twice == 0.0,
+        "same_run_twice_final_loss_equal": second_loss == first_loss,
+        "resume_max_abs_difference": resume,
+        "resume_exact": resume == 0.0,
+        "resumed_final_loss_equal": resumed_loss == first_loss,
+        "ok": finite and twice == 0.0 and resume == 0.0,
+    }
 
 
 # --- sample: images/s, TFLOP/s and the share of the device's matmul rate ------------------------------
@@ -268,7 +278,7 @@ def matmul_tflops(device: torch.device, side: int, repeats: int = 20) -> dict:
         a @ b
     synchronize(device)
     seconds = time.perf_counter() - start
-    return {"dtype": str(dtype).removeprefix("torch."), "side": side, "tflops": 2 * side ** 3 * repeats / seconds / 1e12}
+    return {"dtype": str(dtype).removeprefix("torch."), "side": side, "tflops": 2 * side**3 * repeats / seconds / 1e12}
 
 
 def time_sampler(model, schedule, spec: SamplerSpec, batch: int, size: int, device: torch.device,

@@ -94,7 +94,10 @@ def score_level(params, args, root: Path) -> dict:
         row["sr"], preds["sr"] = sr_row(params, args.sr_model, root, labels)
     unhealthy = labels == 1
     table = contingency(preds["hr"][unhealthy] == 1, preds["bicubic"][unhealthy] == 1)
-    row["mcnemar_unhealthy_hr_vs_bicubic"] = {**table, "pvalue": mcnemar_test(table, params.evaluate.exact_below)["pvalue"]}
+    row["mcnemar_unhealthy_hr_vs_bicubic"] = {
+        **table,
+        "pvalue": mcnemar_test(table, params.evaluate.exact_below)["pvalue"],
+    }
     row["val_images"] = {"healthy": int((~unhealthy).sum()), "unhealthy": int(unhealthy.sum())}
     return row
 
@@ -114,9 +117,18 @@ def sr_row(params, sr_model: Path, root: Path, labels: np.ndarray) -> tuple[dict
     from medsr import generate
 
     out = root / "sr"
-    generate.run(dataclasses.replace(params.generate, shards=(0,)), params.evaluate, model=Path(sr_model), lr=root / "lr",
-                 guide=root / "classifier_bicubic.safetensors", bicubic=root / "bicubic", out=out, guidance="null",
-                 seed=params.evaluate.sampling_seeds[0], shard=0)
+    generate.run(
+        dataclasses.replace(params.generate, shards=(0,)),
+        params.evaluate,
+        model=Path(sr_model),
+        lr=root / "lr",
+        guide=root / "classifier_bicubic.safetensors",
+        bicubic=root / "bicubic",
+        out=out,
+        guidance="null",
+        seed=params.evaluate.sampling_seeds[0],
+        shard=0,
+    )
     scores, sr_labels, _ = val_scores(root / "classifier_hr.safetensors", out)
     if not np.array_equal(sr_labels, labels):
         raise RuntimeError(f"{out}: the SR val images do not match the HR val images")
@@ -152,8 +164,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", nargs="+", default=[str(ROOT / "params.yaml")])
     parser.add_argument("--radii", nargs="+", type=float, default=[1.5, 2.0, 2.5, 3.0, 3.5])
     parser.add_argument("--train-per-class", type=int, default=None, help="default: data.mni.train_per_class")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="the maximum (train_classifier.patience may stop earlier); default: train_classifier.epochs")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="the maximum (train_classifier.patience may stop earlier); default: train_classifier.epochs",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sr-model", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=OUT)

@@ -179,7 +179,9 @@ def main() -> None:
     parser.add_argument("--resshift-out", type=Path, default=Path("models/sr_resshift.safetensors"))
     parser.add_argument("--params", type=Path, action="append", default=None, metavar="YAML",
                         help="parameters (params.yaml, then overlays; repeatable) for training the ResShift model")
-    parser.add_argument("--classifier", type=Path, default=Path("models/classifiers/classifier_resnet18_hr_seed0.safetensors"))
+    parser.add_argument(
+        "--classifier", type=Path, default=Path("models/classifiers/classifier_resnet18_hr_seed0.safetensors")
+    )
     parser.add_argument("--hr", type=Path, default=Path("data/hr"))
     parser.add_argument("--lr", type=Path, default=Path("data/lr"))
     parser.add_argument("--images", type=int, default=16)
@@ -197,8 +199,11 @@ def main() -> None:
     args.params = args.params or [Path("params.yaml")]
     training_seconds = None
     if args.resshift_model is None:
-        print(f"training a ResShift model on {' + '.join(map(str, args.params))} (diffusion.process resshift) -> {args.resshift_out}",
-              file=sys.stderr)
+        print(
+            f"training a ResShift model on {' + '.join(map(str, args.params))} (diffusion.process resshift) "
+            f"-> {args.resshift_out}",
+            file=sys.stderr,
+        )
         training_seconds = train_resshift(args.params, args.hr, args.lr, args.resshift_out, device)
         args.resshift_model = args.resshift_out
     models = {"ddpm": load_unet(args.model, "sr_diffusion", device),
@@ -267,19 +272,41 @@ def main() -> None:
         q = f"{ref['psnr']:7.2f} | {ref['ssim']:6.4f}" if ref["psnr"] is not None else f"{'':7s} | {'':6s}"
         print(f"| {name:18s} | {'':>4s} | {'':>5s} | {'':>8s} | {'':>12s} | {q} | "
               f"{fnr_text(ref):>21s} | {'':>9s} | {'':>3s} |")
-    report = {"device": str(device), "threads": torch.get_num_threads(), "machine": platform.machine(),
-              "processor": platform.processor(), "torch": torch.__version__,
-              "models": {p: {"path": str(args.model if p == "ddpm" else args.resshift_model), "sha256": m.sha256,
-                             "timesteps": m.schedule.timesteps, "target": m.target,
-                             "diffusion": m.metadata["diffusion"], "training_steps": m.metadata["training_steps"]}
-                         for p, m in models.items()},
-              "resshift_training_seconds": training_seconds,
-              "resshift_training_params": [str(p) for p in args.params] if training_seconds is not None else None, "classifier": str(args.classifier),
-              "images": len(records), "positives": int(len(fnr.positives)), "seed": args.seed,
-              "bootstrap": args.bootstrap, "matmul_flops_per_s": rate, "flops_per_image_per_call": flops,
-              "bar": {"reference": dict(zip(("sampler", "steps", "batch"), REFERENCE)),
-                      "speedup": TARGET_SPEEDUP, "psnr_drop": PSNR_DROP, "ssim_drop": SSIM_DROP},
-              "references": references, "rows": results}
+    report = {
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "torch": torch.__version__,
+        "models": {
+            p: {
+                "path": str(args.model if p == "ddpm" else args.resshift_model),
+                "sha256": m.sha256,
+                "timesteps": m.schedule.timesteps,
+                "target": m.target,
+                "diffusion": m.metadata["diffusion"],
+                "training_steps": m.metadata["training_steps"],
+            }
+            for p, m in models.items()
+        },
+        "resshift_training_seconds": training_seconds,
+        "resshift_training_params": [str(p) for p in args.params] if training_seconds is not None else None,
+        "classifier": str(args.classifier),
+        "images": len(records),
+        "positives": int(len(fnr.positives)),
+        "seed": args.seed,
+        "bootstrap": args.bootstrap,
+        "matmul_flops_per_s": rate,
+        "flops_per_image_per_call": flops,
+        "bar": {
+            "reference": dict(zip(("sampler", "steps", "batch"), REFERENCE)),
+            "speedup": TARGET_SPEEDUP,
+            "psnr_drop": PSNR_DROP,
+            "ssim_drop": SSIM_DROP,
+        },
+        "references": references,
+        "rows": results,
+    }
     io.write_json(args.out, report)
     print(f"\nwrote {args.out}")
 

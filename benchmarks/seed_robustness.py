@@ -26,7 +26,10 @@ def compare(first: dict, second: dict) -> dict:
 
 
 def main() -> None:
-    compare_runs_cli(__doc__.splitlines()[0], compare, seed_robustness_markdown, Path("results/benchmarks/seed_robustness.json"))
+    compare_runs_cli(
+        __doc__.splitlines()[0], compare, seed_robustness_markdown, Path("results/benchmarks/seed_robustness.json")
+    )
+
 
 if __name__ == "__main__":
     main()

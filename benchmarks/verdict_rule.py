@@ -44,7 +44,9 @@ RULES: tuple[str, ...] = VerdictRule.__args__  # type: ignore[attr-defined]
 def val_verdicts(run: Path, overlays: list[Path], rule: str) -> tuple[dict[str, dict[str, Any]], list[int]]:
     """id -> verdict of every comparison of `run`'s first classifier family, on its val images; `overlays`: the
     run's --configfile overlays, relative to it."""
-    raw = deep_merge(load_raw([run / "params.yaml", *(run / o for o in overlays)]), {"evaluate": {"verdict_rule": rule}})
+    raw = deep_merge(
+        load_raw([run / "params.yaml", *(run / o for o in overlays)]), {"evaluate": {"verdict_rule": rule}}
+    )
     params = params_from_dict(raw, str(run / "params.yaml"))  # runs made before verdict_rule existed read too
     evaluate = params.evaluate
     sets = build(hr=run / "data/hr", bicubic=run / "data/bicubic", regression=run / "results/regression",

@@ -16,7 +16,9 @@ from medsr.config import deep_merge
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def sh(args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def sh(
+    args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run a command with this interpreter's bin folder (where `medsr` lives) first on PATH."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                PYTHONDONTWRITEBYTECODE="1", **(env or {}))

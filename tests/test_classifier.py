@@ -122,7 +122,9 @@ def test_predict_proba_is_deterministic_inference():
     images = torch.rand(5, 1, SIZE, SIZE)
     first = predict_proba(model, images, batch_size=2)
     assert first.shape == (5, 2) and torch.allclose(first.sum(1), torch.ones(5))
-    assert torch.allclose(first, predict_proba(model, images, batch_size=5), atol=1e-5)  # eval mode: no batch statistics
+    assert torch.allclose(
+        first, predict_proba(model, images, batch_size=5), atol=1e-5
+    )  # eval mode: no batch statistics
     assert model.training  # the caller's mode is restored
     with pytest.raises(ValueError):
         predict_proba(model, torch.rand(2, 3, SIZE, SIZE))

@@ -48,7 +48,9 @@ def test_enums_are_declared_once_and_reused():
     assert samplers.SAMPLERS is parameters.SAMPLERS
     assert stages.BY_COMMAND["generate"].options[0].choices == parameters.GUIDANCE_MODES
     assert stages.BY_COMMAND["train-classifier"].options[0].choices == parameters.ARCHITECTURES
-    assert parameters.GUIDANCE_MODES == typing.get_args(parameters.Guidance) == ("null", "predicted", "oracle", "swapped")
+    assert (
+        parameters.GUIDANCE_MODES == typing.get_args(parameters.Guidance) == ("null", "predicted", "oracle", "swapped")
+    )
     assert not hasattr(generate, "GUIDANCE")
 
 

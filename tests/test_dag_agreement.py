@@ -80,8 +80,12 @@ def test_every_architecture_trains_every_domain_and_seed_and_the_guide_stays_res
     work = project_copy(tmp_path, VARIANTS["two classifier families, one with an SR classifier"])
     stages = dvc_stages(work)
     trained = {n for n in stages if n.startswith(("train_classifier@", "finetune_classifier@"))}
-    assert trained == {f"{rule}@{a}-{d}-{s}" for a in ("resnet18", "mobilenet_v3_small")
-                       for rule, d in (("train_classifier", "hr"), ("finetune_classifier", "bicubic")) for s in (0, 1, 2)}
+    assert trained == {
+        f"{rule}@{a}-{d}-{s}"
+        for a in ("resnet18", "mobilenet_v3_small")
+        for rule, d in (("train_classifier", "hr"), ("finetune_classifier", "bicubic"))
+        for s in (0, 1, 2)
+    }
     assert {n for n in stages if n.startswith("train_sr_classifier@")} == {
         f"train_sr_classifier@{a}-null-{s}" for a in ("resnet18", "mobilenet_v3_small") for s in (0, 1, 2)}
     assert "--architecture mobilenet_v3_small" in stages["train_classifier@mobilenet_v3_small-hr-1"].cmd

@@ -207,9 +207,9 @@ def test_each_rank_trains_on_its_half_of_the_global_batch(ddp_run):
 #   is a float32 sum of at most N = batch * crop**2 products (per-pixel terms of a convolution's weight gradient), and
 #   the backward pass re-rounds along at most DEPTH layers, so |difference| <= DEPTH * N * u * (term magnitude), u =
 #   2**-24 (the worst-case bound gamma_N of a recursive sum, accumulated over the layers). The magnitude of the terms
-#   is taken as the largest gradient element of the same tensor: `_tolerance` relative to max|g| of each tensor. (Measured
-#   on one machine: <= 3e-6; a real fault -- summed instead of averaged gradients, a rank on the wrong data, no
-#   synchronisation -- is off by O(1).)
+#   is taken as the largest gradient element of the same tensor: `_tolerance` relative to max|g| of each tensor.
+#   (Measured on one machine: <= 3e-6; a real fault -- summed instead of averaged gradients, a rank on the wrong data,
+#   no synchronisation -- is off by O(1).)
 # * Later steps' weights cannot be compared element by element: Adam divides each gradient by its own magnitude, so a
 #   component whose gradient is within rounding of zero (e.g. the attention key bias, whose true gradient is exactly
 #   zero) moves by +-lr on a coin flip of rounding -- as far as training moves the other weights, so no tolerance

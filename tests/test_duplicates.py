@@ -3,7 +3,6 @@ copies of a test image in train are an error naming both files, or dropped and c
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -76,14 +75,18 @@ def test_drop_removes_the_train_side_of_exact_and_near_duplicates_and_counts_the
     assert len(records) == 2 * 4 * 3 and all((out / r.path).is_file() for r in records)
     assert len(list(out.rglob("*.png"))) == len(records)  # the dropped files are gone too
     counts = json.loads((out / download.SUMMARY).read_text())["duplicates"]
-    assert counts["dropped"] == 2 and counts["exact_pairs_across_splits"] == 1 and counts["near_pairs_across_splits"] == 1
+    assert (
+        counts["dropped"] == 2 and counts["exact_pairs_across_splits"] == 1 and counts["near_pairs_across_splits"] == 1
+    )
     rows = io.read_csv(out / download.DUPLICATES)
     assert sorted(r["kind"] for r in rows) == ["exact", "near"] and {r["action"] for r in rows} == {"dropped"}
     assert {r["kept_split"] for r in rows} == {"test"}
 
     # exact duplicates only: the near copy stays (near_duplicate_bits -1)
     download.run(folder_params(root, duplicates="drop", near_duplicate_bits=-1), tmp_path / "exact")
-    assert str(root / "train" / "Mild Impairment" / "near.png") in {r.source for r in io.read_manifest(tmp_path / "exact")}
+    assert str(root / "train" / "Mild Impairment" / "near.png") in {
+        r.source for r in io.read_manifest(tmp_path / "exact")
+    }
 
 
 def test_duplicates_within_one_split_are_kept_and_counted(tmp_path):

@@ -73,7 +73,7 @@ def test_shards_partition_the_sorted_test_ids():
 
 def test_sharded_generation_gathers_to_the_unsharded_result(workspace, tmp_path):
     whole = make(workspace, tmp_path / "whole" / "shard0", shards=(0,))
-    sharded = [make(workspace, tmp_path / "split" / f"shard{k}", shard=k, shards=(0, 1, 2), batch_size=3)
+    [make(workspace, tmp_path / "split" / f"shard{k}", shard=k, shards=(0, 1, 2), batch_size=3)
                for k in range(3)]
     gather.run(dataclasses.replace(PARAMS.generate, shards=(0, 1, 2)), shards=tmp_path / "split", out=tmp_path / "set")
     one = arrays(whole)
@@ -163,8 +163,18 @@ def test_a_resshift_model_is_sampled_by_the_resshift_sampler_only(workspace, tmp
                 "diffusion": dataclasses.asdict(resshift)})
     assert load_unet(tmp_path / "rs.safetensors", "sr_diffusion", torch.device("cpu")).process == "resshift"
     params = dataclasses.replace(PARAMS.generate, sampler="resshift", steps=2)
-    generate.run(params, PARAMS.evaluate, model=tmp_path / "rs.safetensors", lr=workspace / "lr", guide=workspace / "guide.safetensors",
-                 bicubic=workspace / "bicubic", guidance="null", seed=0, shard=0, out=tmp_path / "out")
+    generate.run(
+        params,
+        PARAMS.evaluate,
+        model=tmp_path / "rs.safetensors",
+        lr=workspace / "lr",
+        guide=workspace / "guide.safetensors",
+        bicubic=workspace / "bicubic",
+        guidance="null",
+        seed=0,
+        shard=0,
+        out=tmp_path / "out",
+    )
     metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
     assert metadata["process"] == "resshift" and metadata["sampler"] == "resshift" and metadata["steps"] == 2
     assert len(io.read_manifest(tmp_path / "out", EVAL)) > 0

@@ -164,7 +164,14 @@ def test_editing_a_module_reruns_every_stage_that_imports_it(dvc_project, snakem
             os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as before: Snakemake compares mtimes
 
 
-EXP_SHOW = ["exp", "show", "--no-pager", "--only-changed", "--drop", r"^(auroc|acc|psnr|ssim|p|crc_fnr|crc_spec|trust)\."]
+EXP_SHOW = [
+    "exp",
+    "show",
+    "--no-pager",
+    "--only-changed",
+    "--drop",
+    r"^(auroc|acc|psnr|ssim|p|crc_fnr|crc_spec|trust)\.",
+]
 
 
 def test_dvc_exp_run_metrics_diff_plots_and_exp_show_in_200_columns(dvc_project):

@@ -33,7 +33,11 @@ def test_slurm_profile_plans_gpu_jobs_and_one_job_per_shard(tmp_path):
     jobs = planned_jobs(out)
     thesis = yaml.safe_load((ROOT / "configs/thesis.yaml").read_text())
     generate = [j for j in jobs if j["rule"] == "generate"]
-    expected = len(thesis["generate"]["guidance"]) * len(thesis["evaluate"]["sampling_seeds"]) * len(thesis["generate"]["shards"])
+    expected = (
+        len(thesis["generate"]["guidance"])
+        * len(thesis["evaluate"]["sampling_seeds"])
+        * len(thesis["generate"]["shards"])
+    )
     assert len(generate) == expected
     for job in jobs:
         gpu = job["resources"].get("gpu")

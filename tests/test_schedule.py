@@ -16,7 +16,16 @@ T = 500
 
 
 def _params(**overrides) -> DiffusionParams:
-    values = dict(process="ddpm", resshift=ResShiftParams(15, 2.0, 0.3, 1e-3, 0.998), schedule="linear", timesteps=T, beta_start=1e-4, beta_end=0.02, cosine_s=0.008, target="image")
+    values = dict(
+        process="ddpm",
+        resshift=ResShiftParams(15, 2.0, 0.3, 1e-3, 0.998),
+        schedule="linear",
+        timesteps=T,
+        beta_start=1e-4,
+        beta_end=0.02,
+        cosine_s=0.008,
+        target="image",
+    )
     values.update(overrides)
     return DiffusionParams(**values)
 

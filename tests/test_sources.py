@@ -231,7 +231,10 @@ def test_folder_source_through_the_stage(tmp_path):
     for record in records:
         source = Path(record.source)
         assert source.is_file() and source.parent.parent.parent == tree
-        assert record.label == THESIS_CLASS_MAP[source.parent.name] and source_split(record.split) == source.parent.parent.name
+        assert (
+            record.label == THESIS_CLASS_MAP[source.parent.name]
+            and source_split(record.split) == source.parent.parent.name
+        )
         assert record.path == f"{record.split}/{record.label}/{record.id}.png"
         assert record.sha256 == sha256(out / record.path)
         assert io.read_image(out / record.path).shape == (32, 32)

@@ -111,7 +111,9 @@ def test_difficulty_benchmark_trains_on_train_and_scores_on_val(tmp_path, opened
     assert {r.source for r in io.read_manifest(tmp_path / "hr")} == {"mni"}
     for domain in ("hr", "bicubic"):
         assert 0.0 <= row[domain]["fnr"] <= 1.0 and 0.0 <= row[domain]["auroc"] <= 1.0
-    assert row["val_images"]["unhealthy"] == sum(r.label == "unhealthy" for r in io.read_manifest(tmp_path / "hr", "val"))
+    assert row["val_images"]["unhealthy"] == sum(
+        r.label == "unhealthy" for r in io.read_manifest(tmp_path / "hr", "val")
+    )
 
 
 def _fake_run(root: Path, seeds: tuple[int, ...], test_score) -> Path:

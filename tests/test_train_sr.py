@@ -373,9 +373,29 @@ def test_diverging_train_sr_writes_no_model_and_keeps_the_last_good_checkpoint(t
     model_file, ckpt = tmp_path / "models" / "sr.safetensors", tmp_path / "ckpt"
     model_file.parent.mkdir()
     model_file.write_bytes(b"an earlier model")  # a model already at that path is neither replaced nor deleted
-    code = cli.main(["train-sr", "--params", str(ROOT / "params.yaml"), "--params", str(ROOT / "configs" / "smoke.yaml"),
-                     "--params", str(overlay), "--hr", str(hr), "--lr", str(lr), "--model", str(model_file),
-                     "--log", str(tmp_path / "log.csv"), "--checkpoints", str(ckpt), "--device", "cpu"])
+    code = cli.main(
+        [
+            "train-sr",
+            "--params",
+            str(ROOT / "params.yaml"),
+            "--params",
+            str(ROOT / "configs" / "smoke.yaml"),
+            "--params",
+            str(overlay),
+            "--hr",
+            str(hr),
+            "--lr",
+            str(lr),
+            "--model",
+            str(model_file),
+            "--log",
+            str(tmp_path / "log.csv"),
+            "--checkpoints",
+            str(ckpt),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(lines) == 1, lines

@@ -67,8 +67,17 @@ def test_nifti_and_dicom_run_download_degrade_and_train_with_subject_splits(tmp_
     assert [(r.id, r.subject) for r in lr_records] == [(r.id, r.subject) for r in io.read_manifest(hr)]
     assert io.load_images(tmp_path / "lr", lr_records).shape[1:] == (PARAMS.data.image_size // 2,) * 2
     assert json.loads((tmp_path / "lr" / "metadata.json").read_text())["model"] == "kspace"
-    params = TrainClassifierParams(architectures=("resnet18",), epochs=1, batch_size=8, learning_rate=1e-3, lr_schedule="constant",
-                                   weight_decay=0.0, hflip=False, precise_bn=True, patience=0)
+    params = TrainClassifierParams(
+        architectures=("resnet18",),
+        epochs=1,
+        batch_size=8,
+        learning_rate=1e-3,
+        lr_schedule="constant",
+        weight_decay=0.0,
+        hflip=False,
+        precise_bn=True,
+        patience=0,
+    )
     train_classifier.run(params, images=tmp_path / "bicubic", model=tmp_path / "clf.safetensors",
                          log=tmp_path / "clf.csv", architecture="resnet18", domain="bicubic", seed=0)
     assert (tmp_path / "clf.safetensors").stat().st_size > 0 and len(io.read_csv(tmp_path / "clf.csv")) == 1

@@ -45,7 +45,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return json.loads(raw)
 
 
-def load_model_file(path: str | Path, device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_model_file(
+    path: str | Path, device: torch.device | str = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Return (state_dict, metadata)."""
     metadata = read_metadata(path)
     try:

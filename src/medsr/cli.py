@@ -60,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=Path("results/evaluation.json"), help="full results JSON")
     p.add_argument("--benchmarks", type=Path, default=Path("results/benchmarks"),
                    help="folder of the benchmarks' <name>.json (fills <!-- benchmark:<name>:begin --> blocks)")
-    p.add_argument("--readme", type=Path, default=Path("README.md"), help="README to update in place (and the docs/*.md pages beside it)")
+    p.add_argument(
+        "--readme",
+        type=Path,
+        default=Path("README.md"),
+        help="README to update in place (and the docs/*.md pages beside it)",
+    )
     return parser
 
 

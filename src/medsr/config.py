@@ -21,8 +21,15 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from medsr.errors import MedsrError
-from medsr.parameters import (DATA_DOMAINS, EVAL_SPLITS, GUIDE_ARCHITECTURE, SAMPLER_PROCESS, UNIQUE_LISTS, EvaluateParams,
-                              Params)
+from medsr.parameters import (
+    DATA_DOMAINS,
+    EVAL_SPLITS,
+    GUIDE_ARCHITECTURE,
+    SAMPLER_PROCESS,
+    UNIQUE_LISTS,
+    EvaluateParams,
+    Params,
+)
 
 
 # --- reading and validating ------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """`medsr generate`: super-resolve one shard of the val and test LR images with the diffusion model.
 
 Val images serve the operating points chosen on val, test images the verdict; the job of evaluate.sr_classifier's
-guidance mode at the first sampling seed also super-resolves the train images (the SR-trained classifier's). The ids (sorted) are split into `len(generate.shards)` contiguous shards; shard k is one job
+guidance mode at the first sampling seed also super-resolves the train images (the SR-trained classifier's).
+The ids (sorted) are split into `len(generate.shards)` contiguous shards; shard k is one job
 (one SLURM job, one DVC matrix stage). Each image's noise comes from (seed, image id), so a shard's
 images are the same whatever the shard count or batch size. Guidance (recorded in metadata.json):
   null       unconditional: the null class (the thesis's inference)
@@ -190,12 +191,19 @@ def posterior_samples(params: GenerateParams, loaded, lr: Path, records: list[io
         ids = [r.id for r in batch]
         bicubic = loaded.bicubic_input(lr, batch)
         labels = torch.tensor([label_of[i] for i in ids], dtype=torch.long)
-        draws = [quantize(sampler.sample(bicubic, labels, posterior_generators(seed, ids, k)))[:, 0].float().cpu().numpy()
-                 for k in range(params.samples_per_image)]
+        draws = [
+            quantize(sampler.sample(bicubic, labels, posterior_generators(seed, ids, k)))[:, 0].float().cpu().numpy()
+            for k in range(params.samples_per_image)
+        ]
         swapped = None
         if swapper is not None:
             injected = torch.tensor([posterior.swapped_label(r.label) for r in batch], dtype=torch.long)
-            swapped = quantize(swapper.sample(bicubic, injected, posterior_generators(seed, ids, 0)))[:, 0].float().cpu().numpy()
+            swapped = (
+                quantize(swapper.sample(bicubic, injected, posterior_generators(seed, ids, 0)))[:, 0]
+                .float()
+                .cpu()
+                .numpy()
+            )
         for j, image_id in enumerate(ids):
             out[image_id] = (np.stack([d[j] for d in draws]), None if swapped is None else swapped[j])
     print(f"generate: {params.samples_per_image} posterior samples of {len(records)} images"

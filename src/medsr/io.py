@@ -267,7 +267,9 @@ def relative_image_path(record_split: str, label: str, image_id: str, suffix: st
     return f"{record_split}/{label}/{image_id}{suffix}"
 
 
-def write_generated(root: str | Path, records: Sequence[Record], images: np.ndarray, sources: Sequence[str]) -> list[Record]:
+def write_generated(
+    root: str | Path, records: Sequence[Record], images: np.ndarray, sources: Sequence[str]
+) -> list[Record]:
     """Write generated images (SR, regression) of `records` as PNG plus float32 `.npy` beside it.
 
     Returns the set's manifest records (same id, split and label; sha256 of the PNG).

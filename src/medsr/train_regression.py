@@ -83,7 +83,13 @@ def run(model_params: UNetParams, params: TrainRegressionParams, *, hr: Path, lr
     data = training.load_pairs(hr, lr, "train")
     trained = train(model_params, params, data, ctx=ctx, log=log)
     if ctx.is_main:
-        metadata = {"kind": KIND, "sr_model": to_jsonable(model_params), "train_regression": to_jsonable(params), **data.geometry(), "target": "residual"}
+        metadata = {
+            "kind": KIND,
+            "sr_model": to_jsonable(model_params),
+            "train_regression": to_jsonable(params),
+            **data.geometry(),
+            "target": "residual",
+        }
         save_model(model, trained.state_dict(), metadata)
         print(f"train-regression: wrote {model}", file=sys.stderr)
     training.barrier(ctx)

@@ -183,7 +183,9 @@ def _load_splits(images: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     x_train, y_train = _split_tensors(images, "train")
     x_val, y_val = _split_tensors(images, "val")
     if x_train.shape[-2:] != x_val.shape[-2:]:
-        raise MedsrError(f"{images}: val images are {tuple(x_val.shape[-2:])}, train images {tuple(x_train.shape[-2:])}")
+        raise MedsrError(
+            f"{images}: val images are {tuple(x_val.shape[-2:])}, train images {tuple(x_train.shape[-2:])}"
+        )
     return x_train, y_train, x_val, y_val
 
 
@@ -206,8 +208,14 @@ def _fit(net: nn.Module, params: TrainClassifierParams, x_train: torch.Tensor, y
         # a nan validation loss would win no comparison and so stay "best" if it came first
         check_loss(val_loss, "train-classifier", f"epoch {epoch} (validation)", "train_classifier.learning_rate",
                    learning_rate)
-        row = {"epoch": epoch, "learning_rate": learning_rate, "train_loss": round(train_loss, 6), "train_acc": round(train_acc, 6),
-               "val_loss": round(val_loss, 6), "val_acc": round(val_acc, 6)}
+        row = {
+            "epoch": epoch,
+            "learning_rate": learning_rate,
+            "train_loss": round(train_loss, 6),
+            "train_acc": round(train_acc, 6),
+            "val_loss": round(val_loss, 6),
+            "val_acc": round(val_acc, 6),
+        }
         history.append(row)
         print(f"train-classifier: epoch {epoch}/{params.epochs} train_loss {train_loss:.4f} "
               f"train_acc {train_acc:.3f} val_loss {val_loss:.4f} val_acc {val_acc:.3f}", file=sys.stderr)

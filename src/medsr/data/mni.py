@@ -200,7 +200,6 @@ def lesion_drop(rim: bool, radius_px: float, rim_width_px: float, contrast: floa
 def place_lesions(subject: Subject, white_matter: np.ndarray) -> list[Lesion]:
     """Lesion centres inside the white matter (HR probability map), not touching each other."""
     rng = np.random.default_rng(subject.lesion_seed)
-    size = white_matter.shape[0]
     placed: list[Lesion] = []
     for radius, contrast in zip(subject.lesion_radii, subject.lesion_contrasts):
         reach = int(math.ceil(radius))

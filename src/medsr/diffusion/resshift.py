@@ -6,7 +6,8 @@ image and e_0 = y_0 - x_0:
 
     forward marginal   q(x_t | x_0, y_0) = N(x_0 + eta_t e_0, kappa^2 eta_t I)                    (Eq. 3)
     posterior          q(x_{t-1} | x_t, x_0) = N(eta_{t-1}/eta_t x_t + alpha_t/eta_t x_0,
-                                                 kappa^2 eta_{t-1}/eta_t alpha_t I),  alpha_t = eta_t - eta_{t-1}  (Eq. 6)
+                                                 kappa^2 eta_{t-1}/eta_t alpha_t I),
+                       alpha_t = eta_t - eta_{t-1}                                                     (Eq. 6)
     prior              x_T = y_0 + kappa sqrt(eta_T) eps  (eta_T ~ 1)
     schedule           sqrt(eta_t) = sqrt(eta_1) b0^beta_t, beta_t = ((t-1)/(T-1))^p (T-1),
                        b0 = exp(log(eta_T / eta_1) / (2 (T-1)))                                     (Eq. 10)

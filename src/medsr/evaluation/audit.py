@@ -63,8 +63,14 @@ def main_scores(scores: Mapping[Key, Scores], key: Key, ids: Sequence[str]) -> d
     return {i: float(v) for i, v in zip(s.ids, s.scores) if i in set(ids)}
 
 
-def decision_audit(name: str, data: Mapping[str, Any], rows, scores: Mapping[Key, Scores], thresholds: Mapping[int, float],
-                   params: EvaluateParams) -> dict[str, Any]:
+def decision_audit(
+    name: str,
+    data: Mapping[str, Any],
+    rows,
+    scores: Mapping[Key, Scores],
+    thresholds: Mapping[int, float],
+    params: EvaluateParams,
+) -> dict[str, Any]:
     test = data["test"]
     ids, n_samples = test["ids"], 0 if test["samples"] is None else test["samples"].shape[1]
     out: dict[str, Any] = {"classifier": "hr", "point": "val", "per_seed": {}}

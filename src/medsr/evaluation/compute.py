@@ -37,11 +37,21 @@ def classifier_analysis(params: EvaluateParams, sets: Sequence[ImageSet], scores
     arm_results = {}
     for name, classifier in arm_list:
         arm_results[str(Arm(name, classifier))] = {
-            "set": name, "classifier": classifier, "group": group_of[name], "title": arm_title(by_name[name], classifier),
+            "set": name,
+            "classifier": classifier,
+            "group": group_of[name],
+            "title": arm_title(by_name[name], classifier),
             "leaks_label": by_name[name].leaks_label,
-            "per_seed": {str(seed): arm_seed_metrics(scores[(classifier, seed, name, "test")],
-                                                     points[(name, classifier, seed)], weights, params.confidence)
-                         for seed in params.train_seeds}}
+            "per_seed": {
+                str(seed): arm_seed_metrics(
+                    scores[(classifier, seed, name, "test")],
+                    points[(name, classifier, seed)],
+                    weights,
+                    params.confidence,
+                )
+                for seed in params.train_seeds
+            },
+        }
     arm_groups: dict[str, dict[str, Any]] = {}
     for name, classifier in arm_list:
         key = str(Arm(group_of[name], classifier))
@@ -140,7 +150,9 @@ def quality_groups(set_results: Mapping[str, Mapping[str, Any]]) -> dict[str, di
     for name, entry in set_results.items():
         if "quality" not in entry:
             continue
-        group = out.setdefault(entry["group"], {"sets": [], "leaks_label": entry["leaks_label"], "psnr": [], "ssim": []})
+        group = out.setdefault(
+            entry["group"], {"sets": [], "leaks_label": entry["leaks_label"], "psnr": [], "ssim": []}
+        )
         group["sets"].append(name)
         for metric in ("psnr", "ssim"):
             group[metric].append(entry["quality"][metric]["value"])

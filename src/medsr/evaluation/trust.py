@@ -1,7 +1,8 @@
 """What the SR model invents: the statistics of the trust audit, on plain arrays.
 
 - `rcps_lambda`: per-pixel intervals [mu - lambda sigma, mu + lambda sigma] from N posterior samples (mu = their
-  mean, sigma = their std floored at one grey level: `interval_sigma`), calibrated with a risk-controlling prediction set (Angelopoulos et al. 2022,
+  mean, sigma = their std floored at one grey level: `interval_sigma`), calibrated with a risk-controlling
+  prediction set (Angelopoulos et al. 2022,
   "Image-to-image regression with distribution-free uncertainty quantification", Sec. 2-3):
     L_i(lambda) = (1 / P) sum_p 1[y_ip outside [mu_ip - lambda sigma_ip, mu_ip + lambda sigma_ip]]  (per image i)
     R^(lambda)  = (1 / n) sum_i L_i(lambda) over the n val images, L_i in [0, 1], nonincreasing in lambda

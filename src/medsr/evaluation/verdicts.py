@@ -168,6 +168,25 @@ def pooled_comparison(replicates: Sequence[dict[str, Any]], scores: Mapping[Key,
     return out
 
 
+def _secondary(replicates: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The secondary tests of a comparison group: all images, the 0.5 threshold, AUROC (DeLong)."""
+    differences = [np.nan if r["auroc"]["difference"] is None else r["auroc"]["difference"] for r in replicates]
+    return {
+        "all_images_pvalue_holm_median": median_or_none([r["val"]["mcnemar"]["pvalue_holm"] for r in replicates]),
+        "unhealthy_at_0.5_pvalue_holm_median": median_or_none(
+            [r["0.5"]["unhealthy_only"]["mcnemar"]["pvalue_holm"] for r in replicates]),
+        "auroc_difference_mean": finite_or_none(np.mean(differences)),
+        "delong_pvalue_median": median_or_none([r["auroc"]["pvalue"] for r in replicates])}
+
+
+def _replicate_row(r: Mapping[str, Any]) -> dict[str, Any]:
+    """One replicate's own FNR test (McNemar on the unhealthy images at the val operating point)."""
+    mcnemar = r["val"]["unhealthy_only"]["mcnemar"]
+    return {"train_seed": r["train_seed"], "first": r["first"], "second": r["second"],
+            "fnr_difference": r["val"]["fnr_difference"], "table_unhealthy": r["val"]["unhealthy_only"]["table"],
+            "pvalue": mcnemar["pvalue"], "pvalue_holm": mcnemar["pvalue_holm"], "test": mcnemar["primary"]}
+
+
 def comparison_groups(tests: Sequence[dict[str, Any]], group_of: Mapping[str, str], scores, points, weights,
                       params: EvaluateParams, titles: Mapping[str, str],
                       home: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
@@ -202,21 +221,8 @@ def comparison_groups(tests: Sequence[dict[str, Any]], group_of: Mapping[str, st
                  "pvalue_median": median_or_none([r["val"]["unhealthy_only"]["mcnemar"]["pvalue"] for r in replicates]),
                  "pvalue_holm_median": median_or_none(
                      [r["val"]["unhealthy_only"]["mcnemar"]["pvalue_holm"] for r in replicates]),
-                 "secondary": {
-                     "all_images_pvalue_holm_median": median_or_none(
-                         [r["val"]["mcnemar"]["pvalue_holm"] for r in replicates]),
-                     "unhealthy_at_0.5_pvalue_holm_median": median_or_none(
-                         [r["0.5"]["unhealthy_only"]["mcnemar"]["pvalue_holm"] for r in replicates]),
-                     "auroc_difference_mean": finite_or_none(np.mean(
-                         [np.nan if r["auroc"]["difference"] is None else r["auroc"]["difference"] for r in replicates])),
-                     "delong_pvalue_median": median_or_none([r["auroc"]["pvalue"] for r in replicates])},
-                 "per_replicate": [{"train_seed": r["train_seed"], "first": r["first"], "second": r["second"],
-                                    "fnr_difference": r["val"]["fnr_difference"],
-                                    "table_unhealthy": r["val"]["unhealthy_only"]["table"],
-                                    "pvalue": r["val"]["unhealthy_only"]["mcnemar"]["pvalue"],
-                                    "pvalue_holm": r["val"]["unhealthy_only"]["mcnemar"]["pvalue_holm"],
-                                    "test": r["val"]["unhealthy_only"]["mcnemar"]["primary"]}
-                                   for r in replicates]}
+                 "secondary": _secondary(replicates),
+                 "per_replicate": [_replicate_row(r) for r in replicates]}
         out.append(entry)
     return out
 

@@ -64,8 +64,11 @@ def sampling_markdown(data: Mapping[str, Any]) -> str:
 def seed_robustness_markdown(data: Mapping[str, Any]) -> str:
     """benchmarks/seed_robustness.py: one commit's verdicts with two sets of training seeds, with both Holm p."""
     seeds = data["train_seeds"]
-    lines = [f"| comparison | verdict, seeds {seeds['a']} | holds | Holm p | verdict, seeds {seeds['b']} | holds | Holm p "
-             f"| same |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| comparison | verdict, seeds {seeds['a']} | holds | Holm p | verdict, seeds {seeds['b']} | holds | Holm p "
+        f"| same |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in data["rows"]:
         cells = [f"{r[k]['verdict']} | {r[k]['holds']}/{r[k]['replicates']} | {_p(r[k].get('pvalue_holm'))}"
                  if r[k] else "- | - | -" for k in "ab"]
@@ -99,10 +102,15 @@ def cross_machine_markdown(data: Mapping[str, Any]) -> str:
         lines.append(f"| {r['id']}{flag} | {cells[0]} | {cells[1]} | {'yes' if r['same'] else '**no**'} |")
     runs = data.get("provenance") or {}
     commit = ((runs.get("a") or {}).get("git") or {}).get("commit") or "?"
-    return _table(("comparison", "verdict, run A", "holds", "Holm p", "verdict, run B", "holds", "Holm p", "same"),
-                  lines, (f"{data['fair_verdicts_same']} of {data['fair_verdicts']} fair verdicts the same; commit "
-                          f"{commit[:10]}, train seeds {data.get('train_seeds')}; run A: {_environment(runs.get('a'))}; "
-                          f"run B: {_environment(runs.get('b'))}."))
+    return _table(
+        ("comparison", "verdict, run A", "holds", "Holm p", "verdict, run B", "holds", "Holm p", "same"),
+        lines,
+        (
+            f"{data['fair_verdicts_same']} of {data['fair_verdicts']} fair verdicts the same; commit "
+            f"{commit[:10]}, train seeds {data.get('train_seeds')}; run A: {_environment(runs.get('a'))}; "
+            f"run B: {_environment(runs.get('b'))}."
+        ),
+    )
 
 
 def cuda_check_markdown(data: Mapping[str, Any]) -> str:
@@ -110,11 +118,13 @@ def cuda_check_markdown(data: Mapping[str, Any]) -> str:
     sampling throughput (when the part ran), the val precision check."""
     parts, lines = data["parts"], []
     for row in parts.get("train", []):
-        lines.append(f"| train-sr, {row['amp']} autocast, {row['steps']} steps, batch {row['batch_size']}, crop "
-                     f"{row['crop']} | same run twice: max abs difference {row['same_run_twice_max_abs_difference']:g}; "
-                     f"resume: {row['resume_max_abs_difference']:g}; {row['seconds_per_step']:.3f} s/step, peak "
-                     f"{row.get('peak_memory_mb', 0) / 1024:.1f} GiB; non-determinism warnings: "
-                     f"{len(row.get('nondeterminism_warnings', []))} | {'ok' if row['ok'] else '**failed**'} |")
+        lines.append(
+            f"| train-sr, {row['amp']} autocast, {row['steps']} steps, batch {row['batch_size']}, crop "
+            f"{row['crop']} | same run twice: max abs difference {row['same_run_twice_max_abs_difference']:g}; "
+            f"resume: {row['resume_max_abs_difference']:g}; {row['seconds_per_step']:.3f} s/step, peak "
+            f"{row.get('peak_memory_mb', 0) / 1024:.1f} GiB; non-determinism warnings: "
+            f"{len(row.get('nondeterminism_warnings', []))} | {'ok' if row['ok'] else '**failed**'} |"
+        )
     for name in ("pipeline", "sample", "quality"):
         part = parts.get(name)
         if part is None:
@@ -198,8 +208,13 @@ def recipe_choice_markdown(data: Mapping[str, Any]) -> str:
     lines.append("| median | " + " | ".join(f"{r['median_val_auroc']:.3f} / {r['median_val_acc']:.3f}"
                                            for r in recipes.values()) + " |")
     if any(r.get("patience") for r in recipes.values()):  # early-stopping recipes (recipe_choice --converged)
-        lines.append("| converged seeds, mean epochs run | " + " | ".join(
-            f"{r['converged_seeds']}/{len(data['seeds'])}, {r['mean_epochs_run']:.1f}" for r in recipes.values()) + " |")
+        lines.append(
+            "| converged seeds, mean epochs run | "
+            + " | ".join(
+                f"{r['converged_seeds']}/{len(data['seeds'])}, {r['mean_epochs_run']:.1f}" for r in recipes.values()
+            )
+            + " |"
+        )
 
     def name(r: Mapping[str, Any]) -> str:
         start = f"fine-tuned from {Path(r['init']).name}" if r["init"] else "from scratch"

@@ -121,10 +121,12 @@ def trust_lines(results: Mapping[str, Any]) -> list[str]:
                      f"{st['false_negatives']} (summed over train seeds)")
         for seed, inj in (e.get("injection") or {}).items():
             sw, nu = inj["swapped"], inj["null"]
-            lines.append(f"  {name} class swap (LEAKS THE LABEL by design), train seed {seed}: the HR classifier follows "
-                         f"the injected label on {sw['follows']}/{sw['images']} = {_f(sw['rate'])} "
-                         f"[{_f(sw['interval'][0])}, {_f(sw['interval'][1])}] (Clopper-Pearson) vs null "
-                         f"{nu['follows']}/{nu['images']} = {_f(nu['rate'])}")
+            lines.append(
+                f"  {name} class swap (LEAKS THE LABEL by design), train seed {seed}: the HR classifier follows "
+                f"the injected label on {sw['follows']}/{sw['images']} = {_f(sw['rate'])} "
+                f"[{_f(sw['interval'][0])}, {_f(sw['interval'][1])}] (Clopper-Pearson) vs null "
+                f"{nu['follows']}/{nu['images']} = {_f(nu['rate'])}"
+            )
     for key, arm in trust["crc"].items():
         flag = " (LEAKS THE LABEL)" if arm["leaks_label"] else ""
         lines.append(f"  CRC E[FNR] <= {arm['alpha']}: {key}{flag}: test FNR {_f(arm['test_fnr'])}, specificity "
@@ -161,9 +163,11 @@ def basis(results: Mapping[str, Any]) -> str:
 
 
 def oracle_warning(results: Mapping[str, Any]) -> str:
-    return (f"WARNING: {', '.join(results['leaks_label'])} used label-leaking guidance (oracle: the true test "
-            "label, swapped: its opposite), so its numbers are not a fair comparison (an upper bound at best); they are tested in "
-            "their own Holm family.")
+    return (
+        f"WARNING: {', '.join(results['leaks_label'])} used label-leaking guidance (oracle: the true test "
+        "label, swapped: its opposite), so its numbers are not a fair comparison (an upper bound at best); they are "
+        "tested in their own Holm family."
+    )
 
 
 def summary_text(results: Mapping[str, Any]) -> str:
