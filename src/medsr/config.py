@@ -37,7 +37,9 @@ DegradeModel = Literal["gaussian", "kspace"]  # Eq. 1.1 | k-space truncation + c
 KspaceWindow = Literal["none", "hamming", "tukey"]
 # oracle hands the generator the true label, swapped its opposite (the class-swap audit): both flagged everywhere
 Guidance = Literal["null", "predicted", "oracle", "swapped"]
-SamplerName = Literal["ancestral", "ddim", "dpmpp", "resshift"]  # resshift samples (only) a resshift model
+SamplerName = Literal["ancestral", "ddim", "dpmpp", "resshift", "student"]  # resshift samples (only) a resshift model;
+# student: one call of a one-step student distilled from a resshift teacher (medsr.diffusion.distill, SinSR)
+RESSHIFT_SAMPLERS = ("resshift", "student")  # the samplers of diffusion.process resshift models, and only of them
 # one paired test over all replicates | a majority of per-replicate tests | the training run as the unit of
 # replication: seed-level t with an image-level variance term | two-level (seeds, images) bootstrap
 VerdictRule = Literal["pooled", "majority", "seed_image_t", "two_level_bootstrap"]
@@ -211,6 +213,26 @@ class TrainSRParams:
 
 
 @section
+class TrainStudentParams:
+    """The one-step student distilled from the resshift teacher (SinSR, Wang et al. 2024; medsr.diffusion.distill)."""
+
+    steps: PositiveInt
+    batch_size: PositiveInt
+    crop: Crop
+    learning_rate: LearningRate
+    teacher_steps: PositiveInt  # K of the teacher's deterministic sampler F_theta (<= diffusion.resshift.timesteps)
+    inverse_weight: Annotated[float, Field(strict=True, ge=0)]  # weight of L_inverse (the learned inverse x_0 -> x_T)
+    gt_weight: Annotated[float, Field(strict=True, ge=0)]  # lambda of L_gt (consistency preserving, HR data)
+    ema_decay: Annotated[float, Field(strict=True, ge=0, lt=1)]
+    null_class_prob: Probability
+    grad_clip: Annotated[float, Field(strict=True, ge=0)]
+    hflip: Bool
+    val_images: Annotated[int, Field(strict=True, ge=2)]  # val images (half per class) of the val criterion
+    eval_every: PositiveInt  # steps between val evaluations and resumable checkpoints
+    seed: Seed
+
+
+@section
 class TrainRegressionParams:
     steps: PositiveInt
     batch_size: PositiveInt
@@ -286,6 +308,7 @@ class Params:
     diffusion: DiffusionParams
     train_sr: TrainSRParams
     train_regression: TrainRegressionParams
+    train_student: TrainStudentParams
     train_classifier: TrainClassifierParams
     generate: GenerateParams
     classify: ClassifyParams
@@ -408,10 +431,13 @@ def _check_consistency(params: Params, source: str) -> None:
     resshift = params.diffusion.resshift
     if resshift.eta_1 >= resshift.eta_T:
         raise MedsrError(f"{source}: diffusion.resshift.eta_1: must be below diffusion.resshift.eta_T")
-    if (params.diffusion.process == "resshift") != (params.generate.sampler == "resshift"):
+    if (params.diffusion.process == "resshift") != (params.generate.sampler in RESSHIFT_SAMPLERS):
         raise MedsrError(f"{source}: generate.sampler: {params.generate.sampler} cannot sample a "
                          f"diffusion.process {params.diffusion.process} model (the resshift sampler goes with the "
-                         f"resshift process, and only with it)")
+                         f"resshift process, and only with it; so does student)")
+    if params.train_student.teacher_steps > resshift.timesteps:
+        raise MedsrError(f"{source}: train_student.teacher_steps: {params.train_student.teacher_steps} exceeds "
+                         f"diffusion.resshift.timesteps {resshift.timesteps}")
     if params.diffusion.process == "resshift" and params.generate.steps > resshift.timesteps:
         raise MedsrError(f"{source}: generate.steps: {params.generate.steps} exceeds diffusion.resshift.timesteps "
                          f"{resshift.timesteps}")
@@ -431,7 +457,7 @@ def _check_consistency(params: Params, source: str) -> None:
     image_size, scale = params.data.image_size, params.degrade.scale
     if image_size % scale:
         raise MedsrError(f"{source}: degrade.scale: {scale} does not divide data.image_size {image_size}")
-    for name in ("train_sr", "train_regression"):
+    for name in ("train_sr", "train_regression", "train_student"):
         crop = getattr(params, name).crop
         if crop > image_size:
             raise MedsrError(f"{source}: {name}.crop: {crop} exceeds data.image_size {image_size}")

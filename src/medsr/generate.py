@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from medsr import io
 from medsr import posterior
-from medsr.config import (CLASSES, EVAL_SPLITS, GUIDANCE_MODES, LEAKING_GUIDANCE, NULL_CLASS, EvaluateParams,
-                          GenerateParams, generation_splits)
+from medsr.config import (CLASSES, EVAL_SPLITS, GUIDANCE_MODES, LEAKING_GUIDANCE, NULL_CLASS, RESSHIFT_SAMPLERS,
+                          EvaluateParams, GenerateParams, generation_splits)
 from medsr.diffusion.model_file import load_unet
 from medsr.diffusion.samplers import Sampler, SamplerSpec, image_generators
 from medsr.errors import MedsrError
@@ -43,6 +43,15 @@ def shard_records(records: list[io.Record], shard: int, shards: int) -> list[io.
     ordered = sorted(records, key=lambda r: r.id)
     blocks = np.array_split(np.arange(len(ordered)), shards)
     return [ordered[i] for i in blocks[shard]]
+
+
+def check_student(sampler: str, metadata: dict, model: Path) -> None:
+    """generate.sampler student samples a distilled student (train-student's file), and only it samples one."""
+    distilled = "student" in metadata  # medsr.train_student.STUDENT_KEY
+    if (sampler == "student") != distilled:
+        raise MedsrError(f"generate.sampler: {sampler} cannot sample {model}, " + (
+            "a distilled one-step student (use generate.sampler student)" if distilled else
+            "which is not a distilled student (train one with `medsr train-student`)"))
 
 
 def guide_labels(guidance: str, records: list[io.Record], *, guide: Path, bicubic: Path, batch_size: int,
@@ -74,11 +83,12 @@ def run(params: GenerateParams, evaluate: EvaluateParams, *, model: Path, lr: Pa
         raise MedsrError(f"--shard: {shard} is not in generate.shards {list(params.shards)}")
     loaded = load_unet(model, "sr_diffusion", device)
     timesteps = loaded.schedule.timesteps
-    if (params.sampler == "resshift") != (loaded.process == "resshift"):
+    if (params.sampler in RESSHIFT_SAMPLERS) != (loaded.process == "resshift"):
         raise MedsrError(f"generate.sampler: {params.sampler} cannot sample {model}, a diffusion.process "
                          f"{loaded.process} model (the resshift sampler goes with the resshift process, and only "
                          f"with it)")
-    if params.sampler != "ancestral" and params.steps > timesteps:
+    check_student(params.sampler, loaded.metadata, model)
+    if params.sampler not in ("ancestral", "student") and params.steps > timesteps:
         raise MedsrError(f"generate.steps: {params.steps} exceeds the model's {timesteps} diffusion timesteps")
     splits = generation_splits(evaluate, guidance, seed)
     all_records = io.read_manifest(lr, split=EVAL_SPLITS)  # posterior samples are drawn for val/test images only
@@ -138,7 +148,7 @@ def run(params: GenerateParams, evaluate: EvaluateParams, *, model: Path, lr: Pa
 def posterior_spec(params: GenerateParams) -> SamplerSpec:
     """The stochastic sampler of the posterior samples: ancestral or resshift (both draw noise at every step) as
     configured, else DDIM with sample_eta."""
-    if params.sampler in ("ancestral", "resshift"):
+    if params.sampler in ("ancestral", "resshift", "student"):  # the student: another x_T per draw
         return SamplerSpec(params.sampler, params.steps, 0.0)
     return SamplerSpec("ddim", params.steps, params.sample_eta)
 

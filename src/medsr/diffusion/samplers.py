@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from medsr.config import NULL_CLASS, SAMPLERS
+from medsr.config import NULL_CLASS, RESSHIFT_SAMPLERS, SAMPLERS
 from medsr.randomness import torch_generator
 from medsr.device import check_precision, inference_autocast
 from medsr.diffusion.resshift import ResShiftSchedule
@@ -41,6 +41,8 @@ class SamplerSpec:
     def evaluations(self, timesteps: int) -> int:
         if self.name == "ancestral":
             return timesteps
+        if self.name == "student":  # the one-step student (medsr.diffusion.distill)
+            return 1
         return min(self.steps, timesteps) if self.name == "resshift" else self.steps
 
 
@@ -100,7 +102,7 @@ class Sampler:
                  spec: SamplerSpec, guidance_scale: float = 1.0, clip_x0: bool = True, precision: str = "fp32"):
         if spec.name not in SAMPLERS:
             raise ValueError(f"sampler {spec.name!r} is not one of {', '.join(SAMPLERS)}")
-        if (spec.name == "resshift") != isinstance(schedule, ResShiftSchedule):
+        if (spec.name in RESSHIFT_SAMPLERS) != isinstance(schedule, ResShiftSchedule):
             raise ValueError(f"sampler {spec.name!r} cannot sample a "
                              f"{'resshift' if isinstance(schedule, ResShiftSchedule) else 'ddpm'} model "
                              f"(the resshift sampler goes with the resshift process, and only with it)")
@@ -127,6 +129,8 @@ class Sampler:
         """SR images [N, 1, H, W] in [0, 1] from bicubic-upsampled LR [N, 1, H, W] in [0, 1]."""
         if len(generators) != len(bicubic) or len(labels) != len(bicubic):
             raise ValueError("one label and one generator per image")
+        if self.spec.name == "student":  # hook: the one-step student, kept in its own module
+            return _student(self, bicubic, labels, generators)
         device = self.device
         bicubic = bicubic.to(device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
         labels = labels.to(device)
@@ -190,3 +194,14 @@ class Sampler:
             else:
                 x = scheduler.step(eps, t, x).prev_sample
         return x
+
+
+# --- hook: generate.sampler student (one call of a distilled one-step student; medsr.diffusion.distill) ---------
+
+def _student(sampler: Sampler, bicubic: torch.Tensor, labels: torch.Tensor,
+             generators: Sequence[torch.Generator]) -> torch.Tensor:
+    from medsr.diffusion.distill import student_sample  # distill does not import this module
+    if sampler.guidance_scale != 1:
+        raise ValueError("the student sampler has no classifier-free guidance scale (it was distilled at w = 1)")
+    return student_sample(sampler.model, bicubic, labels, generators, schedule=sampler.schedule, target=sampler.target,
+                          clip_x0=sampler.clip_x0, precision=sampler.precision)
