@@ -287,3 +287,39 @@ def test_bad_student_params_give_one_line(change, message):
 def test_student_sampler_with_the_resshift_process_is_valid():
     params = params_from_dict(deep_merge(_raw(), {"generate": {"sampler": "student"}}), "params.yaml")
     assert params.generate.sampler == "student" and math.isfinite(params.train_student.learning_rate)
+
+
+# --- the sampling benchmark's choice rule and the student's acceptance ---------------------------------
+
+def _benchmark():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("sampling_benchmark", ROOT / "benchmarks" / "sampling.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(row, sampler, steps, fnr, high, psnr, speedup=1.0, ssim=0.9):
+    return {"row": row, "sampler": sampler, "steps": steps, "batch": 16, "fnr": fnr, "fnr_high": high,
+            "fnr_op": fnr, "fnr_op_high": high, "psnr": psnr, "ssim": ssim, "speedup": speedup}
+
+
+def test_benchmark_chooses_by_fnr_first_then_psnr():
+    bench = _benchmark()
+    rows = [_row("resshift", "resshift", 4, 0.25, 0.44, 28.2), _row("resshift", "resshift", 1, 1.0, 1.0, 29.1),
+            _row("student", "student", 1, 0.31, 0.5, 28.6)]
+    choice = bench.choose(rows)
+    assert choice["lowest_fnr_op"] == "resshift K=4 batch 16"
+    assert choice["candidates"] == ["resshift K=4 batch 16", "student K=1 batch 16"]
+    assert choice["chosen"] == "student K=1 batch 16"  # within K=4's interval, higher PSNR; K=1's blur is out
+
+
+def test_student_acceptance_needs_speed_fnr_and_psnr():
+    bench = _benchmark()
+    seed, k4 = _row("seed-style", "ancestral", 500, None, None, 24.0), _row("resshift", "resshift", 4, 0.25, 0.44, 28.2)
+    good = _row("student", "student", 1, 0.4, 0.6, 28.0, speedup=600)
+    assert bench.student_acceptance([seed, k4, good])["holds"]
+    for change in ({"speedup": 400}, {"fnr": 0.5}, {"fnr_op": 0.5}, {"psnr": 27.8}):
+        result = bench.student_acceptance([seed, k4, {**good, **change}])
+        assert not result["holds"] and sum(not v for v in result["checks"].values()) == 1
+    assert bench.student_acceptance([seed, good]) is None  # no K=4 row in the run: no verdict
