@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from medsr import io, training
 from medsr.checkpoint import load_training_state, save_model, save_training_state
@@ -166,6 +167,7 @@ def train(teacher: LoadedUNet, params: TrainStudentParams, data: training.Paired
     if step == 0:
         evaluate_and_save()  # step 0: the teacher's weights used in one step
     student.train()
+    progress = tqdm(total=params.steps, initial=step, desc="train-student", dynamic_ncols=True, mininterval=2.0)
     while step < params.steps:
         hr, bicubic, labels, noise = draw_batch(data, params, generator)
         hr, bicubic, labels, noise = (x.to(device) for x in (hr, bicubic, labels, noise))
@@ -175,6 +177,7 @@ def train(teacher: LoadedUNet, params: TrainStudentParams, data: training.Paired
         losses = sinsr_losses(student, teacher.schedule, batch, params.inverse_weight, params.gt_weight)
         loss = losses["loss"]
         if not math.isfinite(loss.item()):  # before the update: the weights and checkpoints stay finite
+            progress.close()
             raise diverged(f"loss is {loss.item()} in step {step + 1}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -183,11 +186,13 @@ def train(teacher: LoadedUNet, params: TrainStudentParams, data: training.Paired
         optimizer.step()
         ema.update(student)
         step += 1
+        progress.update(1)
         window.append({k: float(v.item()) for k, v in losses.items()})
         if step % params.eval_every == 0 or step == params.steps:
             student.eval()
             evaluate_and_save()
             student.train()
+    progress.close()
     if best is None:  # resumed at the end of a finished run without a best record: cannot happen, kept explicit
         raise MedsrError(f"train-student: no val evaluation recorded in {state_path}; {STATE_FILE} is inconsistent")
     return best["weights"], best["record"]
