@@ -323,3 +323,21 @@ def test_student_acceptance_needs_speed_fnr_and_psnr():
         result = bench.student_acceptance([seed, k4, {**good, **change}])
         assert not result["holds"] and sum(not v for v in result["checks"].values()) == 1
     assert bench.student_acceptance([seed, good]) is None  # no K=4 row in the run: no verdict
+
+
+def test_generate_samples_a_student_in_one_call_reproducibly(project, tmp_path):
+    from medsr import generate, io
+    model = _run(project, tmp_path, None, steps=2, eval_every=2)
+    params = dataclasses.replace(SMOKE.generate, sampler="student", steps=4)
+
+    def make(out):
+        generate.run(params, SMOKE.evaluate, model=model, lr=project["lr"], guide=tmp_path / "unused",
+                     bicubic=tmp_path / "unused", guidance="null", seed=0, shard=0, out=out)
+        return {r.id: np.load((out / r.path).with_suffix(".npy")) for r in io.read_manifest(out, ("val",))}
+
+    first, second = make(tmp_path / "a"), make(tmp_path / "b")
+    metadata = json.loads((tmp_path / "a" / "metadata.json").read_text())
+    assert metadata["sampler"] == "student" and metadata["steps"] == 1 and metadata["process"] == "resshift"
+    assert first.keys() == second.keys() and len(first) > 0
+    for key in first:
+        assert np.array_equal(first[key], second[key]) and 0 <= first[key].min() and first[key].max() <= 1
