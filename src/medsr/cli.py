@@ -19,6 +19,9 @@ from medsr.errors import MedsrError
 DEFAULT_PARAMS = "params.yaml"
 SCHEMA_FILE = "workflow/schemas/params.schema.json"
 TOOLS = ("overlay-args", "schema", "dvc-sync", "readme")  # commands that are not pipeline stages
+# Commands that train an optional model outside the default DAG (no Snakemake rule or DVC stage yet): the one-step
+# student of generate.sampler student (medsr.train_student).
+OPTIONAL_STAGES = ("train-student",)
 
 
 def _common(parser: argparse.ArgumentParser, device: bool = False) -> None:
@@ -47,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(f"--{option.name}", required=True, type=option.type, choices=option.choices,
                            help=option.help)
 
+    _student_parser(sub)
+
     p = sub.add_parser("overlay-args", help="print a parameter overlay as `dvc exp run -S` arguments")
     p.add_argument("overlay", type=Path, help="overlay YAML, e.g. configs/thesis.yaml")
     p.add_argument("--base", type=Path, default=Path(DEFAULT_PARAMS), help="base parameters (params.yaml)")
@@ -67,6 +72,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="README to update in place (and the docs/*.md pages beside it)",
     )
     return parser
+
+
+def _student_parser(sub) -> None:
+    p = sub.add_parser("train-student", help="distil the resshift teacher into a one-step student (SinSR; "
+                                             "train_student params, sampled by generate.sampler student)")
+    _common(p, device=True)
+    for name, text in (("teacher", "the resshift teacher (from train-sr)"), ("hr", "HR dataset folder (train split; "
+                       "val for the val criterion)"), ("lr", "LR folder"),
+                       ("model", "safetensors file to write (the best EMA weights on val)"),
+                       ("log", "loss and val log CSV to write"),
+                       ("checkpoints", "folder of resumable checkpoints (kept between runs)")):
+        p.add_argument(f"--{name}", required=True, type=Path, help=text)
+
+
+def _optional_stage(args: argparse.Namespace) -> bool:
+    """`medsr train-student`: True when `args` was it."""
+    if args.stage != "train-student":
+        return False
+    from medsr.config import load_params
+    from medsr.device import resolve_device
+    params = load_params(args.params or [DEFAULT_PARAMS])
+    importlib.import_module("medsr.train_student").run(
+        params.train_student, teacher=args.teacher, hr=args.hr, lr=args.lr, model=args.model, log=args.log,
+        checkpoints=args.checkpoints, device=resolve_device(args.device))
+    return True
 
 
 def _version() -> str:
@@ -98,7 +128,7 @@ def dispatch(args: argparse.Namespace) -> None:
     from medsr.config import load_params
     from medsr.stages import BY_COMMAND, IMAGE_SET_PATHS
 
-    if _tool(args):
+    if _tool(args) or _optional_stage(args):
         return
     stage = BY_COMMAND[args.stage]
     params = load_params(args.params or [DEFAULT_PARAMS])

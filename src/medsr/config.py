@@ -159,6 +159,9 @@ def _check_diffusion(params: Params, source: str) -> None:
     mismatch = sampler_mismatch(params.generate.sampler, params.diffusion.process)
     if mismatch:
         raise MedsrError(f"{source}: generate.sampler: {mismatch}")
+    if params.train_student.teacher_steps > resshift.timesteps:
+        raise MedsrError(f"{source}: train_student.teacher_steps: {params.train_student.teacher_steps} exceeds "
+                         f"diffusion.resshift.timesteps {resshift.timesteps}")
     if params.diffusion.process == "resshift" and params.generate.steps > resshift.timesteps:
         raise MedsrError(f"{source}: generate.steps: {params.generate.steps} exceeds diffusion.resshift.timesteps "
                          f"{resshift.timesteps}")
@@ -186,7 +189,7 @@ def _check_sizes(params: Params, source: str) -> None:
     image_size, scale = params.data.image_size, params.degrade.scale
     if image_size % scale:
         raise MedsrError(f"{source}: degrade.scale: {scale} does not divide data.image_size {image_size}")
-    for name in ("train_sr", "train_regression"):
+    for name in ("train_sr", "train_regression", "train_student"):
         crop = getattr(params, name).crop
         if crop > image_size:
             raise MedsrError(f"{source}: {name}.crop: {crop} exceeds data.image_size {image_size}")

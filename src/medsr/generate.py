@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +34,7 @@ from medsr import posterior
 from medsr.config import generation_splits, sampler_mismatch
 from medsr.parameters import (CLASSES, EVAL_SPLITS, GUIDANCE_MODES, LEAKING_GUIDANCE, NULL_CLASS, EvaluateParams,
                               GenerateParams)
-from medsr.diffusion.model_file import load_unet
+from medsr.diffusion.model_file import STUDENT_KEY, load_unet
 from medsr.diffusion.samplers import Sampler, SamplerSpec, image_generators, make_sampler
 from medsr.errors import MedsrError
 from medsr.pixels import quantize
@@ -110,12 +112,22 @@ def check_job(params: GenerateParams, guidance: str, shard: int) -> None:
         raise MedsrError(f"--shard: {shard} is not in generate.shards {list(params.shards)}")
 
 
+def check_student(sampler: str, metadata: Mapping[str, Any], model: Path) -> None:
+    """A distilled student's model file (train-student's) is sampled by the student sampler, and only it samples one."""
+    distilled = STUDENT_KEY in metadata
+    if SamplerSpec(sampler, 1).sampler_class.distilled != distilled:
+        raise MedsrError(f"{model}: generate.sampler: {sampler} cannot sample it, " + (
+            "a distilled one-step student (use generate.sampler student)" if distilled else
+            "which is not a distilled student (train one with `medsr train-student`)"))
+
+
 def configured_spec(params: GenerateParams, loaded, model: Path) -> SamplerSpec:
     """generate.sampler as configured, checked against the model file: its process and its T steps."""
     spec = SamplerSpec(params.sampler, params.steps, params.eta)
     mismatch = sampler_mismatch(params.sampler, loaded.process)
     if mismatch:
         raise MedsrError(f"{model}: generate.sampler: {mismatch}")
+    check_student(params.sampler, loaded.metadata, model)
     timesteps = loaded.schedule.timesteps
     if spec.sampler_class.takes_steps and params.steps > timesteps:
         raise MedsrError(f"generate.steps: {params.steps} exceeds the model's {timesteps} diffusion timesteps")

@@ -30,7 +30,8 @@ KspaceWindow = Literal["none", "hamming", "tukey"]
 # oracle hands the generator the true label, swapped its opposite (the class-swap audit): both flagged everywhere
 Guidance = Literal["null", "predicted", "oracle", "swapped"]
 # each sampler's name and the diffusion.process whose models it samples (the samplers: medsr.diffusion.samplers)
-SAMPLER_PROCESS: dict[str, str] = {"ancestral": "ddpm", "ddim": "ddpm", "dpmpp": "ddpm", "resshift": "resshift"}
+SAMPLER_PROCESS: dict[str, str] = {"ancestral": "ddpm", "ddim": "ddpm", "dpmpp": "ddpm", "resshift": "resshift",
+                                   "student": "resshift"}  # student: distilled from a resshift teacher
 SamplerName = Literal[tuple(SAMPLER_PROCESS)]
 # one paired test over all replicates | a majority of per-replicate tests | the training run as the unit of
 # replication: seed-level t with an image-level variance term | two-level (seeds, images) bootstrap
@@ -205,6 +206,26 @@ class TrainSRParams:
 
 
 @section
+class TrainStudentParams:
+    """The one-step student distilled from the resshift teacher (SinSR, Wang et al. 2024; medsr.diffusion.distill)."""
+
+    steps: PositiveInt
+    batch_size: PositiveInt
+    crop: Crop
+    learning_rate: LearningRate
+    teacher_steps: PositiveInt  # K of the teacher's deterministic sampler F_theta (<= diffusion.resshift.timesteps)
+    inverse_weight: Annotated[float, Field(strict=True, ge=0)]  # weight of L_inverse (the learned inverse x_0 -> x_T)
+    gt_weight: Annotated[float, Field(strict=True, ge=0)]  # lambda of L_gt (consistency preserving, HR data)
+    ema_decay: Annotated[float, Field(strict=True, ge=0, lt=1)]
+    null_class_prob: Probability
+    grad_clip: Annotated[float, Field(strict=True, ge=0)]
+    hflip: Bool
+    val_images: Annotated[int, Field(strict=True, ge=2)]  # val images (half per class) of the val criterion
+    eval_every: PositiveInt  # steps between val evaluations and resumable checkpoints
+    seed: Seed
+
+
+@section
 class TrainRegressionParams:
     steps: PositiveInt
     batch_size: PositiveInt
@@ -280,6 +301,7 @@ class Params:
     diffusion: DiffusionParams
     train_sr: TrainSRParams
     train_regression: TrainRegressionParams
+    train_student: TrainStudentParams
     train_classifier: TrainClassifierParams
     generate: GenerateParams
     classify: ClassifyParams

@@ -20,6 +20,7 @@ from medsr.pixels import bicubic_upsample
 from medsr.io import Record, image_path, load_images, sha256_file
 
 # kind -> which conditionings the network was built with (time, class, LR)
+STUDENT_KEY = "student"  # the metadata key that marks a distilled one-step student (medsr.train_student)
 KINDS = {"sr_diffusion": (True, True, True), "sr_regression": (False, False, True)}
 
 

@@ -5,6 +5,7 @@
 - `dpmpp`: DPM-Solver++ (2M) with K steps (Lu et al. 2022), diffusers' `DPMSolverMultistepScheduler`.
 - `resshift`: the ResShift chain bicubic -> HR with K <= T steps (Yue et al. 2023; `medsr.diffusion.resshift`),
   for models trained with `diffusion.process: resshift` (the network predicts x_0, not eps).
+- `student`: one call of a one-step student distilled from a resshift teacher (SinSR; `medsr.diffusion.distill`).
 
 `SAMPLER_CLASSES` maps each name to its class; a class knows its number of network evaluations and whether it draws
 noise. The diffusion process a sampler goes with is `medsr.parameters.SAMPLER_PROCESS` (the params file's enum, which
@@ -97,6 +98,7 @@ class Sampler(ABC):
 
     name: ClassVar[str]
     takes_steps: ClassVar[bool] = True  # False: generate.steps is ignored (ancestral runs all T steps)
+    distilled: ClassVar[bool] = False  # True: it samples a distilled student's model file (train-student), only it
 
     def __init__(self, model: nn.Module, process: Process, target: str, spec: SamplerSpec,
                  guidance_scale: float = 1.0, clip_x0: bool = True, precision: str = "fp32"):
@@ -211,6 +213,36 @@ class ResShiftSampler(ChainSampler):
         return self.process.step_indices(self.spec.steps)
 
 
+class StudentSampler(Sampler):
+    """One network call of a one-step student distilled from a ResShift teacher (SinSR, Wang et al. 2024;
+    `medsr.diffusion.distill`, `medsr train-student`): x_0 = f_hat(x_T, y_0, T) with x_T = y_0 + kappa sqrt(eta_T)
+    eps, eps from each image's generator (the x_T the resshift sampler starts from)."""
+
+    name = "student"
+    takes_steps = False
+    distilled = True
+
+    def __init__(self, *args, **options):
+        super().__init__(*args, **options)
+        if self.guidance_scale != 1:
+            raise ValueError("the student sampler has no classifier-free guidance scale (it was distilled at w = 1)")
+
+    @classmethod
+    def evaluations(cls, steps: int, timesteps: int) -> int:
+        return 1
+
+    @classmethod
+    def stochastic(cls, eta: float) -> bool:
+        return False  # deterministic given x_T
+
+    @classmethod
+    def posterior_spec(cls, steps: int, sample_eta: float) -> SamplerSpec:
+        return SamplerSpec(cls.name, steps, 0.0)  # another x_T per draw (DDIM cannot sample a resshift model)
+
+    def _denoise(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        return self.predict(x, self.process.timesteps - 1, cond)
+
+
 class ScheduledSampler(Sampler):
     """A diffusers scheduler over our betas (epsilon prediction, no clipping of its own), K steps."""
 
@@ -281,7 +313,8 @@ class DPMSolverSampler(ScheduledSampler):
 
 # the registry: one entry per sampler class, under its name (the names generate.sampler accepts: parameters.SAMPLERS)
 SAMPLER_CLASSES: dict[str, type[Sampler]] = {cls.name: cls for cls in (AncestralSampler, DDIMSampler,
-                                                                       DPMSolverSampler, ResShiftSampler)}
+                                                                       DPMSolverSampler, ResShiftSampler,
+                                                                       StudentSampler)}
 
 
 def make_sampler(model: nn.Module, process: Process, target: str, spec: SamplerSpec, **options) -> Sampler:

@@ -61,6 +61,28 @@ def sampling_markdown(data: Mapping[str, Any]) -> str:
         f"{bar['reference']['sampler']} K={bar['reference']['steps']}, FNR inside its interval."))
 
 
+def _interval(r: Mapping[str, Any], key: str) -> str:
+    return "-" if r.get(key) is None else f"{r[key]:.3f} [{r[key + '_low']:.3f}, {r[key + '_high']:.3f}]"
+
+
+def student_sampling_markdown(data: Mapping[str, Any]) -> str:
+    """benchmarks/sampling.py with a student row: the classifier's FNR first (argmax and at the val operating
+    point), the choice the rule made and the student's acceptance."""
+    lines = [f"| {r['row']} | {r['steps']} | {r['batch']} | {r['images_per_s']:.2f} | {_f(r.get('speedup'), '.1f')} | "
+             f"{r['psnr']:.2f} | {r['ssim']:.4f} | {_interval(r, 'fnr')} | {_interval(r, 'fnr_op')} | "
+             f"{r['of_matmul']:.0%} |" for r in data["rows"]]
+    lines += [f"| {name} | | | | | {_f(ref.get('psnr'), '.2f')} | {_f(ref.get('ssim'), '.4f')} | "
+              f"{_interval(ref, 'fnr')} | {_interval(ref, 'fnr_op')} | |" for name, ref in data["references"].items()]
+    choice, accept = data.get("choice") or {}, data.get("student_acceptance")
+    verdict = "not measured" if accept is None else ("holds" if accept["holds"] else "fails") + " (" + ", ".join(
+        f"{k} {'yes' if v else 'no'}" for k, v in accept["checks"].items()) + ")"
+    return _table(("sampler", "K", "batch", "images/s", "x seed-style", "PSNR dB", "SSIM", "FNR argmax [95% CI]",
+                   "FNR at val operating point [95% CI]", "of matmul"), lines, (
+        f"{data['images']} val images ({data['positives']} unhealthy) on {data['device']} with {data['threads']} "
+        f"threads ({data.get('processor') or data.get('machine')}, torch {data['torch']}). Choice rule: "
+        f"{choice.get('rule')}; chosen: **{choice.get('chosen')}**. Student acceptance: {verdict}."))
+
+
 def seed_robustness_markdown(data: Mapping[str, Any]) -> str:
     """benchmarks/seed_robustness.py: one commit's verdicts with two sets of training seeds, with both Holm p."""
     seeds = data["train_seeds"]
@@ -259,6 +281,8 @@ def _machine(machine: Mapping[str, Any] | None) -> str:
 TABLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "difficulty": difficulty_markdown,
     "sampling": sampling_markdown,
+    "sampling_student": student_sampling_markdown,
+    "sampling_student_val128": student_sampling_markdown,
     "seed_robustness": seed_robustness_markdown,
     "cross_machine": cross_machine_markdown,
     "cuda_check": cuda_check_markdown,
