@@ -483,46 +483,30 @@ def test_predictions_of_an_unlisted_family_are_an_error(family_specific, tmp_pat
     assert not (tmp_path / "m.json").exists()
 
 
+def _run_into(tmp_path: Path, params, predictions: Path, sr_wins) -> None:
+    """evaluate.run on sr_wins' image sets, every output under tmp_path."""
+    evaluate.run(params, _train_params(), predictions=predictions, sets=sr_wins["sets"], lr=sr_wins["root"] / "lr",
+                 logs=[], metrics=tmp_path / "m.json", results=tmp_path / "r.json", figures=tmp_path / "f",
+                 plots=tmp_path / "p")
+
+
 def test_predictions_without_a_required_classifier_are_an_error(sr_wins, tmp_path):
     rows = [r for r in read_csv(sr_wins["root"] / "predictions.csv") if r["classifier"] != "bicubic"]
     write_csv(tmp_path / "p.csv", rows, COLUMNS)
     with pytest.raises(MedsrError, match="p.csv: no rows for resnet18 classifier bicubic"):
-        evaluate.run(
-            _params(),
-            _train_params(),
-            predictions=tmp_path / "p.csv",
-            sets=sr_wins["sets"],
-            lr=sr_wins["root"] / "lr",
-            logs=[],
-            metrics=tmp_path / "m.json",
-            results=tmp_path / "r.json",
-            figures=tmp_path / "f",
-            plots=tmp_path / "p",
-        )
+        _run_into(tmp_path, _params(), tmp_path / "p.csv", sr_wins)
     assert not (tmp_path / "m.json").exists()
 
 
 def test_train_seeds_must_match_the_predictions(sr_wins, tmp_path):
     with pytest.raises(MedsrError, match="train seeds"):
-        evaluate.run(_params(train_seeds=(0, 1, 2)), _train_params(), predictions=sr_wins["root"] / "predictions.csv",
-                     sets=sr_wins["sets"], lr=sr_wins["root"] / "lr", logs=[], metrics=tmp_path / "m.json",
-                     results=tmp_path / "r.json", figures=tmp_path / "f", plots=tmp_path / "p")
+        _run_into(tmp_path, _params(train_seeds=(0, 1, 2)), sr_wins["root"] / "predictions.csv", sr_wins)
 
 
 def test_lpips_weights_path_must_exist(sr_wins, tmp_path):
     with pytest.raises(MedsrError, match="lpips_weights"):
-        evaluate.run(
-            _params(lpips_weights=str(tmp_path / "none.pth")),
-            _train_params(),
-            predictions=sr_wins["root"] / "predictions.csv",
-            sets=sr_wins["sets"],
-            lr=sr_wins["root"] / "lr",
-            logs=[],
-            metrics=tmp_path / "m.json",
-            results=tmp_path / "r.json",
-            figures=tmp_path / "f",
-            plots=tmp_path / "p",
-        )
+        _run_into(tmp_path, _params(lpips_weights=str(tmp_path / "none.pth")), sr_wins["root"] / "predictions.csv",
+                  sr_wins)
 
 
 def test_lpips_from_local_weights_without_download(tmp_path):

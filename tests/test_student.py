@@ -13,16 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from medsr import degrade, train_sr, train_student
+from medsr import train_sr, train_student
 from medsr.checkpoint import load_model_file, load_training_state, read_metadata
 from medsr.config import deep_merge, load_params, params_from_dict
-from medsr.parameters import CLASSES, NULL_CLASS, DegradeParams
+from medsr.parameters import NULL_CLASS
 from medsr.diffusion import distill
 from medsr.diffusion.model_file import build_unet
 from medsr.diffusion.resshift import ResShiftSchedule
 from medsr.diffusion.samplers import SamplerSpec, StudentSampler, image_generators, make_sampler
+from image_pairs import write_pairs
 from medsr.errors import MedsrError
-from medsr.io import Record, read_csv, write_image, write_manifest
+from medsr.io import read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = load_params([ROOT / "params.yaml", ROOT / "configs" / "smoke.yaml"])
@@ -156,18 +157,11 @@ def test_student_sampler_refuses_a_ddpm_model_and_a_guidance_scale():
 
 def _write_sets(root: Path, n: int = 6, size: int = 32) -> tuple[Path, Path]:
     """HR train and val images (and their LR) under root/hr, root/lr."""
-    records = []
+    entries = []
     for split, seed in (("train", 1), ("val", 2)):
         images, labels = _images(n, size, seed)
-        for i, (image, label) in enumerate(zip(images, labels.tolist())):
-            image_id = f"{split}{i:02d}"
-            relative = f"{split}/{CLASSES[label]}/{image_id}.png"
-            write_image(root / "hr" / relative, image[0].numpy())
-            records.append(Record(image_id, split, CLASSES[label], relative))
-    write_manifest(root / "hr", records)
-    degrade.run(DegradeParams(scale=2, blur_sigma=0.5, noise_std=0.01, seed=0), root / "hr", root / "lr",
-                root / "bicubic")
-    return root / "hr", root / "lr"
+        entries += [(split, i, image, label) for i, (image, label) in enumerate(zip(images, labels.tolist()))]
+    return write_pairs(root, entries)
 
 
 @pytest.fixture(scope="module")

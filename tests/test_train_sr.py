@@ -17,13 +17,14 @@ from torch import nn
 from medsr import degrade, train_sr, training
 from medsr.checkpoint import load_model_file, read_metadata
 from medsr.config import load_params
-from medsr.parameters import CLASSES, NULL_CLASS, DegradeParams
+from medsr.parameters import NULL_CLASS, DegradeParams
 from medsr.degrade import degrade_image
 from medsr.pixels import bicubic_upsample
 from medsr.diffusion.ema import EMA
 from medsr.diffusion.schedule import encode_target, process_schedule
+from image_pairs import write_pairs
 from medsr.errors import MedsrError
-from medsr.io import Record, read_csv, write_image, write_manifest
+from medsr.io import read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = load_params([ROOT / "params.yaml", ROOT / "configs" / "smoke.yaml"])
@@ -269,17 +270,8 @@ def test_checkpoint_under_other_parameters_is_not_resumed(data, tmp_path, monkey
 
 def _write_sets(root: Path, n: int = 6, size: int = 32) -> tuple[Path, Path]:
     hr_images, labels = _hr_images(n, size, seed=1)
-    records = []
-    for i, (image, label) in enumerate(zip(hr_images, labels.tolist())):
-        for split in ("train", "test"):
-            image_id = f"{split}{i:02d}"
-            relative = f"{split}/{CLASSES[label]}/{image_id}.png"
-            write_image(root / "hr" / relative, image[0].numpy())
-            records.append(Record(image_id, split, CLASSES[label], relative))
-    write_manifest(root / "hr", records)
-    degrade.run(DegradeParams(scale=2, blur_sigma=0.5, noise_std=0.01, seed=0), root / "hr", root / "lr",
-                root / "bicubic")
-    return root / "hr", root / "lr"
+    pairs = enumerate(zip(hr_images, labels.tolist()))
+    return write_pairs(root, [(split, i, image, label) for i, (image, label) in pairs for split in ("train", "test")])
 
 
 def test_run_writes_ema_weights_as_safetensors_with_metadata(tmp_path):
