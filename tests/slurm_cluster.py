@@ -6,17 +6,17 @@ scratch folder, on free ports of 127.0.0.1, with its own munge socket: nothing u
 and two clusters (two test files on two pytest workers) do not meet.
 
 The node is this machine as it is (its hostname, its CPUs, most of its memory) with no cgroups
-(proctrack/linuxproc, task/none). It declares `Gres=gpu:N` with stand-in device files (/dev/null, /dev/zero), so that jobs asking for
-`--gpus=1` (the profile's `gpu` resource) are scheduled; they get no GPU, and medsr runs them on the CPU.
-Accounting goes through slurmdbd into MariaDB, because the Snakemake SLURM executor reads job states with
-`sacct`, which answers "accounting storage is disabled" without it.
+(proctrack/linuxproc, task/none). It declares `Gres=gpu:2` with stand-in device files (/dev/null, /dev/zero),
+so that jobs asking for `--gpus=1` (the profile's `gpu` resource) are scheduled; they get no GPU, and medsr
+runs them on the CPU. Accounting goes through slurmdbd into MariaDB: without it `sacct` answers "accounting
+storage is disabled", and the tests read every job's final state from `sacct`, as does the executor plugin
+for a failed job's reason.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DAEMONS = ("munged", "mungekey", "mariadbd", "mariadb-install-db", "mariadb", "slurmdbd", "slurmctld", "slurmd")
-CLIENTS = ("sbatch", "squeue", "sacct", "sacctmgr", "sinfo", "scancel", "scontrol", "srun")
+PROGRAMS = ("munged", "mungekey", "mariadbd", "mariadb-install-db", "mariadb", "slurmdbd", "slurmctld", "slurmd",
+            "sbatch", "squeue", "sacct", "sacctmgr", "sinfo", "scancel", "scontrol", "srun")
 STAND_IN_GPUS = ("/dev/null", "/dev/zero")
 PACKAGES = "slurmctld slurmd slurm-client slurmdbd munge mariadb-server"
 
@@ -34,7 +34,7 @@ def unavailable() -> str | None:
     """Why this machine cannot run the cluster (a sentence for the skip), or None."""
     if os.geteuid() != 0:
         return "the one-node SLURM cluster runs its daemons as root; this user is not root"
-    missing = [name for name in DAEMONS + CLIENTS if not _which(name)]
+    missing = [name for name in PROGRAMS if not _which(name)]
     if missing:
         return f"{', '.join(missing)} not installed (apt-get install {PACKAGES}; .ci/run installs them)"
     return None
@@ -97,8 +97,7 @@ class Cluster:
     def stop(self) -> None:
         """Cancel what still runs, stop the daemons newest first (SIGTERM, then SIGKILL after 20 s)."""
         if any(name == "slurmctld" and p.poll() is None for name, p in self.processes):
-            self.run("scancel", "--full", "--state=PENDING,RUNNING", "--user=root", check=False)
-            self.run("scancel", "--state=PENDING,RUNNING", "--user=root", check=False)
+            self.run("scancel", "--user=root", check=False)
         for name, process in reversed(self.processes):
             if process.poll() is None:
                 process.terminate()
@@ -111,18 +110,19 @@ class Cluster:
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
-def start(root: Path, cpus: int = 2, gpus: int = 2, timeout: float = 90) -> Cluster:
+def start(root: Path, gpus: int = 2, timeout: float = 90) -> Cluster:
     """Write the configuration under `root` and start munged, MariaDB, slurmdbd, slurmctld and slurmd; return
     once `sinfo` shows the node idle. On failure the daemons already started are stopped and the error
     carries their logs."""
-    for folder in ("log", "state", "spool", "munge", "mysql", "run"):
+    for folder in ("log", "state", "spool", "munge", "mysql"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="slurm-", dir="/tmp"))  # unix socket paths must stay under 108 bytes
     run_dir.chmod(0o755)  # munged: every client must reach its socket
     memory_mb = int(_memory_mb() * 0.8)
-    cluster = Cluster(root=root, name=f"medsr{os.getpid()}", cpus=cpus, memory_mb=memory_mb, gpus=gpus,
-                      run_dir=run_dir, env=dict(os.environ, SLURM_CONF=str(root / "slurm.conf"),
-                                                PATH=f"{_srun_shim(root)}:{os.environ.get('PATH', '')}:/usr/sbin:/sbin"))
+    path = f"{_srun_shim(root)}:{os.environ.get('PATH', '')}:/usr/sbin:/sbin"
+    cluster = Cluster(root=root, name=f"medsr{os.getpid()}", cpus=len(os.sched_getaffinity(0)),
+                      memory_mb=memory_mb, gpus=gpus, run_dir=run_dir,
+                      env=dict(os.environ, SLURM_CONF=str(root / "slurm.conf"), PATH=path))
     try:
         _start_munge(cluster, run_dir)
         _start_mariadb(cluster, run_dir)
@@ -180,7 +180,6 @@ def _start_munge(cluster: Cluster, run_dir: Path) -> None:
     _start(cluster, "munged", ["munged", "--foreground", "--force", f"--key-file={key}", f"--socket={socket_path}",
                                f"--pid-file={run_dir / 'munged.pid'}", f"--seed-file={cluster.root / 'munge/seed'}",
                                f"--log-file={cluster.root / 'log/munged.log'}"])
-    cluster.env["MUNGE_SOCKET"] = str(socket_path)  # read by our own checks only; SLURM reads AuthInfo
     _wait(socket_path.exists, "the munge socket", cluster, 30)
 
 
@@ -225,6 +224,8 @@ PidFile={run_dir / 'slurmdbd.pid'}
     # gres/gpu counts only GPUs with a device file: stand-in character devices, one per declared GPU
     (root / "gres.conf").write_text("".join(f"NodeName={host} Name=gpu Count=1 File={device}\n"
                                             for device in STAND_IN_GPUS[:cluster.gpus]))
+    node = (f"NodeName={host} NodeAddr=127.0.0.1 CPUs={cluster.cpus} RealMemory={cluster.memory_mb} "
+            f"Gres=gpu:{cluster.gpus} State=UNKNOWN")
     (root / "slurm.conf").write_text(auth + f"""ClusterName={cluster.name}
 SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={_free_port()}
@@ -256,7 +257,7 @@ AccountingStoragePass={run_dir / 'munge.socket'}
 AccountingStorageTRES=gres/gpu
 JobCompType=jobcomp/none
 MinJobAge=300
-NodeName={host} NodeAddr=127.0.0.1 CPUs={cluster.cpus} RealMemory={cluster.memory_mb} Gres=gpu:{cluster.gpus} State=UNKNOWN
+{node}
 PartitionName=cpu Nodes={host} Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes={host} MaxTime=INFINITE State=UP
 """)
@@ -266,8 +267,8 @@ def site_profile(cluster: Cluster, profile: Path, dest: Path, threads: int = 1) 
     """A second Snakemake profile with the changes a site makes to `profile` (workflow/profiles/slurm) to fit
     this node: every job's `cpus_per_task` and threads capped at `threads` (the node then runs
     `cpus // threads` jobs at once, like a local `--cores 2 --max-threads 1`), `mem_mb` at the node's memory
-    per CPU, the first status check after 1 s instead of the plugin's 40, and no account. Partitions, runtimes and the
-    `gpu` resource stay the profile's. `snakemake --profile PROFILE --profile DEST` applies it on top (the
+    per CPU, and the first status check after 1 s instead of the plugin's 40. Partitions, runtimes, the `gpu`
+    resource and the status command stay the profile's. `snakemake --profile PROFILE --profile DEST` applies it on top (the
     later profile replaces a top-level key of the earlier)."""
     import yaml
 
@@ -284,10 +285,8 @@ def site_profile(cluster: Cluster, profile: Path, dest: Path, threads: int = 1) 
     overlay = {
         "default-resources": fit(base["default-resources"]),
         "set-resources": {rule: fit(resources) for rule, resources in base["set-resources"].items()},
-        "set-threads": {rule: min(n, threads) for rule, n in base["set-threads"].items()},
-        "max-threads": threads,
+        "max-threads": threads,  # caps the profile's set-threads
         "slurm-init-seconds-before-status-checks": 1,
-        "slurm-no-account": True,  # this cluster has no accounts (a site sets slurm_account in default-resources)
     }
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
