@@ -17,9 +17,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from medsr.stages import BY_RULE, source_files
 from project import copy_workflow, dvc, run_together, set_params, sh, snakemake
+from slurm_cluster import Cluster, site_profile, snakemake_on
 from volume_data import dicom_dataset, nifti_dataset
 
 pytestmark = pytest.mark.pipeline
@@ -72,9 +74,12 @@ def assert_subject_level_run(project: Path, degradation: str) -> None:
 # --- DVC --------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def both_runs(tmp_path_factory):
+def both_runs(tmp_path_factory, slurm):
     """`dvc repro` and `snakemake` (the README's command) each run the whole smoke DAG in its own scratch
-    repository, at the same time (most of a smoke stage is importing torch: one core each)."""
+    repository, at the same time (most of a smoke stage is importing torch: one core each). Where the
+    one-node SLURM cluster runs, a clone of the Snakemake repository runs the same DAG through the SLURM
+    profile meanwhile (its jobs mostly wait for the plugin's status checks); the third item is that run's
+    process (None without a cluster), which test_slurm_runs_the_dag_like_the_local_run reads."""
     projects = {}
     for front_end in ("dvc", "snakemake"):
         where = tmp_path_factory.mktemp(front_end)
@@ -93,17 +98,23 @@ def both_runs(tmp_path_factory):
                                          "degrade.model": degradation, "diffusion.process": process,
                                          "generate.sampler": sampler})
         sh(["git", "commit", "-qam", f"{source} volumes"], projects[front_end])
-    repro, _ = run_together([([sys.executable, "-m", "dvc", "repro"], projects["dvc"]),
-                             ([sys.executable, "-m", "snakemake", "--cores", "2", "--max-threads", "1"],
-                              projects["snakemake"])])
-    sh(["git", "add", "-A"], projects["dvc"])
-    sh(["git", "commit", "-qm", "first run"], projects["dvc"])
-    return projects, ran_stages(repro.stdout)
+    on_slurm = start_slurm_run(projects["snakemake"], slurm) if isinstance(slurm, Cluster) else None
+    try:
+        repro, _ = run_together([([sys.executable, "-m", "dvc", "repro"], projects["dvc"]),
+                                 ([sys.executable, "-m", "snakemake", "--cores", "2", "--max-threads", "1"],
+                                  projects["snakemake"])])
+        sh(["git", "add", "-A"], projects["dvc"])
+        sh(["git", "commit", "-qm", "first run"], projects["dvc"])
+        yield projects, ran_stages(repro.stdout), on_slurm
+    finally:
+        if on_slurm is not None and on_slurm.poll() is None:
+            on_slurm.kill()
+            on_slurm.communicate()
 
 
 @pytest.fixture(scope="module")
 def dvc_project(both_runs):
-    projects, ran = both_runs
+    projects, ran, _ = both_runs
     return projects["dvc"], ran
 
 
@@ -221,6 +232,91 @@ def test_reviewer_clones_pulls_and_has_nothing_to_reproduce(dvc_project, tmp_pat
     assert (clone / "results/metrics.json").read_bytes() == (project / "results/metrics.json").read_bytes()
 
 
+def dvc_over_ssh(server, *args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """`dvc ARGS` with the SSH server's client HOME, whose ~/.ssh/known_hosts trusts its host key."""
+    return sh([sys.executable, "-m", "dvc", *args], cwd, check, env={"HOME": str(server.home)})
+
+
+def add_ssh_remote(project: Path, server, storage: Path, key: Path, name: str = "reviewers") -> None:
+    """The remote and its key in .dvc/config.local (never committed), as a reviewer sets up their own access."""
+    dvc("remote", "add", "--local", "-f", name, server.url(storage), cwd=project)
+    dvc("remote", "modify", "--local", name, "keyfile", str(key), cwd=project)
+
+
+def outs_md5(project: Path) -> dict[str, str]:
+    """Every stage output's md5 in dvc.lock: the names of its objects on a remote."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
+
+
+def test_reviewer_pulls_over_ssh_and_has_nothing_to_reproduce(dvc_project, sshd, tmp_path):
+    """`dvc push` to an `ssh://` remote (an sshd on 127.0.0.1, a key made for the test), `dvc pull` in a fresh
+    clone, and `dvc repro` there runs nothing."""
+    project, _ = dvc_project
+    storage = tmp_path / "storage"
+    add_ssh_remote(project, sshd, storage, sshd.key)
+    try:
+        pushed = dvc_over_ssh(sshd, "push", "-r", "reviewers", cwd=project)
+        assert re.search(r"\d+ files? pushed", pushed.stdout), pushed.stdout
+        clone = tmp_path / "clone"
+        sh(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+        add_ssh_remote(clone, sshd, storage, sshd.key)
+        dvc_over_ssh(sshd, "pull", "-r", "reviewers", cwd=clone)
+        repro = dvc("repro", cwd=clone)
+        assert ran_stages(repro.stdout) == set(), repro.stdout
+        for out in ("results/metrics.json", "models/sr.safetensors"):
+            assert (clone / out).read_bytes() == (project / out).read_bytes(), out
+    finally:
+        dvc("remote", "remove", "--local", "reviewers", cwd=project)
+
+
+def test_a_push_over_ssh_that_stops_partway_resumes(dvc_project, sshd, tmp_path):
+    """One object cannot be written on the remote (a folder stands where it goes): the push fails after
+    sending the others; once the way is clear, the next push sends only what is missing, and a fresh
+    clone pulls everything."""
+    project, _ = dvc_project
+    storage = tmp_path / "storage"
+    md5 = outs_md5(project)["models/sr.safetensors"]
+    blocker = storage / "files" / "md5" / md5[:2] / md5[2:]
+    blocker.mkdir(parents=True)
+    add_ssh_remote(project, sshd, storage, sshd.key)
+    try:
+        failed = dvc_over_ssh(sshd, "push", "-r", "reviewers", cwd=project, check=False)
+        assert failed.returncode != 0, failed.stdout
+        assert "1 files failed to upload" in failed.stderr, failed.stderr
+        sent = [p for p in (storage / "files/md5").rglob("*") if p.is_file()]
+        assert len(sent) > 1, "nothing was sent before the failure"
+        blocker.rmdir()
+        resumed = dvc_over_ssh(sshd, "push", "-r", "reviewers", cwd=project)
+        assert "1 file pushed" in resumed.stdout, resumed.stdout  # the one object the first push could not send
+        clone = tmp_path / "clone"
+        sh(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+        add_ssh_remote(clone, sshd, storage, sshd.key)
+        dvc_over_ssh(sshd, "pull", "-r", "reviewers", cwd=clone)
+        assert (clone / "models/sr.safetensors").read_bytes() == (project / "models/sr.safetensors").read_bytes()
+        assert dvc("status", cwd=clone).stdout.strip().startswith("Data and pipelines are up to date")
+    finally:
+        dvc("remote", "remove", "--local", "reviewers", cwd=project)
+
+
+def test_a_wrong_ssh_key_is_a_one_line_error(dvc_project, sshd, tmp_path):
+    """DVC's own message, one line naming the user and the host, no traceback (so medsr adds no wrapper)."""
+    import ssh_server
+
+    project, _ = dvc_project
+    wrong = ssh_server.keygen(tmp_path / "not_authorized")
+    add_ssh_remote(project, sshd, tmp_path / "storage", wrong, name="intruder")
+    try:
+        result = dvc_over_ssh(sshd, "push", "-r", "intruder", cwd=project, check=False)
+    finally:
+        dvc("remote", "remove", "--local", "intruder", cwd=project)
+    assert result.returncode != 0
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if "ERROR" in line or "Error" in line]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"Permission denied for user {sshd.user} on host 127.0.0.1" in errors[0], errors
+    assert not (tmp_path / "storage").exists()  # nothing written
+
+
 def test_thesis_overlay_as_dvc_overrides_plans_every_stage(dvc_project):
     """`medsr overlay-args configs/thesis.yaml` gives `-S` overrides that DVC accepts and that plan the
     thesis DAG. DVC 3.67's dry runs (`dvc exp run --dry`, `dvc repro --dry`) stop at the first dependency
@@ -321,3 +417,75 @@ def test_report_renders_in_headless_chromium(snakemake_project, tmp_path):
     assert pixels.std() > 20  # text, navigation and the DAG drawn, not an empty page
     dark = (pixels < 100).mean()
     assert 0.005 < dark < 0.6, dark
+
+
+# --- SLURM ------------------------------------------------------------------------------------
+
+def start_slurm_run(local: Path, cluster: Cluster) -> subprocess.Popen:
+    """`snakemake --profile workflow/profiles/slurm` (the README's SLURM command) in a clone of the local Snakemake
+    repository, with the site overlay that fits the profile to the one-node cluster (tests/slurm_cluster.py:
+    one CPU and one thread per job, like the local `--cores 2 --max-threads 1`), in the background."""
+    clone = local.parent / "slurm"
+    sh(["git", "clone", "-q", str(local), str(clone)], local.parent)
+    site = site_profile(cluster, clone / "workflow/profiles/slurm", local.parent / "slurm-site")
+    return snakemake_on(cluster, clone, site, background=True)
+
+
+def output_files(project: Path) -> dict[str, Path]:
+    return {path.relative_to(project).as_posix(): path for folder in ("data", "models", "checkpoints", "results")
+            for path in sorted((project / folder).rglob("*")) if path.is_file()}
+
+
+def assert_same_file(local: Path, slurm: Path) -> None:
+    """Byte for byte, but for what records the run's own circumstances: a torch checkpoint is a zip whose
+    records are named after its atomic write's temporary file (compared object by object), and
+    evaluation.json's provenance holds the date."""
+    import torch
+
+    if local.suffix == ".pt":
+        a, b = (torch.load(p, map_location="cpu", weights_only=False) for p in (local, slurm))
+        flat_a, flat_b = (torch.utils._pytree.tree_flatten(x) for x in (a, b))
+        assert flat_a[1] == flat_b[1], f"{local.name}: different structure"
+        for x, y in zip(flat_a[0], flat_b[0]):
+            assert torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y, local.name
+    elif local.name == "evaluation.json":
+        a, b = (json.loads(p.read_text()) for p in (local, slurm))
+        for results in (a, b):
+            results["provenance"].pop("date_utc")
+        assert a == b, local.name
+    else:
+        assert local.read_bytes() == slurm.read_bytes(), local.name
+
+
+def test_slurm_runs_the_dag_like_the_local_run(both_runs, slurm_cluster):
+    """Under the SLURM profile (started in both_runs): every job but the profile's local rules is submitted,
+    runs, and is accounted (`sacct`) on the partition the profile gives its rule, with one GPU (`gres/gpu=1`)
+    exactly where the rule declares `gpu=1`; every output equals the local Snakemake run's. Needs Debian's
+    slurm-wlm, munge and mariadb-server, and root (`.ci/run` installs them); without, skipped with the reason."""
+    projects, _, on_slurm = both_runs
+    stdout, stderr = on_slurm.communicate(timeout=900)
+    output = stdout + stderr
+    assert on_slurm.returncode == 0, output
+    # Snakemake's job blocks ("rule X:" ... "jobid: N" ... "resources: ...") and its submissions of job N
+    gpu = {jobid: "gpu=1" in resources.split(", ") for jobid, resources in
+           re.findall(r"\n    jobid: (\d+)\n(?:    .*\n)*?    resources: (.*)", output)}
+    submitted = re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: \S+/slurm_logs/rule_(\w+)/",
+                           output)
+    expected = sorted(stage.split("@")[0] for stage in ALL_STAGES if not stage.startswith("gather"))
+    assert sorted(rule for _, _, rule in submitted) == expected, output  # gather: a local rule
+    assert sum(gpu.values()) == 9, gpu  # train_sr, train_regression, 2 classifiers, regress, 4 generate shards
+    accounted = {job["id"]: job for job in slurm_cluster.jobs()}
+    assert set(accounted) == {slurm_id for _, slurm_id, _ in submitted}, accounted
+    local, clone = projects["snakemake"], projects["snakemake"].parent / "slurm"
+    profile = yaml.safe_load((clone / "workflow/profiles/slurm/config.yaml").read_text())
+    for jobid, slurm_id, rule in submitted:
+        job = accounted[slurm_id]
+        partition = profile["set-resources"].get(rule, {}).get("slurm_partition",
+                                                               profile["default-resources"]["slurm_partition"])
+        assert job["state"] == "COMPLETED" and job["partition"] == partition, (rule, job)
+        assert ("gres/gpu=1" in job["tres"].split(",")) == gpu[jobid], (rule, job)
+    slurm_files, local_files = output_files(clone), output_files(local)
+    assert set(local_files) - set(slurm_files) <= {"results/report.html"}  # the report test's
+    assert set(slurm_files) <= set(local_files) and "results/metrics.json" in slurm_files
+    for name, path in slurm_files.items():
+        assert_same_file(local_files[name], path)
