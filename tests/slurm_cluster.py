@@ -268,8 +268,8 @@ def site_profile(cluster: Cluster, profile: Path, dest: Path, threads: int = 1) 
     this node: every job's `cpus_per_task` and threads capped at `threads` (the node then runs
     `cpus // threads` jobs at once, like a local `--cores 2 --max-threads 1`), `mem_mb` at the node's memory
     per CPU, and the first status check after 1 s instead of the plugin's 40. Partitions, runtimes, the `gpu`
-    resource and the status command stay the profile's. `snakemake --profile PROFILE --profile DEST` applies it on top (the
-    later profile replaces a top-level key of the earlier)."""
+    resource and the status command stay the profile's. `snakemake --profile PROFILE --profile DEST` applies it on
+    top (the later profile replaces a top-level key of the earlier)."""
     import yaml
 
     base = yaml.safe_load((profile / "config.yaml").read_text())
