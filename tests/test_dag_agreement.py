@@ -133,7 +133,7 @@ def test_snakemake_lint_has_no_errors():
 def test_dvc_yaml_commands_and_source_files_are_written_from_the_stage_table():
     """dvc.yaml's `cmd:` lines and `src/` deps are what `medsr dvc-sync` writes from the stage table and the
     import graph (Snakemake renders / computes them)."""
-    from medsr.stages import sync_dvc_yaml
+    from medsr.dvc_yaml import sync_dvc_yaml
 
     text = (ROOT / "dvc.yaml").read_text()
     assert sync_dvc_yaml(text) == text, "dvc.yaml's commands or source dependencies are stale: run `medsr dvc-sync`"

@@ -114,7 +114,7 @@ def _tool(args: argparse.Namespace) -> bool:
         write_text(args.out, schema_text())
     elif args.stage == "dvc-sync":
         from medsr.io import write_text
-        from medsr.stages import sync_dvc_yaml
+        from medsr.dvc_yaml import sync_dvc_yaml
         write_text(args.dvc_yaml, sync_dvc_yaml(args.dvc_yaml.read_text()))
     elif args.stage == "readme":
         importlib.import_module("medsr.report.readme").update_readme(args.readme, args.results, args.benchmarks)

@@ -3,7 +3,7 @@
 Each row names the module whose `run(*sections, **paths, **options)` the command calls, the params.yaml
 sections it receives (in order), its path arguments (read or written) and its other options. The CLI is built
 from this table (`medsr.cli`); every command line the two front ends run is rendered by `command` (the Snakemake
-rules from their named inputs, outputs and wildcards, dvc.yaml's by `sync_dvc_yaml` from its deps, outs and
+rules from their named inputs, outputs and wildcards, dvc.yaml's by `medsr.dvc_yaml` from its deps, outs and
 matrix keys); Snakemake's rules take each stage's source files from `source_files` (the import graph of its
 module), and tests/test_dag_agreement.py proves that the Snakefile and dvc.yaml run these commands with these
 sections and source files.
@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import re
 import typing
 from functools import cache
 from pathlib import Path
 
-import yaml
 
 from medsr.config import classifier_domains
 from medsr.parameters import ARCHITECTURES, CLASSIFIER_DOMAINS, GUIDANCE_MODES
-from medsr.errors import MedsrError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent  # src/medsr
 
@@ -283,64 +280,3 @@ def source_files(command: str, root: Path | str = "src") -> list[str]:
     modules = import_closure("medsr.cli", f"medsr.{stage.module}")
     files = {str(_module_file(m).relative_to(PACKAGE_ROOT.parent)) for m in modules}
     return sorted(str(Path(root) / f) for f in files)
-
-
-# --- dvc.yaml: what DVC cannot compute, written from the table ---------------------------------
-
-DVC_PARAMS_ARGS = "--params params.yaml"
-DVC_OUTPUTS = ("outs", "metrics", "plots")  # a stage's outputs, in the order dvc.yaml lists them
-
-
-def dvc_command(rule: str, stage: dict) -> str:
-    """A dvc.yaml stage's command (`command`): its path arguments are its deps, sources left out, and its outputs,
-    each in the order dvc.yaml lists them; its options and log name its matrix keys (${item.<key>})."""
-    table = BY_RULE[rule]
-    deps = [d for d in stage.get("deps", []) if not d.startswith("src/")]
-    outs = [next(iter(e)) if isinstance(e, dict) else e for key in stage if key in DVC_OUTPUTS for e in stage[key]]
-    reads = [a.name for a in table.paths if not a.out and a.fixed is None]
-    writes = [a.name for a in table.paths if a.out]
-    if len(deps) > len(reads) or len(outs) != len(writes):
-        raise MedsrError(f"dvc.yaml: stage {rule}: {len(deps)} deps and {len(outs)} outputs for the stage table's "
-                         f"{len(reads)} read and {len(writes)} written paths")
-    values = dict(zip(reads, deps)) | dict(zip(writes, outs))
-    values |= {o.name: f"${{item.{o.wildcard}}}" for o in table.options}
-    return command(rule, values, DVC_PARAMS_ARGS, re.sub(r"\{(\w+)\}", r"${item.\1}", LOGS[rule]))
-
-
-def _cmd_lines(cmd: str, width: int = 120) -> list[str]:
-    if len(f"    cmd: {cmd}") <= width:
-        return [f"    cmd: {cmd}\n"]
-    lines: list[str] = []
-    for word in re.split(r" (?=--)", cmd):  # `--flag value` stays on one line
-        if lines and len(f"      {lines[-1]} {word}") <= width:
-            lines[-1] += f" {word}"
-        else:
-            lines.append(word)
-    return ["    cmd: >-\n"] + [f"      {line}\n" for line in lines]  # folded: DVC joins the lines with spaces
-
-
-def sync_dvc_yaml(text: str) -> str:
-    """dvc.yaml's text with each stage's `cmd:` written by `dvc_command` and its `- src/...` dependencies by
-    `source_files` of its command.
-
-    DVC cannot compute either, so `medsr dvc-sync` writes them and tests/test_dag_agreement.py checks them.
-    """
-    stages = yaml.safe_load(text)["stages"]
-    out, stage, written, in_cmd = [], None, set(), False
-    for line in text.splitlines(keepends=True):
-        if line.startswith("  ") and not line.startswith("   ") and line.strip().split(":")[0].isidentifier():
-            stage = line.strip().split(":")[0]  # a stage's name, two spaces in under `stages:`
-        if in_cmd and line.startswith("      "):
-            continue  # the folded lines of a command being replaced
-        in_cmd = False
-        if line.startswith("    cmd:") and stage in BY_RULE:
-            out += _cmd_lines(dvc_command(stage, stages[stage]))
-            in_cmd = True
-            continue
-        if line.startswith("      - src/") and stage in BY_RULE:
-            if stage not in written:
-                out += [f"      - {f}\n" for f in source_files(BY_RULE[stage].command)]
-                written.add(stage)
-            continue
-        out.append(line)
-    return "".join(out)

@@ -1,0 +1,73 @@
+"""dvc.yaml: what DVC cannot compute, written from the stage table (`medsr dvc-sync`).
+
+Each stage's `cmd` is rendered by `medsr.stages.command` from its deps, outputs and matrix keys, and its `- src/...`
+dependencies are the import graph of its command (`medsr.stages.source_files`); tests/test_dag_agreement.py fails
+when the committed dvc.yaml is stale.
+"""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from medsr.errors import MedsrError
+from medsr.stages import BY_RULE, LOGS, command, source_files
+
+DVC_PARAMS_ARGS = "--params params.yaml"
+DVC_OUTPUTS = ("outs", "metrics", "plots")  # a stage's outputs, in the order dvc.yaml lists them
+
+
+def dvc_command(rule: str, stage: dict) -> str:
+    """A dvc.yaml stage's command (`command`): its path arguments are its deps, sources left out, and its outputs,
+    each in the order dvc.yaml lists them; its options and log name its matrix keys (${item.<key>})."""
+    table = BY_RULE[rule]
+    deps = [d for d in stage.get("deps", []) if not d.startswith("src/")]
+    outs = [next(iter(e)) if isinstance(e, dict) else e for key in stage if key in DVC_OUTPUTS for e in stage[key]]
+    reads = [a.name for a in table.paths if not a.out and a.fixed is None]
+    writes = [a.name for a in table.paths if a.out]
+    if len(deps) > len(reads) or len(outs) != len(writes):
+        raise MedsrError(f"dvc.yaml: stage {rule}: {len(deps)} deps and {len(outs)} outputs for the stage table's "
+                         f"{len(reads)} read and {len(writes)} written paths")
+    values = dict(zip(reads, deps)) | dict(zip(writes, outs))
+    values |= {o.name: f"${{item.{o.wildcard}}}" for o in table.options}
+    return command(rule, values, DVC_PARAMS_ARGS, re.sub(r"\{(\w+)\}", r"${item.\1}", LOGS[rule]))
+
+
+def _cmd_lines(cmd: str, width: int = 120) -> list[str]:
+    if len(f"    cmd: {cmd}") <= width:
+        return [f"    cmd: {cmd}\n"]
+    lines: list[str] = []
+    for word in re.split(r" (?=--)", cmd):  # `--flag value` stays on one line
+        if lines and len(f"      {lines[-1]} {word}") <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return ["    cmd: >-\n"] + [f"      {line}\n" for line in lines]  # folded: DVC joins the lines with spaces
+
+
+def sync_dvc_yaml(text: str) -> str:
+    """dvc.yaml's text with each stage's `cmd:` written by `dvc_command` and its `- src/...` dependencies by
+    `source_files` of its command.
+
+    DVC cannot compute either, so `medsr dvc-sync` writes them and tests/test_dag_agreement.py checks them.
+    """
+    stages = yaml.safe_load(text)["stages"]
+    out, stage, written, in_cmd = [], None, set(), False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("  ") and not line.startswith("   ") and line.strip().split(":")[0].isidentifier():
+            stage = line.strip().split(":")[0]  # a stage's name, two spaces in under `stages:`
+        if in_cmd and line.startswith("      "):
+            continue  # the folded lines of a command being replaced
+        in_cmd = False
+        if line.startswith("    cmd:") and stage in BY_RULE:
+            out += _cmd_lines(dvc_command(stage, stages[stage]))
+            in_cmd = True
+            continue
+        if line.startswith("      - src/") and stage in BY_RULE:
+            if stage not in written:
+                out += [f"      - {f}\n" for f in source_files(BY_RULE[stage].command)]
+                written.add(stage)
+            continue
+        out.append(line)
+    return "".join(out)
