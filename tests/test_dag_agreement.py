@@ -11,15 +11,22 @@ from pathlib import Path
 import pytest
 
 from dag import dvc_stages, snakemake_stages
-from project import ROOT, copy_workflow, set_params
-GPU_RULES = {"train_sr", "train_regression", "train_classifier", "finetune_classifier", "train_sr_classifier",
-             "generate", "regress"}
+from project import ROOT, copy_workflow, set_params, sh
+GPU_RULES = {"train_sr", "train_student", "train_regression", "train_classifier", "finetune_classifier",
+             "train_sr_classifier", "generate", "regress"}
 
 
 def project_copy(tmp_path: Path, overrides: dict | None = None) -> Path:
+    """The workflow with `overrides` in its params.yaml and dvc.yaml synced for them, as a user would
+    (`medsr dvc-sync`: it writes the one-step student's stage for generate.sampler student)."""
+    from medsr.config import load_params
+    from medsr.dvc_yaml import sync_dvc_yaml
+
     project = copy_workflow(tmp_path / "project")
     if overrides:
         set_params(project, overrides)
+        dvc_yaml = project / "dvc.yaml"
+        dvc_yaml.write_text(sync_dvc_yaml(dvc_yaml.read_text(), load_params([project / "params.yaml"])))
     return project
 
 
@@ -41,6 +48,7 @@ VARIANTS = {
         "evaluate.sr_classifier": ["null"],
         "evaluate.train_seeds": [0, 1, 2],
     },
+    "the one-step student": {"generate.sampler": "student"},
 }
 
 
@@ -74,6 +82,31 @@ def test_sr_classifier_trains_on_the_sr_train_images_of_its_mode(tmp_path):
     classify = stages["classify"]
     assert "models/classifiers/classifier_resnet18_sr-predicted_seed4.safetensors" in classify.inputs
     assert not {n for n in dvc_stages(project_copy(tmp_path / "default")) if n.startswith("train_sr_classifier")}
+
+
+def test_the_student_is_trained_and_sampled_only_for_a_distilled_sampler(tmp_path):
+    """generate.sampler student: both front ends train the one-step student from train_sr's model and generate
+    samples it; with the default sampler neither trains one and generate samples train_sr's model."""
+    for variant, trained in (("default", False), ("the one-step student", True)):
+        work = project_copy(tmp_path / variant.replace(" ", "-"), VARIANTS[variant])
+        model = "models/student.safetensors" if trained else "models/sr.safetensors"
+        for front, stages in (("snakemake", snakemake_stages(work)), ("dvc", dvc_stages(work))):
+            assert ("train_student" in stages) == trained, f"{variant}, {front}"
+            generate = [s for n, s in stages.items() if n.startswith("generate@")]
+            assert generate and all(model in s.inputs and f"--model {model}" in s.cmd for s in generate), front
+            if trained:
+                student = stages["train_student"]
+                assert "models/sr.safetensors" in student.inputs and model in student.outputs, front
+                assert "--teacher models/sr.safetensors" in student.cmd, front
+
+
+def test_dvc_sync_adds_and_removes_the_student_stage(tmp_path):
+    """`medsr dvc-sync` for generate.sampler student, then back for resshift, gives the committed dvc.yaml again."""
+    work = project_copy(tmp_path, VARIANTS["the one-step student"])
+    assert "train_student:" in (work / "dvc.yaml").read_text()
+    set_params(work, {"generate.sampler": "resshift"})
+    sh(["medsr", "dvc-sync"], cwd=work)
+    assert (work / "dvc.yaml").read_text() == (ROOT / "dvc.yaml").read_text()
 
 
 def test_every_architecture_trains_every_domain_and_seed_and_the_guide_stays_resnet18(tmp_path):
@@ -133,10 +166,12 @@ def test_snakemake_lint_has_no_errors():
 def test_dvc_yaml_commands_and_source_files_are_written_from_the_stage_table():
     """dvc.yaml's `cmd:` lines and `src/` deps are what `medsr dvc-sync` writes from the stage table and the
     import graph (Snakemake renders / computes them)."""
+    from medsr.config import load_params
     from medsr.dvc_yaml import sync_dvc_yaml
 
     text = (ROOT / "dvc.yaml").read_text()
-    assert sync_dvc_yaml(text) == text, "dvc.yaml's commands or source dependencies are stale: run `medsr dvc-sync`"
+    assert sync_dvc_yaml(text, load_params([ROOT / "params.yaml"])) == text, \
+        "dvc.yaml's commands or source dependencies are stale: run `medsr dvc-sync`"
 
 
 def _job_keys(rule: str, job_name: str) -> dict[str, str]:
@@ -155,7 +190,7 @@ def _read_command(cmd: str) -> tuple[str, dict[str, str]]:
     return words[1], {flag.removeprefix("--"): value for flag, value in zip(words[2::2], words[3::2])}
 
 
-@pytest.mark.parametrize("variant", ["default", "a classifier on SR images, two train seeds"])
+@pytest.mark.parametrize("variant", ["default", "a classifier on SR images, two train seeds", "the one-step student"])
 def test_every_job_runs_the_stage_tables_command_on_its_own_inputs_and_outputs(tmp_path, variant):
     """Each job's command in either front end is the stage table's (`medsr.stages.command`: the flags, their order,
     the options from the job's wildcards, the fixed paths, its log), each path an input of the job (or the folder

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from medsr.parameters import NULL_CLASS, SAMPLER_PROCESS, SAMPLERS, DiffusionParams, ResShiftParams
+from medsr.parameters import DISTILLED_SAMPLERS, NULL_CLASS, SAMPLER_PROCESS, SAMPLERS, DiffusionParams, ResShiftParams
 from medsr.diffusion.samplers import (SAMPLER_CLASSES, DDIMSampler, DPMSolverSampler, SamplerSpec, guided_prediction,
                                       image_generators, make_sampler)
 from medsr.diffusion.schedule import DiffusionSchedule, encode_target, target_bounds
@@ -73,6 +73,8 @@ def test_every_sampler_recovers_the_image_from_a_perfect_denoiser(spec, target):
 def test_every_configurable_sampler_has_one_class_and_the_other_way_round():
     assert set(SAMPLER_CLASSES) == set(SAMPLER_PROCESS) == set(SAMPLERS)
     assert all(cls.name == name for name, cls in SAMPLER_CLASSES.items())
+    # the DAG trains a student for exactly the samplers that sample one (medsr.stages.generate_model)
+    assert {name for name, cls in SAMPLER_CLASSES.items() if cls.distilled} == DISTILLED_SAMPLERS
     with pytest.raises(ValueError, match="'euler' is not one of ancestral, ddim, dpmpp, resshift"):
         SamplerSpec("euler", 4).sampler_class
 

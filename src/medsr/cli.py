@@ -19,9 +19,6 @@ from medsr.errors import MedsrError
 DEFAULT_PARAMS = "params.yaml"
 SCHEMA_FILE = "workflow/schemas/params.schema.json"
 TOOLS = ("overlay-args", "schema", "dvc-sync", "readme")  # commands that are not pipeline stages
-# Commands that train an optional model outside the default DAG (no Snakemake rule or DVC stage yet): the one-step
-# student of generate.sampler student (medsr.train_student).
-OPTIONAL_STAGES = ("train-student",)
 
 
 def _common(parser: argparse.ArgumentParser, device: bool = False) -> None:
@@ -50,16 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(f"--{option.name}", required=True, type=option.type, choices=option.choices,
                            help=option.help)
 
-    _student_parser(sub)
-
     p = sub.add_parser("overlay-args", help="print a parameter overlay as `dvc exp run -S` arguments")
     p.add_argument("overlay", type=Path, help="overlay YAML, e.g. configs/thesis.yaml")
     p.add_argument("--base", type=Path, default=Path(DEFAULT_PARAMS), help="base parameters (params.yaml)")
     p = sub.add_parser("schema", help="write the JSON schema of params.yaml (what Snakemake validates with)")
     p.add_argument("--out", type=Path, default=Path(SCHEMA_FILE), help=f"schema file to write ({SCHEMA_FILE})")
-    p = sub.add_parser("dvc-sync", help="rewrite dvc.yaml's commands from the stage table and its source "
-                                        "dependencies from each stage's import graph")
+    p = sub.add_parser("dvc-sync", help="rewrite dvc.yaml's commands from the stage table, its source "
+                                        "dependencies from each stage's import graph, and the one-step student's "
+                                        "stage from generate.sampler")
     p.add_argument("--dvc-yaml", type=Path, default=Path("dvc.yaml"), help="dvc.yaml to update in place")
+    p.add_argument("--params", action="append", metavar="YAML",
+                   help="parameter file (repeat to overlay); generate.sampler decides whether dvc.yaml trains the "
+                        "one-step student (default: params.yaml)")
     p = sub.add_parser("readme", help="regenerate the verdict, results and benchmark blocks of the README and "
                        "docs/*.md from their JSON files")
     p.add_argument("--results", type=Path, default=Path("results/evaluation.json"), help="full results JSON")
@@ -72,31 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="README to update in place (and the docs/*.md pages beside it)",
     )
     return parser
-
-
-def _student_parser(sub) -> None:
-    p = sub.add_parser("train-student", help="distil the resshift teacher into a one-step student (SinSR; "
-                                             "train_student params, sampled by generate.sampler student)")
-    _common(p, device=True)
-    for name, text in (("teacher", "the resshift teacher (from train-sr)"), ("hr", "HR dataset folder (train split; "
-                       "val for the val criterion)"), ("lr", "LR folder"),
-                       ("model", "safetensors file to write (the best EMA weights on val)"),
-                       ("log", "loss and val log CSV to write"),
-                       ("checkpoints", "folder of resumable checkpoints (kept between runs)")):
-        p.add_argument(f"--{name}", required=True, type=Path, help=text)
-
-
-def _optional_stage(args: argparse.Namespace) -> bool:
-    """`medsr train-student`: True when `args` was it."""
-    if args.stage != "train-student":
-        return False
-    from medsr.config import load_params
-    from medsr.device import resolve_device
-    params = load_params(args.params or [DEFAULT_PARAMS])
-    importlib.import_module("medsr.train_student").run(
-        params.train_student, teacher=args.teacher, hr=args.hr, lr=args.lr, model=args.model, log=args.log,
-        checkpoints=args.checkpoints, device=resolve_device(args.device))
-    return True
 
 
 def _version() -> str:
@@ -114,8 +88,10 @@ def _tool(args: argparse.Namespace) -> bool:
         write_text(args.out, schema_text())
     elif args.stage == "dvc-sync":
         from medsr.io import write_text
+        from medsr.config import load_params
         from medsr.dvc_yaml import sync_dvc_yaml
-        write_text(args.dvc_yaml, sync_dvc_yaml(args.dvc_yaml.read_text()))
+        params = load_params(args.params or [DEFAULT_PARAMS])
+        write_text(args.dvc_yaml, sync_dvc_yaml(args.dvc_yaml.read_text(), params))
     elif args.stage == "readme":
         importlib.import_module("medsr.report.readme").update_readme(args.readme, args.results, args.benchmarks)
     else:
@@ -128,7 +104,7 @@ def dispatch(args: argparse.Namespace) -> None:
     from medsr.config import load_params
     from medsr.stages import BY_COMMAND, IMAGE_SET_PATHS
 
-    if _tool(args) or _optional_stage(args):
+    if _tool(args):
         return
     stage = BY_COMMAND[args.stage]
     params = load_params(args.params or [DEFAULT_PARAMS])

@@ -1,8 +1,10 @@
-"""dvc.yaml: what DVC cannot compute, written from the stage table (`medsr dvc-sync`).
+"""dvc.yaml: what DVC cannot compute, written from the stage table and the params (`medsr dvc-sync`).
 
 Each stage's `cmd` is rendered by `medsr.stages.command` from its deps, outputs and matrix keys, and its `- src/...`
-dependencies are the import graph of its command (`medsr.stages.source_files`); tests/test_dag_agreement.py fails
-when the committed dvc.yaml is stale.
+dependencies are the import graph of its command (`medsr.stages.source_files`). DVC has no conditional stage, so
+the params decide two things here that Snakemake decides at parse time: whether the train_student stage exists and
+which model generate samples (`medsr.stages.generate_model`; a distilled sampler, generate.sampler student, needs
+both). tests/test_dag_agreement.py fails when the committed dvc.yaml is stale.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import re
 import yaml
 
 from medsr.errors import MedsrError
-from medsr.stages import BY_RULE, LOGS, command, source_files
+from medsr.stages import BY_RULE, LOGS, SR_MODEL, STUDENT_FILES, command, generate_model, source_files
 
 DVC_PARAMS_ARGS = "--params params.yaml"
 DVC_OUTPUTS = ("outs", "metrics", "plots")  # a stage's outputs, in the order dvc.yaml lists them
@@ -46,17 +48,55 @@ def _cmd_lines(cmd: str, width: int = 120) -> list[str]:
     return ["    cmd: >-\n"] + [f"      {line}\n" for line in lines]  # folded: DVC joins the lines with spaces
 
 
-def sync_dvc_yaml(text: str) -> str:
-    """dvc.yaml's text with each stage's `cmd:` written by `dvc_command` and its `- src/...` dependencies by
-    `source_files` of its command.
+STUDENT_STAGE = "train_student"
 
-    DVC cannot compute either, so `medsr dvc-sync` writes them and tests/test_dag_agreement.py checks them.
+
+def _student_stage() -> list[str]:
+    """train_student's stage: deps and outputs from STUDENT_FILES in the stage table's order (cmd and source files
+    are filled in by `sync_dvc_yaml`)."""
+    table = BY_RULE[STUDENT_STAGE]
+    deps = [STUDENT_FILES[a.name] for a in table.paths if not a.out and a.fixed is None]
+    outs = [STUDENT_FILES[a.name] for a in table.paths if a.out]
+    return [f"  {STUDENT_STAGE}:  # only for a distilled sampler (generate.sampler student), by medsr dvc-sync\n",
+            "    cmd: medsr\n", "    deps:\n", *[f"      - {d}\n" for d in deps], "      - src/\n",
+            "    params:\n", *[f"      - {p}\n" for p in table.params],
+            "    outs:\n", *[f"      - {o}\n" for o in outs], "\n"]
+
+
+def _stage_name(line: str) -> str | None:
+    """A stage's name on its first line, two spaces in under `stages:`."""
+    if line.startswith("  ") and not line.startswith("   ") and line.strip().split(":")[0].isidentifier():
+        return line.strip().split(":")[0]
+    return None
+
+
+def _for_model(text: str, model: str) -> str:
+    """dvc.yaml's text with the train_student stage present exactly when generate samples its student (`model`),
+    before generate, and generate's model dependency `model`."""
+    out, stage = [], None
+    for line in text.splitlines(keepends=True):
+        stage = _stage_name(line) or stage
+        if stage == STUDENT_STAGE:
+            continue
+        if _stage_name(line) == "generate" and model == STUDENT_FILES["model"]:
+            out += _student_stage()
+        if stage == "generate" and line.strip() in (f"- {SR_MODEL}", f"- {STUDENT_FILES['model']}"):
+            line = f"      - {model}\n"
+        out.append(line)
+    return "".join(out)
+
+
+def sync_dvc_yaml(text: str, params) -> str:
+    """dvc.yaml's text for `params`: train_student's stage and generate's model by `_for_model`, each stage's `cmd:`
+    written by `dvc_command` and its `- src/...` dependencies by `source_files` of its command.
+
+    DVC cannot compute these, so `medsr dvc-sync` writes them and tests/test_dag_agreement.py checks them.
     """
+    text = _for_model(text, generate_model(params))
     stages = yaml.safe_load(text)["stages"]
     out, stage, written, in_cmd = [], None, set(), False
     for line in text.splitlines(keepends=True):
-        if line.startswith("  ") and not line.startswith("   ") and line.strip().split(":")[0].isidentifier():
-            stage = line.strip().split(":")[0]  # a stage's name, two spaces in under `stages:`
+        stage = _stage_name(line) or stage
         if in_cmd and line.startswith("      "):
             continue  # the folded lines of a command being replaced
         in_cmd = False

@@ -118,7 +118,7 @@ def check_student(sampler: str, metadata: Mapping[str, Any], model: Path) -> Non
     if SamplerSpec(sampler, 1).sampler_class.distilled != distilled:
         raise MedsrError(f"{model}: generate.sampler: {sampler} cannot sample it, " + (
             "a distilled one-step student (use generate.sampler student)" if distilled else
-            "which is not a distilled student (train one with `medsr train-student`)"))
+            "which is not a distilled student (the DAG trains one: Snakemake by itself, DVC after `medsr dvc-sync`)"))
 
 
 def configured_spec(params: GenerateParams, loaded, model: Path) -> SamplerSpec:

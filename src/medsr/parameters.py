@@ -33,6 +33,9 @@ Guidance = Literal["null", "predicted", "oracle", "swapped"]
 SAMPLER_PROCESS: dict[str, str] = {"ancestral": "ddpm", "ddim": "ddpm", "dpmpp": "ddpm", "resshift": "resshift",
                                    "student": "resshift"}  # student: distilled from a resshift teacher
 SamplerName = Literal[tuple(SAMPLER_PROCESS)]
+# the samplers of a distilled one-step student's model file (train-student's), not of train-sr's diffusion model:
+# with one of them the DAG trains the student and generate samples it (medsr.stages.generate_model)
+DISTILLED_SAMPLERS = frozenset({"student"})
 # one paired test over all replicates | a majority of per-replicate tests | the training run as the unit of
 # replication: seed-level t with an image-level variance term | two-level (seeds, images) bootstrap
 VerdictRule = Literal["pooled", "majority", "seed_image_t", "two_level_bootstrap"]

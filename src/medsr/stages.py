@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 from medsr.config import classifier_domains
-from medsr.parameters import ARCHITECTURES, CLASSIFIER_DOMAINS, GUIDANCE_MODES
+from medsr.parameters import ARCHITECTURES, CLASSIFIER_DOMAINS, DISTILLED_SAMPLERS, GUIDANCE_MODES
 
 PACKAGE_ROOT = Path(__file__).resolve().parent  # src/medsr
 
@@ -52,6 +52,16 @@ CLASSIFIER_MODEL = "classifier_{arch}_{domain}_seed{seed}.safetensors"
 CLASSIFIER_LOG = "classifier_{arch}_{domain}_seed{seed}.csv"
 SR_DOMAIN = "sr-{guidance}"  # the file-name domain of the classifier trained on SR images of one guidance mode
 TRAINING_LOGS = ("sr_loss.csv", "regression_loss.csv")
+SR_MODEL = "models/sr.safetensors"  # train-sr's diffusion model (the teacher of train-student)
+# train-student's files by path argument: it runs only when generate samples a distilled student (generate_model)
+STUDENT_FILES = {"teacher": SR_MODEL, "hr": "data/hr", "lr": "data/lr", "model": "models/student.safetensors",
+                 "log": "results/train/student_loss.csv"}
+
+
+def generate_model(params) -> str:
+    """The model file generate samples: train-sr's diffusion model, or, for a distilled sampler
+    (generate.sampler student), train-student's one-step student of it; both front ends take it from here."""
+    return STUDENT_FILES["model"] if params.generate.sampler in DISTILLED_SAMPLERS else SR_MODEL
 
 
 def file_domains(evaluate) -> list[str]:
@@ -70,8 +80,10 @@ def classifier_files(folder: Path, params) -> list[Path]:
 
 
 def training_logs(folder: Path, params) -> list[Path]:
-    """The loss CSVs a run writes: the SR model's, the regression model's and every classifier's history."""
-    return [Path(folder) / name for name in TRAINING_LOGS] + [
+    """The loss CSVs a run writes: the SR model's, the regression model's, the one-step student's when generate
+    samples one (`generate_model`), and every classifier's history."""
+    student = [Path(STUDENT_FILES["log"]).name] if generate_model(params) == STUDENT_FILES["model"] else []
+    return [Path(folder) / name for name in (*TRAINING_LOGS, *student)] + [
         Path(folder) / CLASSIFIER_LOG.format(arch=a, domain=d, seed=s) for a in params.train_classifier.architectures
         for d in file_domains(params.evaluate) for s in params.evaluate.train_seeds]
 
@@ -126,6 +138,16 @@ STAGES: tuple[Stage, ...] = (
           paths=(PathArg("hr", "HR dataset folder"), PathArg("lr", "LR folder"),
                  PathArg("model", "safetensors file to write", out=True),
                  PathArg("log", "loss log CSV to write", out=True))),
+    Stage("train-student", "train_student", "distil the resshift teacher into a one-step student (SinSR); the DAG "
+          "runs it only for generate.sampler student",
+          params=("train_student",), sections=("train_student",), device=True,
+          paths=(PathArg("teacher", "the resshift teacher (from train-sr)"),
+                 PathArg("hr", "HR dataset folder (train split; val for the val criterion)"),
+                 PathArg("lr", "LR folder"),
+                 PathArg("model", "safetensors file to write (the best EMA weights on val)", out=True),
+                 PathArg("log", "loss and val log CSV to write", out=True),
+                 PathArg("checkpoints", "folder of resumable checkpoints (kept between runs)",
+                         fixed="checkpoints/train_student"))),
     Stage("train-classifier", "classifier.train", "train one classifier family on one kind of images",
           params=("train_classifier",),
           sections=("train_classifier",), device=True,
@@ -145,7 +167,8 @@ STAGES: tuple[Stage, ...] = (
                   "generate.batch_size", "generate.shards", "generate.precision", "evaluate.sr_classifier",
                   "evaluate.sampling_seeds"),
           sections=("generate", "evaluate"), device=True,
-          paths=(PathArg("model", "SR model (from train-sr)"), PathArg("lr", "LR folder"),
+          paths=(PathArg("model", "SR model (from train-sr; train-student's for a distilled sampler)"),
+                 PathArg("lr", "LR folder"),
                  PathArg("guide", "resnet18 classifier trained on bicubic images, first train seed (used by "
                                   "predicted guidance)"),
                  PathArg("bicubic", "bicubic folder (the guide classifier's input)"),

@@ -13,8 +13,8 @@ from medsr.parameters import ARCHITECTURES, DATA_DOMAINS, GUIDANCE_MODES, GUIDE_
 from medsr.errors import MedsrError
 from medsr.gather import shard_folders
 from medsr.image_sets import sr_folder
-from medsr.stages import (BY_RULE, CLASSIFIER_LOG, CLASSIFIER_MODEL, LOGS, SR_DOMAIN, classifier_files, command,
-                          source_files, training_logs)
+from medsr.stages import (BY_RULE, CLASSIFIER_LOG, CLASSIFIER_MODEL, LOGS, SR_DOMAIN, SR_MODEL, STUDENT_FILES,
+                          classifier_files, command, generate_model, source_files, training_logs)
 
 
 configfile: "params.yaml"
@@ -56,7 +56,7 @@ TORCH_THREADS = 8
 # peak as train peak_memory_mb). Locally `--resources gpu_mem_mb=120000` (about 85 % of one H200) lets as many
 # jobs share one GPU as fit; smaller params need less, so the estimates only err on the safe side. Not measured
 # per rule yet.
-GPU_MEM_MB = {"train_sr": 48000, "train_regression": 12000, "train_classifier": 10000, "generate": 6000,
+GPU_MEM_MB = {"train_sr": 48000, "train_student": 48000, "train_regression": 12000, "train_classifier": 10000, "generate": 6000,
               "regress": 4000}
 
 # Among ready jobs, the longest chain goes first: degrade -> train_sr -> generate (then gather, classify); the
@@ -76,6 +76,8 @@ SR_SHARDS = "results/sr/shards/{guidance}/seed{seed}"  # shard<k> under it: meds
 # predicted guidance's classifier: resnet18 (GUIDE_ARCHITECTURE) on bicubic images, first train seed
 # the HR classifier of a rule's {arch} and {seed}: where every classifier of another domain starts (fine-tuning)
 HR_CLASSIFIER = f"{CLASSIFIERS}/{CLASSIFIER_MODEL.format(arch='{arch}', domain='hr', seed='{seed}')}"
+# the model generate samples: train-sr's, or train-student's one-step student for generate.sampler student
+GENERATE_MODEL = generate_model(PARAMS)
 GUIDE = f"{CLASSIFIERS}/{CLASSIFIER_MODEL.format(arch=GUIDE_ARCHITECTURE, domain='bicubic', seed=TRAIN_SEEDS[0])}"
 
 

@@ -1,6 +1,6 @@
 rule generate:
     input:
-        model="models/sr.safetensors",
+        model=GENERATE_MODEL,
         lr="data/lr",
         guide=GUIDE,
         bicubic="data/bicubic",

@@ -4,7 +4,7 @@ rule train_sr:
         lr="data/lr",
         code=source_files("train-sr"),
     output:
-        model="models/sr.safetensors",
+        model=SR_MODEL,
         log="results/train/sr_loss.csv",
     params:
         cmd=stage_command("train_sr"),
@@ -16,6 +16,33 @@ rule train_sr:
     resources:
         gpu=1,
         gpu_mem_mb=GPU_MEM_MB["train_sr"],
+    conda:
+        ENV
+    shell:
+        "{params.cmd}"
+
+
+# Only for generate.sampler student (a distilled sampler): the one-step student of train_sr's model, which generate
+# then samples (GENERATE_MODEL); the default DAG does not run it.
+rule train_student:
+    input:
+        teacher=STUDENT_FILES["teacher"],
+        hr=STUDENT_FILES["hr"],
+        lr=STUDENT_FILES["lr"],
+        code=source_files("train-student"),
+    output:
+        model=STUDENT_FILES["model"],
+        log=STUDENT_FILES["log"],
+    params:
+        cmd=stage_command("train_student"),
+        p=stage_params("train_student"),
+    log:
+        LOGS["train_student"],
+    priority: PRIORITY["train_sr"]
+    threads: TORCH_THREADS
+    resources:
+        gpu=1,
+        gpu_mem_mb=GPU_MEM_MB["train_student"],
     conda:
         ENV
     shell:
