@@ -15,7 +15,8 @@ Parts (--parts, comma-separated):
             (determinism: "same run twice" must be bitwise equal), then N/2 + resume to N from the checkpoint
             (state completeness: "resume" must equal the straight run bitwise). Warnings raised meanwhile (a
             non-deterministic op names itself) are recorded.
-  sample    images/s of seed-style ancestral (1 image, T = 500, fp32), DDIM 20 and ResShift K = 4 per batch size and
+  sample    images/s of seed-style ancestral (1 image, T = 500, fp32), DDIM 20, ResShift K = 4 and the one-step
+            student (generate.sampler student: one call of the same U-Net) per batch size and
             generate.precision (fp32; bf16 on CUDA), with TFLOP/s from a FLOP count of one network call and their
             share of the bf16 matmul rate measured here; fresh weights
   quality   with --run DIR (a finished run: models/sr.safetensors, data/hr, data/lr, the first HR resnet18
@@ -289,7 +290,10 @@ def time_sampler(model, schedule, spec: SamplerSpec, batch: int, size: int, devi
     bicubic = torch.rand(batch, 1, size, size, generator=torch.Generator().manual_seed(0))
     labels = torch.full((batch,), NULL_CLASS)
     ids = [f"i{i}" for i in range(batch)]
-    warm = SamplerSpec(spec.name, 1) if spec.sampler_class.takes_steps else SamplerSpec(DDIMSampler.name, 1)
+    # warm-up: one step of the same sampler; ancestral (all T steps) warms up with one DDIM step
+    warm = (SamplerSpec(spec.name, 1) if spec.sampler_class.takes_steps
+            else spec if spec.sampler_class.evaluations(spec.steps, schedule.timesteps) == 1
+            else SamplerSpec(DDIMSampler.name, 1))
     synchronize(device)
     start = time.perf_counter()
     make_sampler(model, schedule, "image", warm, precision=precision).sample(bicubic, labels, image_generators(0, ids))
@@ -326,7 +330,8 @@ def check_sampling(device: torch.device, size: Size, params) -> dict:
     model, ddpm, resshift, flops_per_call, matmul = sampling_setup(device, size, params)
     seed_style, _ = time_sampler(model, ddpm, SamplerSpec("ancestral", 0), 1, size.image_size, device, 1)
     precisions = ("fp32", "bf16") if device.type == "cuda" else ("fp32",)
-    samplers = (("ddim 20", ddpm, SamplerSpec("ddim", 20)), ("resshift 4", resshift, SamplerSpec("resshift", 4)))
+    samplers = (("ddim 20", ddpm, SamplerSpec("ddim", 20)), ("resshift 4", resshift, SamplerSpec("resshift", 4)),
+                ("student", resshift, SamplerSpec("student", 1)))  # the one-step student: one call of the same U-Net
     rows = [sample_row(model, schedule, label, spec, batch, precision, False, size, device, flops_per_call, matmul)
             for batch in size.batch_sizes for precision in precisions for label, schedule, spec in samplers]
     for row in rows:

@@ -39,7 +39,10 @@ def test_cuda_check_runs_its_parts_on_cpu(tmp_path):
     assert train["nondeterminism_warnings"] == [] and isinstance(train["warnings"], list)
     sample = report["parts"]["sample"]
     assert [(r["sampler"], r["batch"], r["precision"]) for r in sample["rows"]] == [  # CPU: fp32 only
-        ("ddim 20", 1, "fp32"), ("resshift 4", 1, "fp32"), ("ddim 20", 2, "fp32"), ("resshift 4", 2, "fp32")]
+        (name, batch, "fp32") for batch in (1, 2) for name in ("ddim 20", "resshift 4", "student")]
+    by_name = {(r["sampler"], r["batch"]): r for r in sample["rows"]}
+    assert all(by_name[("student", b)]["tflops"] * 4 == pytest.approx(by_name[("resshift 4", b)]["tflops"] * (
+        by_name[("student", b)]["images_per_s"] / by_name[("resshift 4", b)]["images_per_s"])) for b in (1, 2))
     assert all(r["images_per_s"] > 0 and r["x_seed_style"] > 0 for r in sample["rows"])
     assert all(r["tflops"] > 0 and 0 < r["share_of_matmul_rate"] for r in sample["rows"])
     assert sample["gflop_per_call_batch1"] > 0 and sample["matmul"]["tflops"] > 0
