@@ -284,6 +284,7 @@ TABLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "sampling_student": student_sampling_markdown,
     "sampling_student_val128": student_sampling_markdown,
     "seed_robustness": seed_robustness_markdown,
+    "seed_robustness_10": seed_robustness_markdown,  # the check with ten training seeds per run (configs/verdict.yaml)
     "cross_machine": cross_machine_markdown,
     "cuda_check": cuda_check_markdown,
     "cuda_check_compile": cuda_compile_markdown,
