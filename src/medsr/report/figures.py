@@ -28,18 +28,8 @@ def _save(fig: plt.Figure, path: Path) -> None:
 
 def examples(path: Path, columns: Sequence[tuple[str, np.ndarray]], row_titles: Sequence[str]) -> None:
     """Thesis Fig. 4.1-4.2: one row per test image, one column per set (LR, HR, bicubic, ..., SR)."""
-    rows = len(row_titles)
-    fig, axes = plt.subplots(rows, len(columns), figsize=(1.9 * len(columns), 1.9 * rows + 0.3), squeeze=False)
-    for j, (title, images) in enumerate(columns):
-        for i in range(rows):
-            ax = axes[i, j]
-            ax.imshow(images[i], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-            ax.set_xticks([]), ax.set_yticks([])
-            if i == 0:
-                ax.set_title(title, fontsize=8)
-            if j == 0:
-                ax.set_ylabel(row_titles[i], fontsize=7)
-    _save(fig, path)
+    _image_grid(path, [(title, images, "gray", (0.0, 1.0)) for title, images in columns], row_titles,
+                interpolation="nearest", title_size=8)
 
 
 def difference_maps(path: Path, hr: np.ndarray, columns: Sequence[tuple[str, np.ndarray]],
@@ -250,17 +240,18 @@ def posterior_maps(path: Path, hr: np.ndarray, mean: np.ndarray, std: np.ndarray
     _image_grid(path, columns, row_titles)
 
 
-def _image_grid(path: Path, columns: Sequence[tuple], row_titles: Sequence[str]) -> None:
+def _image_grid(path: Path, columns: Sequence[tuple], row_titles: Sequence[str], interpolation: str | None = None,
+                title_size: int = 7) -> None:
     """One row per image, one column per (title, images, colormap, (low, high)) map."""
     rows = len(columns[0][1])
     fig, axes = plt.subplots(rows, len(columns), figsize=(1.9 * len(columns), 1.9 * rows + 0.3), squeeze=False)
     for i in range(rows):
         for j, (title, images, cmap, (lo, hi)) in enumerate(columns):
             ax = axes[i, j]
-            ax.imshow(images[i], cmap=cmap, vmin=lo, vmax=hi)
+            ax.imshow(images[i], cmap=cmap, vmin=lo, vmax=hi, interpolation=interpolation)
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:
-                ax.set_title(title, fontsize=7)
+                ax.set_title(title, fontsize=title_size)
             if j == 0:
                 ax.set_ylabel(row_titles[i], fontsize=7)
     _save(fig, path)
