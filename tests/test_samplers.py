@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from medsr.parameters import DISTILLED_SAMPLERS, NULL_CLASS, SAMPLER_PROCESS, SAMPLERS, DiffusionParams, ResShiftParams
+from medsr.diffusion import samplers
+from medsr.parameters import (DISTILLED_SAMPLERS, NULL_CLASS, SAMPLER_PROCESS, SAMPLERS, DiffusionParams,
+                              ResShiftParams, sampler_declarations)
 from medsr.diffusion.samplers import (SAMPLER_CLASSES, DDIMSampler, DPMSolverSampler, SamplerSpec, guided_prediction,
                                       image_generators, make_sampler)
 from medsr.diffusion.schedule import DiffusionSchedule, encode_target, target_bounds
@@ -73,10 +75,54 @@ def test_every_sampler_recovers_the_image_from_a_perfect_denoiser(spec, target):
 def test_every_configurable_sampler_has_one_class_and_the_other_way_round():
     assert set(SAMPLER_CLASSES) == set(SAMPLER_PROCESS) == set(SAMPLERS)
     assert all(cls.name == name for name, cls in SAMPLER_CLASSES.items())
+    # the table params.yaml is validated with is the classes' own attributes (read off their source)
+    assert {name: cls.diffusion_process for name, cls in SAMPLER_CLASSES.items()} == SAMPLER_PROCESS
     # the DAG trains a student for exactly the samplers that sample one (medsr.stages.generate_model)
-    assert {name for name, cls in SAMPLER_CLASSES.items() if cls.distilled} == DISTILLED_SAMPLERS
+    assert {name for name, cls in SAMPLER_CLASSES.items() if cls.distilled} == DISTILLED_SAMPLERS == {"student"}
     with pytest.raises(ValueError, match="'euler' is not one of ancestral, ddim, dpmpp, resshift"):
         SamplerSpec("euler", 4).sampler_class
+
+
+NEW_SAMPLERS = '''
+class Sampler:
+    distilled: ClassVar[bool] = False
+    name: ClassVar[str]
+
+class Scheduled(Sampler):
+    diffusion_process = "ddpm"
+
+class Euler(Scheduled):
+    """Euler."""
+    name = "euler"
+
+class Shortcut(Sampler):
+    name = "shortcut"
+    diffusion_process = "resshift"
+    distilled = True
+'''
+
+
+def test_a_new_sampler_is_one_class(tmp_path, monkeypatch):
+    """Declaring the class is all the registry and the params file's enum need: the declarations are read off the
+    source (inherited literals included, a base without a name is no sampler) and defining the class registers it."""
+    source = tmp_path / "samplers.py"
+    source.write_text(NEW_SAMPLERS)
+    assert sampler_declarations(source) == {
+        "euler": {"distilled": False, "diffusion_process": "ddpm", "name": "euler"},
+        "shortcut": {"distilled": True, "diffusion_process": "resshift", "name": "shortcut"}}
+    source.write_text(NEW_SAMPLERS + "\nclass Again(Scheduled):\n    name = 'euler'\n")
+    with pytest.raises(ValueError, match="two sampler classes are named 'euler'"):
+        sampler_declarations(source)
+
+    monkeypatch.setattr(samplers, "SAMPLER_CLASSES", dict(SAMPLER_CLASSES))
+
+    class EulerSampler(DDIMSampler):
+        name = "euler"
+
+    assert samplers.SAMPLER_CLASSES["euler"] is EulerSampler
+    assert SamplerSpec("euler", 4).sampler_class is EulerSampler and SamplerSpec("euler", 4).evaluations(100) == 4
+    monkeypatch.undo()
+    assert "euler" not in samplers.SAMPLER_CLASSES
 
 
 @pytest.mark.parametrize("name, steps, timesteps, evaluations", [

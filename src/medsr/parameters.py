@@ -9,8 +9,10 @@ table (`medsr.stages`).
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import typing
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
@@ -21,6 +23,40 @@ NULL_CLASS = len(CLASSES)  # classifier-free guidance's "null" label index (Sect
 SPLITS = ("train", "val", "test")  # val is carved from train once, at download; test is read by classify/evaluate only
 EVAL_SPLITS = ("val", "test")  # what generate/regress super-resolve and classify classifies: val for operating points
 
+SAMPLER_SOURCE = Path(__file__).parent / "diffusion" / "samplers.py"
+
+
+def _literal_attributes(node: ast.ClassDef) -> dict[str, object]:
+    """The class attributes a class body assigns a literal to (`name = "ddim"`, `distilled: ClassVar[bool] = True`)."""
+    found = {}
+    for stmt in node.body:
+        target = stmt.target if isinstance(stmt, ast.AnnAssign) else stmt.targets[0] if isinstance(stmt, ast.Assign) \
+            else None
+        if isinstance(target, ast.Name) and isinstance(stmt.value, ast.Constant):
+            found[target.id] = stmt.value.value
+    return found
+
+
+def sampler_declarations(source: Path = SAMPLER_SOURCE) -> dict[str, dict[str, object]]:
+    """Each sampler class's literal class attributes (its bases' included), by the `name` it declares: a sampler is
+    declared once, by its class in `medsr.diffusion.samplers`. The classes are read from their source, not imported,
+    so that validating params.yaml (every stage does) does not put the sampling code among every stage's source
+    files (`medsr.stages.source_files` follows imports)."""
+    classes: dict[str, dict[str, object]] = {}
+    samplers: dict[str, dict[str, object]] = {}
+    for node in ast.parse(source.read_text(), str(source)).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        inherited = [classes.get(base.id, {}) for base in node.bases if isinstance(base, ast.Name)]
+        own = _literal_attributes(node)
+        classes[node.name] = {key: value for base in reversed(inherited) for key, value in base.items()} | own
+        if "name" in own:  # a sampler; its bases without a name are not
+            if own["name"] in samplers:
+                raise ValueError(f"{source}: two sampler classes are named {own['name']!r}")
+            samplers[own["name"]] = classes[node.name]
+    return samplers
+
+
 # --- enums: each declared once --------------------------------------------------------------
 Source = Literal["mni", "synthetic", "kaggle", "url", "folder", "nifti", "dicom"]
 VOLUME_SOURCES = ("nifti", "dicom")  # sources of 3-D volumes: slices are cut per subject, splits drawn by subject
@@ -29,13 +65,14 @@ DegradeModel = Literal["gaussian", "kspace"]  # Eq. 1.1 | k-space truncation + c
 KspaceWindow = Literal["none", "hamming", "tukey"]
 # oracle hands the generator the true label, swapped its opposite (the class-swap audit): both flagged everywhere
 Guidance = Literal["null", "predicted", "oracle", "swapped"]
-# each sampler's name and the diffusion.process whose models it samples (the samplers: medsr.diffusion.samplers)
-SAMPLER_PROCESS: dict[str, str] = {"ancestral": "ddpm", "ddim": "ddpm", "dpmpp": "ddpm", "resshift": "resshift",
-                                   "student": "resshift"}  # student: distilled from a resshift teacher
+# each sampler's name and the diffusion.process whose models it samples, read off the sampler classes themselves
+_DECLARED_SAMPLERS = sampler_declarations()
+SAMPLER_PROCESS: dict[str, str] = {name: declared["diffusion_process"]
+                                   for name, declared in sorted(_DECLARED_SAMPLERS.items())}
 SamplerName = Literal[tuple(SAMPLER_PROCESS)]
 # the samplers of a distilled one-step student's model file (train-student's), not of train-sr's diffusion model:
 # with one of them the DAG trains the student and generate samples it (medsr.stages.generate_model)
-DISTILLED_SAMPLERS = frozenset({"student"})
+DISTILLED_SAMPLERS = frozenset(name for name, declared in _DECLARED_SAMPLERS.items() if declared["distilled"])
 # one paired test over all replicates | a majority of per-replicate tests | the training run as the unit of
 # replication: seed-level t with an image-level variance term | two-level (seeds, images) bootstrap
 VerdictRule = Literal["pooled", "majority", "seed_image_t", "two_level_bootstrap"]

@@ -7,13 +7,15 @@
   for models trained with `diffusion.process: resshift` (the network predicts x_0, not eps).
 - `student`: one call of a one-step student distilled from a resshift teacher (SinSR; `medsr.diffusion.distill`).
 
-`SAMPLER_CLASSES` maps each name to its class; a class knows its number of network evaluations and whether it draws
-noise. The diffusion process a sampler goes with is `medsr.parameters.SAMPLER_PROCESS` (the params file's enum, which
-config validation checks before any model exists). All share `guided_prediction` (classifier-free guidance,
-out = out(null) + w (out(c) - out(null)), on whatever the network predicts: eps, or x_0 for resshift) and the
-process's x0 clipping (the predicted image kept in the data range, per pixel for the residual target).
-Randomness is drawn per image from a generator seeded by (sampling seed, image id), on the CPU, so
-an image's result depends neither on its batch, its shard, nor the device's RNG.
+A sampler is declared once, by its class: its `name` (what generate.sampler accepts), the `diffusion_process` whose
+models it samples, whether it samples a `distilled` student, its number of network evaluations and whether it draws
+noise. Defining the class registers it in `SAMPLER_CLASSES`; `medsr.parameters` reads the literal attributes off this
+file for the params file's enum (`SAMPLER_PROCESS`), which config validation checks before any model exists.
+
+All share `guided_prediction` (classifier-free guidance, out = out(null) + w (out(c) - out(null)), on whatever the
+network predicts: eps, or x_0 for resshift) and the process's x0 clipping (the predicted image kept in the data
+range, per pixel for the residual target). Randomness is drawn per image from a generator seeded by (sampling seed,
+image id), on the CPU, so an image's result depends neither on its batch, its shard, nor the device's RNG.
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ def guided_prediction(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, lr_c
     return out_null + scale * (out_cond - out_null)
 
 
+# the registry: each sampler class under its name, filled by defining the class (Sampler.__init_subclass__)
+SAMPLER_CLASSES: dict[str, type["Sampler"]] = {}
+
+
 @dataclass(frozen=True)
 class SamplerSpec:
     """Which sampler, how many network evaluations (K; ancestral always takes T) and DDIM's eta."""
@@ -93,12 +99,19 @@ class Conditioning:
 
 class Sampler(ABC):
     """Draws SR images for a batch of LR images: `sample(bicubic, labels, generators)`. A subclass is one sampler:
-    its `name` (a key of `medsr.parameters.SAMPLER_PROCESS`), its step count and stochasticity, and `_denoise`, the
-    chain from x_T to x_0 in the diffused space."""
+    its `name`, its `diffusion_process` (literals: `medsr.parameters` reads them off this file), its step count and
+    stochasticity, and `_denoise`, the chain from x_T to x_0 in the diffused space. Subclassing with a `name`
+    registers the sampler."""
 
     name: ClassVar[str]
+    diffusion_process: ClassVar[str]  # the diffusion.process of the models it samples
     takes_steps: ClassVar[bool] = True  # False: generate.steps is ignored (ancestral runs all T steps)
     distilled: ClassVar[bool] = False  # True: it samples a distilled student's model file (train-student), only it
+
+    def __init_subclass__(cls, **options):
+        super().__init_subclass__(**options)
+        if "name" in vars(cls):
+            SAMPLER_CLASSES[cls.name] = cls
 
     def __init__(self, model: nn.Module, process: Process, target: str, spec: SamplerSpec,
                  guidance_scale: float = 1.0, clip_x0: bool = True, precision: str = "fp32"):
@@ -182,6 +195,7 @@ class AncestralSampler(ChainSampler):
     """Algorithm 2: all T steps t -> t - 1, x_{t-1} = mu + sqrt(beta_t) z."""
 
     name = "ancestral"
+    diffusion_process = "ddpm"
     takes_steps = False
 
     @classmethod
@@ -200,6 +214,7 @@ class ResShiftSampler(ChainSampler):
     """ResShift's posterior (Eq. 6) along K <= T of the T steps (`ResShiftSchedule.step_indices`)."""
 
     name = "resshift"
+    diffusion_process = "resshift"
 
     @classmethod
     def evaluations(cls, steps: int, timesteps: int) -> int:
@@ -219,6 +234,7 @@ class StudentSampler(Sampler):
     eps, eps from each image's generator (the x_T the resshift sampler starts from)."""
 
     name = "student"
+    diffusion_process = "resshift"  # distilled from a resshift teacher
     takes_steps = False
     distilled = True
 
@@ -245,6 +261,8 @@ class StudentSampler(Sampler):
 
 class ScheduledSampler(Sampler):
     """A diffusers scheduler over our betas (epsilon prediction, no clipping of its own), K steps."""
+
+    diffusion_process = "ddpm"
 
     @classmethod
     def evaluations(cls, steps: int, timesteps: int) -> int:
@@ -309,12 +327,6 @@ class DPMSolverSampler(ScheduledSampler):
 
         return DPMSolverMultistepScheduler(**cls.scheduler_config(schedule), algorithm_type="dpmsolver++",
                                            solver_order=2, lower_order_final=True, final_sigmas_type="zero")
-
-
-# the registry: one entry per sampler class, under its name (the names generate.sampler accepts: parameters.SAMPLERS)
-SAMPLER_CLASSES: dict[str, type[Sampler]] = {cls.name: cls for cls in (AncestralSampler, DDIMSampler,
-                                                                       DPMSolverSampler, ResShiftSampler,
-                                                                       StudentSampler)}
 
 
 def make_sampler(model: nn.Module, process: Process, target: str, spec: SamplerSpec, **options) -> Sampler:
