@@ -134,14 +134,17 @@ def trust_lines(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+# what the seed-level rules replicate, and what they do not (medsr.evaluation.settings.GENERALIZES in full)
+RETRAINING = ("it generalizes over retraining the classifiers and new images, not over retraining the SR and "
+              "regression models, one training run each")
 VERDICT_RULE_TEXT = {
     "pooled": "one exact paired test on the unhealthy images over all replicates (per image: misses summed over "
               "replicates, signs flipped; McNemar for one replicate)",
     "majority": "McNemar on the unhealthy images in each replicate",
     "seed_image_t": "a seed-level paired t test of the FNR difference (training seeds and images as sources of "
-                    "variance: it generalizes over retraining and new images)",
+                    f"variance: {RETRAINING})",
     "two_level_bootstrap": "a two-level bootstrap of the FNR difference (training seeds, then images, each seed's "
-                           "val threshold recomputed: it generalizes over retraining and new images)"}
+                           f"val threshold recomputed: {RETRAINING})"}
 
 
 def _seed_interval(rule: str) -> str:
