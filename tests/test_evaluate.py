@@ -21,7 +21,7 @@ from medsr.predictions import COLUMNS, Scores
 from medsr.report import readme
 from medsr.report.headline import MAX_NUMBERS, arm_key, count_numbers
 from medsr.report.render import FIGURES
-from medsr.report.tables import verdict_rows
+from medsr.report.tables import interval, verdict_rows
 
 SIZE = 16
 N_VAL = 20  # per class
@@ -814,3 +814,18 @@ def test_the_gate_fails_on_an_undefined_hr_val_auroc():
     assert gate["passed"] is False and gate["hr_val_auroc"] == {"resnet18": {"0": None, "1": None}}
     assert gate["reasons"][0] == ("resnet18 HR-trained classifier, train seed 0: HR val AUROC undefined (one class in "
                                   "val), below the floor 0.9 (evaluate.gate_min_hr_val_auroc)")
+
+
+
+def test_each_verdict_sentence_quotes_the_interval_of_its_table_row(tmp_path):
+    """A verdict's FNR difference has one interval, the one its own test implies (the seed-level t test's), in the
+    summary's sentence as in the verdict table; the image bootstrap's narrower one never stands beside its p."""
+    experiment = write_experiment(tmp_path, {**BASE, "sr_null_seed0@hr": 2, "bicubic@bicubic": 14}, SHIFT,
+                                  rule="seed_image_t")
+    data, rst = experiment["results_data"], experiment["summary_rst"]
+    rows = [r for r in verdict_rows(data) if r[1] == "resnet18"]
+    assert rows and all(v["verdict_test"]["test"] == "seed_image_t" for v in data["verdicts"])
+    for row in rows:
+        assert f"difference {row[7]}; Holm p" in rst, row
+    bootstrap = {interval(v["fnr_difference_val"], signed=True) for v in data["verdicts"]} - {row[7] for row in rows}
+    assert bootstrap and not any(f"difference {b}; Holm p" in rst for b in bootstrap)

@@ -13,8 +13,8 @@ from typing import Any
 from medsr.evaluation.gate import NO_VERDICT
 from medsr.evaluation.roc import MAX_FPR
 from medsr.report.figures import ROC_FIGURES
-from medsr.report.tables import (ARM_HEADER, ORACLE, VERDICT_HEADER, VERDICT_WORDS, arm_rows, gate_failed,
-                                 gate_lead, interval, num, pvalue, rst_table, verdict_p, verdict_rows)
+from medsr.report.tables import (ARM_HEADER, ORACLE, VERDICT_HEADER, VERDICT_WORDS, arm_rows, difference_interval,
+                                 gate_failed, gate_lead, interval, num, pvalue, rst_table, verdict_p, verdict_rows)
 
 ANSWER = {  # question -> verdict -> leading word
     "Q1": {"first_better": "Yes", "second_better": "No", "not_significant": "Not shown", NO_VERDICT: "No verdict"},
@@ -32,12 +32,13 @@ def relation(v: Mapping[str, Any]) -> str:
     return f"no significant difference in missed unhealthy images between {v['first_title']} and {v['second_title']}"
 
 
-def verdict_sentence(v: Mapping[str, Any]) -> str:
+def verdict_sentence(v: Mapping[str, Any], confidence: float) -> str:
+    """One verdict in words, with the interval its own test implies (the verdict table's, `difference_interval`)."""
     lead = ANSWER.get(v["question"], {}).get(v["verdict"])
     if v["leaks_label"]:  # never an answer to the question: an upper bound, flagged first
         lead = f"[{ORACLE}: not a fair comparison, no answer]"
     text = (f"{relation(v)}: FNR {num(v['fnr_first_val']['value'])} vs {num(v['fnr_second_val']['value'])}"
-            f"{specificity_clause(v)}, difference {interval(v['fnr_difference_val'], signed=True)}; "
+            f"{specificity_clause(v)}, difference {interval(difference_interval(v, confidence), signed=True)}; "
             f"Holm p {pvalue(verdict_p(v, '_holm'))} "
             f"(paired test over its {v['replicates']} replicate(s)); each replicate alone: holds in "
             f"{v['holds']}/{v['replicates']}.")
@@ -55,9 +56,11 @@ def specificity_clause(v: Mapping[str, Any]) -> str:
 
 def question_lines(results: Mapping[str, Any], question: str) -> list[str]:
     """The first family's (resnet18) verdicts, then every other family's, labelled with it."""
-    lines = [verdict_sentence(v) for v in results["verdicts"] if v["question"] == question]
+    confidence = results["settings"]["confidence"]
+    lines = [verdict_sentence(v, confidence) for v in results["verdicts"] if v["question"] == question]
     for architecture, other in results.get("other_architectures", {}).items():
-        lines += [f"[{architecture}] {verdict_sentence(v)}" for v in other["verdicts"] if v["question"] == question]
+        lines += [f"[{architecture}] {verdict_sentence(v, confidence)}" for v in other["verdicts"]
+                  if v["question"] == question]
     return lines
 
 
