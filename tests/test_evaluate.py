@@ -816,7 +816,6 @@ def test_the_gate_fails_on_an_undefined_hr_val_auroc():
                                   "val), below the floor 0.9 (evaluate.gate_min_hr_val_auroc)")
 
 
-
 def test_each_verdict_sentence_quotes_the_interval_of_its_table_row(tmp_path):
     """A verdict's FNR difference has one interval, the one its own test implies (the seed-level t test's), in the
     summary's sentence as in the verdict table; the image bootstrap's narrower one never stands beside its p."""

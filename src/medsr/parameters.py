@@ -30,10 +30,14 @@ def _literal_attributes(node: ast.ClassDef) -> dict[str, object]:
     """The class attributes a class body assigns a literal to (`name = "ddim"`, `distilled: ClassVar[bool] = True`)."""
     found = {}
     for stmt in node.body:
-        target = stmt.target if isinstance(stmt, ast.AnnAssign) else stmt.targets[0] if isinstance(stmt, ast.Assign) \
-            else None
-        if isinstance(target, ast.Name) and isinstance(stmt.value, ast.Constant):
-            found[target.id] = stmt.value.value
+        if isinstance(stmt, ast.AnnAssign):
+            targets = [stmt.target]
+        elif isinstance(stmt, ast.Assign):
+            targets = stmt.targets
+        else:
+            continue
+        if len(targets) == 1 and isinstance(targets[0], ast.Name) and isinstance(stmt.value, ast.Constant):
+            found[targets[0].id] = stmt.value.value
     return found
 
 
