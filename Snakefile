@@ -18,6 +18,7 @@ report: "workflow/report/workflow.rst"
 localrules:
     all,
     gather,
+    merge_predictions,
 
 
 rule all:

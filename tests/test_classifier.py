@@ -431,3 +431,43 @@ def test_patience_zero_keeps_the_weights_of_the_loop_without_early_stopping(trai
     new, old = _state(tmp_path / "m.safetensors"), _old_run(params, trained["images"], seed=0)
     assert new.keys() == old.keys()
     assert all(torch.equal(new[k], old[k]) for k in new), [k for k in new if not torch.equal(new[k], old[k])]
+
+
+def _copy_as(model: Path, out: Path, **identity) -> Path:
+    """The classifier in `model` saved again with another domain / seed in its metadata (same weights)."""
+    from medsr.checkpoint import load_model_file, save_model
+
+    state, metadata = load_model_file(model)
+    save_model(out, state, {**metadata, **identity})
+    return out
+
+
+def test_classify_per_seed_then_merge_gives_the_file_of_one_classify_over_every_classifier(trained, tmp_path):
+    """The DAG classifies each train seed in its own job and joins the files (medsr.merge_predictions): the joined
+    CSV is byte for byte the one a single classify over every classifier writes (architecture, domain, seed order),
+    so nothing evaluate computes depends on the split."""
+    from medsr import merge_predictions
+
+    models = [_copy_as(trained["model"], tmp_path / f"{d}{s}.safetensors", domain=d, seed=s)
+              for d in ("hr", "bicubic") for s in (3, 1)]  # the order of classifier_files: domain, then seed
+    sets = [ImageSet("hr", "hr", make_set(tmp_path / "hr"), matched="hr"),
+            ImageSet("bicubic", "bicubic", make_set(tmp_path / "bicubic", seed=1), matched="bicubic")]
+    params = ClassifyParams(batch_size=3)
+    classify.run(params, models=models, sets=sets, out=tmp_path / "all.csv")
+    for seed in (3, 1):
+        classify.run(params, models=[m for m in models if m.stem.endswith(str(seed))], sets=sets,
+                     out=tmp_path / f"seed{seed}.csv", seed=seed)
+    merge_predictions.run(predictions=[tmp_path / "seed3.csv", tmp_path / "seed1.csv"], out=tmp_path / "joined.csv")
+    joined = (tmp_path / "joined.csv").read_bytes()
+    assert joined == (tmp_path / "all.csv").read_bytes()
+    assert [r["train_seed"] for r in read_csv(tmp_path / "seed1.csv")] == ["1"] * ((len(joined.splitlines()) - 1) // 2)
+
+    with pytest.raises(MedsrError, match="a classifier of train seed 1, this job classifies seed 3"):
+        classify.run(params, models=models[:2], sets=sets, out=tmp_path / "bad.csv", seed=3)
+    with pytest.raises(MedsrError, match="train seed 3 again"):
+        merge_predictions.run(predictions=[tmp_path / "seed3.csv"] * 2, out=tmp_path / "bad.csv")
+    with pytest.raises(MedsrError, match=r"rows of train seeds \['1', '3'\]"):
+        merge_predictions.run(predictions=[tmp_path / "all.csv"], out=tmp_path / "bad.csv")
+    with pytest.raises(MedsrError, match="seed9.csv: predictions file not found"):
+        merge_predictions.run(predictions=[tmp_path / "seed9.csv"], out=tmp_path / "bad.csv")
+    assert not (tmp_path / "bad.csv").exists()

@@ -79,8 +79,13 @@ def test_sr_classifier_trains_on_the_sr_train_images_of_its_mode(tmp_path):
     trained = {n for n in stages if n.startswith("train_sr_classifier@")}
     assert trained == {"train_sr_classifier@resnet18-predicted-3", "train_sr_classifier@resnet18-predicted-4"}
     assert "results/sr/eval/predicted/seed1" in stages["train_sr_classifier@resnet18-predicted-3"].inputs
-    classify = stages["classify"]
+    assert {n for n in stages if n.startswith("classify")} == {"classify@3", "classify@4"}  # one per train seed
+    classify = stages["classify@3"]
     assert "models/classifiers/classifier_resnet18_sr-predicted_seed4.safetensors" in classify.inputs
+    assert "--seed 3" in classify.cmd and "results/predictions/seed3.csv" in classify.outputs
+    merge = stages["merge_predictions"]
+    assert merge.inputs >= {"results/predictions/seed3.csv", "results/predictions/seed4.csv"}
+    assert merge.outputs == {"results/predictions.csv"}
     assert not {n for n in dvc_stages(project_copy(tmp_path / "default")) if n.startswith("train_sr_classifier")}
 
 
@@ -122,7 +127,7 @@ def test_every_architecture_trains_every_domain_and_seed_and_the_guide_stays_res
     assert {n for n in stages if n.startswith("train_sr_classifier@")} == {
         f"train_sr_classifier@{a}-null-{s}" for a in ("resnet18", "mobilenet_v3_small") for s in (0, 1, 2)}
     assert "--architecture mobilenet_v3_small" in stages["train_classifier@mobilenet_v3_small-hr-1"].cmd
-    assert "models/classifiers/classifier_mobilenet_v3_small_sr-null_seed2.safetensors" in stages["classify"].inputs
+    assert "models/classifiers/classifier_mobilenet_v3_small_sr-null_seed2.safetensors" in stages["classify@1"].inputs
     guides = {f for n, s in stages.items() if n.startswith("generate@") for f in s.inputs if "classifiers" in f}
     assert guides == {"models/classifiers/classifier_resnet18_bicubic_seed0.safetensors"}
 

@@ -29,7 +29,10 @@ pytestmark = pytest.mark.pipeline
 ALL_STAGES = {"download", "degrade", "train_sr", "train_regression", "train_classifier@resnet18-hr-0",
               "finetune_classifier@resnet18-bicubic-0", "generate@null-0-0", "generate@null-0-1", "gather@null-0",
               "generate@predicted-0-0", "generate@predicted-0-1", "gather@predicted-0",
-              "regress", "classify", "evaluate"}
+              "regress", "classify@0", "merge_predictions", "evaluate"}
+
+
+LOCAL_RULES = ("gather", "merge_predictions")  # the Snakefile's localrules (besides all): never submitted
 
 
 def ran_stages(output: str) -> set[str]:
@@ -131,7 +134,7 @@ def test_dvc_repro_runs_the_whole_dag(dvc_project):
 
 @pytest.mark.parametrize("key, value, stage", [
     ("evaluate.bootstrap", 120, "evaluate"),
-    ("classify.batch_size", 5, "classify"),
+    ("classify.batch_size", 5, "classify@0"),
     ("train_regression.steps", 3, "train_regression"),
 ])
 def test_dvc_reruns_only_the_changed_stage_and_its_descendants(dvc_project, key, value, stage):
@@ -337,7 +340,7 @@ def test_thesis_overlay_as_dvc_overrides_plans_every_stage(dvc_project):
                           project).stdout
         assert medsr_params.split()[0] == "kaggle"  # the overlay, through DVC's syntax, is valid medsr params
         planned = set(json.loads(dvc("status", "--json", cwd=project).stdout))
-        assert {"download", "degrade", "train_sr", "classify", "evaluate"} <= planned
+        assert {"download", "degrade", "train_sr", "classify@0", "classify@2", "evaluate"} <= planned
         generate = {s for s in planned if s.startswith("generate@")}
         assert len(generate) == 2 * 3 * 8 and "generate@predicted-2-7" in generate  # guidance x seeds x shards
         trained = {s for s in planned if s.startswith(("train_classifier@", "finetune_classifier@"))}
@@ -366,9 +369,10 @@ def test_snakemake_runs_the_whole_dag(snakemake_project):
 def test_snakemake_reruns_the_rules_that_use_a_changed_param(snakemake_project):
     set_params(snakemake_project, {"classify.batch_size": 7})
     try:
-        assert snakemake_planned(snakemake_project) == {"classify", "evaluate"}
+        assert snakemake_planned(snakemake_project) == {"classify", "merge_predictions", "evaluate"}
         set_params(snakemake_project, {"train_regression.learning_rate": 0.001})
-        assert snakemake_planned(snakemake_project) == {"train_regression", "regress", "classify", "evaluate"}
+        assert snakemake_planned(snakemake_project) == {"train_regression", "regress", "classify", "merge_predictions",
+                                                        "evaluate"}
     finally:
         sh(["git", "checkout", "params.yaml"], snakemake_project)
     assert snakemake_planned(snakemake_project) == set()
@@ -473,8 +477,8 @@ def test_slurm_runs_the_dag_like_the_local_run(both_runs, slurm_cluster):
            re.findall(r"\n    jobid: (\d+)\n(?:    .*\n)*?    resources: (.*)", output)}
     submitted = re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: \S+/slurm_logs/rule_(\w+)/",
                            output)
-    expected = sorted(stage.split("@")[0] for stage in ALL_STAGES if not stage.startswith("gather"))
-    assert sorted(rule for _, _, rule in submitted) == expected, output  # gather: a local rule
+    expected = sorted(stage.split("@")[0] for stage in ALL_STAGES if not stage.startswith(LOCAL_RULES))
+    assert sorted(rule for _, _, rule in submitted) == expected, output  # gather, merge_predictions: local rules
     assert sum(gpu.values()) == 9, gpu  # train_sr, train_regression, 2 classifiers, regress, 4 generate shards
     accounted = {job["id"]: job for job in slurm_cluster.jobs()}
     assert set(accounted) == {slurm_id for _, slurm_id, _ in submitted}, accounted

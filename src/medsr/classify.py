@@ -7,6 +7,10 @@ fine-tuned on bicubic). All sets take the same path: 8-bit PNG ->
 `io.read_record_image` -> [0, 1] -> `predict_proba`. An image whose size differs from the classifier's training size
 is an error, never silently resized.
 
+The stage runs once per train seed (`seed`: that seed's classifiers only), so the seeds' jobs run side by side
+and each starts as soon as its own classifiers are trained; `medsr merge-predictions` joins their CSVs in the order
+one run over every classifier writes them (architecture, classifier domain, train seed).
+
 SR sets with posterior samples (medsr.posterior) add rows for set `<set>~sample<k>` (sample k of each chosen image)
 and `<set>~swapped` (the class-swap audit's draw): only the chosen images, read by evaluate's trust audit and
 ignored by the verdicts (`posterior_set_name`).
@@ -25,12 +29,12 @@ from medsr import posterior
 from medsr.checkpoint import read_metadata
 from medsr.classifier.model import LEGACY_ARCHITECTURE, load_classifier, predict_proba
 from medsr.parameters import CLASSES, EVAL_SPLITS, ClassifyParams
+from medsr.predictions import COLUMNS
 from medsr.errors import MedsrError
 from medsr.image_sets import ImageSet, paired_records
 from medsr.io import Record, image_path, read_record_image, write_csv
 
-PREDICTION_FIELDS = ("architecture", "classifier", "train_seed", "set", "split", "id", "label", "label_index",
-                     "prob_unhealthy")
+PREDICTION_FIELDS = COLUMNS  # the predictions CSV's columns, declared by its reader
 POSITIVE = CLASSES.index("unhealthy")
 
 
@@ -83,11 +87,14 @@ def classifier_identity(model: Path) -> tuple[str, str, int]:
 
 
 def run(params: ClassifyParams, *, models: Sequence[Path], sets: Sequence[ImageSet], out: Path,
-        device: torch.device | None = None) -> None:
+        seed: int | None = None, device: torch.device | None = None) -> None:
+    """Predictions of `models` (all of train seed `seed` when given) on the val and test images of `sets`."""
     device = device or torch.device("cpu")
     identities = {Path(m): classifier_identity(Path(m)) for m in models}
     seen: dict[tuple[str, str, int], Path] = {}
     for model, identity in identities.items():
+        if seed is not None and identity[2] != seed:
+            raise MedsrError(f"{model}: a classifier of train seed {identity[2]}, this job classifies seed {seed}")
         if identity in seen:
             raise MedsrError(f"{model}: same architecture, domain and seed ({', '.join(map(str, identity))}) "
                              f"as {seen[identity]}")

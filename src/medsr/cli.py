@@ -110,8 +110,9 @@ def dispatch(args: argparse.Namespace) -> None:
     params = load_params(args.params or [DEFAULT_PARAMS])
     sections = [getattr(params, name) for name in stage.sections]
     kwargs = {arg.name: getattr(args, arg.name) for arg in (*stage.paths, *stage.options)}
-    for name, files in stage.expand:  # a folder that stands for the files a run's params name in it
-        kwargs[name] = files(kwargs[name], params)
+    options = {option.name: kwargs[option.name] for option in stage.options}
+    for name, files in stage.expand:  # a folder that stands for the files a run's params (and options) name in it
+        kwargs[name] = files(kwargs[name], params, **options)
     if stage.image_sets:
         from medsr.image_sets import build
         roots = {arg.name: kwargs.pop(arg.name) for arg in IMAGE_SET_PATHS}

@@ -50,6 +50,7 @@ class Option:
 # passes (the fields in this order: Snakemake names a job by its wildcards in it, DVC by its matrix keys).
 CLASSIFIER_MODEL = "classifier_{arch}_{domain}_seed{seed}.safetensors"
 CLASSIFIER_LOG = "classifier_{arch}_{domain}_seed{seed}.csv"
+PREDICTIONS_SHARD = "seed{seed}.csv"  # classify's predictions by the classifiers of one train seed
 SR_DOMAIN = "sr-{guidance}"  # the file-name domain of the classifier trained on SR images of one guidance mode
 TRAINING_LOGS = ("sr_loss.csv", "regression_loss.csv")
 SR_MODEL = "models/sr.safetensors"  # train-sr's diffusion model (the teacher of train-student)
@@ -71,12 +72,17 @@ def file_domains(evaluate) -> list[str]:
         [SR_DOMAIN.format(guidance=g) for g in evaluate.sr_classifier] if domain == "sr" else [domain])]
 
 
-def classifier_files(folder: Path, params) -> list[Path]:
+def classifier_files(folder: Path, params, seed: int | None = None) -> list[Path]:
     """Every classifier a run trains: train_classifier.architectures x its file domains (`file_domains`)
-    x evaluate.train_seeds."""
+    x evaluate.train_seeds (only `seed`'s when given: what one seed's classify reads)."""
+    seeds = params.evaluate.train_seeds if seed is None else [seed]
     return [Path(folder) / CLASSIFIER_MODEL.format(arch=a, domain=d, seed=s)
-            for a in params.train_classifier.architectures for d in file_domains(params.evaluate)
-            for s in params.evaluate.train_seeds]
+            for a in params.train_classifier.architectures for d in file_domains(params.evaluate) for s in seeds]
+
+
+def prediction_files(folder: Path, params) -> list[Path]:
+    """classify's per-train-seed prediction CSVs (PREDICTIONS_SHARD), in evaluate.train_seeds order."""
+    return [Path(folder) / PREDICTIONS_SHARD.format(seed=s) for s in params.evaluate.train_seeds]
 
 
 def training_logs(folder: Path, params) -> list[Path]:
@@ -99,7 +105,8 @@ class Stage:
     options: tuple[Option, ...] = ()
     device: bool = False  # takes --device (torch stages)
     image_sets: bool = False  # --hr/--bicubic/--regression/--sr become `sets` (medsr.image_sets.build)
-    expand: tuple[tuple[str, typing.Callable], ...] = ()  # (path name, f(folder, params) -> the files it stands for)
+    # (path name, f(folder, params, **options) -> the files it stands for)
+    expand: tuple[tuple[str, typing.Callable], ...] = ()
 
     @property
     def rule(self) -> str:
@@ -185,14 +192,21 @@ STAGES: tuple[Stage, ...] = (
           paths=(PathArg("model", "regression model (from train-regression)"), PathArg("lr", "LR folder"),
                  PathArg("out", "image set folder to write", out=True))),
     Stage("classify", "classify", "classify the val and test images of every image set with the HR classifiers and "
-          "with those trained on its own kind",
+          "with those trained on its own kind, of one train seed",
           params=("classify", "train_classifier.architectures", "generate.guidance", "evaluate.sampling_seeds",
                   "evaluate.train_seeds", "evaluate.external", "evaluate.sr_classifier"),
           sections=("classify",), device=True, image_sets=True,
           paths=(PathArg("models", "folder of the classifiers (from train-classifier): one per architecture, "
                                    "domain and evaluate.train_seeds"), *IMAGE_SET_PATHS,
-                 PathArg("out", "predictions CSV to write", out=True)),
+                 PathArg("out", "predictions CSV of that seed's classifiers to write", out=True)),
+          options=(Option("seed", "train seed: the classifiers of this seed (one of evaluate.train_seeds)", int),),
           expand=(("models", classifier_files),)),
+    Stage("merge-predictions", "merge_predictions", "join classify's per-seed predictions into one CSV",
+          params=("evaluate.train_seeds",),
+          paths=(PathArg("predictions", "folder holding classify's seed<s>.csv for every seed of "
+                                        "evaluate.train_seeds"),
+                 PathArg("out", "predictions CSV to write", out=True)),
+          expand=(("predictions", prediction_files),)),
     Stage("evaluate", "evaluate", "the learning gate, then verdicts with paired tests and intervals, "
           "image quality, figures",
           params=("evaluate", "train_classifier.architectures", "generate.guidance"),
@@ -220,6 +234,7 @@ LOGS = {rule: f"logs/{rule}.log" for rule in BY_RULE} | {
     "finetune_classifier": "logs/train_classifier/{arch}-{domain}-seed{seed}.log",
     "train_sr_classifier": "logs/train_classifier/{arch}-sr-{guidance}-seed{seed}.log",
     "generate": "logs/generate/{guidance}-seed{seed}-shard{shard}.log",
+    "classify": "logs/classify/seed{seed}.log",
     "gather": "logs/gather/{guidance}-seed{seed}.log",
 }
 

@@ -13,8 +13,9 @@ from medsr.parameters import ARCHITECTURES, DATA_DOMAINS, GUIDANCE_MODES, GUIDE_
 from medsr.errors import MedsrError
 from medsr.gather import shard_folders
 from medsr.image_sets import sr_folder
-from medsr.stages import (BY_RULE, CLASSIFIER_LOG, CLASSIFIER_MODEL, LOGS, SR_DOMAIN, SR_MODEL, STUDENT_FILES,
-                          classifier_files, command, generate_model, source_files, training_logs)
+from medsr.stages import (BY_RULE, CLASSIFIER_LOG, CLASSIFIER_MODEL, LOGS, PREDICTIONS_SHARD, SR_DOMAIN, SR_MODEL,
+                          STUDENT_FILES, classifier_files, command, generate_model, prediction_files, source_files,
+                          training_logs)
 
 
 configfile: "params.yaml"
@@ -71,6 +72,7 @@ TRAIN_SEEDS = list(PARAMS.evaluate.train_seeds)
 # Folders a command passes, the files in them being its inputs (the CLI or the stage expands them, medsr.stages).
 CLASSIFIERS = "models/classifiers"
 TRAIN_LOGS = "results/train"
+PREDICTIONS = "results/predictions"  # classify's seed<seed>.csv under it (PREDICTIONS_SHARD), joined by merge_predictions
 SR_SETS = "results/sr/eval"  # <guidance>/seed<seed> under it: medsr.image_sets.sr_folder
 SR_SHARDS = "results/sr/shards/{guidance}/seed{seed}"  # shard<k> under it: medsr.gather.shard_folders
 # predicted guidance's classifier: resnet18 (GUIDE_ARCHITECTURE) on bicubic images, first train seed
@@ -125,7 +127,13 @@ def generation_shards(wildcards):
 
 
 def classifier_models():
+    """Every classifier: a classify job reads its seed's, but depends on all of them (as dvc.yaml's stage on their
+    folder, which stays right whatever train_classifier.architectures and evaluate.sr_classifier say)."""
     return [str(p) for p in classifier_files(Path(CLASSIFIERS), PARAMS)]
+
+
+def prediction_shards():
+    return [str(p) for p in prediction_files(Path(PREDICTIONS), PARAMS)]
 
 
 def all_training_logs():

@@ -7,13 +7,30 @@ rule classify:
         sr=sr_sets(),
         code=source_files("classify"),
     output:
-        out="results/predictions.csv",
+        out=f"{PREDICTIONS}/{PREDICTIONS_SHARD}",
     params:
         cmd=stage_command("classify", models=CLASSIFIERS, sr=SR_SETS),
         p=stage_params("classify"),
     log:
         LOGS["classify"],
     threads: TORCH_THREADS
+    conda:
+        ENV
+    shell:
+        "{params.cmd}"
+
+
+rule merge_predictions:
+    input:
+        predictions=prediction_shards(),
+        code=source_files("merge-predictions"),
+    output:
+        out="results/predictions.csv",
+    params:
+        cmd=stage_command("merge_predictions", predictions=PREDICTIONS),
+        p=stage_params("merge_predictions"),
+    log:
+        LOGS["merge_predictions"],
     conda:
         ENV
     shell:
