@@ -7,9 +7,9 @@ fine-tuned on bicubic). All sets take the same path: 8-bit PNG ->
 `io.read_record_image` -> [0, 1] -> `predict_proba`. An image whose size differs from the classifier's training size
 is an error, never silently resized.
 
-The stage runs once per train seed (`seed`: that seed's classifiers only), so the seeds' jobs run side by side
-and each starts as soon as its own classifiers are trained; `medsr merge-predictions` joins their CSVs in the order
-one run over every classifier writes them (architecture, classifier domain, train seed).
+The stage runs once per train seed (`seed`: that seed's classifiers only), so the seeds' jobs share the cores at
+the end of a run instead of one job holding one core; `medsr merge-predictions` joins their CSVs in the order one
+run over every classifier writes them (architecture, classifier domain, train seed).
 
 SR sets with posterior samples (medsr.posterior) add rows for set `<set>~sample<k>` (sample k of each chosen image)
 and `<set>~swapped` (the class-swap audit's draw): only the chosen images, read by evaluate's trust audit and

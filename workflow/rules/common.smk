@@ -72,7 +72,7 @@ TRAIN_SEEDS = list(PARAMS.evaluate.train_seeds)
 # Folders a command passes, the files in them being its inputs (the CLI or the stage expands them, medsr.stages).
 CLASSIFIERS = "models/classifiers"
 TRAIN_LOGS = "results/train"
-PREDICTIONS = "results/predictions"  # classify's seed<seed>.csv under it (PREDICTIONS_SHARD), joined by merge_predictions
+PREDICTIONS = "results/predictions"  # classify's seed<seed>.csv under it (PREDICTIONS_SHARD): merge_predictions
 SR_SETS = "results/sr/eval"  # <guidance>/seed<seed> under it: medsr.image_sets.sr_folder
 SR_SHARDS = "results/sr/shards/{guidance}/seed{seed}"  # shard<k> under it: medsr.gather.shard_folders
 # predicted guidance's classifier: resnet18 (GUIDE_ARCHITECTURE) on bicubic images, first train seed
