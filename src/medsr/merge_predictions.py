@@ -1,9 +1,10 @@
 """`medsr merge-predictions`: classify's per-train-seed prediction CSVs joined into one.
 
-`medsr classify` runs once per train seed (the seeds' jobs run side by side on the cores a run has). The joined file holds every row of every seed's file, ordered as one classify over every classifier
-writes them: by architecture, then classifier domain (each in the order classify met them), then train seed (the
-order of the files, evaluate.train_seeds), each classifier's rows in the order its job wrote them. So
-`results/predictions.csv`, and everything evaluate computes from it, does not depend on how the work was split.
+`medsr classify` runs once per train seed (the seeds' jobs run side by side on the cores a run has). The joined
+file holds every row of every seed's file, ordered as one classify over every classifier writes them: by
+architecture, then classifier domain (each in the order classify met them), then train seed (the order of the
+files, evaluate.train_seeds), each classifier's rows in the order its job wrote them. So `results/predictions.csv`,
+and everything evaluate computes from it, does not depend on how the work was split.
 """
 
 from __future__ import annotations
