@@ -17,6 +17,18 @@ converged (`stopping.converged`: its val loss had stopped falling before the max
 gate of `medsr evaluate` requires); among the eligible, the criterion above, with the mean epochs actually run in
 place of the maximum as the cost; when no recipe is eligible, the one with the most converged seeds (then the
 criterion above) is reported as chosen with `eligible: []`, and the gate will say so on the default data.
+
+`--replay DOMAIN JSON` (repeat, one classifier_recipe.py run per domain whose every seed trained every epoch to its
+maximum, no early stopping in the run itself): the early-stopping rule, chosen on val by a criterion fixed here
+before its runs (2026-12-05; the run that prompted it: the default run's bicubic fine-tune of seed 1 stopped after 3
+epochs keeping epoch 1 at val AUROC 0.49, its val loss flat near chance while AUROC rises slowly on these images).
+Candidates: every (monitor, patience, min_epochs) of `--monitors` x `--patience` x `--min-epochs`, each replayed
+exactly on the recorded per-epoch val values of the precise-BN variant (the training stream does not depend on the
+stop: `medsr.stopping.trained_epochs`). Criterion: (1) eligible: every seed of every domain converged; if none is,
+those with the most converged runs; (2) per domain, the mean over seeds of the kept epoch's val AUROC (the mean,
+not the median: a seed left at chance must cost); a candidate is near when that mean is within TOLERANCE of the
+eligible best in every domain; (3) among the near, the fewest epochs run on average over every run (the cost),
+ties to the earlier candidate in the order given (list today's rule first).
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from medsr.io import read_json, write_json
+from medsr.stopping import HIGHER_IS_BETTER, stopping, trained_epochs
 
 TOLERANCE = 0.02  # median val AUROC a cheaper recipe may give up
 VARIANT = "precise"  # train_classifier.precise_bn: true
@@ -71,13 +84,87 @@ def choose(recipes: dict[str, dict], converged: bool = False) -> dict:
             "eligible": eligible}
 
 
+def replay(domains: dict[str, dict], monitors: list[str], patiences: list[int], min_epochs: list[int]) -> dict:
+    """The early-stopping rule chosen on the recorded val curves of `domains` (label -> classifier_recipe.py JSON),
+    by the `--replay` criterion of the module docstring."""
+    candidates = {}
+    for monitor in monitors:
+        for patience in patiences:
+            for least in min_epochs:
+                label = f"{monitor}, patience {patience}, min_epochs {least}"
+                per_domain = {}
+                for domain, data in domains.items():
+                    maximum = data["params"]["epochs"]
+                    runs = {}
+                    for run in data["runs"]:
+                        if len(run["epochs"]) != maximum:
+                            raise SystemExit(f"recipe_choice --replay: {domain} seed {run['seed']} has "
+                                             f"{len(run['epochs'])} of {maximum} epochs")
+                        values = [e[VARIANT][monitor] for e in run["epochs"]]
+                        trained = trained_epochs(values, patience, least, monitor)
+                        stop = stopping(trained, patience, maximum, monitor)
+                        kept = run["epochs"][stop.best_epoch - 1][VARIANT]
+                        runs[str(run["seed"])] = {**stop.as_dict(), "val_auroc": kept["val_auroc"],
+                                                  "val_acc": kept["val_acc"], "val_loss": kept["val_loss"]}
+                    per_domain[domain] = {
+                        "max_epochs": maximum, "runs": runs,
+                        "converged_seeds": sum(r["converged"] for r in runs.values()),
+                        "mean_val_auroc": float(np.mean([r["val_auroc"] for r in runs.values()])),
+                        "worst_val_auroc": float(min(r["val_auroc"] for r in runs.values())),
+                        "mean_epochs_run": float(np.mean([r["epochs_run"] for r in runs.values()])),
+                    }
+                all_runs = [r for d in per_domain.values() for r in d["runs"].values()]
+                candidates[label] = {"monitor": monitor, "patience": patience, "min_epochs": least,
+                                     "domains": per_domain,
+                                     "converged_runs": sum(r["converged"] for r in all_runs), "runs": len(all_runs),
+                                     "mean_epochs_run": float(np.mean([r["epochs_run"] for r in all_runs]))}
+    eligible = [label for label, c in candidates.items() if c["converged_runs"] == c["runs"]]
+    most = max(c["converged_runs"] for c in candidates.values())
+    pool = eligible or [label for label, c in candidates.items() if c["converged_runs"] == most]
+    best = {d: max(candidates[label]["domains"][d]["mean_val_auroc"] for label in pool) for d in domains}
+    near = [label for label in pool
+            if all(candidates[label]["domains"][d]["mean_val_auroc"] >= best[d] - TOLERANCE for d in domains)]
+    chosen = min(near, key=lambda label: candidates[label]["mean_epochs_run"])  # min keeps the first of ties
+    return {"criterion": ("every run of every domain converged (else the most converged runs); then the mean over "
+                          f"seeds of the kept epoch's val AUROC ({VARIANT} BN) within {TOLERANCE} of the best in "
+                          "every domain; then the fewest epochs run on average, ties to the earlier candidate"),
+            "tolerance": TOLERANCE, "candidates": candidates, "eligible": eligible, "best_mean_val_auroc": best,
+            "near": near, "chosen": chosen}
+
+
+def main_replay(args: argparse.Namespace) -> None:
+    domains = {domain: read_json(Path(path)) for domain, path in args.replay}
+    result = replay(domains, args.monitors, args.patience, args.min_epochs)
+    result["sources"] = {domain: path for domain, path in args.replay}
+    result["machine"] = next(iter(domains.values())).get("machine")
+    header = " ".join(f"{d + ' AUROC mean/worst':>24} {d + ' epochs':>12}" for d in domains)
+    print(f"{'candidate':<44} {'converged':>9} {header}")
+    for label, c in result["candidates"].items():
+        cells = " ".join(f"{c['domains'][d]['mean_val_auroc']:>15.3f} / {c['domains'][d]['worst_val_auroc']:.3f} "
+                         f"{c['domains'][d]['mean_epochs_run']:>12.1f}" for d in domains)
+        print(f"{label:<44} {c['converged_runs']:>4} / {c['runs']:<2} {cells}")
+    print(f"chosen: {result['chosen']} ({result['criterion']})")
+    write_json(args.out, result)
+    print(f"wrote {args.out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--label", nargs=2, action="append", metavar=("LABEL", "JSON"), required=True,
+    parser.add_argument("--label", nargs=2, action="append", metavar=("LABEL", "JSON"),
                         help="a recipe's name and its classifier_recipe.py JSON (repeat)")
+    parser.add_argument("--replay", nargs=2, action="append", metavar=("DOMAIN", "JSON"),
+                        help="the early-stopping rule from full-length runs: a domain and its JSON (repeat)")
+    parser.add_argument("--monitors", nargs="+", default=["val_loss", "val_auroc"], choices=list(HIGHER_IS_BETTER))
+    parser.add_argument("--patience", nargs="+", type=int, default=[2, 4])
+    parser.add_argument("--min-epochs", nargs="+", type=int, default=[0, 6, 10])
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks/bicubic_recipe.json"))
     parser.add_argument("--converged", action="store_true", help="only recipes whose every seed converged")
     args = parser.parse_args()
+    if bool(args.label) == bool(args.replay):
+        parser.error("give --label (recipes) or --replay (the early-stopping rule), one of them")
+    if args.replay:
+        main_replay(args)
+        return
     recipes = {label: read_json(Path(path)) for label, path in args.label}
     result = choose(recipes, converged=args.converged)
     result["sources"] = {label: path for label, path in args.label}

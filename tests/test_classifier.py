@@ -22,7 +22,7 @@ from medsr.data.splits import carve_val
 from medsr.errors import MedsrError
 from medsr.image_sets import ImageSet, paired_records
 from medsr.io import Record, read_csv, write_image, write_manifest
-from medsr.stopping import should_stop, stopping, trained_epochs
+from medsr.stopping import best_epoch, should_stop, stopping, trained_epochs
 
 SIZE = 32
 
@@ -352,6 +352,27 @@ def test_patience_zero_never_stops():
     losses = [0.5, 0.6, 0.7, 0.8, 0.9]
     assert trained_epochs(losses, 0) == losses and not should_stop(losses, 0)
     assert trained_epochs(losses, 3) == losses[:4]
+
+
+def test_min_epochs_carries_a_run_through_its_flat_start():
+    """The bicubic fine-tune's shape: the val loss sits at chance for the first epochs, then falls."""
+    losses = [0.70, 0.72, 0.74, 0.71, 0.60, 0.50, 0.52, 0.55]
+    assert trained_epochs(losses, 2) == losses[:3]  # stopped in the flat start, keeping epoch 1
+    assert trained_epochs(losses, 2, min_epochs=4) == losses[:4]  # from epoch 4 on the usual rule applies
+    run = trained_epochs(losses, 2, min_epochs=5)
+    assert run == losses  # no stop before epoch 5; then the fall resets the count, stops at 8 (best 6)
+    assert dataclasses.astuple(stopping(run, 2, 10)) == (8, 6, True, True)
+    assert not should_stop(losses[:4], 2, min_epochs=5) and should_stop(losses[:4], 2)
+    assert should_stop([0.7, 0.8, 0.9, 0.95], 2, min_epochs=4)  # at min_epochs the usual rule applies
+
+
+def test_val_auroc_monitor_keeps_the_highest_and_stops_when_it_stops_rising():
+    aurocs = [0.50, 0.62, 0.70, 0.69, 0.70, 0.68]
+    assert best_epoch(aurocs, "val_auroc") == 3  # a tie (epoch 5) goes to the earlier epoch
+    run = trained_epochs(aurocs, 2, monitor="val_auroc")
+    assert run == aurocs[:5]
+    assert dataclasses.astuple(stopping(run, 2, 8, "val_auroc")) == (5, 3, True, True)
+    assert best_epoch(aurocs) == 1  # as a loss, the lowest value would win
 
 
 def _scripted_val_losses(monkeypatch, losses: list[float]) -> list[int]:

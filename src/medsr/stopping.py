@@ -1,9 +1,11 @@
-"""How a classifier's training run ended: early stopping on the val loss and whether it converged.
+"""How a classifier's training run ended: early stopping on a val criterion and whether it converged.
 
-Plain functions of the per-epoch val losses (no torch): `medsr train-classifier` stops and records with them,
+Plain functions of the per-epoch values of the monitored val criterion (`train_classifier.monitor`: the val loss,
+lower is better, or the val AUROC, higher is better; no torch): `medsr train-classifier` stops and records with them,
 the classifier benchmarks replay them on recorded histories, and `medsr evaluate`'s learning gate reads the
 record (RUN_FIELDS) from the history CSVs with `training_record`. Early stopping: Prechelt 1998, "Early stopping -
-but when?".
+but when?"; `min_epochs` (no stop before that many epochs, Keras' `start_from_epoch`) lets a run through a flat
+start, where the val criterion has not moved yet because learning has not begun.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ from typing import Any
 from medsr.errors import MedsrError
 from medsr.io import read_csv
 
+HIGHER_IS_BETTER = {"val_loss": False, "val_auroc": True}  # per train_classifier.monitor (medsr.parameters.Monitor)
+
 
 @dataclasses.dataclass(frozen=True)
 class Stopping:
     """How a training run ended, from its per-epoch val losses (`stopping`).
 
-    epochs_run: epochs trained; best_epoch: the kept one (lowest val loss, ties to the earlier);
+    epochs_run: epochs trained; best_epoch: the kept one (best monitored value, ties to the earlier);
     stopped_early: epochs_run < the maximum; converged: the kept epoch is followed by at least max(patience, 1)
-    epochs without a lower val loss, i.e. the val criterion had stopped improving before the budget ran out. With
+    epochs without a better value, i.e. the val criterion had stopped improving before the budget ran out. With
     patience > 0 a run that stops early is converged by construction, and one that uses every epoch is not
     converged when its best epoch lies within the last `patience` epochs; with patience 0 (no early stopping) a run
     is not converged when its last epoch is its best.
@@ -37,32 +41,34 @@ class Stopping:
         return dataclasses.asdict(self)
 
 
-def best_epoch(val_losses: list[float]) -> int:
-    """1-based epoch of the lowest val loss, ties to the earlier."""
-    return min(range(len(val_losses)), key=lambda i: (val_losses[i], i)) + 1
+def best_epoch(values: list[float], monitor: str = "val_loss") -> int:
+    """1-based epoch of the best value of `monitor` (the lowest loss, the highest AUROC), ties to the earlier."""
+    sign = -1.0 if HIGHER_IS_BETTER[monitor] else 1.0
+    return min(range(len(values)), key=lambda i: (sign * values[i], i)) + 1
 
 
-def should_stop(val_losses: list[float], patience: int) -> bool:
-    """Early stopping after the last epoch of `val_losses`: `patience` > 0 epochs in a row without a lower val loss
-    than the best before them."""
-    return patience > 0 and len(val_losses) - best_epoch(val_losses) >= patience
+def should_stop(values: list[float], patience: int, min_epochs: int = 0, monitor: str = "val_loss") -> bool:
+    """Early stopping after the last epoch of `values`: at least `min_epochs` epochs run, and `patience` > 0 epochs
+    in a row without a better value of `monitor` than the best before them."""
+    return (patience > 0 and len(values) >= min_epochs
+            and len(values) - best_epoch(values, monitor) >= patience)
 
 
-def stopping(val_losses: list[float], patience: int, max_epochs: int) -> Stopping:
-    """The `Stopping` of a run whose val losses are `val_losses` (every epoch it trained)."""
-    best = best_epoch(val_losses)
-    run = len(val_losses)
+def stopping(values: list[float], patience: int, max_epochs: int, monitor: str = "val_loss") -> Stopping:
+    """The `Stopping` of a run whose monitored val values are `values` (every epoch it trained)."""
+    best = best_epoch(values, monitor)
+    run = len(values)
     return Stopping(epochs_run=run, best_epoch=best, stopped_early=run < max_epochs,
                     converged=run - best >= max(patience, 1))
 
 
-def trained_epochs(val_losses: list[float], patience: int) -> list[float]:
-    """The val losses a run with early stopping at `patience` trains, given those of the full run: its first
-    epochs up to the stop (the training stream does not depend on the stop, so the prefix is exact)."""
-    for k in range(1, len(val_losses) + 1):
-        if should_stop(val_losses[:k], patience):
-            return val_losses[:k]
-    return list(val_losses)
+def trained_epochs(values: list[float], patience: int, min_epochs: int = 0, monitor: str = "val_loss") -> list[float]:
+    """The monitored values a run with early stopping at (`patience`, `min_epochs`) trains, given those of the full
+    run: its first epochs up to the stop (the training stream does not depend on the stop, so the prefix is exact)."""
+    for k in range(1, len(values) + 1):
+        if should_stop(values[:k], patience, min_epochs, monitor):
+            return values[:k]
+    return list(values)
 
 
 RUN_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Stopping))  # history CSV run columns
