@@ -29,7 +29,8 @@ SIZE = 32
 
 def _params(**overrides) -> TrainClassifierParams:
     values = dict(architectures=("resnet18", "mobilenet_v3_small"), epochs=2, batch_size=8, learning_rate=1e-3,
-                  lr_schedule="cosine", weight_decay=1e-4, hflip=True, precise_bn=True, patience=0)
+                  lr_schedule="cosine", weight_decay=1e-4, hflip=True, precise_bn=True, patience=0,
+                  min_epochs=0, monitor="val_loss")
     values.update(overrides)
     return TrainClassifierParams(**values)
 
@@ -375,13 +376,14 @@ def test_val_auroc_monitor_keeps_the_highest_and_stops_when_it_stops_rising():
     assert best_epoch(aurocs) == 1  # as a loss, the lowest value would win
 
 
-def _scripted_val_losses(monkeypatch, losses: list[float]) -> list[int]:
-    """Val passes return `losses` in turn (training itself is real); returns the list of passes made."""
+def _scripted_val_losses(monkeypatch, losses: list[float], aurocs: list[float] | None = None) -> list[int]:
+    """Val passes return `losses` (and `aurocs`, else 0.5) in turn (training itself is real); returns the list of
+    passes made."""
     passes: list[int] = []
 
     def scripted(model, x, y, batch_size, device):
         passes.append(1)
-        return losses[len(passes) - 1], 0.5
+        return losses[len(passes) - 1], 0.5, 0.5 if aurocs is None else aurocs[len(passes) - 1]
 
     monkeypatch.setattr(train, "_evaluate", scripted)
     return passes
@@ -414,6 +416,24 @@ def test_training_stops_when_the_val_loss_stalls_and_keeps_the_best_epoch(traine
     assert state.keys() == full[3].keys() and all(torch.equal(state[k], full[3][k]) for k in state)
 
 
+def test_auroc_monitor_and_min_epochs_in_the_training_loop(trained, tmp_path, monkeypatch):
+    """The bicubic fine-tune's shape: the val loss flat at chance while the AUROC rises. Watching the AUROC, with no
+    stop before epoch 4, training runs to epoch 7 (two epochs without a higher AUROC after epoch 5) and keeps epoch
+    5; watching the loss it would have stopped at epoch 3 keeping epoch 1."""
+    losses, aurocs = [0.70, 0.71, 0.72, 0.70, 0.71, 0.72, 0.73, 0.74], [0.50, 0.55, 0.60, 0.70, 0.72, 0.71, 0.72, 0.8]
+    passes = _scripted_val_losses(monkeypatch, losses, aurocs)
+    train.run(_params(epochs=8, patience=2, min_epochs=4, monitor="val_auroc"), images=trained["images"],
+              model=tmp_path / "a.safetensors", log=tmp_path / "a.csv", architecture="resnet18", domain="hr", seed=0)
+    metadata, rows = read_metadata(tmp_path / "a.safetensors"), read_csv(tmp_path / "a.csv")
+    assert len(passes) == 7 and [float(r["val_auroc"]) for r in rows] == aurocs[:7]
+    assert (metadata["epochs_run"], metadata["best_epoch"], metadata["converged"]) == (7, 5, True)
+    assert (metadata["selection"], metadata["min_epochs"], metadata["val_auroc"]) == ("val_auroc", 4, 0.72)
+    passes = _scripted_val_losses(monkeypatch, losses, aurocs)
+    train.run(_params(epochs=8, patience=2), images=trained["images"], model=tmp_path / "l.safetensors",
+              log=tmp_path / "l.csv", architecture="resnet18", domain="hr", seed=0)
+    assert len(passes) == 3 and read_metadata(tmp_path / "l.safetensors")["best_epoch"] == 1
+
+
 def test_a_run_still_improving_at_its_budget_is_not_converged(trained, tmp_path, monkeypatch):
     _scripted_val_losses(monkeypatch, [0.7, 0.6, 0.5])
     train.run(_params(epochs=3, patience=1), images=trained["images"], model=tmp_path / "m.safetensors",
@@ -439,7 +459,7 @@ def _old_run(params, images: Path, seed: int) -> dict[str, torch.Tensor]:
         schedule.step()
         if params.precise_bn:
             train.recalibrate_batchnorm(net, train.precise_bn_subset(x_train), params.batch_size, device)
-        val_loss, _ = train._evaluate(net, x_val, y_val, params.batch_size, device)
+        val_loss, *_ = train._evaluate(net, x_val, y_val, params.batch_size, device)
         if best_loss is None or val_loss < best_loss:
             best_loss, best_state = val_loss, copy.deepcopy(net.state_dict())
     return best_state

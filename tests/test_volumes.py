@@ -77,6 +77,8 @@ def test_nifti_and_dicom_run_download_degrade_and_train_with_subject_splits(tmp_
         hflip=False,
         precise_bn=True,
         patience=0,
+        min_epochs=0,
+        monitor="val_loss",
     )
     train_classifier.run(params, images=tmp_path / "bicubic", model=tmp_path / "clf.safetensors",
                          log=tmp_path / "clf.csv", architecture="resnet18", domain="bicubic", seed=0)

@@ -131,6 +131,9 @@ def _check_lists(params: Params, source: str) -> None:
         raise MedsrError(f"{source}: train_classifier.patience: {classifier.patience} must be below "
                          f"train_classifier.epochs {classifier.epochs} (0: no early stopping), or no classifier "
                          f"could stop early or count as converged")
+    if classifier.min_epochs > classifier.epochs:
+        raise MedsrError(f"{source}: train_classifier.min_epochs: {classifier.min_epochs} must be at most "
+                         f"train_classifier.epochs {classifier.epochs}")
     shards = sorted(params.generate.shards)
     if shards != list(range(len(shards))):
         raise MedsrError(f"{source}: generate.shards: must be the ids 0..n-1, got {list(params.generate.shards)}")

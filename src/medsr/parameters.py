@@ -87,6 +87,7 @@ Architecture = Literal["resnet18", "efficientnet_b0", "densenet121", "mobilenet_
 GUIDANCE_MODES: tuple[str, ...] = typing.get_args(Guidance)
 LEAKING_GUIDANCE: tuple[str, ...] = ("oracle", "swapped")  # modes computed from the true label: never a fair arm
 SAMPLERS: tuple[str, ...] = typing.get_args(SamplerName)
+Monitor = Literal["val_loss", "val_auroc"]  # the val criterion a classifier's early stopping and kept epoch follow
 Precision = Literal["fp32", "bf16"]  # the sampling network's arithmetic; bf16 (autocast) is CUDA only
 DIFFUSION_PROCESSES: tuple[str, ...] = typing.get_args(DiffusionProcess)
 CLASSIFIER_DOMAINS: tuple[str, ...] = typing.get_args(ClassifierDomain)
@@ -288,8 +289,10 @@ class TrainClassifierParams:
     weight_decay: Annotated[float, Field(strict=True, ge=0)]
     hflip: Bool
     precise_bn: Bool  # BatchNorm statistics recomputed on the train split before every val pass (precise BN)
-    patience: Annotated[int, Field(strict=True, ge=0)]  # early stopping: epochs without a lower val loss before
-    # training stops (0: off, every one of `epochs` is trained)
+    patience: Annotated[int, Field(strict=True, ge=0)]  # early stopping: epochs without a better `monitor` value
+    # before training stops (0: off, every one of `epochs` is trained)
+    min_epochs: Annotated[int, Field(strict=True, ge=0)]  # no early stop before this many epochs (a flat start)
+    monitor: Monitor  # the val criterion of early stopping and of the kept epoch (medsr.stopping)
 
 
 @section

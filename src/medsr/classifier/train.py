@@ -2,12 +2,12 @@
 on `val`.
 
 The train and val splits are those of the set's manifest (val carved once at download); the test split is
-never read. The kept weights are those of the epoch with the lowest validation cross-entropy (ties go to the
-earlier epoch): the loss is smoother than accuracy on a small validation split. Training runs for at most
-`epochs`; with `patience` > 0 it stops early once `patience` epochs in a row have not lowered the val loss
-(early stopping, Prechelt 1998, "Early stopping - but when?"), and `medsr.stopping` says whether the kept epoch
-was still improving at the budget (`converged`: the learning gate of `medsr evaluate` reads it from the history
-CSV).
+never read. The kept weights are those of the epoch with the best value of the val criterion `monitor` (the
+cross-entropy, lowest, or the AUROC, highest; ties go to the earlier epoch). Training runs for at most `epochs`;
+with `patience` > 0 it stops early once `patience` epochs in a row have not improved it, but never before
+`min_epochs` epochs (early stopping, Prechelt 1998, "Early stopping - but when?"), and `medsr.stopping` says
+whether the kept epoch was still improving at the budget (`converged`: the learning gate of `medsr evaluate`
+reads it from the history CSV). Every epoch's val loss, accuracy and AUROC are in the history either way.
 The learning-rate schedule always spans the maximum `epochs` (cosine over the budget): a run that stops early
 stops where the val loss stopped falling, at a learning rate not yet decayed to zero, and its epochs before the
 stop are exactly those of a run without early stopping. With `precise_bn`, every val
@@ -34,18 +34,19 @@ import torch
 from torch import nn
 
 from medsr.checkpoint import read_metadata, save_model
+from medsr.evaluation.metrics import auroc
 from medsr.classifier.model import NORMALIZE_MEAN, NORMALIZE_STD, build_classifier, load_classifier, normalize
 from medsr.config import to_jsonable
 from medsr.parameters import CLASSES, TrainClassifierParams
 from medsr.randomness import seed_everything
 from medsr.errors import MedsrError
 from medsr.io import MANIFEST, Record, load_images, read_manifest, sha256_file, write_csv
-from medsr.stopping import RUN_FIELDS, should_stop, stopping
+from medsr.stopping import RUN_FIELDS, best_epoch, should_stop, stopping
 from medsr.training import Diverged, check_loss
 
 # Per epoch, then the columns about the whole run (the same on every row, so any row tells): medsr.stopping.
-HISTORY_FIELDS = ("epoch", "learning_rate", "train_loss", "train_acc", "val_loss", "val_acc", *RUN_FIELDS)
-SELECTION = "val_loss"  # best epoch = lowest validation loss
+HISTORY_FIELDS = ("epoch", "learning_rate", "train_loss", "train_acc", "val_loss", "val_acc", "val_auroc",
+                  *RUN_FIELDS)
 PRECISE_BN_IMAGES = 256  # train images (evenly spaced in manifest order) the BatchNorm statistics are recomputed on
 
 
@@ -65,16 +66,18 @@ def split_records(images: Path, split: str) -> list[Record]:
 
 
 def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-              device: torch.device) -> tuple[float, float]:
+              device: torch.device) -> tuple[float, float, float]:
+    """Val cross-entropy, accuracy at the argmax, and AUROC of the unhealthy probability."""
     model.eval()
-    loss_sum, correct = 0.0, 0
+    loss_sum, correct, scores = 0.0, 0, []
     with torch.inference_mode():
         for start in range(0, len(x), batch_size):
             xb, yb = x[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
             logits = model(normalize(xb))
             loss_sum += nn.functional.cross_entropy(logits, yb, reduction="sum").item()
             correct += (logits.argmax(1) == yb).sum().item()
-    return loss_sum / len(x), correct / len(x)
+            scores.append(torch.softmax(logits.float(), 1)[:, 1].cpu().numpy())
+    return loss_sum / len(x), correct / len(x), auroc(y.numpy(), np.concatenate(scores).astype(np.float64))
 
 
 def precise_bn_subset(x: torch.Tensor, count: int = PRECISE_BN_IMAGES) -> torch.Tensor:
@@ -194,19 +197,19 @@ def _load_splits(images: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 def _fit(net: nn.Module, params: TrainClassifierParams, x_train: torch.Tensor, y_train: torch.Tensor,
          x_val: torch.Tensor, y_val: torch.Tensor, generator: torch.Generator, device: torch.device):
     """Epochs until `params.epochs` or early stopping; returns (history rows, best epoch's record and weights,
-    val losses). The kept epoch is the one with the lowest val loss."""
+    the monitored val values). The kept epoch is the one with the best value of `params.monitor`."""
     optimizer, schedule = optimizer_and_schedule(net, params)
     history: list[dict[str, float | int]] = []
     best: dict[str, float | int] = {}
     best_state: dict[str, torch.Tensor] = {}
-    val_losses: list[float] = []
+    monitored: list[float] = []
     for epoch in range(1, params.epochs + 1):
         learning_rate = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = _train_epoch(net, optimizer, x_train, y_train, params, generator, device, epoch)
         schedule.step()
         if params.precise_bn:
             recalibrate_batchnorm(net, precise_bn_subset(x_train), params.batch_size, device)
-        val_loss, val_acc = _evaluate(net, x_val, y_val, params.batch_size, device)
+        val_loss, val_acc, val_auroc = _evaluate(net, x_val, y_val, params.batch_size, device)
         # a nan validation loss would win no comparison and so stay "best" if it came first
         check_loss(val_loss, "train-classifier", f"epoch {epoch} (validation)", "train_classifier.learning_rate",
                    learning_rate)
@@ -217,19 +220,22 @@ def _fit(net: nn.Module, params: TrainClassifierParams, x_train: torch.Tensor, y
             "train_acc": round(train_acc, 6),
             "val_loss": round(val_loss, 6),
             "val_acc": round(val_acc, 6),
+            "val_auroc": round(val_auroc, 6),
         }
         history.append(row)
         print(f"train-classifier: epoch {epoch}/{params.epochs} train_loss {train_loss:.4f} "
-              f"train_acc {train_acc:.3f} val_loss {val_loss:.4f} val_acc {val_acc:.3f}", file=sys.stderr)
-        if not best or val_loss < best["val_loss"]:
-            best = {"epoch": epoch, "val_loss": val_loss, "val_acc": val_acc}
+              f"train_acc {train_acc:.3f} val_loss {val_loss:.4f} val_acc {val_acc:.3f} val_auroc {val_auroc:.3f}",
+              file=sys.stderr)
+        current = {"val_loss": val_loss, "val_auroc": val_auroc}[params.monitor]
+        monitored.append(current)
+        if best_epoch(monitored, params.monitor) == epoch:  # strictly better than every earlier epoch
+            best = {"epoch": epoch, "val_loss": val_loss, "val_acc": val_acc, "val_auroc": val_auroc}
             best_state = copy.deepcopy(net.state_dict())
-        val_losses.append(val_loss)
-        if should_stop(val_losses, params.patience):
-            print(f"train-classifier: early stop after epoch {epoch}: no lower val loss in {params.patience} epochs "
-                  f"(best epoch {best['epoch']})", file=sys.stderr)
+        if should_stop(monitored, params.patience, params.min_epochs, params.monitor):
+            print(f"train-classifier: early stop after epoch {epoch}: no better {params.monitor} in "
+                  f"{params.patience} epochs (best epoch {best['epoch']})", file=sys.stderr)
             break
-    return history, best, best_state, val_losses
+    return history, best, best_state, monitored
 
 
 def _check_finite(best: dict[str, float | int], best_state: dict[str, torch.Tensor],
@@ -255,11 +261,12 @@ def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, 
     x_train, y_train, x_val, y_val = _load_splits(images)
     net = (build_classifier(architecture) if init is None
            else starting_point(Path(init), architecture, int(x_train.shape[-1]))).to(device)
-    history, best, best_state, val_losses = _fit(net, params, x_train, y_train, x_val, y_val, generator, device)
-    stop = stopping(val_losses, params.patience, params.epochs)
+    history, best, best_state, monitored = _fit(net, params, x_train, y_train, x_val, y_val, generator, device)
+    stop = stopping(monitored, params.patience, params.epochs, params.monitor)
     if not stop.converged:
-        print(f"train-classifier: not converged: the val loss was still falling at epoch {stop.best_epoch} of "
-              f"{params.epochs} (train_classifier.epochs, patience {params.patience})", file=sys.stderr)
+        print(f"train-classifier: not converged: the {params.monitor} was still improving at epoch "
+              f"{stop.best_epoch} of {params.epochs} (train_classifier.epochs, patience {params.patience})",
+              file=sys.stderr)
     _check_finite(best, best_state, params)
     metadata = {
         "architecture": architecture,
@@ -273,9 +280,11 @@ def run(params: TrainClassifierParams, *, images: Path, model: Path, log: Path, 
         "epochs": params.epochs,  # the maximum
         **stop.as_dict(),  # epochs_run, best_epoch, stopped_early, converged
         "patience": params.patience,
-        "selection": SELECTION,
+        "min_epochs": params.min_epochs,
+        "selection": params.monitor,
         "val_loss": best["val_loss"],
         "val_acc": best["val_acc"],
+        "val_auroc": best["val_auroc"],
         "train_images": int(len(x_train)),
         "val_images": int(len(x_val)),
         "input_set": str(images),
