@@ -14,6 +14,7 @@ from medsr.classifier.train import HISTORY_FIELDS
 from medsr.parameters import CLASSES, EvaluateParams, TrainClassifierParams
 from medsr.errors import MedsrError
 from medsr.evaluation.compute import classifier_analysis
+from medsr.evaluation.gate import chance_pvalue
 from medsr.evaluation.metrics import bootstrap_weights
 from medsr.image_sets import ImageSet
 from medsr.io import Record, read_csv, write_csv, write_image, write_json, write_manifest
@@ -39,7 +40,7 @@ def _params(**overrides) -> EvaluateParams:
                   exact_below=25, val_specificity=0.95, external={"mine": "x"},
                   figure_images=4, lpips_weights="", rcps_alpha=0.2, rcps_delta=0.1,
                   error_threshold=0.05, crc_alpha=0.1, sr_classifier=(), verdict_rule="pooled",
-                  gate_min_hr_val_auroc=0.9, gate_require_converged=True)
+                  gate_min_hr_val_auroc=0.9, gate_require_converged=True, gate_chance_alpha=0.05)
     values.update(overrides)
     return EvaluateParams(**values)
 
@@ -75,11 +76,13 @@ def _scores(split: str, misses: int, caught: float) -> list[float]:
     return healthy + [0.02 if i < misses else caught for i in range(len(ids) - n_h)]
 
 
-def write_history(path: Path, best_epoch: int, epochs: int = 4) -> None:
-    """A classifier history CSV as train-classifier writes it; converged when the best epoch is not the last."""
+def write_history(path: Path, best_epoch: int, epochs: int = 4, val_auroc: float = 0.9) -> None:
+    """A classifier history CSV as train-classifier writes it; converged when the best epoch is not the last; the
+    kept epoch's val AUROC `val_auroc` (the others 0.5)."""
     run = {"epochs_run": epochs, "best_epoch": best_epoch, "stopped_early": False, "converged": best_epoch < epochs}
     write_csv(path, [{"epoch": e, "learning_rate": 1e-3, "train_loss": 1 / e, "train_acc": 0.5, "val_loss": 1.5 / e,
-                      "val_acc": 0.5, **run} for e in range(1, epochs + 1)], HISTORY_FIELDS)
+                      "val_acc": 0.5, "val_auroc": val_auroc if e == best_epoch else 0.5, **run}
+                     for e in range(1, epochs + 1)], HISTORY_FIELDS)
 
 
 def write_experiment(root: Path, misses: dict[str, int], caught: dict[str, float] | None = None,
@@ -748,8 +751,10 @@ def test_the_gate_passes_when_the_classifiers_learned_and_changes_no_verdict(sr_
     gate = sr_wins["results_data"]["gate"]
     assert gate["passed"] is True and gate["reasons"] == []
     assert gate["hr_val_auroc"] == {"resnet18": {"0": 1.0, "1": 1.0}}
-    assert gate["classifiers"]["classifier_resnet18_bicubic_seed1.csv"] == {
-        "epochs_run": 4, "best_epoch": 3, "stopped_early": False, "converged": True}
+    record = gate["classifiers"]["classifier_resnet18_bicubic_seed1.csv"]
+    assert record == {"epochs_run": 4, "best_epoch": 3, "stopped_early": False, "converged": True, "val_auroc": 0.9,
+                      "chance_pvalue": pytest.approx(chance_pvalue(0.9, N_VAL, N_VAL))}
+    assert record["chance_pvalue"] < 1e-4
     assert sr_wins["metrics_data"]["gate"] == "passed"
     assert _verdict(sr_wins, Q2_SR)["verdict"] == "first_better"
     assert sr_wins["summary_rst"].startswith("Verdict\n=======")
@@ -765,8 +770,8 @@ def test_the_gate_withholds_every_verdict_when_the_classifiers_did_not_learn(not
         "(evaluate.gate_min_hr_val_auroc)",
         "resnet18 HR-trained classifier, train seed 1: HR val AUROC 0.800, below the floor 0.9 "
         "(evaluate.gate_min_hr_val_auroc)",
-        "classifier_resnet18_bicubic_seed1: not converged: best val loss at epoch 4 of 4 trained, still falling at "
-        "the budget (train_classifier.epochs / patience; evaluate.gate_require_converged)"]
+        "classifier_resnet18_bicubic_seed1: not converged: best val criterion at epoch 4 of 4 trained, still "
+        "improving at the budget (train_classifier.epochs / patience; evaluate.gate_require_converged)"]
     assert {v["verdict"] for v in data["verdicts"]} == {"no_verdict"}
     assert {a["agree"] for a in data["architecture_agreement"]} == {True}
     for name in ("fnr_first_val", "fnr_difference_val", "pvalue_holm"):  # the numbers stay, as description
@@ -802,8 +807,36 @@ def test_a_missing_or_old_classifier_history_fails_a_gate_that_requires_converge
                                  [tmp_path / "classifier_resnet18_hr_seed0.csv",
                                   tmp_path / "classifier_resnet18_bicubic_seed0.csv"])
     assert records == {"classifier_resnet18_hr_seed0.csv": {"epochs_run": 4, "best_epoch": 2, "stopped_early": False,
-                                                            "converged": True},
+                                                            "converged": True, "val_auroc": 0.9},
                        "classifier_resnet18_bicubic_seed0.csv": None}
+
+
+def test_the_gate_withholds_the_verdicts_when_any_classifier_ranks_its_own_val_images_at_chance(tmp_path):
+    """The HR classifiers rank HR val perfectly, but one bicubic classifier kept an epoch at val AUROC 0.52 (20 + 20
+    val images: p 0.41): no verdict, whatever the HR floor says. 0.80 passes (p 6e-4); a history without the
+    column (written before it existed) fails."""
+    from medsr.evaluation.gate import learning_gate
+
+    ids, labels = _ids("val")
+    scores = {("hr", seed, "hr", "val"): Scores(tuple(ids), np.array(labels), np.array(labels, dtype=float))
+              for seed in SEEDS}
+    logs = []
+    for domain in ("hr", "bicubic"):
+        for seed in SEEDS:
+            logs.append(tmp_path / f"classifier_resnet18_{domain}_seed{seed}.csv")
+            write_history(logs[-1], best_epoch=3, val_auroc=0.52 if (domain, seed) == ("bicubic", 1) else 0.8)
+    gate = learning_gate(_params(), {"resnet18": scores}, "hr", logs)
+    assert gate["passed"] is False and gate["chance_alpha"] == 0.05
+    assert gate["reasons"] == ["classifier_resnet18_bicubic_seed1: val AUROC 0.520 on its own val images is not above "
+                               "chance (one-sided p 0.41 >= 0.05, 20 + 20 val images; evaluate.gate_chance_alpha)"]
+    assert gate["classifiers"]["classifier_resnet18_hr_seed0.csv"]["chance_pvalue"] == pytest.approx(5.85e-4, rel=0.01)
+    assert learning_gate(_params(gate_chance_alpha=0.0), {"resnet18": scores}, "hr", logs)["passed"] is True
+    write_csv(logs[0], [{"epoch": 1, "val_loss": 0.5, "epochs_run": 1, "best_epoch": 1, "stopped_early": False,
+                         "converged": True}], ("epoch", "val_loss", "epochs_run", "best_epoch", "stopped_early",
+                                               "converged"))
+    gate = learning_gate(_params(gate_require_converged=False), {"resnet18": scores}, "hr", logs)
+    assert gate["reasons"][0] == ("classifier_resnet18_hr_seed0: no val AUROC of its kept epoch in its training "
+                                  "history (evaluate.gate_chance_alpha)")
 
 
 def test_the_gate_fails_on_an_undefined_hr_val_auroc():

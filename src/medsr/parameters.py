@@ -337,7 +337,9 @@ class EvaluateParams:
     # the learning gate, checked before any verdict (medsr.evaluation.gate): below the floor, or unconverged, the
     # run gives no verdict
     gate_min_hr_val_auroc: Probability  # floor of the HR-trained classifier's AUROC on HR val, every seed and family
-    gate_require_converged: Bool  # every classifier's val loss must have stopped improving within its epochs
+    gate_require_converged: Bool  # every classifier's val criterion must have stopped improving within its epochs
+    gate_chance_alpha: Annotated[float, Field(strict=True, ge=0, lt=1)]  # every classifier's kept val AUROC on its
+    # own images above chance at this one-sided level (0: not checked)
 
 
 @section

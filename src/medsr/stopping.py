@@ -75,7 +75,8 @@ RUN_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Stopping)
 
 
 def training_record(path: Path) -> dict[str, Any] | None:
-    """The run-level fields of a classifier history CSV (None: written before they existed, or empty)."""
+    """The run-level fields of a classifier history CSV (None: written before they existed, or empty), and the
+    kept epoch's val AUROC (`val_auroc`; None in a history written before that column existed)."""
     rows = read_csv(path)
     if not rows or any(rows[-1].get(f) in (None, "") for f in RUN_FIELDS):
         return None
@@ -86,6 +87,14 @@ def training_record(path: Path) -> dict[str, Any] | None:
             raise MedsrError(f"{path}: column {name} holds {last[name]!r}, expected True or False")
         flags[name] = last[name] == "True"
     try:
-        return {"epochs_run": int(last["epochs_run"]), "best_epoch": int(last["best_epoch"]), **flags}
+        record = {"epochs_run": int(last["epochs_run"]), "best_epoch": int(last["best_epoch"]), **flags}
     except ValueError as err:
         raise MedsrError(f"{path}: epochs_run / best_epoch are not integers ({err})") from err
+    kept = next((r for r in rows if r.get("epoch") == str(record["best_epoch"])), None)
+    if kept is None:
+        raise MedsrError(f"{path}: no row for its best_epoch {record['best_epoch']}")
+    try:
+        record["val_auroc"] = float(kept["val_auroc"]) if kept.get("val_auroc") not in (None, "") else None
+    except ValueError as err:
+        raise MedsrError(f"{path}: val_auroc of epoch {record['best_epoch']} is not a number ({err})") from err
+    return record

@@ -7,8 +7,14 @@ nothing about the images it is shown, and a p-value computed from them is confid
 - every classifier family's HR-trained classifier, every train seed, reaches an AUROC of at least
   `gate_min_hr_val_auroc` on the HR val images (its own domain: the easiest task it was trained for);
 - with `gate_require_converged`, every classifier the run trained (every family, domain and seed) has
-  `converged` in its history CSV (medsr.stopping.Stopping: its val loss had stopped falling before
-  train_classifier.epochs ran out).
+  `converged` in its history CSV (medsr.stopping.Stopping: its val criterion had stopped improving before
+  train_classifier.epochs ran out);
+- with `gate_chance_alpha` > 0, every classifier the run trained ranks the val images of its own kind (the val
+  split of the set it was trained on) above chance: its kept epoch's val AUROC (history CSV) exceeds 0.5 by a
+  one-sided z test with the Mann-Whitney null variance (n_pos + n_neg + 1) / (12 n_pos n_neg) (Hanley & McNeil
+  1982). A classifier at chance in one arm, e.g. a bicubic baseline whose training ended before it learned, would
+  make the other arm look better for no reason the images give; the HR floor above does not see it. No number is
+  tuned: the level is the test's, and the bar rises as val shrinks (400 val images: AUROC 0.548).
 
 When a check fails, every verdict is NO_VERDICT (its numbers stay, as description only) and the summary, report
 and README block lead with NO_VERDICT_TEXT and the reasons.
@@ -19,6 +25,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from scipy.stats import norm
 
 from medsr.parameters import EvaluateParams
 from medsr.evaluation.metrics import auroc, finite_or_none
@@ -54,6 +63,16 @@ def hr_val_aurocs(params: EvaluateParams, scores_by_architecture: Mapping[str, M
             for a, scores in scores_by_architecture.items()}
 
 
+def chance_pvalue(value: float, n_pos: int, n_neg: int) -> float:
+    """One-sided p of AUROC `value` under "ranks at chance" (AUROC 0.5): the normal approximation of the
+    Mann-Whitney U statistic, whose null variance of U / (n_pos n_neg) is (n_pos + n_neg + 1) / (12 n_pos n_neg).
+    1.0 when val lacks a class (nothing to rank)."""
+    if n_pos == 0 or n_neg == 0:
+        return 1.0
+    se = ((n_pos + n_neg + 1) / (12 * n_pos * n_neg)) ** 0.5
+    return float(norm.sf((value - 0.5) / se))
+
+
 def learning_gate(params: EvaluateParams, scores_by_architecture: Mapping[str, Mapping[Key, Scores]], hr_set: str,
                   logs: Sequence[Path]) -> dict[str, Any]:
     """{"passed", "reasons" (one line each), the settings, and what they were checked on}."""
@@ -64,16 +83,31 @@ def learning_gate(params: EvaluateParams, scores_by_architecture: Mapping[str, M
                f"{params.gate_min_hr_val_auroc:g} (evaluate.gate_min_hr_val_auroc)"
                for a, per_seed in aurocs.items() for seed, value in per_seed.items()
                if value is None or value < params.gate_min_hr_val_auroc]
+    if params.gate_chance_alpha > 0:
+        labels = next(iter(scores_by_architecture.values()))[("hr", params.train_seeds[0], hr_set, "val")].labels
+        n_pos, n_neg = int(np.sum(labels == 1)), int(np.sum(labels == 0))
+        for name, record in records.items():
+            if record is None or record.get("val_auroc") is None:
+                reasons.append(f"{Path(name).stem}: no val AUROC of its kept epoch in its training history "
+                               f"(evaluate.gate_chance_alpha)")
+                continue
+            record["chance_pvalue"] = chance_pvalue(record["val_auroc"], n_pos, n_neg)
+            if record["chance_pvalue"] >= params.gate_chance_alpha:
+                reasons.append(f"{Path(name).stem}: val AUROC {record['val_auroc']:.3f} on its own val images is not "
+                               f"above chance (one-sided p {record['chance_pvalue']:.2g} >= "
+                               f"{params.gate_chance_alpha:g}, {n_pos} + {n_neg} val images; "
+                               f"evaluate.gate_chance_alpha)")
     if params.gate_require_converged:
         for name, record in records.items():
             if record is None:
                 reasons.append(f"{name}: no training history with a convergence record among the training logs")
             elif not record["converged"]:
-                reasons.append(f"{Path(name).stem}: not converged: best val loss at epoch {record['best_epoch']} of "
-                               f"{record['epochs_run']} trained, still falling at the budget "
-                               f"(train_classifier.epochs / patience; evaluate.gate_require_converged)")
+                reasons.append(f"{Path(name).stem}: not converged: best val criterion at epoch "
+                               f"{record['best_epoch']} of {record['epochs_run']} trained, still improving at the "
+                               f"budget (train_classifier.epochs / patience; evaluate.gate_require_converged)")
     return {"passed": not reasons, "reasons": reasons,
             "min_hr_val_auroc": params.gate_min_hr_val_auroc, "require_converged": params.gate_require_converged,
+            "chance_alpha": params.gate_chance_alpha,
             "hr_val_auroc": aurocs, "classifiers": records}
 
 
