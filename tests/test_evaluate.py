@@ -449,6 +449,53 @@ def test_recipe_choice_takes_the_best_median_val_auroc_or_a_cheaper_recipe_close
     assert "| fine-tuned from hr, lr 0.001, 4 epochs |" in table and "| from scratch, lr 0.001, 8 epochs |" in table
 
 
+def test_recipe_choice_replays_early_stopping_rules_on_full_curves_and_takes_the_cheapest_near_the_best(tmp_path):
+    """Two domains' full-length val curves (precise BN): the HR one learns at once; the bicubic one sits at chance
+    loss for 4 epochs while its AUROC rises. Watching the loss with patience 2 stops bicubic at epoch 3 (kept
+    AUROC 0.5); no stop before epoch 6 lets it reach 0.8; watching the AUROC does too, at fewer epochs."""
+    import importlib.util
+
+    from medsr.report.benchmark_tables import TABLES
+    from medsr.io import read_json, write_json
+
+    spec = importlib.util.spec_from_file_location(
+        "recipe_choice", Path(__file__).resolve().parents[1] / "benchmarks/recipe_choice.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def curves(losses, aurocs):
+        epochs = [{"epoch": e + 1, "precise": {"val_loss": lo, "val_auroc": a, "val_acc": a - 0.1}}
+                  for e, (lo, a) in enumerate(zip(losses, aurocs))]
+        return {"params": {"epochs": len(losses)}, "runs": [{"seed": s, "epochs": epochs} for s in (0, 1)]}
+    hr = curves([0.7, 0.3, 0.2, 0.1, 0.15, 0.2, 0.2, 0.2, 0.2, 0.2],
+                [0.6, 0.9, 0.95, 0.99, 0.98, 0.97, 0.97, 0.97, 0.97, 0.97])
+    bicubic = curves([0.70, 0.72, 0.73, 0.71, 0.65, 0.60, 0.66, 0.67, 0.68, 0.69],
+                     [0.50, 0.55, 0.62, 0.70, 0.75, 0.80, 0.79, 0.78, 0.77, 0.76])
+    result = module.replay({"hr": hr, "bicubic": bicubic}, ["val_loss", "val_auroc"], [2], [0, 6])
+    loss0, loss6 = result["candidates"]["val_loss, patience 2, min_epochs 0"], \
+        result["candidates"]["val_loss, patience 2, min_epochs 6"]
+    assert loss0["domains"]["bicubic"]["runs"]["0"] == {"epochs_run": 3, "best_epoch": 1, "stopped_early": True,
+                                                         "converged": True, "val_auroc": 0.5, "val_acc": 0.4,
+                                                         "val_loss": 0.7}
+    assert loss6["domains"]["bicubic"]["runs"]["0"]["best_epoch"] == 6 and \
+        loss6["domains"]["bicubic"]["runs"]["0"]["epochs_run"] == 8
+    auroc0 = result["candidates"]["val_auroc, patience 2, min_epochs 0"]
+    assert auroc0["domains"]["bicubic"]["mean_val_auroc"] == 0.8
+    assert auroc0["domains"]["bicubic"]["mean_epochs_run"] == 8
+    assert auroc0["domains"]["hr"]["runs"]["1"]["best_epoch"] == 4 and auroc0["domains"]["hr"]["mean_epochs_run"] == 6
+    assert loss0["domains"]["hr"]["mean_epochs_run"] == 6  # the loss rule: best epoch 4, stop at 6
+    assert result["near"] == ["val_loss, patience 2, min_epochs 6", "val_auroc, patience 2, min_epochs 0",
+                              "val_auroc, patience 2, min_epochs 6"]
+    assert result["chosen"] == "val_loss, patience 2, min_epochs 6"  # (8 + 6) / 2 epochs: the earliest of the ties
+    write_json(tmp_path / "s.json", result)
+    table = TABLES["stop_rule"](read_json(tmp_path / "s.json"))
+    assert "| val_loss, patience 2, min_epochs 0 | 0.990 / 0.990, 6.0 | 0.500 / 0.500, 3.0 | 4/4 |" in table
+    assert "chosen: **val_loss, patience 2, min_epochs 6**" in table
+    with pytest.raises(SystemExit, match="bicubic seed 0 has 9 of 10 epochs"):
+        bicubic["runs"][0]["epochs"].pop()
+        module.replay({"hr": hr, "bicubic": bicubic}, ["val_loss"], [2], [0])
+
+
 def test_verdicts_are_reported_per_classifier_family(family_specific, sr_wins):
     data = family_specific["results_data"]
     assert data["architectures"] == ["resnet18", "mobilenet_v3_small"]

@@ -249,6 +249,26 @@ def recipe_choice_markdown(data: Mapping[str, Any]) -> str:
         f"{data['criterion']}; chosen: **{name(recipes[data['chosen']])}**; {_machine(data.get('machine'))}."))
 
 
+def stop_rule_markdown(data: Mapping[str, Any]) -> str:
+    """benchmarks/recipe_choice.py --replay: per early-stopping rule, per domain the mean / worst kept-epoch val AUROC
+    over seeds and the mean epochs run, the converged runs, and the rule its criterion chose."""
+    candidates = data["candidates"]
+    domains = list(next(iter(candidates.values()))["domains"])
+    lines = []
+    for label, c in candidates.items():
+        cells = [f"{c['domains'][d]['mean_val_auroc']:.3f} / {c['domains'][d]['worst_val_auroc']:.3f}, "
+                 f"{c['domains'][d]['mean_epochs_run']:.1f}" for d in domains]
+        mark = f"**{label}**" if label == data["chosen"] else label
+        lines.append(f"| {mark} | {' | '.join(cells)} | {c['converged_runs']}/{c['runs']} |")
+    first = next(iter(candidates.values()))["domains"]
+    maxima = ", ".join(f"{d} {first[d]['max_epochs']}" for d in domains)
+    return _table(("rule (monitor, patience, min_epochs)",
+                   *(f"{d}: val AUROC mean / worst, epochs run" for d in domains), "converged runs"), lines, (
+        f"Replayed on full-length runs ({maxima} epochs, seeds {', '.join(first[domains[0]]['runs'])}; "
+        f"{', '.join(f'{d}: {src}' for d, src in data.get('sources', {}).items())}); criterion: {data['criterion']}; "
+        f"chosen: **{data['chosen']}**; {_machine(data.get('machine'))}."))
+
+
 def aa_calibration_markdown(data: Mapping[str, Any]) -> str:
     """benchmarks/aa_calibration.py: per verdict test, its A/A rejection rate on each null arm with the
     Clopper-Pearson 95% interval, its power on a real difference, and the candidate the declared criterion chose."""
@@ -292,5 +312,6 @@ TABLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "verdict_rule": verdict_rule_markdown,
     "bicubic_recipe": recipe_choice_markdown,
     "early_stop_recipe": recipe_choice_markdown,
+    "stop_rule": stop_rule_markdown,  # recipe_choice.py --replay
     "aa_calibration": aa_calibration_markdown,
 }
