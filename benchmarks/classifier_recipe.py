@@ -5,9 +5,11 @@ For each seed, one training run of `train-classifier`'s loop (params.yaml's trai
 augmentation, optimizer, schedule, epochs) on the train split of `--images`; after every epoch the val split is
 scored twice from the same weights: with the running BatchNorm statistics kept during training (`ema`, what
 `precise_bn: false` keeps) and with statistics recomputed on the train split (`precise`, on a copy: the training
-run itself is the same for both). Per variant, the epoch with the lowest val loss is kept, as train-classifier
-does (with train_classifier.patience > 0: up to where its early stopping would stop, on that variant's val losses;
-every epoch up to the maximum is still trained and recorded); the table shows its val accuracy and AUROC per seed
+run itself is the same for both). Per variant, the epoch with the best monitored value (train_classifier.monitor)
+is kept, as train-classifier does (with train_classifier.patience > 0: up to where its early stopping would stop,
+after at least train_classifier.min_epochs, on that variant's values;
+every epoch up to the maximum is still trained and recorded; `recipe_choice.py --replay` replays other stopping
+rules on those full curves); the table shows its val accuracy and AUROC per seed
 and the worst seed, and each run's `stopping` (epochs run, best epoch, stopped early, converged).
 
     .venv/bin/python benchmarks/classifier_recipe.py --images data/hr --seeds 0 1 2 3 4 5 [--workers 2] \
@@ -103,10 +105,11 @@ def one_seed(params: TrainClassifierParams, images: Path, architecture: str, see
         recal_s.append(time.perf_counter() - start)
         row["precise"] = _score(precise, x_val, y_val)
         epochs.append(row)
-    # train-classifier's early stopping (train_classifier.patience) on each variant's val losses: the kept epoch is
-    # the lowest val loss up to the stop (ties: the earlier epoch)
-    stops = {v: stopping(trained_epochs([r[v]["val_loss"] for r in epochs], params.patience), params.patience,
-                         params.epochs) for v in VARIANTS}
+    # train-classifier's early stopping (train_classifier.patience, min_epochs, monitor) on each variant's val
+    # values: the kept epoch is the best monitored value up to the stop (ties: the earlier epoch)
+    stops = {v: stopping(trained_epochs([r[v][params.monitor] for r in epochs], params.patience, params.min_epochs,
+                                        params.monitor), params.patience, params.epochs, params.monitor)
+             for v in VARIANTS}
     best = {v: epochs[stops[v].best_epoch - 1] for v in VARIANTS}
     return {"seed": seed, "epochs": epochs, "train_s_per_epoch": float(np.median(train_s)),
             "recalibration_s": float(np.median(recal_s)),

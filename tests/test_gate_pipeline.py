@@ -42,6 +42,7 @@ def underfit_run(tmp_path_factory) -> Path:
         "data.source": "folder", "data.folder.path": str(hard_folder(where / "images")),
         "data.class_map": {folder: label for label, folder in FOLDER_OF.items()},
         "train_classifier.epochs": 8, "train_classifier.patience": 2,  # at most 8 epochs, stop after 2 without gain
+        "train_classifier.min_epochs": 0,
         "evaluate.gate_require_converged": True,
         # the least DAG that reaches evaluate: one guidance mode, one shard, no posterior samples
         "generate.guidance": ["null"], "generate.shards": [0], "generate.samples_per_image": 1,
