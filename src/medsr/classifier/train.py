@@ -9,7 +9,7 @@ with `patience` > 0 it stops early once `patience` epochs in a row have not impr
 whether the kept epoch was still improving at the budget (`converged`: the learning gate of `medsr evaluate`
 reads it from the history CSV). Every epoch's val loss, accuracy and AUROC are in the history either way.
 The learning-rate schedule always spans the maximum `epochs` (cosine over the budget): a run that stops early
-stops where the val loss stopped falling, at a learning rate not yet decayed to zero, and its epochs before the
+stops where its val criterion stopped improving, at a learning rate not yet decayed to zero, and its epochs before the
 stop are exactly those of a run without early stopping. With `precise_bn`, every val
 pass (and so the kept weights) uses BatchNorm statistics recomputed on the train split under that epoch's final
 weights (`recalibrate_batchnorm`). One classifier is trained
