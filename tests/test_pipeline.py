@@ -186,7 +186,7 @@ EXP_SHOW = [
     "--no-pager",
     "--only-changed",
     "--drop",
-    r"^(auroc|acc|psnr|ssim|p|crc_fnr|crc_spec|trust)\.",
+    r"^(auroc|acc|psnr|ssim|p|spec|crc_fnr|crc_spec|trust)\.",
 ]
 
 
@@ -194,7 +194,7 @@ def test_dvc_exp_run_metrics_diff_plots_and_exp_show_in_200_columns(dvc_project)
     r"""An experiment on an evaluate-only parameter (the cheapest rerun) that moves the headline numbers: the
     operating point at val specificity 0.01 calls almost every image unhealthy. `dvc metrics diff` and
     `dvc plots show` see it, and the README's comparison,
-    `dvc exp show --only-changed --drop '^(auroc|acc|psnr|ssim|p|crc_fnr|crc_spec|trust)\.'`, shows one row per
+    `dvc exp show --only-changed --drop '^(auroc|acc|psnr|ssim|p|spec|crc_fnr|crc_spec|trust)\.'`, shows one row per
     experiment with the changed parameter and every FNR that moved, whole in a 200-column terminal."""
     project, _ = dvc_project
     before = json.loads((project / "results/metrics.json").read_text())["fnr"]
