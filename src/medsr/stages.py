@@ -159,7 +159,7 @@ STAGES: tuple[Stage, ...] = (
           params=("train_classifier",),
           sections=("train_classifier",), device=True,
           paths=(PathArg("images", "image set to train on (its train split; the best epoch is chosen on val, where "
-                                   "early stopping watches the loss: train_classifier.patience)"),
+                                   "early stopping watches train_classifier.monitor)"),
                  PathArg("model", "safetensors file to write", out=True),
                  PathArg("log", "per-epoch history CSV to write", out=True),
                  PathArg("init", "classifier to fine-tune (the same family and seed trained on HR images: the DAG "
