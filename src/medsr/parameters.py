@@ -87,7 +87,9 @@ Architecture = Literal["resnet18", "efficientnet_b0", "densenet121", "mobilenet_
 GUIDANCE_MODES: tuple[str, ...] = typing.get_args(Guidance)
 LEAKING_GUIDANCE: tuple[str, ...] = ("oracle", "swapped")  # modes computed from the true label: never a fair arm
 SAMPLERS: tuple[str, ...] = typing.get_args(SamplerName)
-Monitor = Literal["val_loss", "val_auroc"]  # the val criterion a classifier's early stopping and kept epoch follow
+# the val criterion a classifier's early stopping and kept epoch follow, and whether higher is better (medsr.stopping)
+MONITOR_HIGHER_IS_BETTER: dict[str, bool] = {"val_loss": False, "val_auroc": True}
+Monitor = Literal[tuple(MONITOR_HIGHER_IS_BETTER)]
 Precision = Literal["fp32", "bf16"]  # the sampling network's arithmetic; bf16 (autocast) is CUDA only
 DIFFUSION_PROCESSES: tuple[str, ...] = typing.get_args(DiffusionProcess)
 CLASSIFIER_DOMAINS: tuple[str, ...] = typing.get_args(ClassifierDomain)

@@ -16,8 +16,7 @@ from typing import Any
 
 from medsr.errors import MedsrError
 from medsr.io import read_csv
-
-HIGHER_IS_BETTER = {"val_loss": False, "val_auroc": True}  # per train_classifier.monitor (medsr.parameters.Monitor)
+from medsr.parameters import MONITOR_HIGHER_IS_BETTER as HIGHER_IS_BETTER  # per train_classifier.monitor
 
 
 @dataclasses.dataclass(frozen=True)
