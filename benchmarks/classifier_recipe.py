@@ -38,12 +38,11 @@ import torch
 import yaml
 from torch import nn
 
-from medsr.classifier.model import build_classifier, load_classifier, normalize
-from medsr.classifier.train import (_split_tensors, _train_epoch, optimizer_and_schedule, precise_bn_subset,
+from medsr.classifier.model import build_classifier, load_classifier
+from medsr.classifier.train import (_evaluate, _split_tensors, _train_epoch, optimizer_and_schedule, precise_bn_subset,
                                     recalibrate_batchnorm, run as train_classifier)
 from medsr.config import load_params
 from medsr.parameters import TrainClassifierParams
-from medsr.evaluation.metrics import auroc
 from medsr.io import write_json
 from medsr.randomness import seed_everything
 from medsr.stopping import stopping, trained_epochs
@@ -53,12 +52,9 @@ NOT_LEARNED = 0.75  # a best-epoch val accuracy below this counts as a seed whos
 
 
 def _score(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    model.eval()
-    with torch.inference_mode():
-        logits = torch.cat([model(normalize(x[s:s + 64])) for s in range(0, len(x), 64)])
-    p = torch.softmax(logits, 1)[:, 1].numpy().astype(np.float64)
-    return {"val_loss": nn.functional.cross_entropy(logits, y).item(),
-            "val_acc": float((logits.argmax(1) == y).double().mean()), "val_auroc": auroc(y.numpy(), p)}
+    """train-classifier's val pass (`_evaluate`, 64 images a batch) as the row's val values."""
+    val_loss, val_acc, val_auroc = _evaluate(model, x, y, 64, torch.device("cpu"))
+    return {"val_loss": val_loss, "val_acc": val_acc, "val_auroc": val_auroc}
 
 
 def recipe(params_file: str, overrides: list[str]) -> TrainClassifierParams:
