@@ -122,8 +122,6 @@ def sr_row(params, sr_model: Path, root: Path, labels: np.ndarray) -> tuple[dict
         params.evaluate,
         model=Path(sr_model),
         lr=root / "lr",
-        guide=root / "classifier_bicubic.safetensors",
-        bicubic=root / "bicubic",
         out=out,
         guidance="null",
         seed=params.evaluate.sampling_seeds[0],

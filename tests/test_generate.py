@@ -144,11 +144,26 @@ def test_generate_errors_name_the_problem(workspace, tmp_path):
         make(workspace, tmp_path / "o", steps=999)
     with pytest.raises(MedsrError, match="--shard: 4 is not in generate.shards"):
         make(workspace, tmp_path / "o", shard=4)
+    with pytest.raises(MedsrError, match="predicted guidance needs the guide classifier"):
+        generate.run(PARAMS.generate, PARAMS.evaluate, model=workspace / "sr.safetensors", lr=workspace / "lr",
+                     guidance="predicted", seed=0, shard=0, out=tmp_path / "o")
     with pytest.raises(MedsrError, match="regression.safetensors: holds a 'sr_regression' model"):
         generate.run(PARAMS.generate, PARAMS.evaluate, model=workspace / "regression.safetensors", lr=workspace / "lr",
                      guide=workspace / "guide.safetensors", bicubic=workspace / "bicubic", guidance="null",
                      seed=0, shard=0, out=tmp_path / "o")
     assert not (tmp_path / "o").exists()
+
+
+def test_null_guidance_reads_no_guide_classifier(workspace, tmp_path):
+    """Only predicted guidance reads the guide classifier: a null run without one (as benchmarks/difficulty.py
+    calls it) writes the same files, byte for byte, as with one."""
+    with_guide = make(workspace, tmp_path / "with")
+    generate.run(PARAMS.generate, PARAMS.evaluate, model=workspace / "sr.safetensors", lr=workspace / "lr",
+                 guidance="null", seed=0, shard=0, out=tmp_path / "without")
+    files = sorted(p.relative_to(with_guide) for p in with_guide.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "without") for p in (tmp_path / "without").rglob("*")
+                           if p.is_file())
+    assert all((with_guide / f).read_bytes() == (tmp_path / "without" / f).read_bytes() for f in files)
 
 
 def test_a_resshift_model_is_sampled_by_the_resshift_sampler_only(workspace, tmp_path):

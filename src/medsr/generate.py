@@ -32,8 +32,8 @@ from tqdm import tqdm
 from medsr import io
 from medsr import posterior
 from medsr.config import generation_splits, sampler_mismatch
-from medsr.parameters import (CLASSES, EVAL_SPLITS, GUIDANCE_MODES, LEAKING_GUIDANCE, NULL_CLASS, EvaluateParams,
-                              GenerateParams)
+from medsr.parameters import (CLASSES, EVAL_SPLITS, GUIDANCE_MODES, GUIDED_BY_CLASSIFIER, LEAKING_GUIDANCE,
+                              NULL_CLASS, EvaluateParams, GenerateParams)
 from medsr.diffusion.model_file import STUDENT_KEY, load_unet
 from medsr.diffusion.samplers import Sampler, SamplerSpec, image_generators, make_sampler
 from medsr.errors import MedsrError
@@ -49,15 +49,19 @@ def shard_records(records: list[io.Record], shard: int, shards: int) -> list[io.
     return [ordered[i] for i in blocks[shard]]
 
 
-def guide_labels(guidance: str, records: list[io.Record], *, guide: Path, bicubic: Path, batch_size: int,
-                 device: torch.device) -> torch.Tensor:
-    """The class each image is guided towards (NULL_CLASS for none)."""
+def guide_labels(guidance: str, records: list[io.Record], *, guide: Path | None, bicubic: Path | None,
+                 batch_size: int, device: torch.device) -> torch.Tensor:
+    """The class each image is guided towards (NULL_CLASS for none); only predicted guidance reads the guide
+    classifier and the bicubic images."""
     if guidance == "null":
         return torch.full((len(records),), NULL_CLASS, dtype=torch.long)
     if guidance == "oracle":
         return torch.tensor([CLASSES.index(r.label) for r in records])
     if guidance == "swapped":
         return torch.tensor([posterior.swapped_label(r.label) for r in records], dtype=torch.long)
+    if guide is None or bicubic is None:
+        raise MedsrError("generate: predicted guidance needs the guide classifier and the bicubic images "
+                         "(--guide, --bicubic)")
     from medsr.classifier.model import load_classifier, predict_proba  # torchvision: only for predicted guidance
 
     classifier = load_classifier(guide, device)
@@ -69,8 +73,9 @@ def guide_labels(guidance: str, records: list[io.Record], *, guide: Path, bicubi
     return predict_proba(classifier, images, batch_size).argmax(dim=1)
 
 
-def run(params: GenerateParams, evaluate: EvaluateParams, *, model: Path, lr: Path, guide: Path, bicubic: Path,
-        out: Path, guidance: str, seed: int, shard: int, device: torch.device | None = None) -> None:
+def run(params: GenerateParams, evaluate: EvaluateParams, *, model: Path, lr: Path, out: Path, guidance: str,
+        seed: int, shard: int, guide: Path | None = None, bicubic: Path | None = None,
+        device: torch.device | None = None) -> None:
     device = device or torch.device("cpu")
     check_job(params, guidance, shard)
     loaded = load_unet(model, "sr_diffusion", device)
@@ -152,7 +157,7 @@ def sample_images(sampler: Sampler, loaded, lr: Path, records: list[io.Record], 
 
 
 def set_metadata(params: GenerateParams, loaded, sampler: Sampler, *, splits: tuple[str, ...], guidance: str,
-                 seed: int, shard: int, guide: Path, records: list[io.Record], labels: torch.Tensor) -> dict:
+                 seed: int, shard: int, guide: Path | None, records: list[io.Record], labels: torch.Tensor) -> dict:
     """metadata.json of the SR set (the posterior hashes are added as they are written)."""
     spec, post_spec = sampler.spec, posterior_spec(params)
     return {
@@ -163,7 +168,7 @@ def set_metadata(params: GenerateParams, loaded, sampler: Sampler, *, splits: tu
         "precision": params.precision,
         "model_sha256": loaded.sha256, "process": loaded.process, "target": loaded.target,
         "x0_clipping": sampler.clip_x0,
-        "guide_classifier_sha256": io.sha256_file(guide) if guidance == "predicted" else None,
+        "guide_classifier_sha256": io.sha256_file(guide) if guidance == GUIDED_BY_CLASSIFIER else None,
         "guide_class": {r.id: (CLASSES[k] if k < len(CLASSES) else "null")
                         for r, k in zip(records, labels.tolist())},
         "samples_per_image": params.samples_per_image, "posterior_images": params.posterior_images,

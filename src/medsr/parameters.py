@@ -86,6 +86,7 @@ ClassifierDomain = Literal["hr", "bicubic", "sr"]  # the kind of images a classi
 Architecture = Literal["resnet18", "efficientnet_b0", "densenet121", "mobilenet_v3_small", "shufflenet_v2_x1_0"]
 GUIDANCE_MODES: tuple[str, ...] = typing.get_args(Guidance)
 LEAKING_GUIDANCE: tuple[str, ...] = ("oracle", "swapped")  # modes computed from the true label: never a fair arm
+GUIDED_BY_CLASSIFIER = "predicted"  # the mode that reads generate's guide classifier (on the bicubic images)
 SAMPLERS: tuple[str, ...] = typing.get_args(SamplerName)
 # the val criterion a classifier's early stopping and kept epoch follow, and whether higher is better (medsr.stopping)
 MONITOR_HIGHER_IS_BETTER: dict[str, bool] = {"val_loss": False, "val_auroc": True}
