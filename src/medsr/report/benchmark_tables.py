@@ -306,6 +306,7 @@ TABLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "seed_robustness": seed_robustness_markdown,
     "seed_robustness_10": seed_robustness_markdown,  # the check with ten training seeds per run (configs/verdict.yaml)
     "cross_machine": cross_machine_markdown,
+    "cross_machine_10": cross_machine_markdown,  # the same with ten training seeds per run (configs/verdict.yaml)
     "cuda_check": cuda_check_markdown,
     "cuda_check_compile": cuda_compile_markdown,
     "classifier_recipe": classifier_recipe_markdown,
