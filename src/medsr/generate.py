@@ -59,6 +59,8 @@ def guide_labels(guidance: str, records: list[io.Record], *, guide: Path | None,
         return torch.tensor([CLASSES.index(r.label) for r in records])
     if guidance == "swapped":
         return torch.tensor([posterior.swapped_label(r.label) for r in records], dtype=torch.long)
+    if guidance != GUIDED_BY_CLASSIFIER:
+        raise MedsrError(f"generate: unknown guidance {guidance!r} (one of {', '.join(GUIDANCE_MODES)})")
     if guide is None or bicubic is None:
         raise MedsrError("generate: predicted guidance needs the guide classifier and the bicubic images "
                          "(--guide, --bicubic)")
