@@ -29,7 +29,7 @@ SIZE = 32
 
 def _params(**overrides) -> TrainClassifierParams:
     values = dict(architectures=("resnet18", "mobilenet_v3_small"), epochs=2, batch_size=8, learning_rate=1e-3,
-                  lr_schedule="cosine", weight_decay=1e-4, hflip=True, precise_bn=True, patience=0,
+                  lr_schedule="cosine", weight_decay=1e-4, hflip=True, crop=0, precise_bn=True, patience=0,
                   min_epochs=0, monitor="val_loss")
     values.update(overrides)
     return TrainClassifierParams(**values)
@@ -188,6 +188,38 @@ def test_training_is_deterministic(trained, tmp_path):
     train.run(_params(), images=trained["images"], model=tmp_path / "again.safetensors", log=tmp_path / "again.csv",
               architecture="resnet18", domain="hr", seed=0)
     assert read_csv(tmp_path / "again.csv") == read_csv(trained["log"])
+
+
+def test_random_crop_takes_a_window_of_each_image_and_draws_only_when_it_crops():
+    x = torch.arange(2 * 8 * 8, dtype=torch.float32).reshape(2, 1, 8, 8)  # pixel value = 64 image + 8 row + column
+    generator = torch.Generator().manual_seed(0)
+    state = generator.get_state()
+    assert train.random_crop(x, 0, generator) is x and train.random_crop(x, 8, generator) is x
+    assert torch.equal(generator.get_state(), state)  # whole images: the training stream is untouched
+    windows = train.random_crop(x, 5, generator)
+    assert windows.shape == (2, 1, 5, 5) and not torch.equal(generator.get_state(), state)
+    for image, window in zip(x, windows):
+        row, col = divmod(int(window[0, 0, 0]) % 64, 8)  # the window's top-left pixel says where it was cut
+        assert row <= 3 and col <= 3 and torch.equal(window, image[:, row:row + 5, col:col + 5])
+
+
+def test_a_cropped_run_trains_on_windows_and_scores_whole_val_images(trained, tmp_path, monkeypatch):
+    seen: list[tuple[int, ...]] = []
+    forward = train.nn.Module.__call__
+
+    def spy(module, *args, **kwargs):
+        if module.__class__.__name__ == "ResNet":
+            seen.append((module.training, *args[0].shape[-2:]))
+        return forward(module, *args, **kwargs)
+
+    monkeypatch.setattr(train.nn.Module, "__call__", spy)
+    train.run(_params(crop=SIZE // 2), images=trained["images"], model=tmp_path / "crop.safetensors",
+              log=tmp_path / "crop.csv", architecture="resnet18", domain="hr", seed=0)
+    monkeypatch.undo()
+    assert read_csv(tmp_path / "crop.csv") != read_csv(trained["log"])  # another run than the uncropped one
+    training, evaluation = {s[1:] for s in seen if s[0]}, {s[1:] for s in seen if not s[0]}
+    # train-mode passes: the cropped training batches and precise BN's whole images; eval mode: whole val images
+    assert training == {(SIZE // 2, SIZE // 2), (SIZE, SIZE)} and evaluation == {(SIZE, SIZE)}
 
 
 def _sets(**folders: Path) -> list[ImageSet]:

@@ -47,8 +47,8 @@ def _params(**overrides) -> EvaluateParams:
 
 def _train_params(architectures: tuple[str, ...] = ("resnet18",)) -> TrainClassifierParams:
     return TrainClassifierParams(architectures=architectures, epochs=1, batch_size=2, learning_rate=1e-3,
-                                 lr_schedule="cosine", weight_decay=0.0, hflip=True, precise_bn=True, patience=0,
-                                 min_epochs=0, monitor="val_loss")
+                                 lr_schedule="cosine", weight_decay=0.0, hflip=True, crop=0, precise_bn=True,
+                                 patience=0, min_epochs=0, monitor="val_loss")
 
 
 def _ids(split: str) -> tuple[list[str], list[int]]:

@@ -75,6 +75,7 @@ def test_nifti_and_dicom_run_download_degrade_and_train_with_subject_splits(tmp_
         lr_schedule="constant",
         weight_decay=0.0,
         hflip=False,
+        crop=0,
         precise_bn=True,
         patience=0,
         min_epochs=0,

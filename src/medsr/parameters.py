@@ -291,6 +291,9 @@ class TrainClassifierParams:
     lr_schedule: Literal["cosine", "constant"]
     weight_decay: Annotated[float, Field(strict=True, ge=0)]
     hflip: Bool
+    # training-only augmentation: a random crop x crop window of every train image (0, or a side >= the images':
+    # whole images); precise BN, val and every evaluation read whole images
+    crop: Annotated[int, Field(strict=True, ge=0)]
     precise_bn: Bool  # BatchNorm statistics recomputed on the train split before every val pass (precise BN)
     patience: Annotated[int, Field(strict=True, ge=0)]  # early stopping: epochs without a better `monitor` value
     # before training stops (0: off, every one of `epochs` is trained)

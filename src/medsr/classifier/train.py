@@ -116,6 +116,20 @@ def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int, de
         m.momentum = momentum
 
 
+def random_crop(x: torch.Tensor, side: int, generator: torch.Generator) -> torch.Tensor:
+    """A `side` x `side` window of each image of `x` [N, 1, H, W] at a uniform random offset (`train_classifier.crop`,
+    training only). ResNet-style networks end in global average pooling, so the whole images of val and evaluation
+    go through the same weights; precise BN recomputes BatchNorm's statistics on whole images (the train-test
+    resolution discrepancy and its BatchNorm fix: Touvron et al. 2019, "Fixing the train-test resolution
+    discrepancy"). Side 0, or one at least the images' own, returns `x` and draws nothing from `generator`."""
+    height, width = x.shape[-2:]
+    if side == 0 or side >= min(height, width):
+        return x
+    rows = torch.randint(0, height - side + 1, (len(x),), generator=generator)
+    cols = torch.randint(0, width - side + 1, (len(x),), generator=generator)
+    return torch.stack([image[:, r:r + side, c:c + side] for image, r, c in zip(x, rows.tolist(), cols.tolist())])
+
+
 def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                  params: TrainClassifierParams, generator: torch.Generator,
                  device: torch.device, epoch: int = 1) -> tuple[float, float]:
@@ -130,6 +144,7 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Te
         if params.hflip:  # training-only augmentation: mirror a random half of the batch
             flip = torch.rand(len(idx), generator=generator) < 0.5
             xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
+        xb = random_crop(xb, params.crop, generator)
         xb, yb = xb.to(device), yb.to(device)
         logits = model(normalize(xb))
         loss = nn.functional.cross_entropy(logits, yb)
