@@ -24,7 +24,6 @@ Prints a table and writes results/benchmarks/classifier_crop.json.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import platform
 import sys
@@ -40,6 +39,7 @@ from medsr.config import load_params
 from medsr.io import write_json
 from medsr.provenance import cpu_model
 from medsr.stages import CLASSIFIER_LOG
+from medsr.stopping import training_record
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_time import newest_log, parse_log  # noqa: E402
@@ -51,12 +51,13 @@ ARCHITECTURE = "resnet18"
 
 
 def history_row(log: Path) -> dict:
-    """What a train-classifier history says about its run: epochs, kept epoch, its val AUROC, converged."""
-    with log.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    kept = int(rows[-1]["best_epoch"])
-    return {"epochs": int(rows[-1]["epochs_run"]), "kept_epoch": kept,
-            "val_auroc": float(rows[kept - 1]["val_auroc"]), "converged": rows[-1]["converged"] == "True"}
+    """What a train-classifier history says about its run (medsr.stopping.training_record): epochs, kept epoch,
+    its val AUROC, converged."""
+    record = training_record(log)
+    if record is None:
+        raise SystemExit(f"classifier_crop: {log} has no run record (an unfinished or old history)")
+    return {"epochs": record["epochs_run"], "kept_epoch": record["best_epoch"], "val_auroc": record["val_auroc"],
+            "converged": record["converged"]}
 
 
 def train_pair(params_file: str, crop: int, seed: int, hr: Path, bicubic: Path, models: Path) -> list[dict]:

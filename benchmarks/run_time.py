@@ -18,12 +18,11 @@ Prints a table and writes results/benchmarks/run_time.json. Reads a finished run
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import re
 from pathlib import Path
 
-from medsr.io import write_json
+from medsr.io import read_csv, write_json
 from medsr.provenance import cpu_model
 from medsr.stages import CLASSIFIER_LOG
 
@@ -88,8 +87,7 @@ def classifier_epochs(train_logs: Path, job: dict) -> int | None:
                                               seed=wildcards.get("seed"))
     if not path.is_file():
         return None
-    with path.open(newline="") as handle:
-        return sum(1 for _ in csv.DictReader(handle))
+    return len(read_csv(path))
 
 
 def summarize(jobs: list[dict], cores: int, train_logs: Path, total_s: float | None) -> dict:
