@@ -133,3 +133,43 @@ def test_exponent_floats_written_by_dvc_are_numbers(tmp_path):
     (tmp_path / "params.yaml").write_text(text)
     params = load_params([tmp_path / "params.yaml"])
     assert params.train_sr.learning_rate == 1e-05
+
+
+SCRATCH_VERDICT_TEST = '''
+
+class ScratchSign(VerdictTest):
+    name = "scratch_sign"
+    description = "scratch"
+    summary = "scratch"
+'''
+
+
+def test_a_verdict_test_class_is_a_valid_verdict_rule_by_its_definition(tmp_path):
+    """evaluate.verdict_rule's enum (and the schema's) is read off medsr/evaluation/verdicts.py: in a copy of the
+    package where a class is appended to that file and nothing else changes, its name validates, is in the schema
+    and in the registry; the installed package refuses it with one line naming the key."""
+    import shutil
+    import subprocess
+    import sys
+
+    package = tmp_path / "medsr"
+    shutil.copytree(ROOT / "src" / "medsr", package, ignore=shutil.ignore_patterns("__pycache__"))
+    verdicts = package / "evaluation" / "verdicts.py"
+    verdicts.write_text(verdicts.read_text() + SCRATCH_VERDICT_TEST)
+    script = (
+        "import json, sys\n"
+        "from medsr.config import deep_merge, json_schema, load_raw, params_from_dict\n"
+        "from medsr.evaluation.verdicts import VERDICT_TESTS\n"
+        "raw = deep_merge(load_raw([sys.argv[1]]), {'evaluate': {'verdict_rule': 'scratch_sign'}})\n"
+        "params = params_from_dict(raw, 'params.yaml')\n"
+        "enum = json_schema()['$defs']['EvaluateParams']['properties']['verdict_rule']['enum']\n"
+        "print(json.dumps([params.evaluate.verdict_rule, enum, VERDICT_TESTS['scratch_sign'].__name__]))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(ROOT / "params.yaml")], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(tmp_path), "PATH": ""}, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rule, enum, cls = json.loads(done.stdout.splitlines()[-1])
+    assert rule == "scratch_sign" and cls == "ScratchSign"
+    assert enum == [*parameters.VERDICT_RULES, "scratch_sign"]
+    with pytest.raises(MedsrError, match=r"evaluate\.verdict_rule") as error:
+        params_from_dict(deep_merge(raw_params(), {"evaluate": {"verdict_rule": "scratch_sign"}}), "params.yaml")
+    assert "\n" not in str(error.value)

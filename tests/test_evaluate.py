@@ -909,3 +909,65 @@ def test_each_verdict_sentence_quotes_the_interval_of_its_table_row(tmp_path):
         assert f"difference {row[7]}; Holm p" in rst, row
     bootstrap = {interval(v["fnr_difference_val"], signed=True) for v in data["verdicts"]} - {row[7] for row in rows}
     assert bootstrap and not any(f"difference {b}; Holm p" in rst for b in bootstrap)
+
+
+def test_a_new_verdict_test_is_one_class(monkeypatch):
+    """Defining a `VerdictTest` subclass is all that the verdict code, the settings block, the summary and the verdict
+    table need: a scratch rule defined here (an exact sign test of the seed-level FNR differences, its interval their
+    range) is registered by its definition and used by each of them (the params enum: tests/test_config.py)."""
+    from scipy.stats import binomtest
+
+    from medsr.evaluation import verdicts
+    from medsr.evaluation.settings import GENERALIZES, settings
+    from medsr.report.summary import basis
+    from medsr.report.tables import difference_interval, verdict_rows
+
+    monkeypatch.setitem(verdicts.VERDICT_TESTS, "scratch_sign", None)  # the class's entry is removed after the test
+
+    class ScratchSign(verdicts.VerdictTest):
+        name = "scratch_sign"
+        description = "scratch: exact sign test of the seed-level FNR differences"
+        summary = "a scratch sign test over training seeds"
+        seed_unit = True
+        interval_text = "the range of the seed-level differences (scratch)"
+
+        @classmethod
+        def test(cls, group):
+            arrays = group.arrays
+            d = arrays["first"]["misses"].mean(axis=(1, 2)) - arrays["second"]["misses"].mean(axis=(1, 2))
+            below, above = int(np.sum(d < 0)), int(np.sum(d > 0))
+            p = binomtest(min(below, above), below + above).pvalue if below + above else 1.0
+            return {"test": cls.name, "difference": float(d.mean()), "low": float(d.min()), "high": float(d.max()),
+                    "pvalue": float(p)}
+
+        @classmethod
+        def interval(cls, test, confidence):
+            return {"value": test["difference"], "ci_low": test["low"], "ci_high": test["high"]}
+
+    assert verdicts.VERDICT_TESTS["scratch_sign"] is ScratchSign
+    seeds = tuple(range(7))
+    sets = [ImageSet("hr", "hr", Path("hr"), matched="hr"),
+            ImageSet("bicubic", "bicubic", Path("b"), matched="bicubic"),
+            ImageSet("sr_null_seed0", "sr", Path("s"), guidance="null", seed=0)]
+    scores = _spread_misses({"bicubic@bicubic": [range(4 * i, 4 * i + 3 + i % 3) for i in range(7)],
+                             "bicubic@hr": [range(0, 20)] * 7}, seeds)
+    params = _params(verdict_rule="seed_image_t", train_seeds=seeds)
+    object.__setattr__(params, "verdict_rule", "scratch_sign")  # past the enum of the installed verdicts.py
+    weights = bootstrap_weights(N_HEALTHY + N_UNHEALTHY, params.bootstrap, params.bootstrap_seed, None)
+    analysis = classifier_analysis(params, sets, scores, ("hr", "bicubic"), weights, "resnet18")
+    q2 = next(v for v in analysis["verdicts"] if v["id"] == Q2_SR)
+    assert q2["rule"] == "scratch_sign" and q2["verdict_test"]["test"] == "scratch_sign"
+    assert q2["verdict_test"]["difference"] == pytest.approx(-27 / (7 * 30))  # 3, 4, 5, 3, 4, 5, 3 of 30 missed
+    assert q2["pvalue"] == pytest.approx(2 * 0.5 ** 7) and q2["pvalue_holm"] == q2["verdict_test"]["pvalue_holm"]
+    assert q2["pvalue_holm"] == pytest.approx(2 * 0.5 ** 7) and q2["verdict"] == "first_better"  # alone in its family
+    assert difference_interval(q2, 0.95) == {"value": pytest.approx(-27 / 210), "ci_low": pytest.approx(-5 / 30),
+                                             "ci_high": pytest.approx(-3 / 30)}
+    block = settings(params, ("hr", "bicubic"))
+    assert block["verdict"] == f"{ScratchSign.description}; significant when its Holm-adjusted p is < 1 - " \
+                               f"confidence. {GENERALIZES}"
+    sentence = basis({"settings": block, "n_test": N_HEALTHY + N_UNHEALTHY, "n_unhealthy": N_UNHEALTHY})
+    assert f"except the verdict's FNR difference: {ScratchSign.interval_text}" in sentence
+    assert f"verdict: {ScratchSign.summary}, Holm-adjusted" in sentence
+    row = next(r for r in verdict_rows({"verdicts": analysis["verdicts"], "settings": block})
+               if r[2].startswith(q2["first_title"]) and q2["second_title"] in r[2])
+    assert row[7] == interval(difference_interval(q2, 0.95), signed=True) == "-0.129 [-0.167, -0.100]"

@@ -24,6 +24,7 @@ SPLITS = ("train", "val", "test")  # val is carved from train once, at download;
 EVAL_SPLITS = ("val", "test")  # what generate/regress super-resolve and classify classifies: val for operating points
 
 SAMPLER_SOURCE = Path(__file__).parent / "diffusion" / "samplers.py"
+VERDICT_TEST_SOURCE = Path(__file__).parent / "evaluation" / "verdicts.py"
 
 
 def _literal_attributes(node: ast.ClassDef) -> dict[str, object]:
@@ -41,24 +42,35 @@ def _literal_attributes(node: ast.ClassDef) -> dict[str, object]:
     return found
 
 
-def sampler_declarations(source: Path = SAMPLER_SOURCE) -> dict[str, dict[str, object]]:
-    """Each sampler class's literal class attributes (its bases' included), by the `name` it declares: a sampler is
-    declared once, by its class in `medsr.diffusion.samplers`. The classes are read from their source, not imported,
-    so that validating params.yaml (every stage does) does not put the sampling code among every stage's source
-    files (`medsr.stages.source_files` follows imports)."""
+def class_declarations(source: Path, kind: str) -> dict[str, dict[str, object]]:
+    """Each class's literal class attributes (its bases' included) by the `name` it declares, in the order of the
+    file, for a family of classes registered by their definition (`kind`: what they are, for the error). A base
+    class without a `name` is no member. Read from the source, not imported, so that validating params.yaml (every
+    stage does) does not put the family's code among every stage's source files (`medsr.stages.source_files` follows
+    imports)."""
     classes: dict[str, dict[str, object]] = {}
-    samplers: dict[str, dict[str, object]] = {}
+    members: dict[str, dict[str, object]] = {}
     for node in ast.parse(source.read_text(), str(source)).body:
         if not isinstance(node, ast.ClassDef):
             continue
         inherited = [classes.get(base.id, {}) for base in node.bases if isinstance(base, ast.Name)]
         own = _literal_attributes(node)
         classes[node.name] = {key: value for base in reversed(inherited) for key, value in base.items()} | own
-        if "name" in own:  # a sampler; its bases without a name are not
-            if own["name"] in samplers:
-                raise ValueError(f"{source}: two sampler classes are named {own['name']!r}")
-            samplers[own["name"]] = classes[node.name]
-    return samplers
+        if "name" in own:
+            if own["name"] in members:
+                raise ValueError(f"{source}: two {kind} classes are named {own['name']!r}")
+            members[own["name"]] = classes[node.name]
+    return members
+
+
+def sampler_declarations(source: Path = SAMPLER_SOURCE) -> dict[str, dict[str, object]]:
+    """The sampler classes of `medsr.diffusion.samplers` (a sampler is declared once, by its class)."""
+    return class_declarations(source, "sampler")
+
+
+def verdict_test_declarations(source: Path = VERDICT_TEST_SOURCE) -> dict[str, dict[str, object]]:
+    """The verdict test classes of `medsr.evaluation.verdicts` (a verdict test is declared once, by its class)."""
+    return class_declarations(source, "verdict test")
 
 
 # --- enums: each declared once --------------------------------------------------------------
@@ -77,9 +89,9 @@ SamplerName = Literal[tuple(SAMPLER_PROCESS)]
 # the samplers of a distilled one-step student's model file (train-student's), not of train-sr's diffusion model:
 # with one of them the DAG trains the student and generate samples it (medsr.stages.generate_model)
 DISTILLED_SAMPLERS = frozenset(name for name, declared in _DECLARED_SAMPLERS.items() if declared["distilled"])
-# one paired test over all replicates | a majority of per-replicate tests | the training run as the unit of
-# replication: seed-level t with an image-level variance term | two-level (seeds, images) bootstrap
-VerdictRule = Literal["pooled", "majority", "seed_image_t", "two_level_bootstrap"]
+# the FNR tests a verdict can rest on, read off the verdict test classes themselves, in their order there
+VERDICT_RULES: tuple[str, ...] = tuple(verdict_test_declarations())
+VerdictRule = Literal[VERDICT_RULES]
 DiffusionProcess = Literal["ddpm", "resshift"]  # noise -> HR (Ho et al. 2020) | bicubic -> HR (Yue et al. 2023)
 ClassifierDomain = Literal["hr", "bicubic", "sr"]  # the kind of images a classifier is trained on
 # torchvision classifier families (weights=None, 1-channel stem, 2-class head): verdicts are reported per architecture

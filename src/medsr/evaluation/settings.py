@@ -7,19 +7,21 @@ from typing import Any
 
 from medsr.parameters import EvaluateParams
 from medsr.evaluation.roc import SETTINGS as ROC_SETTINGS
-from medsr.evaluation.verdicts import SEED_RULES
+from medsr.evaluation.verdicts import VERDICT_TESTS
 
-VERDICT_TESTS = {
-    "seed_image_t": "seed-level paired t test of the FNR difference at each training seed's own val threshold, "
-                    "SE^2 = var over seeds / S + var over images of the seed-averaged miss difference / m, Student t "
-                    "with S - 1 df (conservative)",
-    "two_level_bootstrap": "two-level bootstrap of the mean FNR difference (Saravanan, Berman & Sober 2020): "
-                           "training seeds resampled (pairs kept), then healthy val images (each seed's threshold "
-                           "recomputed) and unhealthy test images; two-sided percentile p with the +1 correction"}
 GENERALIZES = ("The unit of replication is the training run: the verdict generalizes over new training seeds of "
                "these classifiers and new images of this kind (operating point included); it does not generalize to "
                "other data sets, other classifier families, or other SR models and sampling seeds unless those are "
                "replicated too. With one training seed it is not testable (p = 1).")
+
+
+def verdict_text(rule: str) -> str:
+    """How a verdict under `rule` is reached, from its class; a training-run test's is followed by the decision
+    and what the verdict generalizes over."""
+    test = VERDICT_TESTS[rule]
+    if not test.seed_unit:
+        return test.description
+    return f"{test.description}; significant when its Holm-adjusted p is < 1 - confidence. {GENERALIZES}"
 
 
 def settings(params: EvaluateParams, classifiers: Sequence[str]) -> dict[str, Any]:
@@ -41,12 +43,7 @@ def settings(params: EvaluateParams, classifiers: Sequence[str]) -> dict[str, An
         "replicates": "a comparison's replicates are its train seeds x the sampling seeds of its SR set (one per "
                       "train seed when no SR set with several seeds is involved)",
         "verdict_rule": params.verdict_rule,
-        "verdict": {"pooled": "significant when the Holm-adjusted p of the exact paired sign-flip test over all "
-                              "replicates (Fisher 1935, Pitman 1937; per unhealthy test image the misses summed over "
-                              "replicates; the exact McNemar test for one replicate) is < 1 - confidence",
-                    "majority": "significant when it holds in more than half of its replicates",
-                    **{rule: f"{VERDICT_TESTS[rule]}; significant when its Holm-adjusted p is < 1 - confidence. "
-                             f"{GENERALIZES}" for rule in SEED_RULES}}[params.verdict_rule],
+        "verdict": verdict_text(params.verdict_rule),
         "holds": "a replicate holds when its own Holm-adjusted McNemar p < 1 - confidence and its FNR difference has "
                  "the sign of the mean difference",
         "pooled": "mean over replicates; interval: percentile of the mean over replicates of per-replicate bootstrap "

@@ -5,14 +5,22 @@ Per comparison and train seed: McNemar (1947) on the unhealthy test images (prim
 test images, each Holm (1979)-adjusted within its family; DeLong (1988) for AUROC. Per comparison group: pooled FNR
 (mean over replicates), the paired bootstrap interval of the mean FNR difference, the test of `evaluate.verdict_rule`
 over all replicates (Holm-adjusted within the question's family) and the verdict with "holds in k/n".
+
+A verdict test is declared once, by its class (`VerdictTest`): its `name` (what evaluate.verdict_rule accepts), the
+one-line texts the settings block and the summary print, whether its unit of replication is the training run, the
+test of a comparison group, when it is significant and the interval of the FNR difference it implies. Defining the
+class registers it in `VERDICT_TESTS`; `medsr.parameters` reads the names off this file for the params file's enum.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from medsr.parameters import EvaluateParams
 from medsr.evaluation.arm_metrics import POINTS
@@ -67,9 +75,6 @@ def pooled_test(replicates: Sequence[dict[str, Any]], scores: Mapping[Key, Score
     return sign_flip_test(np.stack(misses["first"]), np.stack(misses["second"]))
 
 
-SEED_RULES = ("seed_image_t", "two_level_bootstrap")  # verdict rules whose unit of replication is the training run
-
-
 def val_key(name: str, classifier: str, seed: int, scores: Mapping[Key, Scores], home: Mapping[str, str]) -> Key:
     """The val scores an arm's operating point is chosen on (its own, or its classifier domain's, as in
     `operating_points`)."""
@@ -105,37 +110,154 @@ def seed_arrays(replicates: Sequence[dict[str, Any]], scores: Mapping[Key, Score
     return out
 
 
-def seed_test(rule: str, replicates: Sequence[dict[str, Any]], scores: Mapping[Key, Scores],
-              points: Mapping[tuple[str, str, int], Mapping[str, OperatingPoint]], home: Mapping[str, str],
-              params: EvaluateParams) -> dict[str, Any]:
-    """The FNR test of a comparison group under a rule of `SEED_RULES`: the training seed is the unit (a seed's
-    sampling-seed replicates are averaged within it), so the verdict generalizes over new training seeds and new
-    images. seed_image_t: misses at each seed's own val threshold; two_level_bootstrap: seeds, healthy val images
-    (thresholds recomputed) and unhealthy test images resampled (`params.bootstrap` resamples, `bootstrap_seed`)."""
-    arrays = seed_arrays(replicates, scores, points, home)
-    if rule == "seed_image_t":
+# --- the verdict tests: one class each, registered by defining it ----------------------------
+
+@dataclass
+class Group:
+    """One comparison group's replicates and what their arrays are read from; a verdict test takes what it needs,
+    each computed once: `pooled` (`pooled_test`, every rule's reference test) or `arrays` (`seed_arrays`)."""
+
+    replicates: Sequence[dict[str, Any]]
+    scores: Mapping[Key, Scores]
+    points: Mapping[tuple[str, str, int], Mapping[str, OperatingPoint]]
+    home: Mapping[str, str]
+    params: EvaluateParams
+
+    @cached_property
+    def pooled(self) -> dict[str, Any]:
+        return pooled_test(self.replicates, self.scores, self.points)
+
+    @cached_property
+    def arrays(self) -> dict[str, dict[str, np.ndarray]]:
+        return seed_arrays(self.replicates, self.scores, self.points, self.home)
+
+
+# the registry: each verdict test class under its name, filled by defining the class (VerdictTest.__init_subclass__)
+VERDICT_TESTS: dict[str, type["VerdictTest"]] = {}
+# what the seed-level tests replicate, and what they do not (medsr.evaluation.settings.GENERALIZES in full)
+RETRAINING = ("it generalizes over retraining the classifiers and new images, not over retraining the SR and "
+              "regression models, one training run each")
+
+
+class VerdictTest:
+    """The FNR test a comparison group's verdict rests on. A subclass is one test: its `name` (a literal:
+    `medsr.parameters` reads it off this file), `description` (the settings block's "verdict"; a training-run test's
+    is followed there by the decision and what it generalizes over), `summary` (the summary's words for it),
+    `seed_unit` (its unit of replication is the training run), `test` (its dict, with "pvalue"; `pooled` itself when
+    the verdict rests on the pooled test), `significant` and `interval`. Subclassing with a `name` registers it."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    summary: ClassVar[str]
+    seed_unit: ClassVar[bool] = False
+    interval_text: ClassVar[str] = ""  # the summary's words for `interval`, when the test implies one
+
+    def __init_subclass__(cls, **options):
+        super().__init_subclass__(**options)
+        if "name" in vars(cls):
+            VERDICT_TESTS[cls.name] = cls
+
+    @classmethod
+    def test(cls, group: Group) -> dict[str, Any]:
+        return group.pooled
+
+    @classmethod
+    def significant(cls, test: Mapping[str, Any], holds: int, replicates: int, alpha: float) -> bool:
+        """Given a nonzero mean difference: the Holm-adjusted p of `test` (within the question's family) < alpha."""
+        return test["pvalue_holm"] < alpha
+
+    @classmethod
+    def interval(cls, test: Mapping[str, Any], confidence: float) -> dict[str, Any] | None:
+        """The interval of the FNR difference `test` implies; None: the paired bootstrap interval over the test
+        images (the trained classifiers held fixed)."""
+        return None
+
+
+class Pooled(VerdictTest):
+    """`pooled_test`: one exact paired test over every replicate, the classifiers and thresholds held fixed."""
+
+    name = "pooled"
+    description = ("significant when the Holm-adjusted p of the exact paired sign-flip test over all replicates "
+                   "(Fisher 1935, Pitman 1937; per unhealthy test image the misses summed over replicates; the exact "
+                   "McNemar test for one replicate) is < 1 - confidence")
+    summary = ("one exact paired test on the unhealthy images over all replicates (per image: misses summed over "
+               "replicates, signs flipped; McNemar for one replicate)")
+
+
+class Majority(VerdictTest):
+    """Significant when more than half of the replicates' own McNemar tests hold (p columns: the pooled test's)."""
+
+    name = "majority"
+    description = "significant when it holds in more than half of its replicates"
+    summary = "McNemar on the unhealthy images in each replicate"
+
+    @classmethod
+    def significant(cls, test: Mapping[str, Any], holds: int, replicates: int, alpha: float) -> bool:
+        return holds > replicates / 2
+
+
+class SeedImageT(VerdictTest):
+    """`statistics.seed_image_t` of the seeds x images misses, a seed's sampling-seed replicates averaged within it,
+    each seed at its own val threshold."""
+
+    name = "seed_image_t"
+    description = ("seed-level paired t test of the FNR difference at each training seed's own val threshold, "
+                   "SE^2 = var over seeds / S + var over images of the seed-averaged miss difference / m, Student t "
+                   "with S - 1 df (conservative)")
+    summary = ("a seed-level paired t test of the FNR difference (training seeds and images as sources of "
+               f"variance: {RETRAINING})")
+    seed_unit = True
+    interval_text = ("mean +- t(seeds - 1) x the standard error of its seed-level test (training seeds and "
+                     "images)")
+
+    @classmethod
+    def test(cls, group: Group) -> dict[str, Any]:
+        arrays = group.arrays
         return seed_image_t(arrays["first"]["misses"].mean(axis=1), arrays["second"]["misses"].mean(axis=1))
-    return two_level_bootstrap((arrays["first"]["val"], arrays["second"]["val"]),
-                               (arrays["first"]["test"], arrays["second"]["test"]), params.val_specificity,
-                               resamples=params.bootstrap, seed=params.bootstrap_seed)
+
+    @classmethod
+    def interval(cls, test: Mapping[str, Any], confidence: float) -> dict[str, Any] | None:
+        """mean +- t_{df} x SE (its standard error over training seeds and images)."""
+        if not test.get("se") or not test.get("df"):
+            return None
+        half = float(student_t.ppf(0.5 + confidence / 2, test["df"])) * test["se"]
+        return {"value": test["difference"], "ci_low": test["difference"] - half, "ci_high": test["difference"] + half}
 
 
-def verdict(replicates: Sequence[dict[str, Any]], pooled: Mapping[str, Any], alpha: float,
-            rule: str) -> dict[str, Any]:
-    """Direction of the mean FNR difference (first - second) over replicates, the verdict under `rule`, and in how
-    many replicates it holds (its own Holm-adjusted unhealthy-only McNemar p < alpha, difference of that sign).
-    rule "pooled": significant when the Holm-adjusted `pooled_test` p < alpha (one test over every replicate);
-    rule "majority": significant when it holds in more than half of the replicates;
-    rules of `SEED_RULES`: significant when the Holm-adjusted p of that test (`pooled` is then that test) < alpha."""
+class TwoLevelBootstrap(VerdictTest):
+    """`statistics.two_level_bootstrap`: seeds, healthy val images (thresholds recomputed) and unhealthy test images
+    resampled (`params.bootstrap` resamples, `bootstrap_seed`)."""
+
+    name = "two_level_bootstrap"
+    description = ("two-level bootstrap of the mean FNR difference (Saravanan, Berman & Sober 2020): training seeds "
+                   "resampled (pairs kept), then healthy val images (each seed's threshold recomputed) and unhealthy "
+                   "test images; two-sided percentile p with the +1 correction")
+    summary = ("a two-level bootstrap of the FNR difference (training seeds, then images, each seed's val threshold "
+               f"recomputed: {RETRAINING})")
+    seed_unit = True
+
+    @classmethod
+    def test(cls, group: Group) -> dict[str, Any]:
+        arrays, params = group.arrays, group.params
+        return two_level_bootstrap((arrays["first"]["val"], arrays["second"]["val"]),
+                                   (arrays["first"]["test"], arrays["second"]["test"]), params.val_specificity,
+                                   resamples=params.bootstrap, seed=params.bootstrap_seed)
+
+
+def verdict(replicates: Sequence[dict[str, Any]], test: Mapping[str, Any], alpha: float,
+            rule: type[VerdictTest]) -> dict[str, Any]:
+    """Direction of the mean FNR difference (first - second) over replicates, the verdict under `rule` (its
+    `significant` given `test`, its Holm-adjusted test), and in how many replicates it holds (its own Holm-adjusted
+    unhealthy-only McNemar p < alpha, difference of that sign)."""
     diffs = np.array([r["val"]["fnr_difference"]["value"] for r in replicates], dtype=np.float64)
     mean = float(np.mean(diffs))
     sign = int(np.sign(mean)) if abs(mean) > 1e-12 else 0
     holds = [bool(sign != 0 and r["val"]["unhealthy_only"]["mcnemar"]["pvalue_holm"] < alpha
                   and np.sign(d) == sign) for r, d in zip(replicates, diffs)]
     k, n = sum(holds), len(holds)
-    significant = sign != 0 and (k > n / 2 if rule == "majority" else pooled["pvalue_holm"] < alpha)
+    significant = sign != 0 and rule.significant(test, k, n, alpha)
     name = "not_significant" if not significant else "first_better" if sign < 0 else "second_better"
-    return {"verdict": name, "rule": rule, "holds": k, "replicates": n, "holds_per_replicate": holds,
+    return {"verdict": name, "rule": rule.name, "holds": k, "replicates": n, "holds_per_replicate": holds,
             "direction": {-1: "first lower FNR", 1: "second lower FNR", 0: "no difference"}[sign]}
 
 
@@ -197,25 +319,26 @@ def comparison_groups(tests: Sequence[dict[str, Any]], group_of: Mapping[str, st
     for t in tests:
         key = (t["question"], _group_arm(t["first"], group_of), _group_arm(t["second"], group_of))
         grouped.setdefault(key, []).append(t)
-    pooled = {key: pooled_test(replicates, scores, points) for key, replicates in grouped.items()}
+    rule = VERDICT_TESTS[params.verdict_rule]
+    groups = {key: Group(replicates, scores, points, home or {}, params) for key, replicates in grouped.items()}
+    pooled = {key: group.pooled for key, group in groups.items()}
+    chosen = {key: rule.test(group) for key, group in groups.items()}  # `pooled`'s own dicts under a pooled rule
     families: dict[str, list[tuple[str, str, str]]] = {}
     for key, replicates in grouped.items():
         families.setdefault(replicates[0]["family"], []).append(key)
-    rule = params.verdict_rule
-    chosen = ({key: seed_test(rule, replicates, scores, points, home or {}, params)
-               for key, replicates in grouped.items()} if rule in SEED_RULES else {})
     for members in families.values():  # Holm (1979) within each declared family, as per replicate
-        for tested in (pooled, chosen) if chosen else (pooled,):
+        for tested in (pooled, chosen):
             holm_adjust([tested[key] for key in members])
     out = []
     for (question, first, second), replicates in grouped.items():
-        test = chosen.get((question, first, second), pooled[(question, first, second)])
+        key = (question, first, second)
+        test = chosen[key]
         entry = {"id": f"{question}:{first}_vs_{second}", "question": question, "first": first, "second": second,
                  "first_title": titles[first], "second_title": titles[second],
                  "leaks_label": replicates[0]["leaks_label"], "family": replicates[0]["family"],
-                 **verdict(replicates, test, alpha, params.verdict_rule),
-                 "pooled_test": pooled[(question, first, second)],
-                 **({"verdict_test": test} if chosen else {}),
+                 **verdict(replicates, test, alpha, rule),
+                 "pooled_test": pooled[key],
+                 **({"verdict_test": test} if test is not pooled[key] else {}),
                  "pvalue": test["pvalue"], "pvalue_holm": test["pvalue_holm"],
                  **pooled_comparison(replicates, scores, points, weights, params),
                  "pvalue_median": median_or_none([r["val"]["unhealthy_only"]["mcnemar"]["pvalue"] for r in replicates]),

@@ -12,6 +12,7 @@ from typing import Any
 
 from medsr.evaluation.gate import NO_VERDICT
 from medsr.evaluation.roc import MAX_FPR
+from medsr.evaluation.verdicts import VERDICT_TESTS, VerdictTest
 from medsr.report.figures import ROC_FIGURES
 from medsr.report.tables import (ARM_HEADER, ORACLE, VERDICT_HEADER, VERDICT_WORDS, arm_rows, difference_interval,
                                  gate_failed, gate_lead, interval, num, pvalue, rst_table, verdict_p, verdict_rows)
@@ -137,33 +138,19 @@ def trust_lines(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-# what the seed-level rules replicate, and what they do not (medsr.evaluation.settings.GENERALIZES in full)
-RETRAINING = ("it generalizes over retraining the classifiers and new images, not over retraining the SR and "
-              "regression models, one training run each")
-VERDICT_RULE_TEXT = {
-    "pooled": "one exact paired test on the unhealthy images over all replicates (per image: misses summed over "
-              "replicates, signs flipped; McNemar for one replicate)",
-    "majority": "McNemar on the unhealthy images in each replicate",
-    "seed_image_t": "a seed-level paired t test of the FNR difference (training seeds and images as sources of "
-                    f"variance: {RETRAINING})",
-    "two_level_bootstrap": "a two-level bootstrap of the FNR difference (training seeds, then images, each seed's "
-                           f"val threshold recomputed: {RETRAINING})"}
-
-
-def _seed_interval(rule: str) -> str:
-    return (", except the verdict's FNR difference: mean +- t(seeds - 1) x the standard error of its seed-level test "
-            "(training seeds and images)") if rule == "seed_image_t" else ""
+def _seed_interval(rule: type[VerdictTest]) -> str:
+    return f", except the verdict's FNR difference: {rule.interval_text}" if rule.interval_text else ""
 
 
 def basis(results: Mapping[str, Any]) -> str:
     s = results["settings"]
-    rule = s.get("verdict_rule", "majority")  # results written before the pooled test were majority verdicts
-    where = " in more than half of the replicates" if rule == "majority" else ""
+    rule = VERDICT_TESTS[s.get("verdict_rule", "majority")]  # results written before the pooled test: majority
+    where = " in more than half of the replicates" if rule.name == "majority" else ""
     return (f"FNR = FN / (FN + TP) on {results['n_test']} paired test images ({results['n_unhealthy']} unhealthy), at "
             f"the threshold reaching val specificity >= {s['val_specificity']} per classifier and image set; "
             f"{s['confidence']:.0%} paired bootstrap intervals ({s['bootstrap']} resamples){_seed_interval(rule)}; "
             f"verdict: "
-            f"{VERDICT_RULE_TEXT[rule]}, Holm-adjusted within each question, significant when Holm p < "
+            f"{rule.summary}, Holm-adjusted within each question, significant when Holm p < "
             f"{1 - s['confidence']:.2g}{where} (replicates: {len(s['train_seeds'])} train seed(s) x the SR set's "
             f"sampling seeds).")
 

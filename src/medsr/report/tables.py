@@ -8,11 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from scipy.stats import t as student_t
-
 from medsr.evaluation.comparisons import Arm
 from medsr.evaluation.gate import NO_VERDICT, NO_VERDICT_TEXT
 from medsr.evaluation.roc import MAX_FPR
+from medsr.evaluation.verdicts import VERDICT_TESTS
 
 ORACLE = "ORACLE, leaks the label"
 
@@ -53,14 +52,12 @@ def verdict_p(v: Mapping[str, Any], kind: str = "") -> float | None:
 
 
 def difference_interval(v: Mapping[str, Any], confidence: float) -> Mapping[str, Any]:
-    """The interval of a verdict's FNR difference that its own test implies: for the seed-level t test, mean +-
-    t_{S-1} x SE (its standard error over training seeds and images); otherwise the paired bootstrap interval over
-    the test images (the trained classifiers held fixed)."""
-    test = v.get("verdict_test") or {}
-    if test.get("test") != "seed_image_t" or not test.get("se") or not test.get("df"):
-        return v["fnr_difference_val"]
-    half = float(student_t.ppf(0.5 + confidence / 2, test["df"])) * test["se"]
-    return {"value": test["difference"], "ci_low": test["difference"] - half, "ci_high": test["difference"] + half}
+    """The interval of a verdict's FNR difference that its own test implies (its rule's `interval`: for the
+    seed-level t test, mean +- t_{S-1} x SE); otherwise the paired bootstrap interval over the test images (the
+    trained classifiers held fixed)."""
+    rule = VERDICT_TESTS.get(v.get("rule", ""))
+    own = rule.interval(v.get("verdict_test") or {}, confidence) if rule else None
+    return v["fnr_difference_val"] if own is None else own
 
 
 def verdict_rows(results: Mapping[str, Any]) -> list[list[str]]:
