@@ -715,7 +715,8 @@ def test_roc_figures_show_the_fair_comparisons_of_each_question(sr_wins, tmp_pat
 
 
 @pytest.mark.parametrize("rule, test_name", [("seed_image_t", "seed_image_t"),
-                                             ("two_level_bootstrap", "two_level_bootstrap")])
+                                             ("two_level_bootstrap", "two_level_bootstrap"),
+                                             ("crossed_t", "crossed_t")])
 def test_a_seed_level_rule_records_its_test_p_and_holm_p_and_what_it_generalizes_over(rule, test_name):
     """Five seeds: SR misses none, bicubic + bicubic classifier misses 5 of 30 (other images per seed), bicubic +
     HR classifier the same 20 of 30 in every seed: the seed-level tests carry the image-level variance."""
@@ -743,12 +744,14 @@ def test_a_seed_level_rule_records_its_test_p_and_holm_p_and_what_it_generalizes
     assert q1["verdict"] == "first_better" and q1["pvalue"] < 0.02
     text = settings(params, ("hr", "bicubic"))["verdict"]
     assert "new training seeds" in text and "does not generalize to other data sets" in text
-    if rule == "seed_image_t":  # the verdict table shows the test's own interval: mean +- t(S - 1) x its SE
+    if rule in ("seed_image_t", "crossed_t"):  # the verdict table shows the test's own interval: mean +- t x its SE
         from scipy.stats import t as student_t
 
         from medsr.report.tables import difference_interval
         shown = difference_interval(q2, 0.95)
-        half = student_t.ppf(0.975, 4) * q2["verdict_test"]["se"]
+        df = q2["verdict_test"]["df"]
+        assert df == 4 if rule == "seed_image_t" else df > 4  # S - 1, or Satterthwaite's (seeds and images)
+        half = student_t.ppf(0.975, df) * q2["verdict_test"]["se"]
         assert shown["value"] == q2["verdict_test"]["difference"] and shown["ci_high"] - shown["value"] == \
             pytest.approx(half) and half > 0
         assert difference_interval({**q2, "verdict_test": {}}, 0.95) is q2["fnr_difference_val"]  # other rules
@@ -767,20 +770,20 @@ def test_the_default_rule_adds_no_seed_level_test():
     assert all("verdict_test" not in v and v["pvalue"] == v["pooled_test"]["pvalue"] for v in analysis["verdicts"])
 
 
-def test_the_whole_stage_runs_under_the_two_level_bootstrap_rule(tmp_path):
-    """evaluate end to end under a seed-level rule: the external set (no val images of its own) takes its
-    classifier's home val scores for the resampled thresholds; results, report and summary are written."""
+@pytest.mark.parametrize("rule, words", [("two_level_bootstrap", "two-level bootstrap"),
+                                         ("crossed_t", "crossed seeds x images t test")])
+def test_the_whole_stage_runs_under_a_rule_that_recomputes_the_val_thresholds(tmp_path, rule, words):
+    """evaluate end to end under a seed-level rule that resamples the healthy val images: the external set (no val
+    images of its own) takes its classifier's home val scores for the resampled thresholds; results, report and
+    summary are written."""
     experiment = write_experiment(tmp_path, {**BASE, "sr_null_seed0@hr": 2, "bicubic@bicubic": 14}, SHIFT,
-                                  rule="two_level_bootstrap")
+                                  rule=rule)
     results = experiment["results_data"]
-    assert results["settings"]["verdict_rule"] == "two_level_bootstrap"
+    assert results["settings"]["verdict_rule"] == rule
     assert "new training seeds" in results["settings"]["verdict"]
     ext = next(v for v in results["verdicts"] if v["id"].startswith("Q1:ext_mine"))
-    assert (
-        ext["verdict_test"]["test"] == "two_level_bootstrap"
-        and ext["pvalue_holm"] == ext["verdict_test"]["pvalue_holm"]
-    )
-    assert "two-level bootstrap" in experiment["summary_rst"]
+    assert ext["verdict_test"]["test"] == rule and ext["pvalue_holm"] == ext["verdict_test"]["pvalue_holm"]
+    assert words in experiment["summary_rst"]
 
 
 # --- the learning gate -------------------------------------------------------------------------

@@ -14,8 +14,9 @@ from statsmodels.stats.contingency_tables import mcnemar
 
 from medsr.evaluation.metrics import bootstrap_weights
 from medsr.evaluation.operating_point import predict, val_threshold
-from medsr.evaluation.statistics import (compare, contingency, delong_paired, holm, mcnemar_test,
-                                          paired_rate_difference, seed_image_t, sign_flip_test, two_level_bootstrap)
+from medsr.evaluation.statistics import (compare, contingency, crossed_t, delong_paired, holm, mcnemar_test,
+                                          paired_rate_difference, seed_image_t, shared_threshold_variance,
+                                          sign_flip_test, specificity_rank, two_level_bootstrap)
 
 
 def _table(a, b, c, d):
@@ -328,3 +329,131 @@ def test_two_level_bootstrap_is_seeded_and_takes_sampling_seed_replicates():
     # one replicate per seed given as seeds x 1 x images: the same resamples, the same answer
     c = two_level_bootstrap(val[:, :, None, :], test[:, :, None, :], 0.9, resamples=300, seed=7)
     assert c["pvalue"] == a["pvalue"] and c["difference"] == a["difference"]
+
+
+# --- the crossed seeds x images t test ------------------------------------------------------------------------
+
+def _variance_ratio(estimated_variances, means) -> tuple[float, float]:
+    """mean(estimated SE^2) / the empirical variance of the means over N simulated data sets, and the tolerance on
+    it: three standard errors of that ratio from the N draws themselves (the empirical variance's relative standard
+    error sqrt(2 / (N - 1)), normal theory, and the mean estimate's, CV(SE^2) / sqrt(N), combined)."""
+    estimated = np.asarray(estimated_variances)
+    ratio = float(estimated.mean() / np.var(means, ddof=1))
+    cv = estimated.std(ddof=1) / estimated.mean()
+    return ratio, float(3 * np.sqrt(2 / (len(means) - 1) + cv ** 2 / len(means)))
+
+
+def _null_interval(draws: int, alpha: float = 0.05) -> tuple[float, float]:
+    """The central 95 % binomial interval of the number of rejections at `alpha` of a calibrated test."""
+    low, high = scipy.stats.binom.interval(0.95, draws, alpha)
+    return low, high
+
+
+@pytest.mark.parametrize("seed_sd, image_sd", [(0.02, 0.3), (0.08, 0.1)])
+def test_crossed_t_standard_error_and_size_on_a_simulated_crossed_design(seed_sd, image_sd):
+    """d_si = a_s + b_i + e_si with known variances (seed, image, residual 0.4^2), 5 seeds x 200 images, 4000 data
+    sets (a few hundred leave the seed-dominated design's empirical variance too noisy to judge a 10 % bias): the
+    standard error matches the spread of the mean difference and the known variance, and the test rejects the true
+    null at alpha 0.05 as often as a calibrated test may; seed_image_t (the interaction counted twice, S - 1 df)
+    less often than that."""
+    rng = np.random.default_rng(21)
+    seeds, images, draws = 5, 200, 4000
+    means, variances, rejected, rejected_seed_image_t = [], [], 0, 0
+    for _ in range(draws):
+        d = rng.normal(0, seed_sd, (seeds, 1)) + rng.normal(0, image_sd, (1, images)) + rng.normal(0, 0.4,
+                                                                                                    (seeds, images))
+        out = crossed_t(d)
+        means.append(out["difference"]), variances.append(out["se"] ** 2)
+        rejected += out["pvalue"] < 0.05
+        rejected_seed_image_t += seed_image_t(d, np.zeros_like(d))["pvalue"] < 0.05
+    ratio, tolerance = _variance_ratio(variances, means)
+    true = seed_sd ** 2 / seeds + image_sd ** 2 / images + 0.4 ** 2 / (seeds * images)  # Var(dbar) of the design
+    assert abs(ratio - 1) < tolerance
+    variances = np.array(variances)  # unbiased: within three standard errors of its mean of the known variance
+    assert abs(variances.mean() / true - 1) < 3 * variances.std(ddof=1) / variances.mean() / np.sqrt(draws)
+    low, high = _null_interval(draws)
+    assert low <= rejected <= high and rejected_seed_image_t < low
+
+
+def _shared_val_experiment(rng, seeds=5, images=200, healthy=100, specificity=0.95, seed_sd=0.1, version_sd=0.5,
+                           noise=0.3):
+    """Scores of two exchangeable arms (2 x seeds x images) whose every seed's threshold comes from one val set:
+    healthy val = the image (shared by seeds and arms) + the arm's version of it + the classifier's noise; unhealthy
+    test = 1.5 + the image + its arm version + the classifier's (arm, seed) offset + noise. Misses at each (arm,
+    seed)'s own threshold (the rule of `val_threshold`)."""
+    val = (rng.normal(0, 1, healthy) + rng.normal(0, version_sd, (2, 1, healthy))
+           + rng.normal(0, noise, (2, seeds, healthy)))
+    test = (1.5 + rng.normal(0, 1, images) + rng.normal(0, version_sd, (2, 1, images))
+            + rng.normal(0, seed_sd, (2, seeds, 1)) + rng.normal(0, noise, (2, seeds, images)))
+    threshold = np.sort(val, axis=2)[:, :, specificity_rank(healthy, specificity) - 1]
+    return val, test, (test <= threshold[..., None]).astype(np.float64)
+
+
+def test_crossed_t_with_the_shared_val_threshold_noise_is_calibrated_and_without_it_is_not():
+    """400 experiments, a new val set each: the seeds' shared val set moves every threshold together, which the
+    seeds' spread never shows; with `shared_threshold_variance` added the standard error matches the spread of the
+    mean difference and the size is alpha's, without it the standard error is far too small."""
+    rng = np.random.default_rng(22)
+    draws = 400
+    means, with_val, without_val, rejected = [], [], [], 0
+    for _ in range(draws):
+        val, test, misses = _shared_val_experiment(rng)
+        shared = shared_threshold_variance(val, test, 0.95, resamples=200, seed=0)
+        out, alone = crossed_t(misses[0] - misses[1], shared, val.shape[2]), crossed_t(misses[0] - misses[1])
+        means.append(out["difference"]), with_val.append(out["se"] ** 2), without_val.append(alone["se"] ** 2)
+        rejected += out["pvalue"] < 0.05
+        assert out["threshold_variance"] == shared >= 0
+    ratio, tolerance = _variance_ratio(with_val, means)
+    assert abs(ratio - 1) < tolerance
+    assert _variance_ratio(without_val, means)[0] < 1 - 2 * tolerance
+    low, high = _null_interval(draws)
+    assert low <= rejected <= high
+
+
+def test_crossed_t_mean_squares_match_statsmodels_anova_and_the_satterthwaite_formula():
+    import pandas as pd
+    from statsmodels.formula.api import ols
+    from statsmodels.stats.anova import anova_lm
+
+    rng = np.random.default_rng(23)
+    d = rng.normal(0, 0.1, (4, 1)) + rng.integers(-1, 2, (4, 30)) * 0.5
+    frame = pd.DataFrame({"d": d.ravel(), "seed": np.repeat(np.arange(4), 30), "image": np.tile(np.arange(30), 4)})
+    table = anova_lm(ols("d ~ C(seed) + C(image)", frame).fit())
+    out = crossed_t(d, threshold_variance=2e-4, healthy_val_images=51)
+    assert out["ms_seed"] == pytest.approx(table.loc["C(seed)", "mean_sq"])
+    assert out["ms_image"] == pytest.approx(table.loc["C(image)", "mean_sq"])
+    assert out["ms_resid"] == pytest.approx(table.loc["Residual", "mean_sq"])
+    terms = np.array([out["ms_seed"], out["ms_image"], -out["ms_resid"]]) / d.size
+    variance = terms.sum() + 2e-4
+    df = variance ** 2 / (np.sum(terms ** 2 / np.array([3, 29, 87])) + 2e-4 ** 2 / 50)
+    assert out["se"] == pytest.approx(np.sqrt(variance)) and out["df"] == pytest.approx(df)
+    assert out["pvalue"] == pytest.approx(2 * scipy.stats.t.sf(abs(d.mean()) / np.sqrt(variance), df))
+
+
+def test_crossed_t_guards():
+    one_seed = crossed_t(np.ones((1, 5)))
+    assert one_seed["pvalue"] == 1.0 and not one_seed["testable"] and "one training seed" in one_seed["reason"]
+    one_image = crossed_t(np.array([[1.0], [0.0], [1.0]]))
+    assert one_image["pvalue"] == 1.0 and not one_image["testable"]
+    assert "one unhealthy test image" in one_image["reason"]
+    same = crossed_t(np.zeros((3, 4)))
+    assert same["pvalue"] == 1.0 and same["se"] == 0.0 and same["favours"] == "neither"
+    apart = crossed_t(np.ones((3, 4)))  # every seed and image: the first arm misses, the second does not
+    assert apart["pvalue"] == 0.25 and apart["favours"] == "second"  # exact sign flips of 3 seed differences
+    residual_only = crossed_t(np.array([[1.0, -1.0], [-1.0, 1.0]]))  # MS_seed = MS_image = 0 < MS_resid
+    assert residual_only["se"] == pytest.approx(np.sqrt(residual_only["ms_resid"] / 4)) and residual_only["df"] == 1
+    with pytest.raises(ValueError, match="seeds x images"):
+        crossed_t(np.ones(4))
+
+
+def test_shared_threshold_variance_is_seeded_needs_two_seeds_and_sees_only_what_the_seeds_share():
+    rng = np.random.default_rng(24)
+    val, test, _ = _shared_val_experiment(rng, seeds=4, images=60, healthy=40)
+    a, b = (shared_threshold_variance(val, test, 0.9, resamples=300, seed=3) for _ in range(2))
+    assert a == b > 0  # the same computation twice on one machine
+    assert shared_threshold_variance(val[:, :1], test[:, :1], 0.9) == 0.0
+    # each seed with a val set of its own (independent draws, nothing shared): the shared part is about zero, far
+    # below the same scores' shared part when every seed reads one val set
+    own = val.copy()
+    own[:, 1:] = rng.normal(0, 1.2, own[:, 1:].shape)
+    assert shared_threshold_variance(own, test, 0.9, resamples=300, seed=3) < a / 4

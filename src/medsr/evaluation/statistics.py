@@ -14,9 +14,10 @@ The test of false negatives is McNemar restricted to the truly unhealthy images 
 Several replicates of one comparison (train seeds x sampling seeds, the same test images each time) are tested
 together by `sign_flip_test`: the exact paired randomization test (Fisher 1935, Pitman 1937) of the per-image
 sum over replicates of (first misses - second misses); with one replicate it is the exact McNemar test.
-That test holds the trained classifiers and their val thresholds fixed; `seed_image_t` and `two_level_bootstrap`
-take the training run as the unit of replication (seeds and images both random), so their verdicts generalize over
-retraining and new images (benchmarks/aa_calibration.py measures every test's A/A rejection rate on val).
+That test holds the trained classifiers and their val thresholds fixed; `seed_image_t`, `two_level_bootstrap` and
+`crossed_t` take the training run as the unit of replication (seeds and images both random), so their verdicts
+generalize over retraining and new images (benchmarks/aa_calibration.py measures every test's A/A rejection rate on
+val); `two_level_bootstrap` and `crossed_t` (with `shared_threshold_variance`) also over a new val set.
 AUROC differences: DeLong, DeLong & Clarke-Pearson (1988), paired (same images scored twice).
 """
 
@@ -307,3 +308,89 @@ def two_level_bootstrap(val_healthy: Sequence[np.ndarray], test_unhealthy: Seque
     return {**out, "testable": True, "pvalue": float(p),
             "interval": [float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))],
             "se": float(draws.std(ddof=1))}
+
+
+def crossed_t(differences: np.ndarray, threshold_variance: float = 0.0, healthy_val_images: int = 0
+              ) -> dict[str, object]:
+    """t test of the mean FNR difference in a crossed seeds x images design, each variance component counted once,
+    plus the shared val set's threshold noise: the verdict generalizes over new training seeds, images and val sets.
+
+    `differences`: S seeds x m unhealthy test images, d_si = miss_first - miss_second at seed s's own val thresholds
+    (a seed's sampling seeds averaged). Two-way crossed random effects, one observation per cell: d_si = mu + a_s +
+    b_i + e_si, variances sigma_a^2 (retraining), sigma_b^2 (the image), sigma_e^2 (seed x image), so
+    Var(dbar) = sigma_a^2 / S + sigma_b^2 / m + sigma_e^2 / (S m). The ANOVA mean squares (Searle, Casella &
+    McCulloch 1992, Ch. 4) and their expectations:
+        MS_seed  = m sum_s (dbar_s. - dbar)^2 / (S - 1)                          E = sigma_e^2 + m sigma_a^2
+        MS_image = S sum_i (dbar_.i - dbar)^2 / (m - 1)                          E = sigma_e^2 + S sigma_b^2
+        MS_resid = sum (d_si - dbar_s. - dbar_.i + dbar)^2 / ((S - 1)(m - 1))     E = sigma_e^2
+    so V = (MS_seed + MS_image - MS_resid) / (S m) is unbiased for Var(dbar). V <= 0 only when MS_resid exceeds
+    both main-effect mean squares: both those components are then estimated as zero and V = MS_resid / (S m).
+    Every seed's threshold comes from one val set, whose noise moves them together and never shows between seeds:
+    `threshold_variance` (`shared_threshold_variance`) is added, SE^2 = V + V_val. Degrees of freedom by
+    Satterthwaite (1946): nu = SE^4 / sum_k (c_k MS_k)^2 / nu_k over the terms c_k MS_k of SE^2, nu_k = S - 1,
+    m - 1, (S - 1)(m - 1) and, for V_val, n_h - 1 (`healthy_val_images`). T = dbar / SE, two-sided p from t_nu.
+    Not testable, p = 1: S = 1 (`NOT_TESTABLE_ONE_SEED`) or m = 1 (the image and interaction components cannot be
+    told apart). SE = 0 (every d_si equal, no val noise): p = 1 when dbar = 0, else the exact sign-flip test of the
+    S seed-level differences, p = 2 (1/2)^S, as `seed_image_t`."""
+    d = np.asarray(differences, dtype=np.float64)
+    if d.ndim != 2 or d.shape[1] == 0:
+        raise ValueError(f"crossed_t: a seeds x images array expected, got shape {d.shape}")
+    seeds, images = d.shape
+    mean = float(d.mean())
+    out: dict[str, object] = {"test": "crossed_t", "seeds": seeds, "images": images, "difference": mean,
+                              "favours": _favours(mean)}
+    if seeds < 2 or images < 2:
+        reason = NOT_TESTABLE_ONE_SEED if seeds < 2 else ("one unhealthy test image: the image and seed x image "
+                                                          "components cannot be told apart (p = 1 by convention)")
+        return {**out, "testable": False, "reason": reason, "statistic": None, "df": 0, "se": None, "pvalue": 1.0}
+    seed_means, image_means = d.mean(axis=1), d.mean(axis=0)
+    ms_seed = images * float(np.sum((seed_means - mean) ** 2)) / (seeds - 1)
+    ms_image = seeds * float(np.sum((image_means - mean) ** 2)) / (images - 1)
+    residual = d - seed_means[:, None] - image_means[None, :] + mean
+    ms_resid = float(np.sum(residual ** 2)) / ((seeds - 1) * (images - 1))
+    cells, resid_df = seeds * images, (seeds - 1) * (images - 1)
+    terms = [(ms_seed / cells, seeds - 1), (ms_image / cells, images - 1), (-ms_resid / cells, resid_df)]
+    if ms_seed + ms_image - ms_resid <= 0:
+        terms = [(ms_resid / cells, resid_df)]
+    terms.append((max(0.0, float(threshold_variance)), max(1, healthy_val_images - 1)))
+    variance = math.fsum(term for term, _ in terms)
+    out.update({"testable": True, "ms_seed": ms_seed, "ms_image": ms_image, "ms_resid": ms_resid,
+                "threshold_variance": terms[-1][0]})
+    if variance <= 1e-15:
+        zero = abs(mean) < 1e-12
+        return {**out, "statistic": None, "df": seeds - 1, "se": 0.0,
+                "pvalue": 1.0 if zero else min(1.0, 2.0 ** (1 - seeds)),
+                "reason": "zero variance over seeds, images and val thresholds: exact sign-flip test of the seed-level "
+                          "differences"}
+    df = variance ** 2 / math.fsum(term ** 2 / nu for term, nu in terms)
+    statistic = mean / math.sqrt(variance)
+    return {**out, "se": math.sqrt(variance), "df": df, "statistic": statistic,
+            "pvalue": float(min(1.0, 2.0 * student_t.sf(abs(statistic), df)))}
+
+
+def shared_threshold_variance(val_healthy: Sequence[np.ndarray], test_unhealthy: Sequence[np.ndarray],
+                              specificity: float, resamples: int = 1000, seed: int = 0, chunk: int = 100) -> float:
+    """The part of Var(mean FNR difference) that the seeds share through their one val set (arrays as
+    `two_level_bootstrap`'s). Each resample draws n_h healthy val images with replacement, the same for every seed,
+    replicate and arm, and recomputes every threshold as `two_level_bootstrap` step 2 does; the test images are held
+    fixed. With D_bs the resampled FNR difference of seed s (its replicates averaged), the seed-specific part of the
+    val noise is already in the seeds' spread (`crossed_t`'s MS_seed); what the seeds share is the covariance
+    between two seeds: the mean over pairs s != s' of cov_b(D_bs, D_bs'), floored at 0. S = 1: 0."""
+    val = [_as_replicates(v, "val_healthy") for v in val_healthy]
+    test = [_as_replicates(t, "test_unhealthy") for t in test_unhealthy]
+    seeds, _, healthy = val[0].shape
+    if seeds < 2 or healthy == 0:
+        return 0.0
+    k = specificity_rank(healthy, specificity)
+    rng = np.random.default_rng(seed)
+    draws = np.empty((seeds, resamples))
+    for start in range(0, resamples, chunk):
+        b = min(chunk, resamples - start)
+        healthy_idx = rng.integers(0, healthy, size=(b, healthy))
+        fnr = []
+        for v, t in zip(val, test):
+            threshold = np.partition(v[:, :, healthy_idx], k - 1, axis=3)[..., k - 1]  # S x J x b
+            fnr.append((t[:, :, None, :] <= threshold[..., None]).mean(axis=(1, 3)))  # S x b
+        draws[:, start:start + b] = fnr[0] - fnr[1]
+    covariance = np.cov(draws)
+    return max(0.0, float((covariance.sum() - np.trace(covariance)) / (seeds * (seeds - 1))))

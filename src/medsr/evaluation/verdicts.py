@@ -27,8 +27,8 @@ from medsr.evaluation.arm_metrics import POINTS
 from medsr.evaluation.comparisons import Arm, Comparison
 from medsr.evaluation.metrics import bootstrap_rates, finite_or_none, mean_estimate
 from medsr.evaluation.operating_point import OperatingPoint, predict
-from medsr.evaluation.statistics import (compare, delong_paired, holm_adjust, seed_image_t, sign_flip_test,
-                                         two_level_bootstrap)
+from medsr.evaluation.statistics import (compare, crossed_t, delong_paired, holm_adjust, seed_image_t,
+                                         shared_threshold_variance, sign_flip_test, two_level_bootstrap)
 from medsr.predictions import Key, Scores
 
 # --- comparisons ---------------------------------------------------------------------------
@@ -242,6 +242,30 @@ class TwoLevelBootstrap(VerdictTest):
         return two_level_bootstrap((arrays["first"]["val"], arrays["second"]["val"]),
                                    (arrays["first"]["test"], arrays["second"]["test"]), params.val_specificity,
                                    resamples=params.bootstrap, seed=params.bootstrap_seed)
+
+
+class CrossedT(SeedImageT):
+    """`statistics.crossed_t` of the seeds x images miss differences (sampling seeds averaged within a seed), plus
+    `statistics.shared_threshold_variance` (`params.bootstrap` resamples of the healthy val images,
+    `bootstrap_seed`)."""
+
+    name = "crossed_t"
+    description = ("crossed seeds x images t test of the FNR difference at each training seed's own val threshold: "
+                   "SE^2 = (MS_seed + MS_image - MS_resid) / (S m) (two-way random effects, Searle, Casella & "
+                   "McCulloch 1992) + the variance the seeds share through the val set (bootstrap of the healthy val "
+                   "images, every threshold recomputed), Student t with Satterthwaite (1946) df")
+    summary = ("a crossed seeds x images t test of the FNR difference (training seeds, images and the val set's "
+               f"thresholds as sources of variance: {RETRAINING})")
+    interval_text = ("mean +- t(Satterthwaite df) x the standard error of its crossed test (training seeds, images, "
+                     "val thresholds)")
+
+    @classmethod
+    def test(cls, group: Group) -> dict[str, Any]:
+        first, second, params = group.arrays["first"], group.arrays["second"], group.params
+        shared = shared_threshold_variance((first["val"], second["val"]), (first["test"], second["test"]),
+                                           params.val_specificity, resamples=params.bootstrap,
+                                           seed=params.bootstrap_seed)
+        return crossed_t((first["misses"] - second["misses"]).mean(axis=1), shared, first["val"].shape[-1])
 
 
 def verdict(replicates: Sequence[dict[str, Any]], test: Mapping[str, Any], alpha: float,
