@@ -11,7 +11,7 @@ import pytest
 
 from medsr import evaluate
 from medsr.classifier.train import HISTORY_FIELDS
-from medsr.parameters import CLASSES, EvaluateParams, TrainClassifierParams
+from medsr.parameters import CLASSES, DeployedParams, EvaluateParams, TrainClassifierParams
 from medsr.errors import MedsrError
 from medsr.evaluation.compute import classifier_analysis
 from medsr.evaluation.gate import chance_pvalue
@@ -35,12 +35,17 @@ SET_SPECS = [("hr", "hr", {"matched": "hr"}), ("bicubic", "bicubic", {"matched":
              ("ext_mine", "external", {})]
 
 
+NO_DEPLOYED = DeployedParams(file="", architecture="", image_size=SIZE, channels=1, mean=(0.0,), std=(1.0,), outputs=2,
+                             unhealthy_index=1)
+
+
 def _params(**overrides) -> EvaluateParams:
     values = dict(train_seeds=SEEDS, sampling_seeds=(0,), bootstrap=200, bootstrap_seed=0, confidence=0.95,
                   exact_below=25, val_specificity=0.95, external={"mine": "x"},
                   figure_images=4, lpips_weights="", rcps_alpha=0.2, rcps_delta=0.1,
                   error_threshold=0.05, crc_alpha=0.1, sr_classifier=(), verdict_rule="pooled",
-                  gate_min_hr_val_auroc=0.9, gate_require_converged=True, gate_chance_alpha=0.05)
+                  gate_min_hr_val_auroc=0.9, gate_require_converged=True, gate_chance_alpha=0.05,
+                  deployed=NO_DEPLOYED)
     values.update(overrides)
     return EvaluateParams(**values)
 

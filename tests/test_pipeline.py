@@ -495,3 +495,104 @@ def test_slurm_runs_the_dag_like_the_local_run(both_runs, slurm_cluster):
     assert set(slurm_files) <= set(local_files) and "results/metrics.json" in slurm_files
     for name, path in slurm_files.items():
         assert_same_file(local_files[name], path)
+
+
+# --- a user's own classifier (evaluate.deployed) ----------------------------------------------------
+
+DEPLOYED_STAGES = {"classify_deployed", "evaluate"}
+
+
+def deploy(project: Path, model: Path) -> str:
+    """`model` copied into the project and named in its params.yaml as evaluate.deployed (the smoke images' size
+    and the [-1, 1] normalisation it was trained with); for DVC, `medsr dvc-sync` writes its stage, as the docs
+    say."""
+    target = project / "models/user" / model.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(model, target)
+    set_params(project, {"evaluate.deployed.file": f"models/user/{model.name}",
+                         "evaluate.deployed.architecture": "resnet18" if model.suffix == ".safetensors" else "",
+                         "evaluate.deployed.image_size": 32, "evaluate.deployed.mean": [0.5],
+                         "evaluate.deployed.std": [0.5]})
+    if (project / "dvc.lock").exists():
+        sh(["medsr", "dvc-sync"], project)
+    return model.name
+
+
+@pytest.fixture(scope="module")
+def deployed_runs(both_runs, tmp_path_factory):
+    """Copies of both finished smoke runs given a small classifier trained here, exported in both formats: Snakemake
+    runs the .pt2 while DVC runs the .safetensors, then the other way round. Per front end and round: what it
+    planned, what it ran, and the results JSON."""
+    from test_deployed import export, save_weights, train_small_classifier
+
+    where = tmp_path_factory.mktemp("deployed")
+    projects = {name: where / name for name in ("snakemake", "dvc")}
+    for name, project in projects.items():
+        shutil.copytree(both_runs[0][name], project, symlinks=True)
+    model = train_small_classifier(projects["snakemake"] / "data/hr", 32)
+    models = {"pt2": export(model, where / "mine.pt2"), "safetensors": save_weights(model, where / "mine.safetensors")}
+    rounds = []
+    for snake_format, dvc_format in (("pt2", "safetensors"), ("safetensors", "pt2")):
+        names = {"snakemake": deploy(projects["snakemake"], models[snake_format]),
+                 "dvc": deploy(projects["dvc"], models[dvc_format])}
+        planned = {"snakemake": snakemake_planned(projects["snakemake"]),
+                   "dvc": set(json.loads(dvc("status", "--json", cwd=projects["dvc"]).stdout))}
+        repro, snake = run_together([([sys.executable, "-m", "dvc", "repro"], projects["dvc"]),
+                                     ([sys.executable, "-m", "snakemake", "--cores", "1"], projects["snakemake"])])
+        rounds.append({"names": names, "planned": planned, "ran": {"dvc": ran_stages(repro.stdout)},
+                       "results": {f: json.loads((p / "results/evaluation.json").read_text())
+                                   for f, p in projects.items()}})
+    return projects, rounds
+
+
+def test_a_users_classifier_in_both_formats_gets_q1_verdicts_in_both_front_ends(deployed_runs):
+    projects, rounds = deployed_runs
+    for r in rounds:
+        assert r["planned"]["snakemake"] == DEPLOYED_STAGES, r["planned"]
+        assert r["planned"]["dvc"] <= DEPLOYED_STAGES and "classify_deployed" in r["planned"]["dvc"], r["planned"]
+        assert r["ran"]["dvc"] == DEPLOYED_STAGES, r["ran"]
+        for front_end, results in r["results"].items():
+            deployed = results["deployed"]
+            assert deployed["classifier"]["file"] == f"models/user/{r['names'][front_end]}"
+            assert {v["question"] for v in deployed["verdicts"]} == {"Q1"}
+            assert {v["first"] for v in deployed["verdicts"]} >= {"regression@deployed", "sr_null@deployed"}
+            assert all(v["verdict"] in ("first_better", "second_better", "not_significant", "no_verdict")
+                       for v in deployed["verdicts"])
+    # one classifier in two formats: the same scores up to float order, so the same FNRs on these few images
+    for front_end in ("snakemake", "dvc"):
+        fnrs = [[v["fnr_first"] for v in r["results"][front_end]["deployed"]["verdicts"]] for r in rounds]
+        assert fnrs[0] == fnrs[1], front_end
+    snakemake("--report", "results/report.html", cwd=projects["snakemake"])
+    html = (projects["snakemake"] / "results/report.html").read_text(errors="replace")
+    assert f"deployed: {rounds[-1]['names']['snakemake']}" in html and "conditional on this one classifier" in html
+    assert dvc("status", cwd=projects["dvc"]).stdout.strip().startswith("Data and pipelines are up to date")
+    assert snakemake_planned(projects["snakemake"]) == set()
+
+
+def flip_one_byte(path: Path) -> tuple[bytes, os.stat_result]:
+    """The file with one byte changed (a weight's high byte: other scores); returns what to restore."""
+    data, stat = path.read_bytes(), path.stat()
+    changed = bytearray(data)
+    changed[-1] ^= 0x01
+    path.write_bytes(bytes(changed))
+    return data, stat
+
+
+def test_one_changed_byte_of_the_deployed_classifier_reruns_its_stage_and_evaluate_only(deployed_runs):
+    projects, rounds = deployed_runs
+    for front_end, project in projects.items():
+        model = project / "models/user" / rounds[-1]["names"][front_end]
+        original, stat = flip_one_byte(model)
+        try:
+            if front_end == "dvc":  # the stage whose own dependency changed; evaluate follows on repro
+                assert set(json.loads(dvc("status", "--json", cwd=project).stdout)) == {"classify_deployed"}
+                assert descendants(project, "classify_deployed") == {"evaluate"}
+            else:
+                assert snakemake_planned(project) == DEPLOYED_STAGES
+        finally:
+            model.write_bytes(original)
+            os.utime(model, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        if front_end == "dvc":
+            assert dvc("status", cwd=project).stdout.strip().startswith("Data and pipelines are up to date")
+        else:
+            assert snakemake_planned(project) == set()

@@ -212,6 +212,32 @@ def _check_evaluate(params: Params, source: str) -> None:
     bad_names = [n for n in params.evaluate.external if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", n)]
     if bad_names:
         raise MedsrError(f"{source}: evaluate.external.{bad_names[0]}: a set name is letters, digits, _ and -")
+    _check_deployed(params, source)
+
+
+def _check_deployed(params: Params, source: str) -> None:
+    """evaluate.deployed's contract, before any file is read (medsr.classifier.deployed checks the file)."""
+    d = params.evaluate.deployed
+    if not d.file:
+        return
+    suffix = Path(d.file).suffix
+    if suffix not in (".safetensors", ".pt2"):
+        raise MedsrError(f"{source}: evaluate.deployed.file: {d.file} must end in .safetensors (weights of a "
+                         f"torchvision architecture) or .pt2 (torch.export.save)")
+    if (suffix == ".safetensors") != bool(d.architecture):
+        raise MedsrError(f"{source}: evaluate.deployed.architecture: a torchvision architecture name for a "
+                         f".safetensors file, \"\" for a .pt2 archive (got {d.architecture!r} for {d.file})")
+    if d.channels not in (1, 3):
+        raise MedsrError(f"{source}: evaluate.deployed.channels: {d.channels}: 1 or 3 (the grey image repeated)")
+    for key in ("mean", "std"):
+        if len(getattr(d, key)) not in (1, d.channels):
+            raise MedsrError(f"{source}: evaluate.deployed.{key}: one value or one per channel ({d.channels})")
+    if d.unhealthy_index >= d.outputs:
+        raise MedsrError(f"{source}: evaluate.deployed.unhealthy_index: {d.unhealthy_index} is out of range for "
+                         f"{d.outputs} output(s)")
+    if d.image_size != params.data.image_size:
+        raise MedsrError(f"{source}: evaluate.deployed.image_size: {d.image_size}, but the images are "
+                         f"data.image_size = {params.data.image_size} (they are not resized silently)")
 
 
 # the rules between keys that a per-field type cannot say, in the order they are checked

@@ -2,9 +2,10 @@
 
 Each stage's `cmd` is rendered by `medsr.stages.command` from its deps, outputs and matrix keys, and its `- src/...`
 dependencies are the import graph of its command (`medsr.stages.source_files`). DVC has no conditional stage, so
-the params decide two things here that Snakemake decides at parse time: whether the train_student stage exists and
+the params decide three things here that Snakemake decides at parse time: whether the train_student stage exists and
 which model generate samples (`medsr.stages.generate_model`; a distilled sampler, generate.sampler student, needs
-both). tests/test_dag_agreement.py fails when the committed dvc.yaml is stale.
+both), and whether the classify_deployed stage exists and evaluate reads its predictions
+(evaluate.deployed.file). tests/test_dag_agreement.py fails when the committed dvc.yaml is stale.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import re
 import yaml
 
 from medsr.errors import MedsrError
-from medsr.stages import BY_RULE, LOGS, SR_MODEL, STUDENT_FILES, command, generate_model, source_files
+from medsr.stages import (BY_RULE, DEPLOYED_PREDICTIONS, LOGS, SR_MODEL, STUDENT_FILES, command, deployed_files,
+                          generate_model, source_files)
 
 DVC_PARAMS_ARGS = "--params params.yaml"
 DVC_OUTPUTS = ("outs", "metrics", "plots")  # a stage's outputs, in the order dvc.yaml lists them
@@ -86,13 +88,45 @@ def _for_model(text: str, model: str) -> str:
     return "".join(out)
 
 
+DEPLOYED_STAGE = "classify_deployed"
+EVALUATE_LOGS_DEP = "      - results/train\n"  # evaluate's last read path before --deployed
+
+
+def _deployed_stage(classifier: str) -> list[str]:
+    """classify_deployed's stage: the deployed file, then the image sets evaluate reads (cmd and source files are
+    filled in by `sync_dvc_yaml`)."""
+    table = BY_RULE[DEPLOYED_STAGE]
+    return [f"  {DEPLOYED_STAGE}:  # only with evaluate.deployed.file, by medsr dvc-sync\n", "    cmd: medsr\n",
+            "    deps:\n", f"      - {classifier}\n",
+            *[f"      - {d}\n" for d in ("data/hr", "data/bicubic", "results/regression", "results/sr/eval")],
+            "      - src/\n", "    params:\n", *[f"      - {p}\n" for p in table.params],
+            "    outs:\n", f"      - {DEPLOYED_PREDICTIONS}\n", "\n"]
+
+
+def _for_deployed(text: str, params) -> str:
+    """dvc.yaml's text with the classify_deployed stage, and evaluate's dependency on its predictions, present
+    exactly when evaluate.deployed.file is set."""
+    on = bool(deployed_files(params))
+    out, stage = [], None
+    for line in text.splitlines(keepends=True):
+        stage = _stage_name(line) or stage
+        if stage == DEPLOYED_STAGE or (stage == "evaluate" and line.strip() == f"- {DEPLOYED_PREDICTIONS}"):
+            continue
+        if _stage_name(line) == "evaluate" and on:
+            out += _deployed_stage(params.evaluate.deployed.file)
+        out.append(line)
+        if stage == "evaluate" and line == EVALUATE_LOGS_DEP and on:
+            out.append(f"      - {DEPLOYED_PREDICTIONS}\n")
+    return "".join(out)
+
+
 def sync_dvc_yaml(text: str, params) -> str:
     """dvc.yaml's text for `params`: train_student's stage and generate's model by `_for_model`, each stage's `cmd:`
     written by `dvc_command` and its `- src/...` dependencies by `source_files` of its command.
 
     DVC cannot compute these, so `medsr dvc-sync` writes them and tests/test_dag_agreement.py checks them.
     """
-    text = _for_model(text, generate_model(params))
+    text = _for_deployed(_for_model(text, generate_model(params)), params)
     stages = yaml.safe_load(text)["stages"]
     out, stage, written, in_cmd = [], None, set(), False
     for line in text.splitlines(keepends=True):

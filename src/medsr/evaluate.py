@@ -24,6 +24,7 @@ from medsr.evaluation import quality
 from medsr.evaluation.audit import audit
 from medsr.evaluation.comparisons import arms
 from medsr.evaluation.compute import compute
+from medsr.evaluation.deployed import analysis as deployed_analysis
 from medsr.evaluation.gate import learning_gate
 from medsr.image_sets import ImageSet, paired_records
 from medsr.io import Record, read_csv, read_manifest, read_record_image
@@ -122,13 +123,17 @@ def read_curves(logs: Sequence[Path]) -> tuple[dict[str, str], list[tuple]]:
 
 def run(params: EvaluateParams, train_classifier: TrainClassifierParams, *, predictions: Path,
         sets: Sequence[ImageSet], lr: Path, logs: Sequence[Path], metrics: Path, results: Path, figures: Path,
-        plots: Path) -> None:
+        plots: Path, deployed: Path | None = None) -> None:
     """The analysis once per classifier family (train_classifier.architectures); the first (resnet18) is the
     headline's, the trust audit's and the figures'; the verdict table and summary list every family. The learning
     gate (medsr.evaluation.gate: HR val AUROC, and the classifier histories among `logs`) decides first whether
-    there are verdicts at all."""
+    there are verdicts at all. `deployed`: classify-deployed's predictions, given exactly when evaluate.deployed.file
+    is set (its Q1 verdicts: medsr.evaluation.deployed)."""
     sets = list(sets)
     check_sets(sets)
+    if bool(params.deployed.file) != (deployed is not None):
+        raise MedsrError("evaluate: --deployed (classify-deployed's predictions) is given exactly when "
+                         "evaluate.deployed.file is set")
     classifiers = classifier_domains(params)
     architectures = list(train_classifier.architectures)
     by_architecture = read_predictions(Path(predictions), architectures=architectures, arms=arms(sets, classifiers),
@@ -152,6 +157,8 @@ def run(params: EvaluateParams, train_classifier: TrainClassifierParams, *, pred
                                      other_scores={a: by_architecture[a] for a in architectures[1:]}, gate=gate)
     result["trust"], trust_data = audit(params, sets=sets, scores=scores, result=result,
                                         predictions=Path(predictions))
+    if deployed is not None:
+        result["deployed"] = deployed_analysis(params, sets, Path(deployed))
     result.update(training_logs=log_status, provenance=provenance())
     result["summary"] = summary_text(result)
 

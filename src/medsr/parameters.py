@@ -334,6 +334,19 @@ class ClassifyParams:
 
 
 @section
+class DeployedParams:
+    """A user's own trained classifier and the contract it needs (medsr.classifier.deployed); file "": none."""
+    file: Str  # .safetensors (weights of a torchvision `architecture`) or .pt2 (torch.export.save)
+    architecture: Str  # torchvision.models name, for .safetensors; "" for .pt2
+    image_size: PositiveInt  # input height and width; the images must have it (never resized silently)
+    channels: Annotated[int, Field(strict=True, ge=1, le=3)]  # 1, or 3: the grey image repeated
+    mean: Annotated[tuple[Float, ...], Field(min_length=1, max_length=3)]  # (x - mean) / std of [0, 1] images
+    std: Annotated[tuple[Annotated[float, Field(strict=True, gt=0)], ...], Field(min_length=1, max_length=3)]
+    outputs: PositiveInt  # number of outputs; scores: softmax over them (one output: its sigmoid)
+    unhealthy_index: Annotated[int, Field(strict=True, ge=0)]  # which output is the unhealthy class
+
+
+@section
 class EvaluateParams:
     train_seeds: Annotated[tuple[Seed, ...], Field(min_length=1)]
     sampling_seeds: Annotated[tuple[Seed, ...], Field(min_length=1)]
@@ -346,6 +359,7 @@ class EvaluateParams:
     # guidance mode of the SR train images a classifier is also trained on (Q2 for SR): [] none, or one mode
     sr_classifier: Annotated[tuple[Guidance, ...], Field(max_length=1)]
     external: dict[str, Annotated[str, Field(strict=True, min_length=1)]]
+    deployed: DeployedParams  # Q1 with the user's own classifier (off while file is "")
     figure_images: Annotated[int, Field(strict=True, ge=1, le=16)]
     lpips_weights: Str
     rcps_alpha: Annotated[float, Field(strict=True, gt=0, lt=1)]  # RCPS: tolerated share of pixels outside interval

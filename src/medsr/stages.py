@@ -54,6 +54,13 @@ PREDICTIONS_SHARD = "seed{seed}.csv"  # classify's predictions by the classifier
 SR_DOMAIN = "sr-{guidance}"  # the file-name domain of the classifier trained on SR images of one guidance mode
 TRAINING_LOGS = ("sr_loss.csv", "regression_loss.csv")
 SR_MODEL = "models/sr.safetensors"  # train-sr's diffusion model (the teacher of train-student)
+DEPLOYED_PREDICTIONS = "results/deployed/predictions.csv"  # classify-deployed's output, evaluate's --deployed
+
+
+def deployed_files(params) -> dict[str, str]:
+    """evaluate's --deployed input when evaluate.deployed.file is set (both front ends then run classify-deployed,
+    with the file as its --classifier), else nothing."""
+    return {"deployed": DEPLOYED_PREDICTIONS} if params.evaluate.deployed.file else {}
 # train-student's files by path argument: it runs only when generate samples a distilled student (generate_model)
 STUDENT_FILES = {"teacher": SR_MODEL, "hr": "data/hr", "lr": "data/lr", "model": "models/student.safetensors",
                  "log": "results/train/student_loss.csv"}
@@ -201,6 +208,14 @@ STAGES: tuple[Stage, ...] = (
                  PathArg("out", "predictions CSV of that seed's classifiers to write", out=True)),
           options=(Option("seed", "train seed: the classifiers of this seed (one of evaluate.train_seeds)", int),),
           expand=(("models", classifier_files),)),
+    Stage("classify-deployed", "classify_deployed", "classify the val and test images of every image set with the "
+          "user's own classifier (evaluate.deployed); the DAG runs it only when evaluate.deployed.file is set",
+          params=("classify", "evaluate.deployed", "generate.guidance", "evaluate.sampling_seeds",
+                  "evaluate.external"),
+          sections=("classify", "evaluate"), device=True, image_sets=True,
+          paths=(PathArg("classifier", "the deployed classifier (evaluate.deployed.file: .safetensors or .pt2)"),
+                 *IMAGE_SET_PATHS,
+                 PathArg("out", "predictions CSV to write", out=True))),
     Stage("merge-predictions", "merge_predictions", "join classify's per-seed predictions into one CSV",
           params=("evaluate.train_seeds",),
           paths=(PathArg("predictions", "folder holding classify's seed<s>.csv for every seed of "
@@ -218,7 +233,9 @@ STAGES: tuple[Stage, ...] = (
                  PathArg("metrics", "headline metrics JSON to write (DVC metrics)", out=True),
                  PathArg("results", "full results JSON to write", out=True),
                  PathArg("figures", "figures folder to write", out=True),
-                 PathArg("plots", "DVC plot data folder to write", out=True)),
+                 PathArg("plots", "DVC plot data folder to write", out=True),
+                 PathArg("deployed", "the deployed classifier's predictions CSV (from classify-deployed; given "
+                                     "exactly when evaluate.deployed.file is set)", required=False)),
           expand=(("logs", training_logs),)),
 )
 

@@ -13,9 +13,9 @@ from medsr.parameters import ARCHITECTURES, DATA_DOMAINS, GUIDANCE_MODES, GUIDE_
 from medsr.errors import MedsrError
 from medsr.gather import shard_folders
 from medsr.image_sets import sr_folder
-from medsr.stages import (BY_RULE, CLASSIFIER_LOG, CLASSIFIER_MODEL, LOGS, PREDICTIONS_SHARD, SR_DOMAIN, SR_MODEL,
-                          STUDENT_FILES, classifier_files, command, generate_model, prediction_files, source_files,
-                          training_logs)
+from medsr.stages import (BY_RULE, CLASSIFIER_LOG, CLASSIFIER_MODEL, DEPLOYED_PREDICTIONS, LOGS, PREDICTIONS_SHARD,
+                          SR_DOMAIN, SR_MODEL, STUDENT_FILES, classifier_files, command, deployed_files,
+                          generate_model, prediction_files, source_files, training_logs)
 
 
 configfile: "params.yaml"
@@ -80,6 +80,11 @@ SR_SHARDS = "results/sr/shards/{guidance}/seed{seed}"  # shard<k> under it: meds
 HR_CLASSIFIER = f"{CLASSIFIERS}/{CLASSIFIER_MODEL.format(arch='{arch}', domain='hr', seed='{seed}')}"
 # the model generate samples: train-sr's, or train-student's one-step student for generate.sampler student
 GENERATE_MODEL = generate_model(PARAMS)
+
+
+def deployed_classifier(wildcards):
+    """The user's own classifier (evaluate.deployed.file): classify_deployed's input, needed only when it is set."""
+    return PARAMS.evaluate.deployed.file
 GUIDE = f"{CLASSIFIERS}/{CLASSIFIER_MODEL.format(arch=GUIDE_ARCHITECTURE, domain='bicubic', seed=TRAIN_SEEDS[0])}"
 
 

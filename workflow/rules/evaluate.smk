@@ -20,6 +20,30 @@ rule classify:
         "{params.cmd}"
 
 
+# Only with evaluate.deployed.file: the user's own classifier on every image set (evaluate then reads its
+# predictions; no target asks for them otherwise).
+rule classify_deployed:
+    input:
+        classifier=deployed_classifier,
+        hr="data/hr",
+        bicubic="data/bicubic",
+        regression="results/regression",
+        sr=sr_sets(),
+        code=source_files("classify-deployed"),
+    output:
+        out=DEPLOYED_PREDICTIONS,
+    params:
+        cmd=stage_command("classify_deployed", sr=SR_SETS),
+        p=stage_params("classify_deployed"),
+    log:
+        LOGS["classify_deployed"],
+    threads: TORCH_THREADS
+    conda:
+        ENV
+    shell:
+        "{params.cmd}"
+
+
 rule merge_predictions:
     input:
         predictions=prediction_shards(),
@@ -47,6 +71,7 @@ rule evaluate:
         lr="data/lr",
         logs=all_training_logs(),
         code=source_files("evaluate"),
+        **deployed_files(PARAMS),
     output:
         metrics=report("results/metrics.json", caption="../report/metrics.rst", category="Metrics"),
         results="results/evaluation.json",

@@ -292,6 +292,21 @@ def aa_calibration_markdown(data: Mapping[str, Any]) -> str:
         f"{_machine(data.get('machine'))}."))
 
 
+def deployed_calibration_markdown(data: Mapping[str, Any]) -> str:
+    """benchmarks/deployed_calibration.py: the deployed classifier's image-level test on Q1-shaped per-image swap
+    nulls: rejection rate with its Clopper-Pearson 95% interval, whether it holds alpha, the p deciles."""
+    lines = [f"| {r['comparison']} | {r['replicates']} | {r['discordant_misses']:.3f} | {r['rate']:.3f} "
+             f"[{r['rate_low']:.3f}, {r['rate_high']:.3f}] | {'yes' if r['calibrated'] else '**no**'} | "
+             f"{' '.join(f'{q:.2f}' for q in r['p_deciles'])} |" for r in data["rows"]]
+    r = data["rows"][0]
+    return _table(("null built from", "replicates", "discordant misses", f"rejects at {r['alpha']:g} [95% CI]",
+                   "calibrated", "p deciles (uniform: 0.10 ... 0.90)"), lines, (
+        f"Classifier: {data['classifier']}; per-image swap null on the val images ({r['healthy_threshold_images']} "
+        f"healthy threshold images, {r['unhealthy_images']} unhealthy pseudo-test images a replicate), "
+        f"{data['test']} with {data['bootstrap']} resamples at val specificity {data['val_specificity']}; commit "
+        f"{str(data.get('commit'))[:10]}, {_machine(data.get('machine'))}."))
+
+
 def _machine(machine: Mapping[str, Any] | None) -> str:
     if not machine:
         return "machine not recorded"
@@ -315,4 +330,5 @@ TABLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "early_stop_recipe": recipe_choice_markdown,
     "stop_rule": stop_rule_markdown,  # recipe_choice.py --replay
     "aa_calibration": aa_calibration_markdown,
+    "deployed_calibration": deployed_calibration_markdown,
 }

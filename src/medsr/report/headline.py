@@ -13,9 +13,10 @@ control threshold chosen on val, mean over train seeds and sampling seeds; hr an
 bicubic through its matched one); trust.<key> for the first null-guided SR set with posterior samples:
 interval_risk, interval_width, rho_width_error, std_auroc, unstable_share, fn_caught (summed over train seeds),
 and ORACLE_injection / ORACLE_injection_null (the label-injection rate of the swapped draw and the null draw's
-share of the same class: the swapped draw leaks the label by construction). If a large run still exceeds
-MAX_NUMBERS, whole blocks are dropped in
-the order of DROP_ORDER (listed under "omitted"); the full results JSON holds everything.
+share of the same class: the swapped draw leaks the label by construction). deployed.fnr_<arm> / deployed.p_<arm>:
+the user's own classifier's Q1 arms and Holm p (only with evaluate.deployed; outside the cap). If a large run still
+exceeds MAX_NUMBERS, whole blocks are dropped in the order of DROP_ORDER (listed under "omitted"); the full results
+JSON holds everything.
 """
 
 from __future__ import annotations
@@ -67,8 +68,23 @@ def headline(results: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {k: v for k, v in blocks.items() if v}
     if "gate" in results:  # a word, not a number (outside the cap): "passed" | "no_verdict"
         out = {"gate": "passed" if results["gate"]["passed"] else NO_VERDICT, **out}
+    if results.get("deployed"):
+        out["deployed"] = deployed_block(results["deployed"])
     if omitted:
         out["omitted"] = ",".join(omitted)
+    return out
+
+
+def deployed_block(deployed: Mapping[str, Any]) -> dict[str, Any]:
+    """The deployed classifier's numbers (only with evaluate.deployed): fnr_<arm> of each Q1 arm through it, and
+    p_<arm>, the Holm-adjusted p of its Q1 verdict, as `deployed.fnr_sr_null`, `deployed.p_sr_null`."""
+    out: dict[str, Any] = {}
+    for v in deployed["verdicts"]:
+        first, second = (_key(Arm.parse(v[side]).set, v["leaks_label"] and side == "first")
+                         for side in ("first", "second"))
+        out[f"fnr_{first}"], out[f"fnr_{second}"] = v["fnr_first"], v["fnr_second"]
+        if not v["leaks_label"]:
+            out[f"p_{first}"] = v["pvalue_holm"]
     return out
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from medsr.evaluation.gate import NO_VERDICT
 from medsr.evaluation.roc import MAX_FPR
 from medsr.evaluation.verdicts import VERDICT_TESTS, VerdictTest
+from medsr.report import deployed
 from medsr.report.figures import ROC_FIGURES
 from medsr.report.tables import (ARM_HEADER, ORACLE, VERDICT_HEADER, VERDICT_WORDS, arm_rows, difference_interval,
                                  gate_failed, gate_lead, interval, num, pvalue, rst_table, verdict_p, verdict_rows)
@@ -91,6 +92,8 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
     for question in ("Q1", "Q2", "reference"):
         lines.append(f"{question}. {results['questions'][question]}")
         lines += [f"  {s}" for s in question_lines(results, question)] or ["  (no comparison in this run)"]
+        if question == "Q1":
+            lines += [f"  {s}" for s in deployed.lines(results, num, pvalue, interval)]
     lines += agreement_lines(results)
     lines.append(basis(results))
     if results["leaks_label"]:
@@ -178,6 +181,8 @@ def summary_rst(results: Mapping[str, Any]) -> str:
     for question in ("Q1", "Q2"):
         out += [f"**{question}. {results['questions'][question]}**", ""]
         out += [f"- {s}" for s in question_lines(results, question)] or ["- (no comparison in this run)"]
+        if question == "Q1" and results.get("deployed"):
+            out += [f"- {s.strip()}" for s in deployed.lines(results, num, pvalue, interval)]
         out.append("")
     agreement = agreement_lines(results)
     if agreement:

@@ -12,6 +12,7 @@ from medsr.evaluation.comparisons import Arm
 from medsr.evaluation.gate import NO_VERDICT, NO_VERDICT_TEXT
 from medsr.evaluation.roc import MAX_FPR
 from medsr.evaluation.verdicts import VERDICT_TESTS
+from medsr.report import deployed
 
 ORACLE = "ORACLE, leaks the label"
 
@@ -76,7 +77,8 @@ def verdict_rows(results: Mapping[str, Any]) -> list[list[str]]:
                      pvalue(verdict_p(v, "_holm")), f"{v['holds']}/{v['replicates']}",
                      interval(v["pauc_difference"], signed=True) if "pauc_difference" in v else "n/a",
                      VERDICT_WORDS[v["verdict"]]])
-    return rows
+    q1 = sum(1 for v in all_verdicts(results) if v["question"] == "Q1")
+    return rows[:q1] + deployed.rows(results, num, pvalue, interval, ORACLE) + rows[q1:]
 
 
 def _value(entry: Mapping[str, Any], key: str) -> str:
