@@ -5,6 +5,7 @@ rule classify:
         bicubic="data/bicubic",
         regression="results/regression",
         sr=sr_sets(),
+        user=user_inputs("classify"),
         code=source_files("classify"),
     output:
         out=f"{PREDICTIONS}/{PREDICTIONS_SHARD}",
@@ -46,6 +47,7 @@ rule evaluate:
         sr=sr_sets(),
         lr="data/lr",
         logs=all_training_logs(),
+        user=user_inputs("evaluate"),
         code=source_files("evaluate"),
     output:
         metrics=report("results/metrics.json", caption="../report/metrics.rst", category="Metrics"),
