@@ -133,6 +133,27 @@ def test_dvc_repro_runs_the_whole_dag(dvc_project):
     assert dvc("status", cwd=project).stdout.strip().startswith("Data and pipelines are up to date")
 
 
+def test_snakemake_touch_records_a_dvc_run(dvc_project):
+    """The documented handoff the other way (docs/pipeline.md): after `dvc repro`, `snakemake --touch --forceall`
+    records every job's parameters, code and input checksums without running one. Then neither front end has
+    anything to do (DVC ignores the .snakemake_timestamp files Snakemake leaves in folder outputs, .dvcignore), and
+    Snakemake reruns what a changed parameter touches, which it could not tell without that record."""
+    project, _ = dvc_project
+    before = {name: data for name, (_, data) in output_stamps(project).items()}
+    snakemake("--touch", "--forceall", "--cores", "1", cwd=project)
+    after = output_stamps(project)
+    assert {name: data for name, (_, data) in after.items() if name in before} == before  # touched, not rewritten
+    assert {Path(name).name for name in set(after) - set(before)} == {".snakemake_timestamp"}
+    status = dvc("status", cwd=project).stdout
+    assert status.strip().startswith("Data and pipelines are up to date"), status
+    assert snakemake_planned(project) == set()
+    set_params(project, {"classify.batch_size": 7})
+    try:
+        assert snakemake_planned(project) == {"classify", "merge_predictions", "evaluate"}
+    finally:
+        sh(["git", "checkout", "params.yaml"], project)
+
+
 @pytest.mark.parametrize("key, value, stage", [
     ("evaluate.bootstrap", 120, "evaluate"),
     ("classify.batch_size", 5, "classify@0"),
@@ -379,10 +400,21 @@ def test_snakemake_reruns_the_rules_that_use_a_changed_param(snakemake_project):
     assert snakemake_planned(snakemake_project) == set()
 
 
+def output_stamps(project: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under the DAG's output folders: (mtime in ns, bytes)."""
+    return {name: (path.stat().st_mtime_ns, path.read_bytes()) for name, path in output_files(project).items()}
+
+
 def test_dvc_commit_records_a_snakemake_run(snakemake_project):
-    dvc("commit", "--force", cwd=snakemake_project)
+    """The documented handoff (docs/pipeline.md): `dvc commit --force --no-relink` records a Snakemake run in dvc.lock
+    and the cache without rewriting a file (a relink would give every output a new mtime, and Snakemake would plan
+    generate, gather, classify, merge and evaluate again): then neither front end has anything to do."""
+    before = output_stamps(snakemake_project)
+    dvc("commit", "--force", "--no-relink", cwd=snakemake_project)
+    assert output_stamps(snakemake_project) == before
     status = dvc("status", cwd=snakemake_project).stdout
     assert status.strip().startswith("Data and pipelines are up to date"), status
+    assert snakemake_planned(snakemake_project) == set()
     assert ran_stages(dvc("repro", cwd=snakemake_project).stdout) == set()
 
 
