@@ -3,7 +3,9 @@
 Each stage becomes a `Stage(name, cmd, inputs, outputs, params)`; Snakemake jobs with wildcards
 are named like DVC's matrix stages (`generate@null-0-1`), DVC dependency folders are expanded
 to the files Snakemake lists (a source folder to its *.py files, a folder holding other stages'
-outputs to those outputs). Both are read through public interfaces: Snakemake's dry run on the command
+outputs to those outputs, any other folder, one nobody outputs such as a user's evaluate.external folder, to the
+files in it at any depth, each named like its folder in dvc.yaml: relative or absolute, as Snakemake lists it).
+Both are read through public interfaces: Snakemake's dry run on the command
 line, DVC's `Repo.index`.
 """
 
@@ -84,7 +86,7 @@ def dvc_stages(workdir: Path) -> dict[str, Stage]:
                 if hasattr(dep, "params"):  # a ParamsDependency
                     params.update(dep.params)
                 else:
-                    deps.add(os.path.relpath(dep.fs_path, workdir))
+                    deps.add(os.path.normpath(dep.def_path))  # as dvc.yaml names it, relative or absolute
             outs = {os.path.relpath(out.fs_path, workdir) for out in stage.outs}
             raw.append((stage.name, normalise_cmd(stage.cmd), deps, outs, params))
     all_outs = {out for *_, outs, _ in raw for out in outs}
@@ -98,6 +100,8 @@ def dvc_stages(workdir: Path) -> dict[str, Stage]:
                 inputs |= nested
             elif dep.startswith("src/") and path.is_dir():
                 inputs |= {str(p.relative_to(workdir)) for p in sorted(path.glob("*.py"))}
+            elif dep not in all_outs and path.is_dir():  # nobody writes it: DVC hashes the files in it
+                inputs |= {os.path.join(dep, p.relative_to(path)) for p in path.rglob("*") if p.is_file()}
             else:
                 inputs.add(dep)
         stages[name] = Stage(name, cmd, frozenset(inputs), frozenset(outs), frozenset(params))

@@ -9,24 +9,42 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dag import dvc_stages, snakemake_stages
-from project import ROOT, copy_workflow, set_params, sh
+from project import ROOT, copy_workflow, set_params, sh, snakemake
 GPU_RULES = {"train_sr", "train_student", "train_regression", "train_classifier", "finetune_classifier",
              "train_sr_classifier", "generate", "regress"}
 
 
+OUTSIDE = "<outside>"  # in an evaluate.external path: a folder outside the project (absolute)
+EXTERNAL_FILES = ("0001.png", "0002.png", "extra/0003.png")  # what project_copy writes into each external folder
+
+
 def project_copy(tmp_path: Path, overrides: dict | None = None) -> Path:
     """The workflow with `overrides` in its params.yaml and dvc.yaml synced for them, as a user would
-    (`medsr dvc-sync`: it writes the one-step student's stage for generate.sampler student)."""
+    (`medsr dvc-sync`: it writes the one-step student's stage for generate.sampler student and each
+    evaluate.external folder as a dep of classify and evaluate). Each evaluate.external folder is made with
+    EXTERNAL_FILES in it, OUTSIDE in its path standing for a folder beside the project."""
     from medsr.config import load_params
     from medsr.dvc_yaml import sync_dvc_yaml
 
     project = copy_workflow(tmp_path / "project")
     if overrides:
+        overrides = dict(overrides)
+        if "evaluate.external" in overrides:
+            overrides["evaluate.external"] = {name: path.replace(OUTSIDE, str(tmp_path / "outside"))
+                                              for name, path in overrides["evaluate.external"].items()}
+            for path in overrides["evaluate.external"].values():
+                for name in EXTERNAL_FILES:
+                    (project / path / name).parent.mkdir(parents=True, exist_ok=True)
+                    (project / path / name).write_bytes(name.encode())
+        if overrides.get("evaluate.deployed.file"):  # the user's classifier: any bytes will do for the plan
+            (project / overrides["evaluate.deployed.file"]).parent.mkdir(parents=True, exist_ok=True)
+            (project / overrides["evaluate.deployed.file"]).write_bytes(b"weights")
         set_params(project, overrides)
         dvc_yaml = project / "dvc.yaml"
-        dvc_yaml.write_text(sync_dvc_yaml(dvc_yaml.read_text(), load_params([project / "params.yaml"])))
+        dvc_yaml.write_text(sync_dvc_yaml(dvc_yaml.read_text(), load_params([project / "params.yaml"]), project))
     return project
 
 
@@ -49,6 +67,13 @@ VARIANTS = {
         "evaluate.train_seeds": [0, 1, 2],
     },
     "the one-step student": {"generate.sampler": "student"},
+    "external SR folders, relative and absolute": {
+        "evaluate.external": {"mine": "external/mine", "theirs": f"{OUTSIDE}/theirs"},
+    },
+    "the user's own classifier and SR": {
+        "evaluate.deployed.file": "models/user/mine.pt2",
+        "evaluate.external": {"mine": "external/mine"},
+    },
 }
 
 
@@ -112,6 +137,81 @@ def test_dvc_sync_adds_and_removes_the_student_stage(tmp_path):
     set_params(work, {"generate.sampler": "resshift"})
     sh(["medsr", "dvc-sync"], cwd=work)
     assert (work / "dvc.yaml").read_text() == (ROOT / "dvc.yaml").read_text()
+
+
+def test_dvc_sync_adds_and_removes_the_deployed_classifiers_stage(tmp_path):
+    """With evaluate.deployed.file set, dvc.yaml gains classify_deployed (the file, every image set and each external
+    folder as deps) and evaluate reads its predictions; set back to "", it is the committed dvc.yaml byte for byte."""
+    from medsr.stages import DEPLOYED_PREDICTIONS
+
+    work = project_copy(tmp_path, VARIANTS["the user's own classifier and SR"])
+    stages = yaml.safe_load((work / "dvc.yaml").read_text())["stages"]
+    deployed = stages["classify_deployed"]
+    assert deployed["deps"][:5] == ["models/user/mine.pt2", "data/hr", "data/bicubic", "results/regression",
+                                    "results/sr/eval"] and "external/mine" in deployed["deps"]
+    assert deployed["outs"] == [DEPLOYED_PREDICTIONS]
+    assert f"--deployed {DEPLOYED_PREDICTIONS}" in stages["evaluate"]["cmd"]
+    assert DEPLOYED_PREDICTIONS in stages["evaluate"]["deps"]
+    set_params(work, {"evaluate.deployed.file": "", "evaluate.external": {}})
+    sh(["medsr", "dvc-sync"], cwd=work)
+    assert (work / "dvc.yaml").read_text() == (ROOT / "dvc.yaml").read_text()
+
+
+def test_each_external_folder_is_an_input_of_classify_and_evaluate_only_by_its_files(tmp_path):
+    """Both front ends: every file in each evaluate.external folder, relative or absolute as params.yaml names it, is
+    an input of every classify job and of evaluate, and of no other stage (DVC: the folder, hashed by content)."""
+    work = project_copy(tmp_path, VARIANTS["external SR folders, relative and absolute"])
+    expected = {f"external/mine/{name}" for name in EXTERNAL_FILES} | {
+        f"{tmp_path}/outside/theirs/{name}" for name in EXTERNAL_FILES}
+    for front, stages in (("snakemake", snakemake_stages(work)), ("dvc", dvc_stages(work))):
+        readers = {name for name, stage in stages.items() if stage.inputs & expected}
+        assert readers == {n for n in stages if n.startswith("classify@")} | {"evaluate"}, f"{front}: {sorted(readers)}"
+        assert len(readers) == 6, front  # a classify job per train seed of params.yaml (5), and evaluate
+        for name in readers:
+            assert stages[name].inputs >= expected, f"{front} {name}: {sorted(expected - stages[name].inputs)}"
+
+
+def test_dvc_sync_writes_each_external_folder_as_a_dep_and_removes_it_again(tmp_path):
+    """`medsr dvc-sync` with evaluate.external set: dvc.yaml is the committed one plus one dep line per folder, the
+    path as given (relative, absolute), in classify and evaluate only, their commands unchanged; syncing again
+    changes nothing, and with evaluate.external back to {} it is the committed dvc.yaml byte for byte."""
+    from medsr.dvc_yaml import USER_DEP
+
+    work = project_copy(tmp_path, VARIANTS["external SR folders, relative and absolute"])
+    text = (work / "dvc.yaml").read_text()
+    committed = (ROOT / "dvc.yaml").read_text()
+    user_lines = [line for line in text.splitlines() if USER_DEP in line]
+    assert user_lines == 2 * ['      - "external/mine"  # user: evaluate.external.mine',
+                              f'      - "{tmp_path}/outside/theirs"  # user: evaluate.external.theirs']
+    assert "".join(line for line in text.splitlines(keepends=True) if USER_DEP not in line) == committed
+    stages = yaml.safe_load(text)["stages"]
+    for name in ("classify", "evaluate"):
+        deps = stages[name]["deps"]
+        assert "external/mine" in deps and f"{tmp_path}/outside/theirs" in deps, name
+        assert deps.index("external/mine") < min(i for i, d in enumerate(deps) if d.startswith("src/")), name
+    sh(["medsr", "dvc-sync"], cwd=work)
+    assert (work / "dvc.yaml").read_text() == text
+    set_params(work, {"evaluate.external": {}})
+    sh(["medsr", "dvc-sync"], cwd=work)
+    assert (work / "dvc.yaml").read_text() == committed
+
+
+def test_a_missing_external_folder_is_a_one_line_error_naming_its_key(tmp_path):
+    """A relative and an absolute evaluate.external folder that does not exist: `medsr dvc-sync` exits non-zero with
+    one line naming the key and leaves dvc.yaml as it was; Snakemake stops at parse time with the same message."""
+    work = project_copy(tmp_path)
+    for folder in ("nowhere/mine", str(tmp_path / "nowhere")):
+        set_params(work, {"evaluate.external": {"mine": folder}})
+        result = sh(["medsr", "dvc-sync"], cwd=work, check=False)
+        message = f"{folder}: evaluate.external.mine: folder is missing"
+        assert result.returncode != 0 and result.stderr.strip() == f"medsr dvc-sync: error: {message}", result.stderr
+        assert (work / "dvc.yaml").read_text() == (ROOT / "dvc.yaml").read_text()
+        result = snakemake("--dry-run", "--cores", "1", cwd=work, check=False)
+        assert result.returncode != 0 and f"medsr: {message}" in result.stdout + result.stderr, result.stderr
+    (work / "a_file").write_text("not a folder")
+    set_params(work, {"evaluate.external": {"mine": "a_file"}})
+    result = sh(["medsr", "dvc-sync"], cwd=work, check=False)
+    assert result.stderr.strip() == "medsr dvc-sync: error: a_file: evaluate.external.mine: not a folder"
 
 
 def test_every_architecture_trains_every_domain_and_seed_and_the_guide_stays_resnet18(tmp_path):
@@ -195,7 +295,8 @@ def _read_command(cmd: str) -> tuple[str, dict[str, str]]:
     return words[1], {flag.removeprefix("--"): value for flag, value in zip(words[2::2], words[3::2])}
 
 
-@pytest.mark.parametrize("variant", ["default", "a classifier on SR images, two train seeds", "the one-step student"])
+@pytest.mark.parametrize("variant", ["default", "a classifier on SR images, two train seeds", "the one-step student",
+                                     "external SR folders, relative and absolute"])
 def test_every_job_runs_the_stage_tables_command_on_its_own_inputs_and_outputs(tmp_path, variant):
     """Each job's command in either front end is the stage table's (`medsr.stages.command`: the flags, their order,
     the options from the job's wildcards, the fixed paths, its log), each path an input of the job (or the folder
@@ -248,8 +349,9 @@ def test_every_rule_reads_its_parameters_and_command_from_the_stage_table():
     rule's command: `cmd=stage_command("<rule>", ...)`, run by `shell: "{params.cmd}"`."""
     import re
 
-    from medsr.stages import BY_RULE
+    from medsr.stages import BY_COMMAND, BY_RULE, USER_PATHS
 
+    assert all(command in BY_COMMAND for user in USER_PATHS for command in user.stages)
     text = "\n".join(p.read_text() for p in sorted((ROOT / "workflow/rules").glob("*.smk")))
     rules = re.split(r"^(?:use rule \w+ as )?rule (\w+)(?: with)?:|^use rule \w+ as (\w+) with:", text, flags=re.M)[1:]
     rules = [part for part in rules if part is not None]
@@ -260,3 +362,6 @@ def test_every_rule_reads_its_parameters_and_command_from_the_stage_table():
         # the command: rendered from the stage table (medsr.stages.command), never written out by a rule
         assert re.findall(r"\bcmd=stage_command\(\"(\w+)\"", body) == [rule], rule
         assert re.findall(r"shell:\s*(.*)", body) in ([], ['"{params.cmd}"']), rule
+        # the user-brought paths its stage reads (medsr.stages.USER_PATHS), the files in them as inputs
+        reads_user_paths = any(BY_RULE[rule].command in user.stages for user in USER_PATHS)
+        assert re.findall(r"\buser=(.*),", body) == ([f'user_inputs("{rule}")'] if reads_user_paths else []), rule

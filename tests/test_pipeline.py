@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -130,6 +131,27 @@ def test_dvc_repro_runs_the_whole_dag(dvc_project):
     assert metrics  # its content is checked in tests/test_evaluate.py
     assert (project / "models/sr.safetensors").is_file()
     assert dvc("status", cwd=project).stdout.strip().startswith("Data and pipelines are up to date")
+
+
+def test_snakemake_touch_records_a_dvc_run(dvc_project):
+    """The documented handoff the other way (docs/pipeline.md): after `dvc repro`, `snakemake --touch --forceall`
+    records every job's parameters, code and input checksums without running one. Then neither front end has
+    anything to do (DVC ignores the .snakemake_timestamp files Snakemake leaves in folder outputs, .dvcignore), and
+    Snakemake reruns what a changed parameter touches, which it could not tell without that record."""
+    project, _ = dvc_project
+    before = {name: data for name, (_, data) in output_stamps(project).items()}
+    snakemake("--touch", "--forceall", "--cores", "1", cwd=project)
+    after = output_stamps(project)
+    assert {name: data for name, (_, data) in after.items() if name in before} == before  # touched, not rewritten
+    assert {Path(name).name for name in set(after) - set(before)} == {".snakemake_timestamp"}
+    status = dvc("status", cwd=project).stdout
+    assert status.strip().startswith("Data and pipelines are up to date"), status
+    assert snakemake_planned(project) == set()
+    set_params(project, {"classify.batch_size": 7})
+    try:
+        assert snakemake_planned(project) == {"classify", "merge_predictions", "evaluate"}
+    finally:
+        sh(["git", "checkout", "params.yaml"], project)
 
 
 @pytest.mark.parametrize("key, value, stage", [
@@ -378,10 +400,21 @@ def test_snakemake_reruns_the_rules_that_use_a_changed_param(snakemake_project):
     assert snakemake_planned(snakemake_project) == set()
 
 
+def output_stamps(project: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under the DAG's output folders: (mtime in ns, bytes)."""
+    return {name: (path.stat().st_mtime_ns, path.read_bytes()) for name, path in output_files(project).items()}
+
+
 def test_dvc_commit_records_a_snakemake_run(snakemake_project):
-    dvc("commit", "--force", cwd=snakemake_project)
+    """The documented handoff (docs/pipeline.md): `dvc commit --force --no-relink` records a Snakemake run in dvc.lock
+    and the cache without rewriting a file (a relink would give every output a new mtime, and Snakemake would plan
+    generate, gather, classify, merge and evaluate again): then neither front end has anything to do."""
+    before = output_stamps(snakemake_project)
+    dvc("commit", "--force", "--no-relink", cwd=snakemake_project)
+    assert output_stamps(snakemake_project) == before
     status = dvc("status", cwd=snakemake_project).stdout
     assert status.strip().startswith("Data and pipelines are up to date"), status
+    assert snakemake_planned(snakemake_project) == set()
     assert ran_stages(dvc("repro", cwd=snakemake_project).stdout) == set()
 
 
@@ -423,6 +456,93 @@ def test_report_renders_in_headless_chromium(snakemake_project, tmp_path):
     assert pixels.std() > 20  # text, navigation and the DAG drawn, not an empty page
     dark = (pixels < 100).mean()
     assert 0.005 < dark < 0.6, dark
+
+
+# --- user-brought folders ------------------------------------------------------------------------
+
+EXTERNAL = {"mine": "external/mine", "theirs": None}  # evaluate.external: relative, and absolute outside the project
+
+
+def planned(front_end: str, project: Path) -> set[str]:
+    """What a front end would run now, by rule (without @...): Snakemake's dry run, or the stages `dvc status` lists
+    as changed (their descendants follow on `dvc repro`)."""
+    if front_end == "snakemake":
+        return snakemake_planned(project)
+    return {name.split("@")[0] for name in json.loads(dvc("status", "--json", cwd=project).stdout)}
+
+
+# What adding or changing an external folder reruns: Snakemake's plan, and the stages whose deps or params DVC sees
+# changed (merge_predictions follows classify on `dvc repro`).
+EXTERNAL_RERUNS = {"snakemake": {"classify", "merge_predictions", "evaluate"}, "dvc": {"classify", "evaluate"}}
+
+
+@pytest.fixture(scope="module")
+def external_projects(both_runs, tmp_path_factory):
+    """A user adds their own SR after a finished run: in a copy of each front end's project (its files, their mtimes,
+    Snakemake's records, DVC's cache), evaluate.external names two folders of the bicubic val and test images as
+    <id>.png, `mine` inside the project (relative) and `theirs` beside it (absolute); DVC's user runs
+    `medsr dvc-sync`. Gives {front end: (project, {name: folder}, what it then planned)}; each front end has then
+    recorded the change by the documented handoff, as if it had run (`snakemake --touch`, `dvc commit --force
+    --no-relink`) instead of running classify and evaluate: the tests read what each front end plans."""
+    from medsr import io
+
+    projects, _, _ = both_runs
+    copies = {}
+    for front_end, project in projects.items():
+        where = tmp_path_factory.mktemp(f"{front_end}-external")
+        copy = where / "project"
+        shutil.copytree(project, copy, symlinks=True)
+        folders = {name: copy / path if path else where / name for name, path in EXTERNAL.items()}
+        for folder in folders.values():
+            folder.mkdir(parents=True)
+            for record in io.read_manifest(copy / "data/bicubic", split=("val", "test")):
+                shutil.copy2(copy / "data/bicubic" / record.path, folder / f"{record.id}.png")
+        set_params(copy, {"evaluate.external": {name: path or str(folders[name]) for name, path in EXTERNAL.items()}})
+        if front_end == "dvc":
+            sh(["medsr", "dvc-sync"], cwd=copy)
+        added = planned(front_end, copy)
+        if front_end == "dvc":
+            dvc("commit", "--force", "--no-relink", cwd=copy)
+        else:
+            snakemake("--touch", "--cores", "1", cwd=copy)
+        copies[front_end] = copy, folders, added
+    return copies
+
+
+def test_adding_an_external_folder_reruns_classify_and_evaluate_only(external_projects):
+    """Both front ends, once evaluate.external names two folders (relative and absolute): classify, merge and evaluate
+    are planned, nothing upstream; both folders are deps of classify and evaluate in dvc.yaml, as given; once
+    recorded, neither front end has anything to do."""
+    for front_end, (project, folders, added) in external_projects.items():
+        assert added == EXTERNAL_RERUNS[front_end], front_end
+        assert planned(front_end, project) == set(), front_end
+    stages = yaml.safe_load((external_projects["dvc"][0] / "dvc.yaml").read_text())["stages"]
+    folders = external_projects["dvc"][1]
+    for stage in ("classify", "evaluate"):
+        assert {EXTERNAL["mine"], str(folders["theirs"])} <= set(stages[stage]["deps"]), stage
+
+
+@pytest.mark.parametrize("front_end, folder", [("snakemake", "theirs"), ("dvc", "mine")])
+def test_changing_one_image_of_an_external_folder_reruns_classify_and_evaluate_only(external_projects, front_end,
+                                                                                    folder):
+    """One pixel of one image of an external folder changed in place: Snakemake plans classify, merge and evaluate,
+    `dvc status` lists classify and evaluate (their deps changed; merge follows on `dvc repro`), nothing upstream.
+    The original bytes written back, a newer file with the same content: nothing to do (Snakemake compares the
+    checksums it recorded, DVC the folder's hash). Snakemake on the absolute folder, DVC on the relative one (both are
+    deps of both front ends: tests/test_dag_agreement.py)."""
+    from PIL import Image
+
+    project, folders, _ = external_projects[front_end]
+    image = sorted(folders[folder].glob("*.png"))[0]
+    original = image.read_bytes()
+    pixels = np.asarray(Image.open(image)).copy()
+    pixels.flat[0] ^= 1
+    Image.fromarray(pixels).save(image)
+    try:
+        assert planned(front_end, project) == EXTERNAL_RERUNS[front_end]
+    finally:
+        image.write_bytes(original)
+    assert planned(front_end, project) == set()
 
 
 # --- SLURM ------------------------------------------------------------------------------------

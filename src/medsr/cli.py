@@ -53,12 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="write the JSON schema of params.yaml (what Snakemake validates with)")
     p.add_argument("--out", type=Path, default=Path(SCHEMA_FILE), help=f"schema file to write ({SCHEMA_FILE})")
     p = sub.add_parser("dvc-sync", help="rewrite dvc.yaml's commands from the stage table, its source "
-                                        "dependencies from each stage's import graph, and the one-step student's "
-                                        "stage from generate.sampler")
+                                        "dependencies from each stage's import graph, the one-step student's "
+                                        "stage from generate.sampler, and the user-brought paths (each "
+                                        "evaluate.external folder) as deps of the stages reading them")
     p.add_argument("--dvc-yaml", type=Path, default=Path("dvc.yaml"), help="dvc.yaml to update in place")
     p.add_argument("--params", action="append", metavar="YAML",
                    help="parameter file (repeat to overlay); generate.sampler decides whether dvc.yaml trains the "
-                        "one-step student (default: params.yaml)")
+                        "one-step student, evaluate.external which folders classify and evaluate depend on "
+                        "(default: params.yaml)")
     p = sub.add_parser("readme", help="regenerate the verdict, results and benchmark blocks of the README and "
                        "docs/*.md from their JSON files")
     p.add_argument("--results", type=Path, default=Path("results/evaluation.json"), help="full results JSON")
@@ -91,7 +93,7 @@ def _tool(args: argparse.Namespace) -> bool:
         from medsr.config import load_params
         from medsr.dvc_yaml import sync_dvc_yaml
         params = load_params(args.params or [DEFAULT_PARAMS])
-        write_text(args.dvc_yaml, sync_dvc_yaml(args.dvc_yaml.read_text(), params))
+        write_text(args.dvc_yaml, sync_dvc_yaml(args.dvc_yaml.read_text(), params, args.dvc_yaml.parent))
     elif args.stage == "readme":
         importlib.import_module("medsr.report.readme").update_readme(args.readme, args.results, args.benchmarks)
     else:

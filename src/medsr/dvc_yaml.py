@@ -4,27 +4,32 @@ Each stage's `cmd` is rendered by `medsr.stages.command` from its deps, outputs 
 dependencies are the import graph of its command (`medsr.stages.source_files`). DVC has no conditional stage, so
 the params decide three things here that Snakemake decides at parse time: whether the train_student stage exists and
 which model generate samples (`medsr.stages.generate_model`; a distilled sampler, generate.sampler student, needs
-both), and whether the classify_deployed stage exists and evaluate reads its predictions
-(evaluate.deployed.file). tests/test_dag_agreement.py fails when the committed dvc.yaml is stale.
+both), whether the classify_deployed stage exists and evaluate reads its predictions (evaluate.deployed.file), and
+the paths a user brings (`medsr.stages.user_files`: each evaluate.external folder), which are deps of the stages
+reading them, so that DVC hashes them by content. tests/test_dag_agreement.py fails when the committed dvc.yaml is
+stale.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import yaml
 
 from medsr.errors import MedsrError
-from medsr.stages import (BY_RULE, DEPLOYED_PREDICTIONS, LOGS, SR_MODEL, STUDENT_FILES, command, deployed_files,
-                          generate_model, source_files)
+from medsr.stages import (BY_RULE, DEPLOYED_PREDICTIONS, LOGS, SR_MODEL, STUDENT_FILES, check_user_files, command,
+                          deployed_files, generate_model, source_files, user_files)
 
 DVC_PARAMS_ARGS = "--params params.yaml"
 DVC_OUTPUTS = ("outs", "metrics", "plots")  # a stage's outputs, in the order dvc.yaml lists them
 
 
 def dvc_command(rule: str, stage: dict) -> str:
-    """A dvc.yaml stage's command (`command`): its path arguments are its deps, sources left out, and its outputs,
-    each in the order dvc.yaml lists them; its options and log name its matrix keys (${item.<key>})."""
+    """A dvc.yaml stage's command (`command`): its path arguments are its deps, sources and user-brought paths left
+    out (`sync_dvc_yaml` reads the stage without them), and its outputs, each in the order dvc.yaml lists them; its
+    options and log name its matrix keys (${item.<key>})."""
     table = BY_RULE[rule]
     deps = [d for d in stage.get("deps", []) if not d.startswith("src/")]
     outs = [next(iter(e)) if isinstance(e, dict) else e for key in stage if key in DVC_OUTPUTS for e in stage[key]]
@@ -120,13 +125,29 @@ def _for_deployed(text: str, params) -> str:
     return "".join(out)
 
 
-def sync_dvc_yaml(text: str, params) -> str:
-    """dvc.yaml's text for `params`: train_student's stage and generate's model by `_for_model`, each stage's `cmd:`
-    written by `dvc_command` and its `- src/...` dependencies by `source_files` of its command.
+# The comment ending the dep line of a user-brought path, before its params.yaml key (`evaluate.external.mine`):
+# what `sync_dvc_yaml` replaces.
+USER_DEP = "  # user: "
+
+
+def _user_deps(rule: str, params) -> list[str]:
+    """The dep lines of the user-brought paths `rule`'s command reads, each as given (quoted) and marked USER_DEP."""
+    return [f"      - {json.dumps(str(path))}{USER_DEP}{key}\n"
+            for key, path in user_files(params, BY_RULE[rule].command).items()]
+
+
+def sync_dvc_yaml(text: str, params, root: Path | str = ".") -> str:
+    """dvc.yaml's text for `params`: train_student's stage and generate's model by `_for_model`, classify_deployed's
+    stage by `_for_deployed`, each stage's `cmd:`
+    written by `dvc_command`, its user-brought paths (`_user_deps`, checked to exist, a relative one under `root`:
+    dvc.yaml's folder) and its `- src/...` dependencies by `source_files` of its command, in that order after its
+    other deps.
 
     DVC cannot compute these, so `medsr dvc-sync` writes them and tests/test_dag_agreement.py checks them.
     """
+    check_user_files(params, root)
     text = _for_deployed(_for_model(text, generate_model(params)), params)
+    text = "".join(line for line in text.splitlines(keepends=True) if USER_DEP not in line)
     stages = yaml.safe_load(text)["stages"]
     out, stage, written, in_cmd = [], None, set(), False
     for line in text.splitlines(keepends=True):
@@ -140,6 +161,7 @@ def sync_dvc_yaml(text: str, params) -> str:
             continue
         if line.startswith("      - src/") and stage in BY_RULE:
             if stage not in written:
+                out += _user_deps(stage, params)
                 out += [f"      - {f}\n" for f in source_files(BY_RULE[stage].command)]
                 written.add(stage)
             continue

@@ -14,8 +14,9 @@ from medsr.errors import MedsrError
 from medsr.gather import shard_folders
 from medsr.image_sets import sr_folder
 from medsr.stages import (BY_RULE, CLASSIFIER_LOG, CLASSIFIER_MODEL, DEPLOYED_PREDICTIONS, LOGS, PREDICTIONS_SHARD,
-                          SR_DOMAIN, SR_MODEL, STUDENT_FILES, classifier_files, command, deployed_files,
-                          generate_model, prediction_files, source_files, training_logs)
+                          SR_DOMAIN, SR_MODEL, STUDENT_FILES, check_user_files, classifier_files, command,
+                          deployed_files, generate_model, prediction_files, source_files, training_logs,
+                          user_input_files)
 
 
 configfile: "params.yaml"
@@ -38,6 +39,7 @@ if load_raw(PARAM_FILES) != config:
     )
 try:
     PARAMS = params_from_dict(config, " + ".join(PARAM_FILES))
+    check_user_files(PARAMS)  # a missing evaluate.external folder, named by its key, before any job runs
 except MedsrError as err:
     raise WorkflowError(f"medsr: {err}")
 validate(config, "../schemas/params.schema.json")
@@ -143,3 +145,10 @@ def prediction_shards():
 
 def all_training_logs():
     return [str(p) for p in training_logs(Path(TRAIN_LOGS), PARAMS)]
+
+
+def user_inputs(rule):
+    """The files inside the folders (and the files) a user brings that the rule's stage reads (medsr.stages.USER_PATHS:
+    each evaluate.external folder for classify and evaluate): changing one reruns the rule, as DVC's dependency on
+    the folder does."""
+    return user_input_files(PARAMS, BY_RULE[rule].command)

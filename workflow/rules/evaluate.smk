@@ -5,6 +5,7 @@ rule classify:
         bicubic="data/bicubic",
         regression="results/regression",
         sr=sr_sets(),
+        user=user_inputs("classify"),
         code=source_files("classify"),
     output:
         out=f"{PREDICTIONS}/{PREDICTIONS_SHARD}",
@@ -29,6 +30,7 @@ rule classify_deployed:
         bicubic="data/bicubic",
         regression="results/regression",
         sr=sr_sets(),
+        user=user_inputs("classify_deployed"),
         code=source_files("classify-deployed"),
     output:
         out=DEPLOYED_PREDICTIONS,
@@ -70,6 +72,7 @@ rule evaluate:
         sr=sr_sets(),
         lr="data/lr",
         logs=all_training_logs(),
+        user=user_inputs("evaluate"),
         code=source_files("evaluate"),
         **deployed_files(PARAMS),
     output:
