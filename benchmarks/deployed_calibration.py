@@ -8,9 +8,10 @@ Each replicate r (of `--replicates`):
   1. the per-image swap null: for every val image a fair coin decides whether arm A gets the first set's version
      and arm B the second's, or the other way round; A and B are exchangeable by construction and exactly as
      discordant, image by image, as the real comparison;
-  2. the healthy val images are split at random into a threshold half (each arm's threshold at
-     evaluate.val_specificity, as `operating_point.val_threshold`) and a held-out half; every unhealthy val image
-     is a pseudo-test image (a miss: score <= its arm's threshold);
+  2. each arm's threshold is chosen on the healthy val images at evaluate.val_specificity (as
+     `operating_point.val_threshold`), and every unhealthy val image is a pseudo-test image (a miss: score <= its
+     arm's threshold): the design of a real run, whose thresholds come from the healthy val images and whose FNR
+     from other (unhealthy test) images;
   3. the test of the verdict: `image_bootstrap` (evaluate.bootstrap resamples) at alpha = 1 - evaluate.confidence.
 Calibrated: the rejection rate's 95% Clopper-Pearson interval contains alpha. Also the p-value deciles (uniform
 under a calibrated test: 0.1, ..., 0.9).
@@ -72,13 +73,12 @@ def swap_null(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np
     for r in range(replicates):
         swap = rng.random(labels.size) < 0.5
         arm_a, arm_b = np.where(swap, b, a), np.where(swap, a, b)
-        threshold_half = rng.permutation(healthy)[: healthy.size // 2]
-        test = image_bootstrap((arm_a[threshold_half], arm_b[threshold_half]), (arm_a[unhealthy], arm_b[unhealthy]),
+        test = image_bootstrap((arm_a[healthy], arm_b[healthy]), (arm_a[unhealthy], arm_b[unhealthy]),
                                params.evaluate.val_specificity, params.evaluate.confidence, params.evaluate.bootstrap,
                                seed=int(rng.integers(2**31)))
         pvalues[r] = test["pvalue"]
-        k = int(np.ceil(params.evaluate.val_specificity * threshold_half.size - 1e-9))
-        ta, tb = np.sort(arm_a[threshold_half])[k - 1], np.sort(arm_b[threshold_half])[k - 1]
+        k = int(np.ceil(params.evaluate.val_specificity * healthy.size - 1e-9))
+        ta, tb = np.sort(arm_a[healthy])[k - 1], np.sort(arm_b[healthy])[k - 1]
         discordant[r] = np.mean((arm_a[unhealthy] <= ta) != (arm_b[unhealthy] <= tb))
     rejected = int(np.sum(pvalues < alpha))
     ci = binomtest(rejected, replicates).proportion_ci(0.95, method="exact")
@@ -87,7 +87,7 @@ def swap_null(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np
             "calibrated": bool(ci.low <= alpha <= ci.high),
             "p_deciles": [float(q) for q in np.quantile(pvalues, np.arange(1, 10) / 10)],
             "discordant_misses": float(discordant.mean()),
-            "healthy_threshold_images": int(healthy.size // 2), "unhealthy_images": int(unhealthy.size)}
+            "healthy_threshold_images": int(healthy.size), "unhealthy_images": int(unhealthy.size)}
 
 
 def main() -> None:

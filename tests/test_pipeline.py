@@ -179,8 +179,8 @@ IMPORTERS = {  # from the import graph: the stages whose command runs the module
                             "generate", "regress"},
 }
 # the default DAG trains no classifier on SR images (evaluate.sr_classifier: []) and no one-step student (a distilled
-# generate.sampler only)
-DEFAULT_RULES = set(BY_RULE) - {"train_sr_classifier", "train_student"}
+# generate.sampler only), and runs no deployed classifier (evaluate.deployed.file: "")
+DEFAULT_RULES = set(BY_RULE) - {"train_sr_classifier", "train_student", "classify_deployed"}
 
 
 @pytest.mark.parametrize("module", list(IMPORTERS))
