@@ -1,4 +1,4 @@
-"""A/A calibration of the deployed classifier's image-level test (medsr.evaluation.deployed.image_bootstrap) on a
+"""A/A calibration of the deployed classifier's image-level test (medsr.evaluation.deployed.image_test) on a
 Q1-shaped null: one classifier, two exchangeable image sets. Val images only (the test split is never read).
 
 The classifier: a run's HR-trained classifier of one train seed (`--architecture`, `--seed`) standing in for a
@@ -12,7 +12,8 @@ Each replicate r (of `--replicates`):
      `operating_point.val_threshold`), and every unhealthy val image is a pseudo-test image (a miss: score <= its
      arm's threshold): the design of a real run, whose thresholds come from the healthy val images and whose FNR
      from other (unhealthy test) images;
-  3. the test of the verdict: `image_bootstrap` (evaluate.bootstrap resamples) at alpha = 1 - evaluate.confidence.
+  3. the test of the verdict: `image_test` (evaluate.bootstrap swaps and resamples) at alpha = 1 - evaluate.confidence:
+     its p (the per-image randomization test) and, beside it, the p of the bootstrap's z test.
 Calibrated: the rejection rate's 95% Clopper-Pearson interval contains alpha. Also the p-value deciles (uniform
 under a calibrated test: 0.1, ..., 0.9).
 
@@ -36,10 +37,10 @@ import torch
 from scipy.stats import binomtest
 
 from medsr.config import load_params
-from medsr.evaluation.deployed import image_bootstrap, read_deployed
+from medsr.evaluation.deployed import image_test
 from medsr.image_sets import build
 from medsr.io import write_json
-from medsr.predictions import read_predictions
+from medsr.predictions import read_deployed, read_predictions
 
 OUT = Path("results/benchmarks/deployed_calibration.json")
 
@@ -63,28 +64,32 @@ def val_scores(run: Path, params, args) -> tuple[dict[str, tuple[np.ndarray, np.
 
 def swap_null(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray], params,
               replicates: int, rng: np.random.Generator) -> dict[str, Any]:
-    """The rejection rate and p deciles of `image_bootstrap` over `replicates` per-image swap nulls."""
+    """The rejection rate and p deciles of `image_test` over `replicates` per-image swap nulls (and the rate of the
+    bootstrap's z test beside it)."""
     labels, a, b = first[0], first[1], second[1]
     if not np.array_equal(labels, second[0]):
         raise ValueError("the two sets' val images differ")
     healthy, unhealthy = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
     alpha = 1 - params.evaluate.confidence
-    pvalues, discordant = np.empty(replicates), np.empty(replicates)
+    pvalues, z_pvalues, discordant = np.empty(replicates), np.empty(replicates), np.empty(replicates)
     for r in range(replicates):
         swap = rng.random(labels.size) < 0.5
         arm_a, arm_b = np.where(swap, b, a), np.where(swap, a, b)
-        test = image_bootstrap((arm_a[healthy], arm_b[healthy]), (arm_a[unhealthy], arm_b[unhealthy]),
+        test = image_test((arm_a[healthy], arm_b[healthy]), (arm_a[unhealthy], arm_b[unhealthy]),
                                params.evaluate.val_specificity, params.evaluate.confidence, params.evaluate.bootstrap,
                                seed=int(rng.integers(2**31)))
-        pvalues[r] = test["pvalue"]
+        pvalues[r], z_pvalues[r] = test["pvalue"], test["pvalue_bootstrap_z"]
         k = int(np.ceil(params.evaluate.val_specificity * healthy.size - 1e-9))
         ta, tb = np.sort(arm_a[healthy])[k - 1], np.sort(arm_b[healthy])[k - 1]
         discordant[r] = np.mean((arm_a[unhealthy] <= ta) != (arm_b[unhealthy] <= tb))
-    rejected = int(np.sum(pvalues < alpha))
+    rejected, rejected_z = int(np.sum(pvalues < alpha)), int(np.sum(z_pvalues < alpha))
     ci = binomtest(rejected, replicates).proportion_ci(0.95, method="exact")
+    ci_z = binomtest(rejected_z, replicates).proportion_ci(0.95, method="exact")
     return {"replicates": replicates, "alpha": alpha, "rejected": rejected, "rate": rejected / replicates,
             "rate_low": float(ci.low), "rate_high": float(ci.high),
             "calibrated": bool(ci.low <= alpha <= ci.high),
+            "rate_bootstrap_z": rejected_z / replicates, "rate_bootstrap_z_low": float(ci_z.low),
+            "rate_bootstrap_z_high": float(ci_z.high),
             "p_deciles": [float(q) for q in np.quantile(pvalues, np.arange(1, 10) / 10)],
             "discordant_misses": float(discordant.mean()),
             "healthy_threshold_images": int(healthy.size), "unhealthy_images": int(unhealthy.size)}
@@ -111,8 +116,8 @@ def main() -> None:
         rows.append({"comparison": f"{name} vs bicubic", **swap_null(scores[name], scores["bicubic"], params,
                                                                      args.replicates, rng)})
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    data = {"classifier": classifier, "test": "image_bootstrap", "bootstrap": params.evaluate.bootstrap,
-            "val_specificity": params.evaluate.val_specificity, "rows": rows,
+    data = {"classifier": classifier, "test": "image_test (per-image randomization p)",
+            "bootstrap": params.evaluate.bootstrap, "val_specificity": params.evaluate.val_specificity, "rows": rows,
             "seconds": round(time.perf_counter() - start, 1), "commit": commit,
             "machine": {"processor": platform.processor() or platform.machine(), "platform": platform.platform(),
                         "torch": torch.__version__}}

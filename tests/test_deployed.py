@@ -22,7 +22,7 @@ from medsr.classifier.deployed import PICKLE_REFUSED, _one_channel, load
 from medsr.classify_deployed import DEPLOYED
 from medsr.config import load_params
 from medsr.errors import MedsrError
-from medsr.evaluation.deployed import image_bootstrap
+from medsr.evaluation.deployed import image_test
 from medsr.io import write_csv
 from medsr.parameters import CLASSES, DeployedParams
 from medsr.predictions import COLUMNS
@@ -204,7 +204,7 @@ def test_a_failed_run_leaves_the_previous_output_unchanged(image_sets, tmp_path,
 
 # --- the image-level test -----------------------------------------------------------------------
 
-def test_image_bootstrap_holds_its_size_on_an_exchangeable_null_and_finds_a_planted_effect():
+def test_image_test_holds_its_size_on_an_exchangeable_null_and_finds_a_planted_effect():
     """Per-image swap nulls of two discordant arms (rejection interval contains 0.05), then a planted FNR gap."""
     rng = np.random.default_rng(0)
     n_h, m = 100, 200
@@ -214,17 +214,19 @@ def test_image_bootstrap_holds_its_size_on_an_exchangeable_null_and_finds_a_plan
     pvalues = []
     for _ in range(300):
         sh, su = rng.random(n_h) < 0.5, rng.random(m) < 0.5
-        test = image_bootstrap((np.where(sh, b_h, a_h), np.where(sh, a_h, b_h)),
-                               (np.where(su, b_u, a_u), np.where(su, a_u, b_u)), 0.95, resamples=200,
-                               seed=int(rng.integers(1000)))
+        test = image_test((np.where(sh, b_h, a_h), np.where(sh, a_h, b_h)),
+                          (np.where(su, b_u, a_u), np.where(su, a_u, b_u)), 0.95, resamples=200,
+                          seed=int(rng.integers(1000)))
         pvalues.append(test["pvalue"])
     rejected = int(np.sum(np.array(pvalues) < 0.05))
     ci = binomtest(rejected, len(pvalues)).proportion_ci(0.95, method="exact")
     assert ci.low <= 0.05 <= ci.high, rejected
-    planted = image_bootstrap((a_h, a_h), (a_u + 1.0, a_u), 0.95, resamples=300)  # first misses fewer
-    assert planted["difference"] < 0 and planted["pvalue"] < 0.01
-    assert planted["interval"][1] < 0
-    same = image_bootstrap((a_h, a_h), (a_u, a_u), 0.95, resamples=100)
+    planted = image_test((a_h, a_h), (a_u + 1.0, a_u), 0.95, resamples=300)  # first misses fewer
+    assert planted["difference"] < 0 and planted["pvalue"] < 0.01 and planted["test"] == "image_swap"
+    assert planted["interval"][1] < 0 and planted["pvalue_bootstrap_z"] < 0.01
+    several = image_test((np.stack([a_h, a_h]), a_h), (np.stack([a_u + 1.0, a_u + 1.0]), a_u), 0.95, resamples=300)
+    assert several["test"] == "image_bootstrap_z" and several["pvalue"] == several["pvalue_bootstrap_z"] < 0.01
+    same = image_test((a_h, a_h), (a_u, a_u), 0.95, resamples=100)
     assert same["difference"] == 0 and same["pvalue"] == 1.0
 
 

@@ -3,7 +3,7 @@
 One classifier this run did not train: the unit of replication is the image. Each Q1 comparison (as
 `medsr.evaluation.comparisons` declares Q1, through the deployed classifier) gets per arm the trained classifiers'
 val operating point (`operating_point.val_threshold` on that set's healthy val images; an external set without
-val takes HR's) and FNR = FN / (FN + TP) of its unhealthy test images there; its test is `image_bootstrap`, Holm
+val takes HR's) and FNR = FN / (FN + TP) of its unhealthy test images there; its test is `image_test`, Holm
 (1979)-adjusted within the deployed Q1 family (fair and label-leaking apart). The verdicts are CONDITIONAL on this
 one classifier. Its gate: AUROC on the HR val images >= evaluate.gate_min_hr_val_auroc, else no verdict.
 """
@@ -28,8 +28,9 @@ from medsr.predictions import read_deployed
 
 CONDITIONAL = ("conditional on this one classifier: the unit of replication is the image (val and test), so these "
                "verdicts generalize over new images of this kind, not over other classifiers or retraining")
-TEST = ("image_bootstrap: Wald z test of the FNR difference with the standard error of its paired bootstrap over "
-        "the healthy val images (each arm's val threshold recomputed) and the unhealthy test images")
+TEST = ("image_swap: randomization test of the FNR difference, a fair coin per image (healthy val and unhealthy "
+        "test) exchanging its two versions, both val thresholds recomputed; interval: paired bootstrap over the same "
+        "images (with several SR sampling seeds in an arm: the bootstrap's z test)")
 CLASSIFIER = "deployed"
 
 
@@ -38,56 +39,72 @@ def _fnr(test_unhealthy: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return (test_unhealthy <= thresholds[..., None]).mean(axis=-1).mean(axis=-1)
 
 
-def image_bootstrap(val_healthy: Sequence[np.ndarray], test_unhealthy: Sequence[np.ndarray], specificity: float,
-                    confidence: float = 0.95, resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+def _thresholds(val: np.ndarray, k: int) -> np.ndarray:
+    """The k-th smallest score along the last axis: the val threshold (`operating_point.val_threshold`)."""
+    return np.partition(val, k - 1, axis=-1)[..., k - 1]
+
+
+def swap_pvalue(val_healthy: Sequence[np.ndarray], test_unhealthy: Sequence[np.ndarray], k: int, difference: float,
+                resamples: int, rng: np.random.Generator) -> float:
+    """Two-sided randomization p of the FNR difference under the per-image swap null (Fisher 1935; Good 2005,
+    Ch. 3): for every image, healthy val and unhealthy test alike, a fair coin exchanges its two versions, and both
+    arms' thresholds are recomputed; p = (1 + #{|d*| >= |d|}) / (B + 1). Exact when each image's two versions are
+    exchangeable (the two image sets do not differ for this classifier). One member set per arm."""
+    (va, vb), (ta, tb) = ([np.asarray(x, dtype=np.float64).reshape(-1) for x in pair]
+                          for pair in (val_healthy, test_unhealthy))
+    extreme, chunk = 0, 100
+    for start in range(0, resamples, chunk):
+        b = min(chunk, resamples - start)
+        flip_val = rng.integers(0, 2, size=(b, va.size)).astype(bool)
+        flip_test = rng.integers(0, 2, size=(b, ta.size)).astype(bool)
+        fnr = [(np.where(flip_test, y, x) <= _thresholds(np.where(flip_val, w, v), k)[:, None]).mean(axis=1)
+               for (v, w), (x, y) in (((va, vb), (ta, tb)), ((vb, va), (tb, ta)))]
+        extreme += int(np.sum(np.abs(fnr[0] - fnr[1]) >= abs(difference) - 1e-12))
+    return (1 + extreme) / (resamples + 1)
+
+
+def image_test(val_healthy: Sequence[np.ndarray], test_unhealthy: Sequence[np.ndarray], specificity: float,
+               confidence: float = 0.95, resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
     """The paired image-level test of the FNR difference, first - second, of one classifier on two image sets.
 
     `val_healthy` = (first, second): J x n_h scores of the healthy val images (J member sets of an arm, e.g. SR
     sampling seeds, averaged; one for bicubic); `test_unhealthy` = (first, second): J x m scores of the unhealthy
     test images; columns are the same images in both arms. FNR of an arm: the mean over its members of the share of
     unhealthy test scores <= the member's threshold, the k-th smallest healthy val score (k = ceil(specificity
-    n_h), as `operating_point.val_threshold`). Bootstrap (Efron & Tibshirani 1993): B draws of n_h healthy val
-    images and m unhealthy test images with replacement, the same draws for both arms (paired), thresholds
-    recomputed on the drawn val images; SE = SD of the B differences. Test: z = d / SE, two-sided normal p; a
-    zero SE (identical arms) gives p = 1. Interval: d +- z_(1+confidence)/2 x SE (it excludes 0 iff p < 1 -
-    confidence). Seeded by `seed`: integer draws, so the same arrays give the same draws on any machine.
+    n_h), as `operating_point.val_threshold`). p: `swap_pvalue` (one member set per arm; with several, the
+    bootstrap's z test). Interval: paired bootstrap (Efron & Tibshirani 1993): B draws of n_h healthy val and m
+    unhealthy test images with replacement, the same for both arms, thresholds recomputed; d +- z x SD of the B
+    differences. Seeded by `seed`: integer draws, so the same arrays give the same p on any machine.
     """
     val = [np.atleast_2d(np.asarray(v, dtype=np.float64)) for v in val_healthy]
     test = [np.atleast_2d(np.asarray(t, dtype=np.float64)) for t in test_unhealthy]
     healthy, images = val[0].shape[1], test[0].shape[1]
     if any(v.shape[1] != healthy for v in val) or any(t.shape[1] != images for t in test) or healthy == 0 \
             or images == 0:
-        raise ValueError(f"image_bootstrap: paired, non-empty arrays expected, got val {[v.shape for v in val]}, "
+        raise ValueError(f"image_test: paired, non-empty arrays expected, got val {[v.shape for v in val]}, "
                          f"test {[t.shape for t in test]}")
     k = specificity_rank(healthy, specificity)
-    thresholds = [np.sort(v, axis=1)[:, k - 1] for v in val]
-    fnr = [float(_fnr(t, th)) for t, th in zip(test, thresholds)]
+    fnr = [float(_fnr(t, _thresholds(v, k))) for t, v in zip(test, val)]
     difference = fnr[0] - fnr[1]
     rng = np.random.default_rng(seed)
     draws = np.empty(resamples)
-    chunk = 100
-    for start in range(0, resamples, chunk):
-        b = min(chunk, resamples - start)
-        val_idx = rng.integers(0, healthy, size=(b, healthy))
-        test_idx = rng.integers(0, images, size=(b, images))
-        per_arm = []
-        for v, t in zip(val, test):
-            drawn_val = v[:, val_idx]  # J x b x n_h
-            threshold = np.partition(drawn_val, k - 1, axis=2)[..., k - 1]  # J x b
-            drawn_test = t[:, test_idx]  # J x b x m
-            per_arm.append((drawn_test <= threshold[..., None]).mean(axis=2).mean(axis=0))  # b
+    for start in range(0, resamples, 100):
+        b = min(100, resamples - start)
+        val_idx, test_idx = rng.integers(0, healthy, size=(b, healthy)), rng.integers(0, images, size=(b, images))
+        per_arm = [(t[:, test_idx] <= _thresholds(v[:, val_idx], k)[..., None]).mean(axis=2).mean(axis=0)
+                   for v, t in zip(val, test)]  # J x b x n_h -> J x b thresholds -> b FNRs
         draws[start:start + b] = per_arm[0] - per_arm[1]
     se = float(draws.std(ddof=1))
-    z_crit = float(norm.ppf(0.5 + confidence / 2))
-    if se > 0:
-        z = difference / se
-        pvalue = float(min(1.0, 2 * norm.sf(abs(z))))
-    else:
-        z, pvalue = 0.0, 1.0
-    return {"test": "image_bootstrap", "difference": difference, "fnr_first": fnr[0], "fnr_second": fnr[1],
-            "se": se, "z": float(z), "pvalue": pvalue, "resamples": resamples, "seed": seed,
+    z = difference / se if se > 0 else 0.0
+    z_p = float(min(1.0, 2 * norm.sf(abs(z)))) if se > 0 else 1.0
+    single = all(x.shape[0] == 1 for x in (*val, *test))
+    swap_p = swap_pvalue(val, test, k, difference, resamples, rng) if single else None
+    half = float(norm.ppf(0.5 + confidence / 2)) * se
+    return {"test": "image_swap" if single else "image_bootstrap_z", "difference": difference, "fnr_first": fnr[0],
+            "fnr_second": fnr[1], "se": se, "z": float(z), "pvalue": swap_p if single else z_p,
+            "pvalue_swap": swap_p, "pvalue_bootstrap_z": z_p, "resamples": resamples, "seed": seed,
             "healthy_val_images": healthy, "unhealthy_test_images": images,
-            "interval": [difference - z_crit * se, difference + z_crit * se]}
+            "interval": [difference - half, difference + half]}
 
 
 def _arm_arrays(members: Sequence[str], scores, home: str, specificity: float) -> tuple[np.ndarray, np.ndarray, float]:
@@ -126,7 +143,7 @@ def analysis(params: EvaluateParams, sets: Sequence[ImageSet], predictions: Path
             continue
         seen.add((first, second))
         arrays = [_arm_arrays(members[g], scores, hr, params.val_specificity) for g in (first, second)]
-        test = image_bootstrap((arrays[0][0], arrays[1][0]), (arrays[0][1], arrays[1][1]), params.val_specificity,
+        test = image_test((arrays[0][0], arrays[1][0]), (arrays[0][1], arrays[1][1]), params.val_specificity,
                                params.confidence, params.bootstrap, params.bootstrap_seed)
         verdicts.append({"id": f"Q1:{first}@{CLASSIFIER}_vs_{second}@{CLASSIFIER}", "question": "Q1",
                          "first": f"{first}@{CLASSIFIER}", "second": f"{second}@{CLASSIFIER}",

@@ -297,13 +297,14 @@ def deployed_calibration_markdown(data: Mapping[str, Any]) -> str:
     nulls: rejection rate with its Clopper-Pearson 95% interval, whether it holds alpha, the p deciles."""
     lines = [f"| {r['comparison']} | {r['replicates']} | {r['discordant_misses']:.3f} | {r['rate']:.3f} "
              f"[{r['rate_low']:.3f}, {r['rate_high']:.3f}] | {'yes' if r['calibrated'] else '**no**'} | "
-             f"{' '.join(f'{q:.2f}' for q in r['p_deciles'])} |" for r in data["rows"]]
+             f"{' '.join(f'{q:.2f}' for q in r['p_deciles'])} | {r['rate_bootstrap_z']:.3f} "
+             f"[{r['rate_bootstrap_z_low']:.3f}, {r['rate_bootstrap_z_high']:.3f}] |" for r in data["rows"]]
     r = data["rows"][0]
     return _table(("null built from", "replicates", "discordant misses", f"rejects at {r['alpha']:g} [95% CI]",
-                   "calibrated", "p deciles (uniform: 0.10 ... 0.90)"), lines, (
+                   "calibrated", "p deciles (uniform: 0.10 ... 0.90)", "bootstrap z test rejects (not used)"), lines, (
         f"Classifier: {data['classifier']}; per-image swap null on the val images ({r['healthy_threshold_images']} "
         f"healthy threshold images, {r['unhealthy_images']} unhealthy pseudo-test images a replicate), "
-        f"{data['test']} with {data['bootstrap']} resamples at val specificity {data['val_specificity']}; commit "
+        f"{data['test']} with {data['bootstrap']} swaps at val specificity {data['val_specificity']}; commit "
         f"{str(data.get('commit'))[:10]}, {_machine(data.get('machine'))}."))
 
 

@@ -45,6 +45,6 @@ def lines(results: Mapping[str, Any], num, pvalue, interval) -> list[str]:
         out.append(f"  {v['first_title']} vs {v['second_title']}: {WORDS[v['verdict']]}; FNR {num(v['fnr_first'])} "
                    f"vs {num(v['fnr_second'])} (test specificity {num(v['specificity_first'])} vs "
                    f"{num(v['specificity_second'])}), difference {interval(v['fnr_difference'], signed=True)}; "
-                   f"Holm p {pvalue(v['pvalue_holm'])} (paired bootstrap over {v['verdict_test']['resamples']} "
-                   f"resamples of the healthy val and unhealthy test images)")
+                   f"Holm p {pvalue(v['pvalue_holm'])} (per-image randomization test, "
+                   f"{v['verdict_test']['resamples']} swaps of the healthy val and unhealthy test images)")
     return out
