@@ -685,6 +685,8 @@ def test_a_users_classifier_in_both_formats_gets_q1_verdicts_in_both_front_ends(
     snakemake("--report", "results/report.html", cwd=projects["snakemake"])
     html = (projects["snakemake"] / "results/report.html").read_text(errors="replace")
     assert f"deployed: {rounds[-1]['names']['snakemake']}" in html and "conditional on this one classifier" in html
+    summary = (projects["dvc"] / "results/figures/summary.rst").read_text()  # DVC's report: the figures folder
+    assert f"deployed: {rounds[-1]['names']['dvc']}" in summary and "conditional on this one classifier" in summary
     assert dvc("status", cwd=projects["dvc"]).stdout.strip().startswith("Data and pipelines are up to date")
     assert snakemake_planned(projects["snakemake"]) == set()
 
