@@ -4,6 +4,7 @@ results, the summary, the verdict table and the metrics."""
 
 from __future__ import annotations
 
+import csv
 import json
 import pickle
 import zipfile
@@ -43,6 +44,13 @@ def contract(file: Path, **overrides) -> DeployedParams:
 def grey_resnet(outputs: int = 2) -> torch.nn.Module:
     torch.manual_seed(0)
     return _one_channel(torchvision.models.resnet18(weights=None, num_classes=outputs)).eval()
+
+
+def tiny(outputs: int = 2, channels: int = 1) -> torch.nn.Module:
+    """A small network for the .pt2 cases (exported in a second, where a ResNet18 takes several)."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(channels, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(4, outputs)).eval()
 
 
 def export(model: torch.nn.Module, path: Path, channels: int = 1, dynamic: bool = True) -> Path:
@@ -152,10 +160,9 @@ def run_stage(root: Path, tmp_path: Path, classifier: Path, capsys, **deployed) 
 
 
 def test_the_stage_writes_one_row_per_set_split_and_image(image_sets, tmp_path, capsys):
-    model = grey_resnet()
-    code, err, out = run_stage(image_sets, tmp_path, export(model, tmp_path / "m.pt2"), capsys)
+    code, err, out = run_stage(image_sets, tmp_path, save_weights(grey_resnet(), tmp_path / "m.safetensors"), capsys)
     assert code == 0, err
-    rows = list(__import__("csv").DictReader(out.open()))
+    rows = list(csv.DictReader(out.open()))
     n = len(_ids("val")[0]) + len(_ids("test")[0])
     assert len(rows) == 5 * n and {r["architecture"] for r in rows} == {DEPLOYED}
     assert {r["set"] for r in rows} == {"hr", "bicubic", "regression", "sr_null_seed0", "sr_predicted_seed0"}
@@ -168,16 +175,16 @@ def text_file(path: Path) -> Path:
 
 BAD = {  # name -> (how the file is made, contract overrides, what the one line must say)
     "not a model": (lambda d: text_file(d / "notes.pt2"), {}, "not a model file"),
-    "a pickle payload": (lambda d: torch.save(grey_resnet(), d / "p.pt2") or d / "p.pt2", {}, PICKLE_REFUSED),
-    "the wrong channel count": (lambda d: export(torchvision.models.resnet18(num_classes=2).eval(), d / "c.pt2", 3),
+    "a pickle payload": (lambda d: torch.save(tiny(), d / "p.pt2") or d / "p.pt2", {}, PICKLE_REFUSED),
+    "the wrong channel count": (lambda d: export(tiny(channels=3), d / "c.pt2", 3),
                                 {}, "does not accept inputs of shape (2, 1, 32, 32)"),
     "weights for another shape": (lambda d: save_weights(grey_resnet(), d / "w.safetensors"), {"channels": 3},
                                   "do not fit resnet18 with 3 input channel(s)"),
-    "the wrong number of outputs": (lambda d: export(grey_resnet(3), d / "o.pt2"), {}, "outputs of shape (2, 3)"),
+    "the wrong number of outputs": (lambda d: export(tiny(3), d / "o.pt2"), {}, "outputs of shape (2, 3)"),
     "NaN scores": (lambda d: export(NaNHead().eval(), d / "nan.pt2"), {}, "NaN or infinite outputs"),
-    "an unhealthy index out of range": (lambda d: export(grey_resnet(), d / "i.pt2"), {"unhealthy_index": 2},
+    "an unhealthy index out of range": (lambda d: export(tiny(), d / "i.pt2"), {"unhealthy_index": 2},
                                         "evaluate.deployed.unhealthy_index: 2 is out of range"),
-    "a size other than the images'": (lambda d: export(grey_resnet(), d / "s.pt2"), {"image_size": 64},
+    "a size other than the images'": (lambda d: export(tiny(), d / "s.pt2"), {"image_size": 64},
                                       "evaluate.deployed.image_size: 64"),
 }
 
@@ -194,7 +201,7 @@ def test_bad_input_is_one_line_naming_the_file_and_writes_nothing(image_sets, tm
 
 
 def test_a_failed_run_leaves_the_previous_output_unchanged(image_sets, tmp_path, capsys):
-    good = export(grey_resnet(), tmp_path / "good.pt2")
+    good = export(tiny(), tmp_path / "good.pt2")
     code, _, out = run_stage(image_sets, tmp_path, good, capsys)
     before = out.read_bytes()
     bad = export(NaNHead().eval(), tmp_path / "nan.pt2")
@@ -247,9 +254,14 @@ def write_deployed(root: Path, sets, misses: dict[str, int]) -> Path:
     return root / "deployed.csv"
 
 
-def test_evaluate_reports_the_deployed_classifiers_q1_verdicts_beside_the_trained_ones(tmp_path):
-    experiment = write_experiment(tmp_path, {"hr@hr": 1, "bicubic@hr": 12, "sr_null_seed0@hr": 2,
-                                             "bicubic@bicubic": 14})
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory) -> dict:
+    """tests/test_evaluate.py's made-up run (SR misses fewer than bicubic through the trained classifiers)."""
+    return write_experiment(tmp_path_factory.mktemp("experiment"), {"hr@hr": 1, "bicubic@hr": 12,
+                                                                    "sr_null_seed0@hr": 2, "bicubic@bicubic": 14})
+
+
+def test_evaluate_reports_the_deployed_classifiers_q1_verdicts_beside_the_trained_ones(experiment):
     sets, root = experiment["sets"], experiment["root"]
     deployed_csv = write_deployed(root, sets, {"bicubic": 20, "sr_null_seed0": 2, "regression": 19,
                                                "ext_mine": 21})
@@ -283,19 +295,17 @@ def test_evaluate_reports_the_deployed_classifiers_q1_verdicts_beside_the_traine
     assert "deployed" not in default and "deployed" not in experiment["results_data"]
 
 
-def test_a_deployed_classifier_that_does_not_separate_hr_val_gets_no_verdict(tmp_path):
-    experiment = write_experiment(tmp_path, {"hr@hr": 1, "bicubic@hr": 12, "sr_null_seed0@hr": 2,
-                                             "bicubic@bicubic": 14})
-    sets, root = experiment["sets"], experiment["root"]
-    csv_path = write_deployed(root, sets, {"bicubic": 20, "sr_null_seed0": 2})
-    rows = list(__import__("csv").DictReader(csv_path.open()))
+def test_a_deployed_classifier_that_does_not_separate_hr_val_gets_no_verdict(experiment, tmp_path):
+    sets = experiment["sets"]
+    csv_path = write_deployed(tmp_path, sets, {"bicubic": 20, "sr_null_seed0": 2})
+    rows = list(csv.DictReader(csv_path.open()))
     for r in rows:  # HR val: every unhealthy image scored as the lowest healthy one
         if r["set"] == "hr" and r["split"] == "val" and r["label_index"] == "1":
             r["prob_unhealthy"] = "0.01"
     write_csv(csv_path, rows, COLUMNS)
     from medsr.evaluation.deployed import analysis
 
-    result = analysis(_params(deployed=contract(root / "none.pt2")), sets, csv_path)
+    result = analysis(_params(deployed=contract(tmp_path / "none.pt2")), sets, csv_path)
     assert not result["gate"]["passed"] and {v["verdict"] for v in result["verdicts"]} == {"no_verdict"}
 
 
