@@ -22,7 +22,7 @@ unswapped discordance: the JSON gives both. Q2's arms differ in classifier:
 no data set holds SR images through the bicubic classifier, so no swap of images between classifiers exists. A swap
 of (image, classifier) pairs per image is exchangeable but mixes two classifiers' score scales in one arm; so each
 pipeline's scores are first put on its own specificity scale (per seed, the share of its threshold-half healthy
-scores at or below the score), on which a miss at the mixed arm's threshold is, up to the mixture's rank noise, the
+scores below the score), on which a miss at the mixed arm's threshold is, up to the mixture's rank noise, the
 pipeline's own decision at its own threshold. Its arms are exchangeable but are not pipelines anyone runs. The other
 construction, swapping whole arms per seed (`q2_arm_swap`), is a diagnostic, not a calibration: S seeds give 2^S
 sign patterns (enumerated), the two uniform ones alone are 2 / 2^S (6.25 % with 5 seeds, above alpha), and the
@@ -101,9 +101,10 @@ def seed_tests() -> list[type[VerdictTest]]:
 
 
 def specificity_scale(scores: np.ndarray, healthy: np.ndarray) -> np.ndarray:
-    """Per seed (row): each score as the share of that row's `healthy` scores at or below it."""
+    """Per seed (row): each score as the share of that row's `healthy` scores strictly below it (a score <= the k-th
+    smallest healthy score iff its share <= (k - 1) / n, the k-th smallest share: the same decisions)."""
     reference = np.sort(scores[:, healthy], axis=1)
-    return np.stack([np.searchsorted(r, s, side="right") for r, s in zip(reference, scores)]) / healthy.size
+    return np.stack([np.searchsorted(r, s, side="left") for r, s in zip(reference, scores)]) / healthy.size
 
 
 def swap(first: np.ndarray, second: np.ndarray, coins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
