@@ -220,8 +220,8 @@ def run(labels: np.ndarray, scores: dict[str, np.ndarray], evaluate, replicates:
             entry["swap"].append(components(arm_a, arm_b, threshold, unhealthy, evaluate))
             entry["real"].append(components(first, second, threshold, unhealthy, evaluate))
             k = specificity_rank(threshold.size, evaluate.val_specificity)
-            entry["specificity"].append(float(np.mean([np.mean(s[:, held_out] > np.sort(s[:, threshold], axis=1)
-                                                               [:, k - 1:k]) == 0 for s in (arm_a, arm_b)])))
+            entry["specificity"].append(float(np.mean([np.mean(s[:, held_out] <= np.sort(s[:, threshold], axis=1)
+                                                               [:, k - 1:k]) for s in (arm_a, arm_b)])))
             if name not in PLANTED or r >= power_replicates:
                 continue
             for design, (rows, images) in subsets.items():

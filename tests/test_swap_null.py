@@ -121,6 +121,7 @@ def test_the_run_and_its_table():
     assert set(result["nulls"]) == set(NULLS) and set(result["power"]) == set(PLANTED)
     for null in result["nulls"].values():
         assert null["replicates"] == 12 and 0 <= null["discordant_misses"] <= 1
+        assert 0.8 < null["held_out_specificity"] <= 1  # the threshold half's 0.95, on the other healthy half
         assert set(null["tests"]) == {t.name for t in seed_tests()}
     assert result["q2_arm_swap"]["patterns"] == 8 and result["q2_arm_swap"]["floor"] == 0.25
     for rows in result["power"].values():
