@@ -308,6 +308,58 @@ def deployed_calibration_markdown(data: Mapping[str, Any]) -> str:
         f"{str(data.get('commit'))[:10]}, {_machine(data.get('machine'))}."))
 
 
+def swap_null_markdown(data: Mapping[str, Any]) -> str:
+    """benchmarks/swap_null.py: the seed-level tests on per-image swap nulls (rejection rate, deciles), their power
+    on planted effects (realised FNR difference, with Holm over the Q1 pair), the MDE and its extrapolation."""
+    z = data["sizes"]
+    rows = [f"| {n} | {t} | {r['replicates']} | {r['discordant_misses']:.3f} / {r['discordant_misses_unswapped']:.3f} "
+            f"| {v['rate']:.3f} [{v['rate_low']:.3f}, {v['rate_high']:.3f}] | "
+            f"{'yes' if v['calibrated'] else '**no**'} | "
+            f"{' '.join(f'{q:.2f}' for q in v['p_deciles'])} |" for n, r in data["nulls"].items()
+            for t, v in r["tests"].items()]
+    arm = data["q2_arm_swap"]
+    calibration = _table(("null", "test", "replicates", "discordant misses (swap / unswapped)",
+                          f"rejects at {data['alpha']:g} [95% CI]", "calibrated", "p deciles (uniform: 0.10 ... 0.90)"),
+                         rows, (
+        f"Val images only (the test split is never read): per replicate {z['healthy_threshold']} of the "
+        f"{z['healthy_val']} healthy val images set each (seed, arm)'s threshold at val specificity "
+        f"{data['val_specificity']}, and all {z['unhealthy_pseudo_test']} unhealthy val images are the pseudo-test "
+        f"images (the real verdict: {z['healthy_val']} and {z['real_unhealthy_test'] or 'every unhealthy test'}); "
+        f"{z['seeds']} train seeds, one fair coin per image for all seeds. q2_sr: each arm mixes both classifiers "
+        f"image by image on each pipeline's specificity scale (exchangeable, but no pipeline anyone runs). Swapping "
+        f"whole Q2 arms per seed is no calibration ({arm['patterns']} sign patterns, the uniform two alone "
+        f"{arm['floor']:.2%}; rejects " + ", ".join(f"{t} {v['rate']:.3f}" for t, v in arm["tests"].items()) + ")."))
+    power = []
+    for name, designs in data["power"].items():
+        for d in designs:
+            for t, v in d["tests"].items():
+                cells = " | ".join(f"{p:.2f} / {h:.2f} ({-x:.3f})" for p, h, x in
+                                   zip(v["power"], v["power_holm"], d["difference"]))
+                power.append(f"| {name} | {d['seeds']} x {d['images']} | {t} | {v['size']:.3f} | {cells} | "
+                             f"{_f(v['mde'])} / {_f(v['mde_holm'])} |")
+    first = next(iter(data["power"].values()))[0]
+    curve = _table(("null", "seeds x images", "test", "size", *(f"f {f:g}" for f in first["fractions"]),
+                    "MDE / with Holm"), power, (
+        f"Power (rejections with the planted sign) / with Holm over the Q1 pair (the other comparison on its null), "
+        f"and the realised mean FNR difference in brackets, {first['replicates']} replicates per cell; arm A's "
+        f"unhealthy pseudo-test images replaced by their HR version with probability f. MDE: the |difference| at "
+        f"{0.8:.0%} power, interpolated (-: not reached). Smaller designs subsample seeds and images (measured)."))
+    ex = data["extrapolation"]
+    checks = "; ".join(f"{c['null']} {c['seeds']}x{c['images']} measured {_f(c['measured_mde_holm'])}, predicted "
+                       f"{c['predicted_mde_holm']:.3f}" for c in ex["check"])
+    reach = "; ".join(f"{n}: " + ", ".join(f"{k} seeds {'x ' + str(v) if v else 'none up to the largest'}"
+                                         for k, v in by_seeds.items()) for n, by_seeds in ex["reach_target"].items())
+    default = "; ".join(f"{n} {g['mde']:.3f} / {g['mde_holm']:.3f}" for n, grid in ex["grid"].items()
+                        for g in grid if (g["seeds"], g["images"]) == (z["seeds"], z["real_unhealthy_test"]))
+    machine = data.get("machine") or {}
+    return (f"{calibration}\n\n{curve}\n\nExtrapolated, not measured (crossed_t's model: SE^2 = s_a^2/S + s_b^2/m + "
+            f"s_e^2/(Sm) + V_val with the unswapped val comparison's components, V_val scaled to "
+            f"{ex['healthy_val_images']} healthy val images; Holm as alpha/2): MDE / with Holm at the real design "
+            f"({z['seeds']} seeds x {z['real_unhealthy_test']} unhealthy test images): {default or '-'}; unhealthy "
+            f"images needed for an MDE <= {ex['target']} with Holm: {reach}. The model against the measured crossed_t "
+            f"MDE with Holm (with the swap's components): {checks}. Commit {str(data.get('commit'))[:10]}; "
+            f"{machine.get('platform', '?')} ({machine.get('processor', '?')}), shared CPU: timings not meaningful.")
+
 def _machine(machine: Mapping[str, Any] | None) -> str:
     if not machine:
         return "machine not recorded"
@@ -332,4 +384,5 @@ TABLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "stop_rule": stop_rule_markdown,  # recipe_choice.py --replay
     "aa_calibration": aa_calibration_markdown,
     "deployed_calibration": deployed_calibration_markdown,
+    "swap_null": swap_null_markdown,
 }
