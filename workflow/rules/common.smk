@@ -63,9 +63,9 @@ GPU_MEM_MB = {"train_sr": 48000, "train_student": 48000, "train_regression": 120
               "regress": 4000}
 
 # Among ready jobs, the longest chain goes first: degrade -> train_sr -> generate (then gather, classify); the
-# classifiers fill the other core. Without priorities Snakemake had not started train_sr 7 minutes into a default
-# run on 2 cores (stopped there: it was on course to pass 15 minutes); with them the run took 838 s. DVC runs one
-# stage at a time and has no use for them.
+# classifiers fill the other core. Without priorities Snakemake may start train_sr late, after many classifiers,
+# and the chain then sets the run's end (docs/pipeline.md "Where the defaults come from"). DVC runs one stage at a
+# time and has no use for them.
 PRIORITY = {"degrade": 3, "train_sr": 2, "generate": 1}
 
 GUIDANCE = list(PARAMS.generate.guidance)

@@ -81,8 +81,9 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
 
 
 def precise_bn_subset(x: torch.Tensor, count: int = PRECISE_BN_IMAGES) -> torch.Tensor:
-    """`count` images of `x` evenly spaced in its order (all of them when there are fewer): the statistics of a
-    256-image sample cost half the forward passes of the 544 default train images (+13% of an epoch, not +30%)."""
+    """`count` images of `x` evenly spaced in its order (all of them when there are fewer): precise BN's statistics
+    from a fixed-size sample of the train split rather than all of it, so its cost per epoch does not grow with the
+    split."""
     if len(x) <= count:
         return x
     return x[torch.linspace(0, len(x) - 1, count).round().long()]
@@ -96,8 +97,8 @@ def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int, de
 
     The running statistics kept during training are an exponential average (momentum 0.1) over the last ~10
     batches, each computed with different weights; in a few hundred steps on a few hundred images the weights move
-    faster than that average follows, and in eval mode the network then scores every val image at chance while
-    its train accuracy is above 0.9 (measured: results/benchmarks/classifier_recipe.json).
+    faster than that average follows, and in eval mode the network can then score every val image at chance while
+    its train accuracy is high (the classifier_recipe table in docs/evaluation.md).
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
