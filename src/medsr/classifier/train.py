@@ -65,7 +65,7 @@ def split_records(images: Path, split: str) -> list[Record]:
     return read_manifest(images, split=split)
 
 
-def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+def evaluate_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
               device: torch.device) -> tuple[float, float, float]:
     """Val cross-entropy, accuracy at the argmax, and AUROC of the unhealthy probability."""
     model.eval()
@@ -131,7 +131,7 @@ def random_crop(x: torch.Tensor, side: int, generator: torch.Generator) -> torch
     return torch.stack([image[:, r:r + side, c:c + side] for image, r, c in zip(x, rows.tolist(), cols.tolist())])
 
 
-def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                  params: TrainClassifierParams, generator: torch.Generator,
                  device: torch.device, epoch: int = 1) -> tuple[float, float]:
     model.train()
@@ -173,7 +173,7 @@ def optimizer_and_schedule(net: nn.Module, params: TrainClassifierParams, epochs
     return optimizer, schedule
 
 
-def _split_tensors(images: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def split_tensors(images: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     records = split_records(images, split)
     labels = label_indices(records, images / MANIFEST)
     if len(np.unique(labels)) < len(CLASSES):
@@ -201,8 +201,8 @@ def _init_record(init: Path) -> dict:
 
 
 def _load_splits(images: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    x_train, y_train = _split_tensors(images, "train")
-    x_val, y_val = _split_tensors(images, "val")
+    x_train, y_train = split_tensors(images, "train")
+    x_val, y_val = split_tensors(images, "val")
     if x_train.shape[-2:] != x_val.shape[-2:]:
         raise MedsrError(
             f"{images}: val images are {tuple(x_val.shape[-2:])}, train images {tuple(x_train.shape[-2:])}"
@@ -221,11 +221,11 @@ def _fit(net: nn.Module, params: TrainClassifierParams, x_train: torch.Tensor, y
     monitored: list[float] = []
     for epoch in range(1, params.epochs + 1):
         learning_rate = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = _train_epoch(net, optimizer, x_train, y_train, params, generator, device, epoch)
+        train_loss, train_acc = train_epoch(net, optimizer, x_train, y_train, params, generator, device, epoch)
         schedule.step()
         if params.precise_bn:
             recalibrate_batchnorm(net, precise_bn_subset(x_train), params.batch_size, device)
-        val_loss, val_acc, val_auroc = _evaluate(net, x_val, y_val, params.batch_size, device)
+        val_loss, val_acc, val_auroc = evaluate_classifier(net, x_val, y_val, params.batch_size, device)
         # a nan validation loss would win no comparison and so stay "best" if it came first
         check_loss(val_loss, "train-classifier", f"epoch {epoch} (validation)", "train_classifier.learning_rate",
                    learning_rate)
