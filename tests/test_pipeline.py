@@ -179,9 +179,9 @@ IMPORTERS = {  # from the import graph: the stages whose command runs the module
     "src/medsr/pixels.py": {"degrade", "train_sr", "train_regression", "train_classifier", "finetune_classifier",
                             "generate", "regress"},
 }
-# the default DAG trains no classifier on SR images (evaluate.sr_classifier: []) and no one-step student (a distilled
-# generate.sampler only)
-DEFAULT_RULES = set(BY_RULE) - {"train_sr_classifier", "train_student"}
+# the default DAG trains no classifier on SR images (evaluate.sr_classifier: []), no one-step student (a distilled
+# generate.sampler only) and runs no deployed classifier (evaluate.deployed.file only)
+DEFAULT_RULES = set(BY_RULE) - {"train_sr_classifier", "train_student", "classify_deployed"}
 
 
 @pytest.mark.parametrize("module", list(IMPORTERS))
