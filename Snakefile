@@ -5,11 +5,13 @@
 #   snakemake --cores 2 --max-threads 1            # the whole experiment on 2 CPU cores (one GPU: --cores 16 --max-threads 2 --resources gpu_mem_mb=120000)
 #   snakemake --report results/report.html         # the self-contained report of the last run
 
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/evaluate.smk"
+
 
 report: "workflow/report/workflow.rst"
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from medsr.classifier.model import build_classifier
-from medsr.classifier.train import (_evaluate, _split_tensors, _train_epoch, optimizer_and_schedule, precise_bn_subset,
-                                    recalibrate_batchnorm)
+from medsr.classifier.train import (evaluate_classifier, optimizer_and_schedule, precise_bn_subset,
+                                    recalibrate_batchnorm, split_tensors, train_epoch)
 from medsr.config import load_params
 from medsr.parameters import ARCHITECTURES
 from medsr.randomness import seed_everything
@@ -33,19 +33,19 @@ from medsr.randomness import seed_everything
 
 def bench(architecture: str, params, images: Path, epochs: int, seed: int) -> dict:
     generator = seed_everything(seed)
-    x_train, y_train = _split_tensors(images, "train")
-    x_val, y_val = _split_tensors(images, "val")
+    x_train, y_train = split_tensors(images, "train")
+    x_val, y_val = split_tensors(images, "val")
     net = build_classifier(architecture)
     optimizer, schedule = optimizer_and_schedule(net, params, epochs)
     times, val = [], []
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        _train_epoch(net, optimizer, x_train, y_train, params, generator, torch.device("cpu"), epoch)
+        train_epoch(net, optimizer, x_train, y_train, params, generator, torch.device("cpu"), epoch)
         times.append(time.perf_counter() - start)
         schedule.step()
         if params.precise_bn:  # as train-classifier: val scored with BatchNorm statistics of the train split
             recalibrate_batchnorm(net, precise_bn_subset(x_train), params.batch_size, torch.device("cpu"))
-        val.append(_evaluate(net, x_val, y_val, params.batch_size, torch.device("cpu")))
+        val.append(evaluate_classifier(net, x_val, y_val, params.batch_size, torch.device("cpu")))
     best = min(range(epochs), key=lambda i: val[i][0])
     return {"architecture": architecture, "parameters": sum(p.numel() for p in net.parameters()),
             "s_per_epoch": statistics.median(times), "epochs": epochs, "best_epoch": best + 1,

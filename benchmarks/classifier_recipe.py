@@ -39,8 +39,8 @@ import yaml
 from torch import nn
 
 from medsr.classifier.model import build_classifier, load_classifier
-from medsr.classifier.train import (_evaluate, _split_tensors, _train_epoch, optimizer_and_schedule, precise_bn_subset,
-                                    recalibrate_batchnorm, run as train_classifier)
+from medsr.classifier.train import (evaluate_classifier, optimizer_and_schedule, precise_bn_subset,
+                                    recalibrate_batchnorm, run as train_classifier, split_tensors, train_epoch)
 from medsr.config import load_params
 from medsr.parameters import TrainClassifierParams
 from medsr.io import write_json
@@ -52,8 +52,8 @@ NOT_LEARNED = 0.75  # a best-epoch val accuracy below this counts as a seed whos
 
 
 def _score(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    """train-classifier's val pass (`_evaluate`, 64 images a batch) as the row's val values."""
-    val_loss, val_acc, val_auroc = _evaluate(model, x, y, 64, torch.device("cpu"))
+    """train-classifier's val pass (`evaluate_classifier`, 64 images a batch) as the row's val values."""
+    val_loss, val_acc, val_auroc = evaluate_classifier(model, x, y, 64, torch.device("cpu"))
     return {"val_loss": val_loss, "val_acc": val_acc, "val_auroc": val_auroc}
 
 
@@ -83,14 +83,14 @@ def one_seed(params: TrainClassifierParams, images: Path, architecture: str, see
              init: Path | None = None) -> dict:
     torch.set_num_threads(threads)
     generator = seed_everything(seed)
-    x_train, y_train = _split_tensors(images, "train")
-    x_val, y_val = _split_tensors(images, "val")
+    x_train, y_train = split_tensors(images, "train")
+    x_val, y_val = split_tensors(images, "val")
     net = build_classifier(architecture) if init is None else load_classifier(init)
     optimizer, schedule = optimizer_and_schedule(net, params)
     epochs, train_s, recal_s = [], [], []
     for epoch in range(1, params.epochs + 1):
         start = time.perf_counter()
-        train_loss, train_acc = _train_epoch(net, optimizer, x_train, y_train, params, generator,
+        train_loss, train_acc = train_epoch(net, optimizer, x_train, y_train, params, generator,
                                              torch.device("cpu"), epoch)
         train_s.append(time.perf_counter() - start)
         schedule.step()

@@ -2,11 +2,11 @@
 
 One train-classifier epoch (medsr.classifier.train, params.yaml's train_classifier) has three parts: training over
 the train split (forward, backward, Adam step per batch), the precise-BatchNorm pass (`recalibrate_batchnorm`, train
-mode, no gradient) and the val pass (`_evaluate`, eval mode). Each is timed for the architecture in four variants:
-weights and inputs contiguous (NCHW) or channels_last (NHWC, `medsr.classifier.model.MEMORY_FORMAT`), Adam as torch's
-per-tensor loop (`foreach`) or its fused kernel (`fused=True`, what `optimizer_and_schedule` builds). The update rule
-is the same in all four; only the order of floating-point operations differs. Seconds are the median over `--epochs`
-epochs after one warm-up epoch, on `--threads` threads (the default run gives each job one).
+mode, no gradient) and the val pass (`evaluate_classifier`, eval mode). Each is timed for the architecture in four
+variants: weights and inputs contiguous (NCHW) or channels_last (NHWC, `medsr.classifier.model.MEMORY_FORMAT`), Adam
+as torch's per-tensor loop (`foreach`) or its fused kernel (`fused=True`, what `optimizer_and_schedule` builds). The
+update rule is the same in all four; only the order of floating-point operations differs. Seconds are the median
+over `--epochs` epochs after one warm-up epoch, on `--threads` threads (the default run gives each job one).
 
     .venv/bin/python benchmarks/classifier_speed.py --images data/hr [--epochs 3] [--threads 1]
 
@@ -26,8 +26,8 @@ import torch
 
 import medsr.classifier.model as classifier_model
 from medsr.classifier.model import build_classifier
-from medsr.classifier.train import (_evaluate, _split_tensors, _train_epoch, precise_bn_subset,
-                                    recalibrate_batchnorm)
+from medsr.classifier.train import (evaluate_classifier, precise_bn_subset, recalibrate_batchnorm, split_tensors,
+                                    train_epoch)
 from medsr.config import load_params
 from medsr.io import write_json
 from medsr.parameters import ARCHITECTURES
@@ -50,11 +50,11 @@ def time_variant(architecture: str, params, x_train, y_train, x_val, y_val, layo
         times: dict[str, list[float]] = {part: [] for part in PARTS}
         for epoch in range(epochs + 1):  # epoch 0 warms up (oneDNN primitive caches) and is not counted
             marks = [time.perf_counter()]
-            _train_epoch(net, adam, x_train, y_train, params, generator, cpu, epoch + 1)
+            train_epoch(net, adam, x_train, y_train, params, generator, cpu, epoch + 1)
             marks.append(time.perf_counter())
             recalibrate_batchnorm(net, precise_bn_subset(x_train), params.batch_size, cpu)
             marks.append(time.perf_counter())
-            _evaluate(net, x_val, y_val, params.batch_size, cpu)
+            evaluate_classifier(net, x_val, y_val, params.batch_size, cpu)
             marks.append(time.perf_counter())
             if epoch:
                 for part, start, end in zip(PARTS, marks, marks[1:]):
@@ -78,8 +78,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     params = load_params([args.params]).train_classifier
-    x_train, y_train = _split_tensors(args.images, "train")
-    x_val, y_val = _split_tensors(args.images, "val")
+    x_train, y_train = split_tensors(args.images, "train")
+    x_val, y_val = split_tensors(args.images, "val")
     rows = []
     print(f"{'layout':<14} {'optimizer':<8} {'train s':>8} {'BN s':>6} {'val s':>6} {'epoch s':>8} {'x first':>7}")
     for layout in LAYOUTS:

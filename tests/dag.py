@@ -106,3 +106,14 @@ def dvc_stages(workdir: Path) -> dict[str, Stage]:
                 inputs.add(dep)
         stages[name] = Stage(name, cmd, frozenset(inputs), frozenset(outs), frozenset(params))
     return stages
+
+
+def tool_files() -> set[str]:
+    """src/medsr/... of the modules only the tools (`medsr.cli.TOOLS`) run: the tools' modules and what only they
+    import, neither the CLI's dispatch path nor any stage module's imports. What no stage may depend on."""
+    from medsr.cli import TOOLS
+    from medsr.stages import STAGES, import_closure
+
+    stage_modules = set(import_closure("medsr.cli", *(f"medsr.{stage.module}" for stage in STAGES)))
+    tool_only = set(import_closure(*TOOLS.values())) - stage_modules
+    return {f"src/{m.replace('.', '/')}.py" for m in tool_only}

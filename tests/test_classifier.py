@@ -417,7 +417,7 @@ def _scripted_val_losses(monkeypatch, losses: list[float], aurocs: list[float] |
         passes.append(1)
         return losses[len(passes) - 1], 0.5, 0.5 if aurocs is None else aurocs[len(passes) - 1]
 
-    monkeypatch.setattr(train, "_evaluate", scripted)
+    monkeypatch.setattr(train, "evaluate_classifier", scripted)
     return passes
 
 
@@ -480,18 +480,18 @@ def _old_run(params, images: Path, seed: int) -> dict[str, torch.Tensor]:
     """train-classifier's loop before early stopping existed, step for step: every epoch trained, the lowest
     val loss kept (ties: the earlier epoch)."""
     generator = train.seed_everything(seed)
-    x_train, y_train = train._split_tensors(images, "train")
-    x_val, y_val = train._split_tensors(images, "val")
+    x_train, y_train = train.split_tensors(images, "train")
+    x_val, y_val = train.split_tensors(images, "val")
     device = torch.device("cpu")
     net = build_classifier("resnet18").to(device)
     optimizer, schedule = train.optimizer_and_schedule(net, params)
     best_loss, best_state = None, {}
     for epoch in range(1, params.epochs + 1):
-        train._train_epoch(net, optimizer, x_train, y_train, params, generator, device, epoch)
+        train.train_epoch(net, optimizer, x_train, y_train, params, generator, device, epoch)
         schedule.step()
         if params.precise_bn:
             train.recalibrate_batchnorm(net, train.precise_bn_subset(x_train), params.batch_size, device)
-        val_loss, *_ = train._evaluate(net, x_val, y_val, params.batch_size, device)
+        val_loss, *_ = train.evaluate_classifier(net, x_val, y_val, params.batch_size, device)
         if best_loss is None or val_loss < best_loss:
             best_loss, best_state = val_loss, copy.deepcopy(net.state_dict())
     return best_state

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dag import dvc_stages, snakemake_stages
+from dag import dvc_stages, snakemake_stages, tool_files
 from project import ROOT, copy_workflow, set_params, sh, snakemake
 GPU_RULES = {"train_sr", "train_student", "train_regression", "train_classifier", "finetune_classifier",
              "train_sr_classifier", "generate", "regress"}
@@ -343,25 +343,16 @@ def test_each_stage_depends_on_exactly_the_modules_its_command_imports(tmp_path)
     assert "src/medsr/io.py" in source_files("evaluate") and "src/medsr/io.py" in source_files("download")
 
 
-def test_every_rule_reads_its_parameters_and_command_from_the_stage_table():
-    """Snakemake reruns a rule when a parameter in `p` changes; DVC when one in `params:` does. Both come from the
-    stage table: the rules by `p=stage_params("<rule>")`, DVC's lists checked against the table. So does each
-    rule's command: `cmd=stage_command("<rule>", ...)`, run by `shell: "{params.cmd}"`."""
-    import re
+def test_no_tool_is_a_source_file_of_a_stage():
+    """The tools (`medsr.cli.TOOLS`: dvc-sync, overlay-args, readme, schema) run outside the DAG: their modules,
+    and what only they import (`tool_files`), are sources of no stage (editing the dvc.yaml writer reruns nothing),
+    while a stage still depends on the CLI's dispatch path and its own module's imports."""
+    from medsr.stages import STAGES, source_files
 
-    from medsr.stages import BY_COMMAND, BY_RULE, USER_PATHS
-
-    assert all(command in BY_COMMAND for user in USER_PATHS for command in user.stages)
-    text = "\n".join(p.read_text() for p in sorted((ROOT / "workflow/rules").glob("*.smk")))
-    rules = re.split(r"^(?:use rule \w+ as )?rule (\w+)(?: with)?:|^use rule \w+ as (\w+) with:", text, flags=re.M)[1:]
-    rules = [part for part in rules if part is not None]
-    declared = dict(zip(rules[::2], rules[1::2]))
-    assert set(declared) == set(BY_RULE), "a rule without a stage table row (or the reverse)"
-    for rule, body in declared.items():
-        assert re.findall(r"\bp=(.*),", body) == [f'stage_params("{rule}")'], rule
-        # the command: rendered from the stage table (medsr.stages.command), never written out by a rule
-        assert re.findall(r"\bcmd=stage_command\(\"(\w+)\"", body) == [rule], rule
-        assert re.findall(r"shell:\s*(.*)", body) in ([], ['"{params.cmd}"']), rule
-        # the user-brought paths its stage reads (medsr.stages.USER_PATHS), the files in them as inputs
-        reads_user_paths = any(BY_RULE[rule].command in user.stages for user in USER_PATHS)
-        assert re.findall(r"\buser=(.*),", body) == ([f'user_inputs("{rule}")'] if reads_user_paths else []), rule
+    tools = tool_files()
+    assert {"src/medsr/dvc_yaml.py", "src/medsr/overlay.py", "src/medsr/report/readme.py",
+            "src/medsr/report/benchmark_tables.py"} <= tools
+    for stage in STAGES:
+        sources = set(source_files(stage.command))
+        assert not sources & tools, f"{stage.command}: tool modules among its sources: {sorted(sources & tools)}"
+        assert {"src/medsr/cli.py", "src/medsr/stages.py", "src/medsr/config.py"} <= sources, stage.command

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from medsr.stages import BY_RULE, source_files
+from dag import tool_files
 from project import copy_workflow, dvc, run_together, set_params, sh, snakemake
 from slurm_cluster import Cluster, site_profile, snakemake_on
 from volume_data import dicom_dataset, nifti_dataset
@@ -200,6 +201,27 @@ def test_editing_a_module_reruns_every_stage_that_imports_it(dvc_project, snakem
         finally:
             path.write_text(original)
             os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as before: Snakemake compares mtimes
+
+
+def test_editing_a_tool_reruns_nothing(both_runs, tmp_path):
+    """The tools (`medsr.cli.TOOLS`: the dvc.yaml writer, the README writer, the overlay tool) are no stage's
+    dependency: in a copy of each finished project (its files, their mtimes, Snakemake's records, DVC's cache), a
+    comment line appended to each tool module (`tool_files`) leaves `snakemake -n` with nothing to do and `dvc status`
+    up to date."""
+    projects, _, _ = both_runs
+    tools = tool_files()
+    assert {"src/medsr/dvc_yaml.py", "src/medsr/overlay.py", "src/medsr/report/readme.py"} <= tools
+    for front_end, project in projects.items():
+        copy = tmp_path / front_end
+        shutil.copytree(project, copy, symlinks=True)
+        for name in sorted(tools):
+            with (copy / name).open("a") as module:
+                module.write("# an edit\n")
+        if front_end == "dvc":
+            status = dvc("status", cwd=copy).stdout
+            assert status.strip().startswith("Data and pipelines are up to date"), status
+        else:
+            assert snakemake_planned(copy) == set()
 
 
 EXP_SHOW = [

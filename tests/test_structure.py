@@ -1,6 +1,6 @@
 """The package's shape: no import cycles (module-level or inside functions), evaluation/ computes and is a small
 part of the package (report/ writes), no module too long to read in one sitting and no function longer than a
-screen."""
+screen. The benchmarks are held to the same module length and use the package's public names only."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "medsr"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 MAX_EVALUATION_SHARE = 0.20
@@ -140,6 +141,60 @@ def test_evaluation_does_not_import_the_report():
     back = {m: sorted(d for d in deps if d.startswith("medsr.report")) for m, deps in graph.items()
             if m.startswith("medsr.evaluation")}
     assert not any(back.values()), {m: d for m, d in back.items() if d}
+
+
+# --- the checks on benchmarks/ --------------------------------------------------------------------------------
+
+def test_no_benchmark_is_over_the_line_limit():
+    found = sorted(BENCHMARKS.glob("*.py"))
+    assert len(found) > 10  # the folder is where it was
+    long = {p.name: lines(p) for p in found if lines(p) > MAX_MODULE_LINES}
+    assert not long, f"benchmarks over {MAX_MODULE_LINES} lines: {long}"
+
+
+def _private(name: str) -> bool:
+    """`_name` is private; `__name__`-style names are not."""
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def private_uses(path: Path) -> list[str]:
+    """`line: name` of every private name a script takes from another module: `from m import _f`, `import m._p`, and
+    `x._f` where x is a name its imports bound to a module of medsr (or beside it: another benchmark)."""
+    tree = ast.parse(path.read_text(), str(path))
+    siblings = {p.stem for p in path.parent.glob("*.py")}
+    modules: set[str] = set()  # names bound to medsr (or sibling) modules or their members
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            found += [f"{node.lineno}: {node.module}.{a.name}" for a in node.names if _private(a.name)]
+            if (node.module or "").split(".")[0] in {"medsr", *siblings}:
+                modules.update(a.asname or a.name for a in node.names)
+        elif isinstance(node, ast.Import):
+            found += [f"{node.lineno}: {a.name}" for a in node.names if any(map(_private, a.name.split(".")))]
+            modules.update((a.asname or a.name).split(".")[0] for a in node.names
+                           if a.name.split(".")[0] in {"medsr", *siblings})
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and _private(node.attr) and isinstance(node.value, ast.Name)
+                and node.value.id in modules):
+            found.append(f"{node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_benchmarks_use_public_names_only():
+    """A benchmark runs the package the way a user's script would: through its public names, so that renaming a
+    private helper cannot break a benchmark unseen."""
+    uses = {p.name: private_uses(p) for p in sorted(BENCHMARKS.glob("*.py"))}
+    assert not any(uses.values()), {name: u for name, u in uses.items() if u}
+
+
+def test_the_private_name_check_finds_each_form(tmp_path):
+    (tmp_path / "helper.py").write_text("def _h():\n    return 1\n")
+    (tmp_path / "script.py").write_text(
+        "from medsr.classifier.train import _evaluate, run\nimport medsr._secret\nfrom medsr.classifier import train\n"
+        "import helper\nfrom medsr import __version__\n\n"
+        "train._train_epoch()\nhelper._h()\nrun.__doc__\nself._x = 1\n")
+    assert private_uses(tmp_path / "script.py") == [
+        "1: medsr.classifier.train._evaluate", "2: medsr._secret", "7: train._train_epoch", "8: helper._h"]
 
 
 # --- the checker itself, on packages with known cycles ------------------------------------------------------------

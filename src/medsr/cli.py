@@ -18,7 +18,11 @@ from medsr.errors import MedsrError
 
 DEFAULT_PARAMS = "params.yaml"
 SCHEMA_FILE = "workflow/schemas/params.schema.json"
-TOOLS = ("overlay-args", "schema", "dvc-sync", "readme")  # commands that are not pipeline stages
+# The commands that are not pipeline stages, by the module holding what each runs. The CLI loads them by name
+# (importlib), which the import graph does not follow (`medsr.stages.source_files`): no tool module is a source file
+# of a stage, so editing one reruns nothing. (schema_text belongs to medsr.config, which every stage imports.)
+TOOLS = {"overlay-args": "medsr.overlay", "schema": "medsr.config", "dvc-sync": "medsr.dvc_yaml",
+         "readme": "medsr.report.readme"}
 
 
 def _common(parser: argparse.ArgumentParser, device: bool = False) -> None:
@@ -32,7 +36,7 @@ def _common(parser: argparse.ArgumentParser, device: bool = False) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """One subcommand per row of the stage table, plus the tools (overlay-args, schema, readme)."""
+    """One subcommand per row of the stage table, plus the tools (`TOOLS`)."""
     from medsr.stages import STAGES
 
     parser = argparse.ArgumentParser(prog="medsr", description=__doc__.splitlines()[0])
@@ -81,23 +85,22 @@ def _version() -> str:
 
 
 def _tool(args: argparse.Namespace) -> bool:
-    """The commands that are not pipeline stages; True when `args` was one."""
-    if args.stage == "overlay-args":
-        importlib.import_module("medsr.overlay").run(args.overlay, args.base)
-    elif args.stage == "schema":
-        from medsr.config import schema_text
-        from medsr.io import write_text
-        write_text(args.out, schema_text())
-    elif args.stage == "dvc-sync":
-        from medsr.io import write_text
-        from medsr.config import load_params
-        from medsr.dvc_yaml import sync_dvc_yaml
-        params = load_params(args.params or [DEFAULT_PARAMS])
-        write_text(args.dvc_yaml, sync_dvc_yaml(args.dvc_yaml.read_text(), params, args.dvc_yaml.parent))
-    elif args.stage == "readme":
-        importlib.import_module("medsr.report.readme").update_readme(args.readme, args.results, args.benchmarks)
-    else:
+    """The commands that are not pipeline stages (`TOOLS`); True when `args` was one."""
+    if args.stage not in TOOLS:
         return False
+    from medsr.io import write_text
+
+    tool = importlib.import_module(TOOLS[args.stage])
+    if args.stage == "overlay-args":
+        tool.run(args.overlay, args.base)
+    elif args.stage == "schema":
+        write_text(args.out, tool.schema_text())
+    elif args.stage == "dvc-sync":
+        from medsr.config import load_params
+        params = load_params(args.params or [DEFAULT_PARAMS])
+        write_text(args.dvc_yaml, tool.sync_dvc_yaml(args.dvc_yaml.read_text(), params, args.dvc_yaml.parent))
+    else:  # readme
+        tool.update_readme(args.readme, args.results, args.benchmarks)
     return True
 
 

@@ -41,7 +41,7 @@ PRECISIONS = ("fp32", "bf16")  # generate.precision: the sampling network's arit
 
 
 def check_precision(device: torch.device, precision: str, key: str = "generate.precision") -> None:
-    """bf16 sampling is CUDA only: refused on the CPU (autocast there measured about 200x slower)."""
+    """bf16 sampling is CUDA only: refused on the CPU (CPU autocast is far slower than fp32: docs/scale-out.md)."""
     if precision not in PRECISIONS:
         raise MedsrError(f"{key}: {precision!r} is not one of {', '.join(PRECISIONS)}")
     if precision == "bf16" and device.type != "cuda":
@@ -73,7 +73,7 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
 
 
 def autocast(device: torch.device):
-    """Mixed precision on CUDA only (`amp_dtype`): bf16 autocast on our CPUs measured about 200x slower."""
+    """Mixed precision on CUDA only (`amp_dtype`): CPU autocast is far slower than fp32 (docs/scale-out.md)."""
     dtype = amp_dtype(device)
     if dtype is None:
         return contextlib.nullcontext()

@@ -390,7 +390,8 @@ def import_closure(*modules: str) -> list[str]:
 
 
 def source_files(command: str, root: Path | str = "src") -> list[str]:
-    """The source files a stage's command runs, as paths under `root` (the CLI and the stage module's imports)."""
+    """The source files a stage's command runs, as paths under `root` (the CLI and the stage module's imports; the
+    CLI loads the tools' modules, `medsr.cli.TOOLS`, by name, which this graph does not follow)."""
     stage = BY_COMMAND[command]
     modules = import_closure("medsr.cli", f"medsr.{stage.module}")
     files = {str(_module_file(m).relative_to(PACKAGE_ROOT.parent)) for m in modules}

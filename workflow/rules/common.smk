@@ -13,10 +13,26 @@ from medsr.parameters import ARCHITECTURES, DATA_DOMAINS, GUIDANCE_MODES, GUIDE_
 from medsr.errors import MedsrError
 from medsr.gather import shard_folders
 from medsr.image_sets import sr_folder
-from medsr.stages import (BY_RULE, CLASSIFIER_LOG, CLASSIFIER_MODEL, DEPLOYED_PREDICTIONS, LOGS, PREDICTIONS_SHARD,
-                          SR_DOMAIN, SR_MODEL, STUDENT_FILES, check_user_files, classifier_files, command,
-                          deployed_files, generate_model, prediction_files, source_files, training_logs,
-                          user_input_files)
+from medsr.stages import (
+    BY_RULE,
+    CLASSIFIER_LOG,
+    CLASSIFIER_MODEL,
+    DEPLOYED_PREDICTIONS,
+    LOGS,
+    PREDICTIONS_SHARD,
+    SR_DOMAIN,
+    SR_MODEL,
+    STUDENT_FILES,
+    check_user_files,
+    classifier_files,
+    command,
+    deployed_files,
+    generate_model,
+    prediction_files,
+    source_files,
+    training_logs,
+    user_input_files,
+)
 
 
 configfile: "params.yaml"
@@ -59,13 +75,19 @@ TORCH_THREADS = 8
 # peak as train peak_memory_mb). Locally `--resources gpu_mem_mb=120000` (about 85 % of one H200) lets as many
 # jobs share one GPU as fit; smaller params need less, so the estimates only err on the safe side. Not measured
 # per rule yet.
-GPU_MEM_MB = {"train_sr": 48000, "train_student": 48000, "train_regression": 12000, "train_classifier": 10000, "generate": 6000,
-              "regress": 4000}
+GPU_MEM_MB = {
+    "train_sr": 48000,
+    "train_student": 48000,
+    "train_regression": 12000,
+    "train_classifier": 10000,
+    "generate": 6000,
+    "regress": 4000,
+}
 
 # Among ready jobs, the longest chain goes first: degrade -> train_sr -> generate (then gather, classify); the
-# classifiers fill the other core. Without priorities Snakemake had not started train_sr 7 minutes into a default
-# run on 2 cores (stopped there: it was on course to pass 15 minutes); with them the run took 838 s. DVC runs one
-# stage at a time and has no use for them.
+# classifiers fill the other core. Without priorities Snakemake may start train_sr late, after many classifiers,
+# and the chain then sets the run's end (docs/pipeline.md "Where the defaults come from"). DVC runs one stage at a
+# time and has no use for them.
 PRIORITY = {"degrade": 3, "train_sr": 2, "generate": 1}
 
 GUIDANCE = list(PARAMS.generate.guidance)
@@ -87,6 +109,8 @@ GENERATE_MODEL = generate_model(PARAMS)
 def deployed_classifier(wildcards):
     """The user's own classifier (evaluate.deployed.file): classify_deployed's input, needed only when it is set."""
     return PARAMS.evaluate.deployed.file
+
+
 GUIDE = f"{CLASSIFIERS}/{CLASSIFIER_MODEL.format(arch=GUIDE_ARCHITECTURE, domain='bicubic', seed=TRAIN_SEEDS[0])}"
 
 

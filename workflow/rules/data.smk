@@ -3,13 +3,13 @@ rule download:
         code=source_files("download"),
     output:
         out=directory("data/hr"),
-    params:
-        cmd=stage_command("download"),
-        p=stage_params("download"),
     log:
         LOGS["download"],
     conda:
         ENV
+    params:
+        cmd=stage_command("download"),
+        p=stage_params("download"),
     shell:
         "{params.cmd}"
 
@@ -21,13 +21,13 @@ rule degrade:
     output:
         lr=directory("data/lr"),
         bicubic=directory("data/bicubic"),
-    params:
-        cmd=stage_command("degrade"),
-        p=stage_params("degrade"),
     log:
         LOGS["degrade"],
     priority: PRIORITY["degrade"]
     conda:
         ENV
+    params:
+        cmd=stage_command("degrade"),
+        p=stage_params("degrade"),
     shell:
         "{params.cmd}"

@@ -9,14 +9,14 @@ rule classify:
         code=source_files("classify"),
     output:
         out=f"{PREDICTIONS}/{PREDICTIONS_SHARD}",
+    log:
+        LOGS["classify"],
+    conda:
+        ENV
+    threads: TORCH_THREADS
     params:
         cmd=stage_command("classify", models=CLASSIFIERS, sr=SR_SETS),
         p=stage_params("classify"),
-    log:
-        LOGS["classify"],
-    threads: TORCH_THREADS
-    conda:
-        ENV
     shell:
         "{params.cmd}"
 
@@ -34,14 +34,14 @@ rule classify_deployed:
         code=source_files("classify-deployed"),
     output:
         out=DEPLOYED_PREDICTIONS,
+    log:
+        LOGS["classify_deployed"],
+    conda:
+        ENV
+    threads: TORCH_THREADS
     params:
         cmd=stage_command("classify_deployed", sr=SR_SETS),
         p=stage_params("classify_deployed"),
-    log:
-        LOGS["classify_deployed"],
-    threads: TORCH_THREADS
-    conda:
-        ENV
     shell:
         "{params.cmd}"
 
@@ -52,19 +52,20 @@ rule merge_predictions:
         code=source_files("merge-predictions"),
     output:
         out="results/predictions.csv",
-    params:
-        cmd=stage_command("merge_predictions", predictions=PREDICTIONS),
-        p=stage_params("merge_predictions"),
     log:
         LOGS["merge_predictions"],
     conda:
         ENV
+    params:
+        cmd=stage_command("merge_predictions", predictions=PREDICTIONS),
+        p=stage_params("merge_predictions"),
     shell:
         "{params.cmd}"
 
 
 rule evaluate:
     input:
+        **deployed_files(PARAMS),
         predictions="results/predictions.csv",
         hr="data/hr",
         bicubic="data/bicubic",
@@ -74,20 +75,20 @@ rule evaluate:
         logs=all_training_logs(),
         user=user_inputs("evaluate"),
         code=source_files("evaluate"),
-        **deployed_files(PARAMS),
     output:
         metrics=report("results/metrics.json", caption="../report/metrics.rst", category="Metrics"),
         results="results/evaluation.json",
-        figures=report(directory("results/figures"), patterns=["{name}.png"], caption="../report/figures.rst",
-                       category="Figures"),
+        figures=report(
+            directory("results/figures"), patterns=["{name}.png"], caption="../report/figures.rst", category="Figures"
+        ),
         plots=directory("results/plots"),
+    log:
+        LOGS["evaluate"],
+    conda:
+        ENV
+    threads: TORCH_THREADS
     params:
         cmd=stage_command("evaluate", sr=SR_SETS, logs=TRAIN_LOGS),
         p=stage_params("evaluate"),
-    log:
-        LOGS["evaluate"],
-    threads: TORCH_THREADS
-    conda:
-        ENV
     shell:
         "{params.cmd}"

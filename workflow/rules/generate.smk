@@ -7,18 +7,18 @@ rule generate:
         code=source_files("generate"),
     output:
         out=directory(f"{SR_SHARDS}/shard{{shard}}"),
-    params:
-        cmd=stage_command("generate"),
-        p=stage_params("generate"),
     log:
         LOGS["generate"],
     priority: PRIORITY["generate"]
+    conda:
+        ENV
     threads: TORCH_THREADS
     resources:
         gpu=1,
         gpu_mem_mb=GPU_MEM_MB["generate"],
-    conda:
-        ENV
+    params:
+        cmd=stage_command("generate"),
+        p=stage_params("generate"),
     shell:
         "{params.cmd}"
 
@@ -29,13 +29,13 @@ rule gather:
         code=source_files("gather"),
     output:
         out=directory(str(sr_folder(SR_SETS, "{guidance}", "{seed}"))),
-    params:
-        cmd=stage_command("gather", shards=SR_SHARDS),
-        p=stage_params("gather"),
     log:
         LOGS["gather"],
     conda:
         ENV
+    params:
+        cmd=stage_command("gather", shards=SR_SHARDS),
+        p=stage_params("gather"),
     shell:
         "{params.cmd}"
 
@@ -47,16 +47,16 @@ rule regress:
         code=source_files("regress"),
     output:
         out=directory("results/regression"),
-    params:
-        cmd=stage_command("regress"),
-        p=stage_params("regress"),
     log:
         LOGS["regress"],
+    conda:
+        ENV
     threads: TORCH_THREADS
     resources:
         gpu=1,
         gpu_mem_mb=GPU_MEM_MB["regress"],
-    conda:
-        ENV
+    params:
+        cmd=stage_command("regress"),
+        p=stage_params("regress"),
     shell:
         "{params.cmd}"

@@ -6,18 +6,18 @@ rule train_sr:
     output:
         model=SR_MODEL,
         log="results/train/sr_loss.csv",
-    params:
-        cmd=stage_command("train_sr"),
-        p=stage_params("train_sr"),
     log:
         LOGS["train_sr"],
     priority: PRIORITY["train_sr"]
+    conda:
+        ENV
     threads: TORCH_THREADS
     resources:
         gpu=1,
         gpu_mem_mb=GPU_MEM_MB["train_sr"],
-    conda:
-        ENV
+    params:
+        cmd=stage_command("train_sr"),
+        p=stage_params("train_sr"),
     shell:
         "{params.cmd}"
 
@@ -33,18 +33,18 @@ rule train_student:
     output:
         model=STUDENT_FILES["model"],
         log=STUDENT_FILES["log"],
-    params:
-        cmd=stage_command("train_student"),
-        p=stage_params("train_student"),
     log:
         LOGS["train_student"],
     priority: PRIORITY["train_sr"]
+    conda:
+        ENV
     threads: TORCH_THREADS
     resources:
         gpu=1,
         gpu_mem_mb=GPU_MEM_MB["train_student"],
-    conda:
-        ENV
+    params:
+        cmd=stage_command("train_student"),
+        p=stage_params("train_student"),
     shell:
         "{params.cmd}"
 
@@ -57,17 +57,17 @@ rule train_regression:
     output:
         model="models/regression.safetensors",
         log="results/train/regression_loss.csv",
-    params:
-        cmd=stage_command("train_regression"),
-        p=stage_params("train_regression"),
     log:
         LOGS["train_regression"],
+    conda:
+        ENV
     threads: TORCH_THREADS
     resources:
         gpu=1,
         gpu_mem_mb=GPU_MEM_MB["train_regression"],
-    conda:
-        ENV
+    params:
+        cmd=stage_command("train_regression"),
+        p=stage_params("train_regression"),
     shell:
         "{params.cmd}"
 
@@ -83,19 +83,19 @@ rule train_classifier:
     output:
         model=f"{CLASSIFIERS}/{CLASSIFIER_MODEL}",
         log=f"{TRAIN_LOGS}/{CLASSIFIER_LOG}",
-    params:
-        cmd=stage_command("train_classifier"),
-        p=stage_params("train_classifier"),
     log:
         LOGS["train_classifier"],
     wildcard_constraints:
         domain="hr",
+    conda:
+        ENV
     threads: TORCH_THREADS
     resources:
         gpu=1,
         gpu_mem_mb=GPU_MEM_MB["train_classifier"],
-    conda:
-        ENV
+    params:
+        cmd=stage_command("train_classifier"),
+        p=stage_params("train_classifier"),
     shell:
         "{params.cmd}"
 
@@ -105,11 +105,11 @@ use rule train_classifier as finetune_classifier with:
         images="data/{domain}",
         init=HR_CLASSIFIER,
         code=source_files("train-classifier"),
+    wildcard_constraints:
+        domain="bicubic",
     params:
         cmd=stage_command("finetune_classifier"),
         p=stage_params("finetune_classifier"),
-    wildcard_constraints:
-        domain="bicubic",
 
 
 use rule train_classifier as train_sr_classifier with:
@@ -120,8 +120,8 @@ use rule train_classifier as train_sr_classifier with:
     output:
         model=f"{CLASSIFIERS}/{CLASSIFIER_MODEL.format(arch='{arch}', domain=SR_DOMAIN, seed='{seed}')}",
         log=f"{TRAIN_LOGS}/{CLASSIFIER_LOG.format(arch='{arch}', domain=SR_DOMAIN, seed='{seed}')}",
+    log:
+        LOGS["train_sr_classifier"],
     params:
         cmd=stage_command("train_sr_classifier"),
         p=stage_params("train_sr_classifier"),
-    log:
-        LOGS["train_sr_classifier"],

@@ -55,7 +55,7 @@ def build_classifier(architecture: str = "resnet18", num_classes: int = len(CLAS
     2, 1); shufflenet_v2_x1_0: conv1[0] -> Conv2d(1, 24, 3, 2, 1).
 
     Every BatchNorm gets momentum BATCHNORM_MOMENTUM: torchvision's MobileNetV3 uses 0.01 (EfficientNet-B0 keeps
-    0.1), made for ImageNet's many steps; after the ~200 steps of a default run its running statistics are still
+    0.1), made for ImageNet's many steps; after the few hundred steps of a default run its running statistics are still
     near their initial values and the network in eval mode scores every val image at chance.
     """
     if architecture not in ARCHITECTURES:

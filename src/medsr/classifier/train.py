@@ -65,7 +65,7 @@ def split_records(images: Path, split: str) -> list[Record]:
     return read_manifest(images, split=split)
 
 
-def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+def evaluate_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
               device: torch.device) -> tuple[float, float, float]:
     """Val cross-entropy, accuracy at the argmax, and AUROC of the unhealthy probability."""
     model.eval()
@@ -81,8 +81,9 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
 
 
 def precise_bn_subset(x: torch.Tensor, count: int = PRECISE_BN_IMAGES) -> torch.Tensor:
-    """`count` images of `x` evenly spaced in its order (all of them when there are fewer): the statistics of a
-    256-image sample cost half the forward passes of the 544 default train images (+13% of an epoch, not +30%)."""
+    """`count` images of `x` evenly spaced in its order (all of them when there are fewer): precise BN's statistics
+    from a fixed-size sample of the train split rather than all of it, so its cost per epoch does not grow with the
+    split."""
     if len(x) <= count:
         return x
     return x[torch.linspace(0, len(x) - 1, count).round().long()]
@@ -96,8 +97,8 @@ def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int, de
 
     The running statistics kept during training are an exponential average (momentum 0.1) over the last ~10
     batches, each computed with different weights; in a few hundred steps on a few hundred images the weights move
-    faster than that average follows, and in eval mode the network then scores every val image at chance while
-    its train accuracy is above 0.9 (measured: results/benchmarks/classifier_recipe.json).
+    faster than that average follows, and in eval mode the network can then score every val image at chance while
+    its train accuracy is high (the classifier_recipe table in docs/evaluation.md).
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
@@ -130,7 +131,7 @@ def random_crop(x: torch.Tensor, side: int, generator: torch.Generator) -> torch
     return torch.stack([image[:, r:r + side, c:c + side] for image, r, c in zip(x, rows.tolist(), cols.tolist())])
 
 
-def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                  params: TrainClassifierParams, generator: torch.Generator,
                  device: torch.device, epoch: int = 1) -> tuple[float, float]:
     model.train()
@@ -172,7 +173,7 @@ def optimizer_and_schedule(net: nn.Module, params: TrainClassifierParams, epochs
     return optimizer, schedule
 
 
-def _split_tensors(images: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def split_tensors(images: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     records = split_records(images, split)
     labels = label_indices(records, images / MANIFEST)
     if len(np.unique(labels)) < len(CLASSES):
@@ -200,8 +201,8 @@ def _init_record(init: Path) -> dict:
 
 
 def _load_splits(images: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    x_train, y_train = _split_tensors(images, "train")
-    x_val, y_val = _split_tensors(images, "val")
+    x_train, y_train = split_tensors(images, "train")
+    x_val, y_val = split_tensors(images, "val")
     if x_train.shape[-2:] != x_val.shape[-2:]:
         raise MedsrError(
             f"{images}: val images are {tuple(x_val.shape[-2:])}, train images {tuple(x_train.shape[-2:])}"
@@ -220,11 +221,11 @@ def _fit(net: nn.Module, params: TrainClassifierParams, x_train: torch.Tensor, y
     monitored: list[float] = []
     for epoch in range(1, params.epochs + 1):
         learning_rate = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = _train_epoch(net, optimizer, x_train, y_train, params, generator, device, epoch)
+        train_loss, train_acc = train_epoch(net, optimizer, x_train, y_train, params, generator, device, epoch)
         schedule.step()
         if params.precise_bn:
             recalibrate_batchnorm(net, precise_bn_subset(x_train), params.batch_size, device)
-        val_loss, val_acc, val_auroc = _evaluate(net, x_val, y_val, params.batch_size, device)
+        val_loss, val_acc, val_auroc = evaluate_classifier(net, x_val, y_val, params.batch_size, device)
         # a nan validation loss would win no comparison and so stay "best" if it came first
         check_loss(val_loss, "train-classifier", f"epoch {epoch} (validation)", "train_classifier.learning_rate",
                    learning_rate)

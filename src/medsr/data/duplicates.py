@@ -8,10 +8,9 @@ measures memory, not generalisation. The check runs on the fitted images, as wri
   differs in at most data.near_duplicate_bits bits (the image resized to 32 x 32, its 2-D DCT-II, the 8 x 8
   lowest frequencies compared with their median) AND the Pearson correlation of their pixels is at least
   data.near_duplicate_correlation. The hash alone cannot tell brain slices apart: all are an oval head on black,
-  so their low frequencies agree. Measured on the default synthetic set (840 images, 64 px): the nearest distinct
-  images are 2 bits apart, 1658 pairs within 8 bits, and no distinct pair correlates above 0.963, while a copy
-  with 5% gain, +0.02 offset and noise of std 0.02 is 4 bits away and correlates at 0.998. The hash finds the
-  candidates (robust to re-encoding and intensity changes), the correlation confirms them.
+  so their low frequencies agree. The hash finds the candidates (robust to re-encoding and intensity changes),
+  the correlation confirms them (what both thresholds were set from: docs/pipeline.md "Where the defaults come
+  from").
 
 Pairs within one split are kept (counted). Across splits, data.duplicates `fail` stops the download with an error
 naming both files; `drop` removes one image of each pair: the one in train rather than val, in val rather than
