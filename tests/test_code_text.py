@@ -28,12 +28,17 @@ DATE = re.compile(r"\b(?:19|20)\d{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])\b
                   rf"|\b(?:[0-3]?\d )?{MONTH} (?:[0-3]?\d, )?(?:19|20)\d{{2}}\b")
 
 
+def _built(path: Path) -> bool:
+    """Files an install or a run writes into the trees (bytecode, the editable install's metadata): not sources."""
+    return any(part == "__pycache__" or part.endswith(".egg-info") for part in path.parts)
+
+
 def checked_files() -> list[Path]:
     files = []
     for name in CHECKED:
         path = ROOT / name
         files += [path] if path.is_file() else sorted(
-            p for p in path.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES and "__pycache__" not in p.parts)
+            p for p in path.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES and not _built(p))
     return files
 
 
