@@ -52,7 +52,7 @@ def val_scores(run: Path, params, args) -> tuple[dict[str, tuple[np.ndarray, np.
                  sampling_seeds=params.evaluate.sampling_seeds, external={})
     if args.deployed:
         scores = read_deployed(args.deployed, sets)
-        return ({s.name: (scores[(s.name, "val")][1], scores[(s.name, "val")][2]) for s in sets},
+        return ({s.name: (scores[(s.name, "val")].labels, scores[(s.name, "val")].scores) for s in sets},
                 f"deployed classifier ({args.deployed})")
     arms = [(s.name, "hr") for s in sets]
     by_arch = read_predictions(run / "results/predictions.csv", architectures=params.train_classifier.architectures,

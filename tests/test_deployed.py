@@ -19,14 +19,14 @@ from safetensors.torch import save_file
 from scipy.stats import binomtest
 
 from medsr import cli, evaluate
-from medsr.classifier.deployed import PICKLE_REFUSED, _one_channel, load
-from medsr.classify_deployed import DEPLOYED
+from medsr.classifier.deployed import PICKLE_REFUSED, load
+from medsr.classifier.model import one_channel_stem
 from medsr.config import load_params
 from medsr.errors import MedsrError
 from medsr.evaluation.deployed import image_test
 from medsr.io import write_csv
 from medsr.parameters import CLASSES, DeployedParams
-from medsr.predictions import COLUMNS
+from medsr.predictions import COLUMNS, DEPLOYED
 from medsr.report.summary import summary_text
 from medsr.report.tables import verdict_rows
 from project import ROOT
@@ -43,7 +43,7 @@ def contract(file: Path, **overrides) -> DeployedParams:
 
 def grey_resnet(outputs: int = 2) -> torch.nn.Module:
     torch.manual_seed(0)
-    return _one_channel(torchvision.models.resnet18(weights=None, num_classes=outputs)).eval()
+    return one_channel_stem(torchvision.models.resnet18(weights=None, num_classes=outputs)).eval()
 
 
 def tiny(outputs: int = 2, channels: int = 1) -> torch.nn.Module:
@@ -330,7 +330,7 @@ def train_small_classifier(hr: Path, size: int, steps: int = 30) -> torch.nn.Mod
     images = torch.from_numpy(load_images(hr, records).astype(np.float32))[:, None]
     labels = torch.tensor([CLASSES.index(r.label) for r in records])
     torch.manual_seed(0)
-    model = _one_channel(torchvision.models.resnet18(weights=None, num_classes=2))
+    model = one_channel_stem(torchvision.models.resnet18(weights=None, num_classes=2))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     for step in range(steps):
         optimizer.zero_grad()

@@ -5,7 +5,8 @@ The file and its contract are checked before any image is read (medsr.classifier
 the weights against the architecture, a probe batch of the contract's shape, the number of outputs, finite
 outputs), then every image's size against the contract; a non-finite score on any image is an error too, and
 nothing is written unless every score is finite. The rows have the predictions CSV's columns, with
-architecture and classifier `deployed` and train seed 0: one classifier, no training seed.
+architecture and classifier DEPLOYED and train seed DEPLOYED_SEED (medsr.predictions): one classifier, no
+training seed.
 """
 
 from __future__ import annotations
@@ -23,10 +24,7 @@ from medsr.errors import MedsrError
 from medsr.image_sets import ImageSet, paired_records
 from medsr.io import write_csv
 from medsr.parameters import CLASSES, EVAL_SPLITS, ClassifyParams, EvaluateParams
-from medsr.predictions import COLUMNS
-
-DEPLOYED = "deployed"  # the architecture and classifier fields of its rows
-DEPLOYED_SEED = 0
+from medsr.predictions import COLUMNS, DEPLOYED, DEPLOYED_SEED
 
 
 def run(params: ClassifyParams, evaluate: EvaluateParams, *, classifier: Path, sets: Sequence[ImageSet], out: Path,

@@ -23,6 +23,7 @@ from medsr.io import read_csv
 COLUMNS = ("architecture", "classifier", "train_seed", "set", "split", "id", "label", "label_index", "prob_unhealthy")
 SPLITS = ("val", "test")
 REFERENCE_SET = "hr"
+DEPLOYED, DEPLOYED_SEED = "deployed", 0  # classify-deployed's architecture and classifier fields, its train seed
 SAMPLE_MARK = "~"  # classify's row names: <set>~sample<k>, <set>~swapped
 
 
@@ -138,34 +139,28 @@ def posterior_rows(path: Path, architecture: str) -> dict[tuple[str, int, str, s
     return out
 
 
-def read_deployed(path: Path, sets: Sequence) -> dict[tuple[str, str], tuple[tuple[str, ...], np.ndarray, np.ndarray]]:
-    """(set, split) -> (ids, labels, P(unhealthy)) from classify-deployed's CSV (one classifier: the same columns,
-    architecture and classifier `deployed`), each of `sets` (ImageSets, hr first) paired by id with hr; an external
-    set may lack val rows."""
+def read_deployed(path: Path, sets: Sequence) -> dict[tuple[str, str], Scores]:
+    """(set, split) -> Scores of classify-deployed's CSV (architecture and classifier DEPLOYED, train seed
+    DEPLOYED_SEED), each of `sets` (ImageSets, hr first) paired by id with the first, as `read_predictions` pairs
+    the trained classifiers' rows; an external set may lack val rows."""
+    path = Path(path)
     rows = read_csv(path)
     if not rows or any(c not in rows[0] for c in COLUMNS):
         raise MedsrError(f"{path}: not classify-deployed's predictions (columns {','.join(COLUMNS)})")
-    grouped: dict[tuple[str, str], dict[str, tuple[int, float]]] = {}
-    for row in rows:
-        grouped.setdefault((row["set"], row["split"]), {})[row["id"]] = (int(row["label_index"]),
-                                                                         float(row["prob_unhealthy"]))
+    grouped = _parse(path, rows).get(DEPLOYED)
+    if grouped is None:
+        raise MedsrError(f"{path}: no rows of architecture {DEPLOYED}")
     out = {}
-    for split in ("val", "test"):
-        reference = grouped.get((sets[0].name, split))
+    for split in SPLITS:
+        reference = grouped.get((DEPLOYED, DEPLOYED_SEED, sets[0].name, split))
         if reference is None:
             raise MedsrError(f"{path}: no {split} rows for set {sets[0].name}")
         order = tuple(sorted(reference))
         for s in sets:
-            by_id = grouped.get((s.name, split))
-            if by_id is None and split == "val" and s.kind == "external":
-                continue
-            if by_id is None or sorted(by_id) != list(order):
-                raise MedsrError(f"{path}: set {s.name}, split {split}: not the {sets[0].name} set's images")
-            labels = np.array([by_id[i][0] for i in order])
-            if not np.array_equal(labels, [reference[i][0] for i in order]):
-                raise MedsrError(f"{path}: set {s.name}, split {split}: labels differ from the {sets[0].name} set's")
-            scores = np.array([by_id[i][1] for i in order], dtype=np.float64)
-            if not np.isfinite(scores).all():
-                raise MedsrError(f"{path}: set {s.name}, split {split}: non-finite scores")
-            out[(s.name, split)] = (order, labels, scores)
+            key = (DEPLOYED, DEPLOYED_SEED, s.name, split)
+            if key not in grouped:
+                if split == "val" and s.kind == "external":
+                    continue
+                raise MedsrError(f"{path}: no rows for {DEPLOYED} {_name(key)}")
+            out[(s.name, split)] = _paired(path, key, grouped[key], reference, order, DEPLOYED)
     return out

@@ -4,7 +4,7 @@ contract, scored like the trained classifiers.
 Two file formats, told apart by content, not by name:
   .safetensors  the weights of a torchvision architecture (`architecture`, e.g. resnet18) with `outputs` outputs;
                 for one input channel the network's first 3-channel convolution is made 1-channel, as medsr's own
-                classifiers are (`medsr.classifier.model.build_classifier`); loaded strictly (every key, every shape).
+                classifiers are (`medsr.classifier.model.one_channel_stem`); loaded strictly (every key, every shape).
   .pt2          a `torch.export.save` archive (an ExportedProgram: graph and weights, no Python code). Its weights and
                 constants may be stored as pickles, which `torch.export.load` would unpickle with code execution;
                 such an archive is refused, and the archive is loaded with `torch.load` held to weights_only.
@@ -34,6 +34,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from medsr.classifier.model import one_channel_stem
 from medsr.errors import MedsrError
 from medsr.parameters import DeployedParams
 
@@ -117,18 +118,6 @@ def _load_exported(path: Path) -> tuple[nn.Module, int | None]:
     return program.module(), _static_batch(program)
 
 
-def _one_channel(model: nn.Module) -> nn.Module:
-    """The first 3-channel convolution made 1-channel (the stem of a grey-image classifier)."""
-    for parent in model.modules():
-        for name, child in parent.named_children():
-            if isinstance(child, nn.Conv2d) and child.in_channels == 3:
-                setattr(parent, name, nn.Conv2d(1, child.out_channels, kernel_size=child.kernel_size,
-                                                stride=child.stride, padding=child.padding,
-                                                bias=child.bias is not None))
-                return model
-    raise MedsrError(f"{type(model).__name__}: no 3-channel first convolution to make 1-channel")
-
-
 def _load_weights(path: Path, contract: DeployedParams) -> nn.Module:
     builder = getattr(torchvision.models, contract.architecture, None) if contract.architecture else None
     if not callable(builder) or contract.architecture not in torchvision.models.list_models(torchvision.models):
@@ -140,7 +129,10 @@ def _load_weights(path: Path, contract: DeployedParams) -> nn.Module:
         raise MedsrError(f"{path}: cannot read the safetensors weights ({err})") from None
     model = builder(weights=None, num_classes=contract.outputs)
     if contract.channels == 1:
-        model = _one_channel(model)
+        try:
+            model = one_channel_stem(model)
+        except AssertionError as err:
+            raise MedsrError(f"{path}: {contract.architecture}: {err} (evaluate.deployed.channels: 1)") from None
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as err:

@@ -29,7 +29,7 @@ MEMORY_FORMAT = torch.channels_last  # of every classifier's weights and inputs 
 LEGACY_ARCHITECTURE = "resnet18-1ch"  # the `architecture` of model files written before there were several
 
 
-def _one_channel_stem(model: nn.Module) -> nn.Module:
+def one_channel_stem(model: nn.Module) -> nn.Module:
     """The network's first convolution (the one reading the 3 RGB channels) replaced by a 1-channel one.
 
     Same kernel, stride, padding and width; He (Kaiming) normal init, fan_out, as torchvision's own stems.
@@ -61,7 +61,7 @@ def build_classifier(architecture: str = "resnet18", num_classes: int = len(CLAS
     if architecture not in ARCHITECTURES:
         raise MedsrError(f"train_classifier.architectures: unknown architecture {architecture!r} "
                          f"(one of {', '.join(ARCHITECTURES)})")
-    model = _one_channel_stem(getattr(torchvision.models, architecture)(weights=None, num_classes=num_classes))
+    model = one_channel_stem(getattr(torchvision.models, architecture)(weights=None, num_classes=num_classes))
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.momentum = BATCHNORM_MOMENTUM

@@ -24,14 +24,13 @@ from medsr.evaluation.statistics import holm_adjust, specificity_rank
 from medsr.image_sets import ImageSet
 from medsr.io import sha256_file
 from medsr.parameters import EvaluateParams
-from medsr.predictions import read_deployed
+from medsr.predictions import DEPLOYED, read_deployed
 
 CONDITIONAL = ("conditional on this one classifier: the unit of replication is the image (val and test), so these "
                "verdicts generalize over new images of this kind, not over other classifiers or retraining")
 TEST = ("image_swap: randomization test of the FNR difference, a fair coin per image (healthy val and unhealthy "
         "test) exchanging its two versions, both val thresholds recomputed; interval: paired bootstrap over the same "
         "images (with several SR sampling seeds in an arm: the bootstrap's z test)")
-CLASSIFIER = "deployed"
 
 
 def _fnr(test_unhealthy: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -112,12 +111,11 @@ def _arm_arrays(members: Sequence[str], scores, home: str, specificity: float) -
     `home` set's), and its test specificity at the members' val thresholds (mean over members)."""
     val, test, spec = [], [], []
     for name in members:
-        _, val_labels, val_scores = scores.get((name, "val"), scores[(home, "val")])
-        _, test_labels, test_scores = scores[(name, "test")]
-        val.append(val_scores[val_labels == 0])
-        test.append(test_scores[test_labels == 1])
-        threshold = np.sort(val[-1])[specificity_rank(val[-1].size, specificity) - 1]
-        spec.append(float((test_scores[test_labels == 0] <= threshold).mean()))
+        val_set, test_set = scores.get((name, "val"), scores[(home, "val")]), scores[(name, "test")]
+        val.append(val_set.scores[val_set.labels == 0])
+        test.append(test_set.scores[test_set.labels == 1])
+        threshold = _thresholds(val[-1], specificity_rank(val[-1].size, specificity))
+        spec.append(float((test_set.scores[test_set.labels == 0] <= threshold).mean()))
     return np.array(val), np.array(test), float(np.mean(spec))
 
 
@@ -126,8 +124,7 @@ def analysis(params: EvaluateParams, sets: Sequence[ImageSet], predictions: Path
     contract = params.deployed
     scores = read_deployed(Path(predictions), sets)
     hr = sets[0].name
-    _, hr_val_labels, hr_val_scores = scores[(hr, "val")]
-    hr_auroc = finite_or_none(auroc(hr_val_labels, hr_val_scores))
+    hr_auroc = finite_or_none(auroc(scores[(hr, "val")].labels, scores[(hr, "val")].scores))
     passed = hr_auroc is not None and hr_auroc >= params.gate_min_hr_val_auroc
     members: dict[str, list[str]] = {}
     for s in sets:
@@ -135,7 +132,7 @@ def analysis(params: EvaluateParams, sets: Sequence[ImageSet], predictions: Path
     by_name = {s.name: s for s in sets}
     alpha = 1 - params.confidence
     verdicts, seen = [], set()
-    for comp in comparisons(sets, [c for c in ("hr", "bicubic")]):
+    for comp in comparisons(sets, ("hr", "bicubic")):
         if comp.question != "Q1":
             continue
         first, second = group_name(by_name[comp.first.set]), group_name(by_name[comp.second.set])
@@ -144,9 +141,9 @@ def analysis(params: EvaluateParams, sets: Sequence[ImageSet], predictions: Path
         seen.add((first, second))
         arrays = [_arm_arrays(members[g], scores, hr, params.val_specificity) for g in (first, second)]
         test = image_test((arrays[0][0], arrays[1][0]), (arrays[0][1], arrays[1][1]), params.val_specificity,
-                               params.confidence, params.bootstrap, params.bootstrap_seed)
-        verdicts.append({"id": f"Q1:{first}@{CLASSIFIER}_vs_{second}@{CLASSIFIER}", "question": "Q1",
-                         "first": f"{first}@{CLASSIFIER}", "second": f"{second}@{CLASSIFIER}",
+                          params.confidence, params.bootstrap, params.bootstrap_seed)
+        verdicts.append({"id": f"Q1:{first}@{DEPLOYED}_vs_{second}@{DEPLOYED}", "question": "Q1",
+                         "first": f"{first}@{DEPLOYED}", "second": f"{second}@{DEPLOYED}",
                          "first_title": f"{by_name[members[first][0]].title if len(members[first]) == 1 else first}"
                                         f" + deployed classifier",
                          "second_title": f"{by_name[members[second][0]].title} + deployed classifier",
@@ -170,4 +167,4 @@ def analysis(params: EvaluateParams, sets: Sequence[ImageSet], predictions: Path
                            if Path(contract.file).is_file() else None, "contract": to_jsonable(contract)},
             "conditional": CONDITIONAL, "test": TEST,
             "gate": {"hr_val_auroc": hr_auroc, "floor": params.gate_min_hr_val_auroc, "passed": passed},
-            "n_unhealthy": int(scores[(hr, "test")][1].sum()), "verdicts": verdicts}
+            "n_unhealthy": int(scores[(hr, "test")].labels.sum()), "verdicts": verdicts}

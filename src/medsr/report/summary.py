@@ -13,10 +13,10 @@ from typing import Any
 from medsr.evaluation.gate import NO_VERDICT
 from medsr.evaluation.roc import MAX_FPR
 from medsr.evaluation.verdicts import VERDICT_TESTS, VerdictTest
-from medsr.report import deployed
 from medsr.report.figures import ROC_FIGURES
-from medsr.report.tables import (ARM_HEADER, ORACLE, VERDICT_HEADER, VERDICT_WORDS, arm_rows, difference_interval,
-                                 gate_failed, gate_lead, interval, num, pvalue, rst_table, verdict_p, verdict_rows)
+from medsr.report.tables import (ARM_HEADER, DEPLOYED_WORDS, ORACLE, VERDICT_HEADER, VERDICT_WORDS, arm_rows,
+                                 deployed_family, difference_interval, gate_failed, gate_lead, interval, num, pvalue,
+                                 rst_table, verdict_p, verdict_rows)
 
 ANSWER = {  # question -> verdict -> leading word
     "Q1": {"first_better": "Yes", "second_better": "No", "not_significant": "Not shown", NO_VERDICT: "No verdict"},
@@ -66,6 +66,23 @@ def question_lines(results: Mapping[str, Any], question: str) -> list[str]:
     return lines
 
 
+def deployed_lines(results: Mapping[str, Any]) -> list[str]:
+    """The deployed classifier's gate and Q1 verdicts in words (medsr.evaluation.deployed; none without one)."""
+    deployed = results.get("deployed")
+    if not deployed:
+        return []
+    gate = deployed["gate"]
+    out = [f"[{deployed_family(results)}] Q1 {deployed['conditional']}. Its HR val AUROC {num(gate['hr_val_auroc'])} "
+           f"(gate floor {gate['floor']}: {'passed' if gate['passed'] else 'FAILED, no verdict'})"]
+    for v in deployed["verdicts"]:
+        out.append(f"  {v['first_title']} vs {v['second_title']}: {DEPLOYED_WORDS[v['verdict']]}; FNR "
+                   f"{num(v['fnr_first'])} vs {num(v['fnr_second'])} (test specificity {num(v['specificity_first'])} "
+                   f"vs {num(v['specificity_second'])}), difference {interval(v['fnr_difference'], signed=True)}; "
+                   f"Holm p {pvalue(v['pvalue_holm'])} (per-image randomization test, "
+                   f"{v['verdict_test']['resamples']} swaps of the healthy val and unhealthy test images)")
+    return out
+
+
 def agreement_lines(results: Mapping[str, Any]) -> list[str]:
     """With several classifier families: per comparison, whether its verdict holds in every family or only some."""
     if len(results.get("architectures", [])) < 2:
@@ -93,7 +110,7 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
         lines.append(f"{question}. {results['questions'][question]}")
         lines += [f"  {s}" for s in question_lines(results, question)] or ["  (no comparison in this run)"]
         if question == "Q1":
-            lines += [f"  {s}" for s in deployed.lines(results, num, pvalue, interval)]
+            lines += [f"  {s}" for s in deployed_lines(results)]
     lines += agreement_lines(results)
     lines.append(basis(results))
     if results["leaks_label"]:
@@ -182,7 +199,7 @@ def summary_rst(results: Mapping[str, Any]) -> str:
         out += [f"**{question}. {results['questions'][question]}**", ""]
         out += [f"- {s}" for s in question_lines(results, question)] or ["- (no comparison in this run)"]
         if question == "Q1" and results.get("deployed"):
-            out += [f"- {s.strip()}" for s in deployed.lines(results, num, pvalue, interval)]
+            out += [f"- {s.strip()}" for s in deployed_lines(results)]
         out.append("")
     agreement = agreement_lines(results)
     if agreement:

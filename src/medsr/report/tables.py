@@ -6,13 +6,13 @@ One source for summary.rst (the report) and the README block, so the two cannot 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from medsr.evaluation.comparisons import Arm
 from medsr.evaluation.gate import NO_VERDICT, NO_VERDICT_TEXT
 from medsr.evaluation.roc import MAX_FPR
 from medsr.evaluation.verdicts import VERDICT_TESTS
-from medsr.report import deployed
 
 ORACLE = "ORACLE, leaks the label"
 
@@ -78,7 +78,28 @@ def verdict_rows(results: Mapping[str, Any]) -> list[list[str]]:
                      interval(v["pauc_difference"], signed=True) if "pauc_difference" in v else "n/a",
                      VERDICT_WORDS[v["verdict"]]])
     q1 = sum(1 for v in all_verdicts(results) if v["question"] == "Q1")
-    return rows[:q1] + deployed.rows(results, num, pvalue, interval, ORACLE) + rows[q1:]
+    return rows[:q1] + deployed_rows(results) + rows[q1:]
+
+
+DEPLOYED_WORDS = {**VERDICT_WORDS, NO_VERDICT: "no verdict (the deployed classifier did not pass its gate)"}
+ONE_CLASSIFIER = "n/a (one classifier)"  # a deployed classifier's "holds in": one classifier is all there is
+
+
+def deployed_family(results: Mapping[str, Any]) -> str:
+    """The classifier-family cell of the deployed classifier's rows (medsr.evaluation.deployed)."""
+    return f"deployed: {Path(results['deployed']['classifier']['file']).name}"
+
+
+def deployed_rows(results: Mapping[str, Any]) -> list[list[str]]:
+    """The verdict table's rows of the deployed classifier's Q1 verdicts (none without one)."""
+    out = []
+    for v in results.get("deployed", {}).get("verdicts", []):
+        flag = f" [{ORACLE}]" if v["leaks_label"] else ""
+        out.append(["Q1", deployed_family(results), f"{v['first_title']} vs {v['second_title']}{flag}",
+                    num(v["fnr_first"]), num(v["fnr_second"]), num(v["specificity_first"]),
+                    num(v["specificity_second"]), interval(v["fnr_difference"], signed=True), pvalue(v["pvalue"]),
+                    pvalue(v["pvalue_holm"]), ONE_CLASSIFIER, "n/a", DEPLOYED_WORDS[v["verdict"]]])
+    return out
 
 
 def _value(entry: Mapping[str, Any], key: str) -> str:
