@@ -8,6 +8,7 @@ Each front end runs in its own scratch git repository holding a copy of the work
 from __future__ import annotations
 
 import base64
+import csv
 import json
 import os
 import re
@@ -662,9 +663,10 @@ def deploy(project: Path, model: Path) -> str:
 
 @pytest.fixture(scope="module")
 def deployed_runs(both_runs, tmp_path_factory):
-    """Copies of both finished smoke runs given a small classifier trained here, exported in both formats: Snakemake
-    runs the .pt2 while DVC runs the .safetensors, then the other way round. Per front end and round: what it
-    planned, what it ran, and the results JSON."""
+    """Copies of both finished smoke runs given a small classifier trained here, exported in both formats. First
+    Snakemake runs the .pt2 and DVC the .safetensors up to classify_deployed's predictions (what a format changes),
+    then the other way round through evaluate. Per front end and round: what it planned, what it ran, the deployed
+    predictions, and (the last round) the results JSON."""
     from test_deployed import export, save_weights, train_small_classifier
 
     where = tmp_path_factory.mktemp("deployed")
@@ -674,16 +676,21 @@ def deployed_runs(both_runs, tmp_path_factory):
     model = train_small_classifier(projects["snakemake"] / "data/hr", 32)
     models = {"pt2": export(model, where / "mine.pt2"), "safetensors": save_weights(model, where / "mine.safetensors")}
     rounds = []
-    for snake_format, dvc_format in (("pt2", "safetensors"), ("safetensors", "pt2")):
+    for (snake_format, dvc_format), target in ((("pt2", "safetensors"), ["classify_deployed"]),
+                                               (("safetensors", "pt2"), [])):
         names = {"snakemake": deploy(projects["snakemake"], models[snake_format]),
                  "dvc": deploy(projects["dvc"], models[dvc_format])}
         planned = {"snakemake": snakemake_planned(projects["snakemake"]),
                    "dvc": set(json.loads(dvc("status", "--json", cwd=projects["dvc"]).stdout))}
-        repro, snake = run_together([([sys.executable, "-m", "dvc", "repro"], projects["dvc"]),
-                                     ([sys.executable, "-m", "snakemake", "--cores", "1"], projects["snakemake"])])
+        snake_target = ["results/deployed/predictions.csv"] if target else []
+        repro, snake = run_together([([sys.executable, "-m", "dvc", "repro", *target], projects["dvc"]),
+                                     ([sys.executable, "-m", "snakemake", "--cores", "1", *snake_target],
+                                      projects["snakemake"])])
         rounds.append({"names": names, "planned": planned, "ran": {"dvc": ran_stages(repro.stdout)},
+                       "predictions": {f: list(csv.DictReader((p / "results/deployed/predictions.csv").open()))
+                                       for f, p in projects.items()},
                        "results": {f: json.loads((p / "results/evaluation.json").read_text())
-                                   for f, p in projects.items()}})
+                                   for f, p in projects.items()} if not target else None})
     return projects, rounds
 
 
@@ -692,18 +699,19 @@ def test_a_users_classifier_in_both_formats_gets_q1_verdicts_in_both_front_ends(
     for r in rounds:
         assert r["planned"]["snakemake"] == DEPLOYED_STAGES, r["planned"]
         assert r["planned"]["dvc"] <= DEPLOYED_STAGES and "classify_deployed" in r["planned"]["dvc"], r["planned"]
-        assert r["ran"]["dvc"] == DEPLOYED_STAGES, r["ran"]
-        for front_end, results in r["results"].items():
-            deployed = results["deployed"]
-            assert deployed["classifier"]["file"] == f"models/user/{r['names'][front_end]}"
-            assert {v["question"] for v in deployed["verdicts"]} == {"Q1"}
-            assert {v["first"] for v in deployed["verdicts"]} >= {"regression@deployed", "sr_null@deployed"}
-            assert all(v["verdict"] in ("first_better", "second_better", "not_significant", "no_verdict")
-                       for v in deployed["verdicts"])
-    # one classifier in two formats: the same scores up to float order, so the same FNRs on these few images
+    assert rounds[0]["ran"]["dvc"] == {"classify_deployed"} and rounds[1]["ran"]["dvc"] == DEPLOYED_STAGES, rounds
+    for front_end, results in rounds[-1]["results"].items():
+        deployed = results["deployed"]
+        assert deployed["classifier"]["file"] == f"models/user/{rounds[-1]['names'][front_end]}"
+        assert {v["question"] for v in deployed["verdicts"]} == {"Q1"}
+        assert {v["first"] for v in deployed["verdicts"]} >= {"regression@deployed", "sr_null@deployed"}
+        assert all(v["verdict"] in ("first_better", "second_better", "not_significant", "no_verdict")
+                   for v in deployed["verdicts"])
+    # one classifier in two formats: the same rows, and the same scores up to float summation order
     for front_end in ("snakemake", "dvc"):
-        fnrs = [[v["fnr_first"] for v in r["results"][front_end]["deployed"]["verdicts"]] for r in rounds]
-        assert fnrs[0] == fnrs[1], front_end
+        first, second = (r["predictions"][front_end] for r in rounds)
+        assert [(a["set"], a["split"], a["id"]) for a in first] == [(b["set"], b["split"], b["id"]) for b in second]
+        assert max(abs(float(a["prob_unhealthy"]) - float(b["prob_unhealthy"])) for a, b in zip(first, second)) < 1e-4
     snakemake("--report", "results/report.html", cwd=projects["snakemake"])
     html = (projects["snakemake"] / "results/report.html").read_text(errors="replace")
     assert f"deployed: {rounds[-1]['names']['snakemake']}" in html and "conditional on this one classifier" in html
