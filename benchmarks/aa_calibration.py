@@ -2,7 +2,7 @@
 
 Every candidate of `evaluate.verdict_rule` is run on pseudo-experiments built from one arm's classifiers, where
 the null holds by construction:
-  1. 2k HR classifiers (training seeds 0..2k-1, `medsr.classifier.train.run` with params.yaml's
+  1. 2k HR classifiers (training seeds 0..2k-1, `medsr.stages.train_classifier.run` with params.yaml's
      train_classifier: it reads the train split and selects the epoch on val) are trained, or reused when already
      in the models folder (a rerun continues);
   2. each scores the val images of data/hr and data/bicubic (the test split is never read);
@@ -45,14 +45,14 @@ import torch
 from scipy.stats import binom, binomtest
 
 from medsr.classifier.model import load_classifier, predict_proba
-from medsr.classifier.train import run as train_classifier
-from medsr.config import load_params, to_jsonable
-from medsr.parameters import CLASSES, TrainClassifierParams
-from medsr.errors import MedsrError
+from medsr.stages.train_classifier import run as train_classifier
+from medsr.core.config import load_params, to_jsonable
+from medsr.core.parameters import CLASSES, TrainClassifierParams
+from medsr.core.errors import MedsrError
 from medsr.evaluation.operating_point import predict, val_threshold
 from medsr.evaluation.statistics import (contingency, mcnemar_test, seed_image_t, sign_flip_test,
                                          two_level_bootstrap)
-from medsr.io import load_images, read_manifest, write_json
+from medsr.core.io import load_images, read_manifest, write_json
 from medsr.report.benchmark_tables import aa_calibration_markdown
 
 CANDIDATES = ("seed_image_t", "two_level_bootstrap", "pooled", "majority")

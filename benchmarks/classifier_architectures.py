@@ -1,7 +1,7 @@
 """Classifier families: seconds per training epoch and the val loss / accuracy they reach, to choose which
 families the default run (15 minutes on 2 CPU cores) can afford next to ResNet18.
 
-Every row trains `train-classifier`'s loop (medsr.classifier.train: the same batches, augmentation, optimizer
+Every row trains `train-classifier`'s loop (medsr.stages.train_classifier: the same batches, augmentation, optimizer
 and schedule as params.yaml's train_classifier) on the train split of `--images` for `--epochs` epochs and
 scores the val split after each (never test: the choice of default families is made on val). s/epoch is the
 median wall time of the training part of an epoch (forward + backward + step over the whole train split).
@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 
 from medsr.classifier.model import build_classifier
-from medsr.classifier.train import (evaluate_classifier, optimizer_and_schedule, precise_bn_subset,
+from medsr.stages.train_classifier import (evaluate_classifier, optimizer_and_schedule, precise_bn_subset,
                                     recalibrate_batchnorm, split_tensors, train_epoch)
-from medsr.config import load_params
-from medsr.parameters import ARCHITECTURES
-from medsr.randomness import seed_everything
+from medsr.core.config import load_params
+from medsr.core.parameters import ARCHITECTURES
+from medsr.core.randomness import seed_everything
 
 
 def bench(architecture: str, params, images: Path, epochs: int, seed: int) -> dict:

@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medsr.classifier.train import run as train_classifier
-from medsr.config import load_params
-from medsr.io import write_json
-from medsr.provenance import cpu_model
+from medsr.stages.train_classifier import run as train_classifier
+from medsr.core.config import load_params
+from medsr.core.io import write_json
+from medsr.core.provenance import cpu_model
 from medsr.stages import CLASSIFIER_LOG
-from medsr.stopping import training_record
+from medsr.classifier.stopping import training_record
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_time import newest_log, parse_log  # noqa: E402
@@ -51,8 +51,8 @@ ARCHITECTURE = "resnet18"
 
 
 def history_row(log: Path) -> dict:
-    """What a train-classifier history says about its run (medsr.stopping.training_record): epochs, kept epoch,
-    its val AUROC, converged."""
+    """What a train-classifier history says about its run (medsr.classifier.stopping.training_record): epochs, kept
+    epoch, its val AUROC, converged."""
     record = training_record(log)
     if record is None:
         raise SystemExit(f"classifier_crop: {log} has no run record (an unfinished or old history)")

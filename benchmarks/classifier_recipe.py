@@ -39,13 +39,13 @@ import yaml
 from torch import nn
 
 from medsr.classifier.model import build_classifier, load_classifier
-from medsr.classifier.train import (evaluate_classifier, optimizer_and_schedule, precise_bn_subset,
+from medsr.stages.train_classifier import (evaluate_classifier, optimizer_and_schedule, precise_bn_subset,
                                     recalibrate_batchnorm, run as train_classifier, split_tensors, train_epoch)
-from medsr.config import load_params
-from medsr.parameters import TrainClassifierParams
-from medsr.io import write_json
-from medsr.randomness import seed_everything
-from medsr.stopping import stopping, trained_epochs
+from medsr.core.config import load_params
+from medsr.core.parameters import TrainClassifierParams
+from medsr.core.io import write_json
+from medsr.core.randomness import seed_everything
+from medsr.classifier.stopping import stopping, trained_epochs
 
 VARIANTS = ("ema", "precise")
 NOT_LEARNED = 0.75  # a best-epoch val accuracy below this counts as a seed whose classifier did not learn

@@ -1,8 +1,8 @@
 """Where a classifier epoch's time goes, and what the memory layout and the optimizer implementation change in it.
 
-One train-classifier epoch (medsr.classifier.train, params.yaml's train_classifier) has three parts: training over
-the train split (forward, backward, Adam step per batch), the precise-BatchNorm pass (`recalibrate_batchnorm`, train
-mode, no gradient) and the val pass (`evaluate_classifier`, eval mode). Each is timed for the architecture in four
+One train-classifier epoch (medsr.stages.train_classifier, params.yaml's train_classifier) has three parts: training
+over the train split (forward, backward, Adam step per batch), the precise-BatchNorm pass (`recalibrate_batchnorm`,
+train mode, no gradient) and the val pass (`evaluate_classifier`, eval mode). Each is timed for the architecture in four
 variants: weights and inputs contiguous (NCHW) or channels_last (NHWC, `medsr.classifier.model.MEMORY_FORMAT`), Adam
 as torch's per-tensor loop (`foreach`) or its fused kernel (`fused=True`, what `optimizer_and_schedule` builds). The
 update rule is the same in all four; only the order of floating-point operations differs. Seconds are the median
@@ -26,12 +26,12 @@ import torch
 
 import medsr.classifier.model as classifier_model
 from medsr.classifier.model import build_classifier
-from medsr.classifier.train import (evaluate_classifier, precise_bn_subset, recalibrate_batchnorm, split_tensors,
+from medsr.stages.train_classifier import (evaluate_classifier, precise_bn_subset, recalibrate_batchnorm, split_tensors,
                                     train_epoch)
-from medsr.config import load_params
-from medsr.io import write_json
-from medsr.parameters import ARCHITECTURES
-from medsr.randomness import seed_everything
+from medsr.core.config import load_params
+from medsr.core.io import write_json
+from medsr.core.parameters import ARCHITECTURES
+from medsr.core.randomness import seed_everything
 
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 OPTIMIZERS = {"foreach": {"foreach": True}, "fused": {"fused": True}}

@@ -10,7 +10,7 @@ given a finished run, the bf16-vs-fp32 sampling quality on its val images.
 Parts (--parts, comma-separated):
   pipeline  the smoke DAG (configs/smoke.yaml) by Snakemake in a scratch copy of the project, MEDSR_DEVICE set;
             with --tiny a dry run (-n) only
-  train     train-sr's loop (`medsr.train_sr.train`) on synthetic 128 x 128 images per autocast dtype
+  train     train-sr's loop (`medsr.stages.train_sr.train`) on synthetic 128 x 128 images per autocast dtype
             ($MEDSR_AMP: bf16, fp16; on CPU fp32 only) under train-sr's deterministic mode: N steps straight twice
             (determinism: "same run twice" must be bitwise equal), then N/2 + resume to N from the checkpoint
             (state completeness: "resume" must equal the straight run bitwise). Warnings raised meanwhile (a
@@ -53,14 +53,16 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuB
 
 import torch  # noqa: E402
 
-from medsr import io, train_sr, training  # noqa: E402
-from medsr.config import load_params  # noqa: E402
-from medsr.parameters import CLASSES, SyntheticSource  # noqa: E402
+from medsr.core import io
+from medsr.stages import train_sr
+from medsr import training  # noqa: E402
+from medsr.core.config import load_params  # noqa: E402
+from medsr.core.parameters import CLASSES, SyntheticSource  # noqa: E402
 from medsr.data.synthetic import generate as synthetic_images  # noqa: E402
-from medsr.degrade import degrade_image  # noqa: E402
-from medsr.device import deterministic_mode, resolve_device  # noqa: E402
+from medsr.stages.degrade import degrade_image  # noqa: E402
+from medsr.core.device import deterministic_mode, resolve_device  # noqa: E402
 from medsr.diffusion.unet import count_parameters  # noqa: E402
-from medsr.pixels import bicubic_upsample  # noqa: E402
+from medsr.data.pixels import bicubic_upsample  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sample, compile and quality parts beside it
 from cuda_sampling import Size, check_compile, check_quality, check_sampling, synchronize  # noqa: E402
@@ -136,7 +138,7 @@ def _max_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
 
 @contextlib.contextmanager
 def deterministic(device: torch.device):
-    """train-sr's deterministic mode (medsr.device.deterministic_mode) for the duration, then the previous one."""
+    """train-sr's deterministic mode (medsr.core.device.deterministic_mode) for the duration, then the previous one."""
     before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
               torch.backends.cudnn.benchmark)
     deterministic_mode(device)

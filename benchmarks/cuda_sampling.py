@@ -17,14 +17,14 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from medsr import io
-from medsr.config import load_params
-from medsr.diffusion.model_file import build_unet
+from medsr.core import io
+from medsr.core.config import load_params
+from medsr.diffusion.unet import build_unet
 from medsr.diffusion.samplers import DDIMSampler, SamplerSpec, image_generators, make_sampler
 from medsr.diffusion.schedule import process_schedule
 from medsr.diffusion.unet import count_parameters
-from medsr.parameters import NULL_CLASS
-from medsr.pixels import quantize
+from medsr.core.parameters import NULL_CLASS
+from medsr.data.pixels import quantize
 from medsr.stages import CLASSIFIER_MODEL
 
 # the val tolerance of a sampling precision against fp32 (generate.precision)
@@ -182,7 +182,7 @@ def check_quality(device: torch.device, run: Path | None, run_config: list[str],
     if missing:
         return {"ok": False, "run": str(run), "skipped": f"the run lacks {', '.join(missing)}"}
     from medsr.classifier.model import load_classifier, predict_proba
-    from medsr.diffusion.model_file import load_unet
+    from medsr.diffusion.unet import load_unet
     from medsr.evaluation.quality import psnr, ssim
 
     candidate = "bf16" if device.type == "cuda" else "fp32"  # bf16 is refused on the CPU

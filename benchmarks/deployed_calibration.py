@@ -36,11 +36,11 @@ import numpy as np
 import torch
 from scipy.stats import binomtest
 
-from medsr.config import load_params
+from medsr.core.config import load_params
 from medsr.evaluation.deployed import image_test
-from medsr.image_sets import build
-from medsr.io import write_json
-from medsr.predictions import read_deployed, read_predictions
+from medsr.data.image_sets import build
+from medsr.core.io import write_json
+from medsr.classifier.predictions import read_deployed, read_predictions
 
 OUT = Path("results/benchmarks/deployed_calibration.json")
 

@@ -1,9 +1,9 @@
 """Where can resolution matter at all? A sweep of the embedded dataset's difficulty knob, on the val split.
 
 For each lesion radius (data.mni.lesion_radius, HR pixels; the LR pixel is degrade.scale HR pixels) this builds
-the default dataset with the project's own stages in a scratch folder (`medsr.data.download.run`,
-`medsr.degrade.run`), trains the HR classifier on HR and the matched baseline on bicubic-upsampled LR
-(`medsr.classifier.train.run`: train split, epoch chosen on val) and scores each on its own kind of val images:
+the default dataset with the project's own stages in a scratch folder (`medsr.stages.download.run`,
+`medsr.stages.degrade.run`), trains the HR classifier on HR and the matched baseline on bicubic-upsampled LR
+(`medsr.stages.train_classifier.run`: train split, epoch chosen on val) and scores each on its own kind of val images:
 AUROC, and FNR / specificity at the operating point chosen on val (evaluate.val_specificity; chosen and measured
 on the same val images, so it is in-sample: a sweep to choose the default, not a result), plus McNemar's test on
 the unhealthy val images only (HR right / bicubic wrong against the reverse: a test of FNR, paired by image).
@@ -32,12 +32,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medsr import degrade, io
-from medsr.classifier import train as train_classifier
+from medsr.stages import degrade
+from medsr.core import io
+from medsr.stages import train_classifier
 from medsr.classifier.model import load_classifier, predict_proba
-from medsr.config import load_params
-from medsr.parameters import CLASSES
-from medsr.data import download
+from medsr.core.config import load_params
+from medsr.core.parameters import CLASSES
+from medsr.stages import download
 from medsr.evaluation.metrics import auroc
 from medsr.evaluation.operating_point import predict, val_threshold
 from medsr.evaluation.statistics import contingency, mcnemar_test
@@ -114,7 +115,7 @@ def sweep_level(params, radius: float, args, scratch: Path) -> dict:
 
 def sr_row(params, sr_model: Path, root: Path, labels: np.ndarray) -> tuple[dict, np.ndarray]:
     """The SR model's val images (generate.* params, null guidance, one shard) through the HR classifier."""
-    from medsr import generate
+    from medsr.stages import generate
 
     out = root / "sr"
     generate.run(

@@ -24,9 +24,9 @@ before its runs (2026-12-05; the run that prompted it: the default run's bicubic
 epochs keeping epoch 1 at val AUROC 0.49, its val loss flat near chance while AUROC rises slowly on these images).
 Candidates: every (monitor, patience, min_epochs) of `--monitors` x `--patience` x `--min-epochs`, each replayed
 exactly on the recorded per-epoch val values of the precise-BN variant (the training stream does not depend on the
-stop: `medsr.stopping.trained_epochs`). Criterion: (1) eligible: every seed of every domain converged; if none is,
-those with the most converged runs; (2) per domain, the mean over seeds of the kept epoch's val AUROC (the mean,
-not the median: a seed left at chance must cost); a candidate is near when that mean is within TOLERANCE of the
+stop: `medsr.classifier.stopping.trained_epochs`). Criterion: (1) eligible: every seed of every domain converged; if
+none is, those with the most converged runs; (2) per domain, the mean over seeds of the kept epoch's val AUROC (the
+mean, not the median: a seed left at chance must cost); a candidate is near when that mean is within TOLERANCE of the
 eligible best in every domain; (3) among the near, the fewest epochs run on average over every run (the cost),
 ties to the earlier candidate in the order given (list today's rule first).
 """
@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medsr.io import read_json, write_json
-from medsr.stopping import HIGHER_IS_BETTER, stopping, trained_epochs
+from medsr.core.io import read_json, write_json
+from medsr.classifier.stopping import HIGHER_IS_BETTER, stopping, trained_epochs
 
 TOLERANCE = 0.02  # median val AUROC a cheaper recipe may give up
 VARIANT = "precise"  # train_classifier.precise_bn: true

@@ -22,8 +22,8 @@ import datetime
 import re
 from pathlib import Path
 
-from medsr.io import read_csv, write_json
-from medsr.provenance import cpu_model
+from medsr.core.io import read_csv, write_json
+from medsr.core.provenance import cpu_model
 from medsr.stages import CLASSIFIER_LOG
 
 BUDGET_S = 15 * 60  # the README's run command, install included, on 2 cores (the developers' brief)

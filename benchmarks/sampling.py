@@ -51,17 +51,18 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from medsr import io, train_sr
+from medsr.core import io
+from medsr.stages import train_sr
 from medsr.classifier.model import load_classifier, predict_proba
-from medsr.config import load_params
-from medsr.parameters import CLASSES, NULL_CLASS
-from medsr.device import resolve_device
-from medsr.diffusion.model_file import STUDENT_KEY, load_unet
+from medsr.core.config import load_params
+from medsr.core.parameters import CLASSES, NULL_CLASS
+from medsr.core.device import resolve_device
+from medsr.diffusion.unet import STUDENT_KEY, load_unet
 from medsr.diffusion.samplers import DDIMSampler, SamplerSpec, image_generators, make_sampler
 from medsr.evaluation.operating_point import val_threshold
 from medsr.evaluation.quality import psnr, ssim
-from medsr.pixels import quantize
-from medsr.randomness import numpy_rng
+from medsr.data.pixels import quantize
+from medsr.core.randomness import numpy_rng
 
 # (label, model, sampler, K, batch): the first row is the seed code's sampling; "ddim K=20 b16" the reference
 ROWS = [

@@ -60,11 +60,11 @@ import numpy as np
 from scipy.stats import binomtest
 from scipy.stats import t as student_t
 
-from medsr.config import load_params
+from medsr.core.config import load_params
 from medsr.evaluation.statistics import crossed_t, holm, shared_threshold_variance, specificity_rank
 from medsr.evaluation.verdicts import VERDICT_TESTS, Group, VerdictTest
-from medsr.io import write_json
-from medsr.predictions import read_predictions
+from medsr.core.io import write_json
+from medsr.classifier.predictions import read_predictions
 
 OUT = Path("results/benchmarks/swap_null.json")
 # null -> (arm A's source, arm B's source, on each pipeline's specificity scale, what it is)

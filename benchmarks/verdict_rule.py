@@ -27,14 +27,14 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from medsr.config import classifier_domains, deep_merge, load_raw, params_from_dict, to_jsonable
-from medsr.parameters import VerdictRule
+from medsr.core.config import classifier_domains, deep_merge, load_raw, params_from_dict, to_jsonable
+from medsr.core.parameters import VerdictRule
 from medsr.evaluation.comparisons import arms
 from medsr.evaluation.compute import classifier_analysis
 from medsr.evaluation.metrics import bootstrap_weights
-from medsr.image_sets import build
-from medsr.io import write_json
-from medsr.predictions import read_predictions
+from medsr.data.image_sets import build
+from medsr.core.io import write_json
+from medsr.classifier.predictions import read_predictions
 from medsr.report.agreement import verdict_agreement
 from medsr.report.benchmark_tables import verdict_rule_markdown
 

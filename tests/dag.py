@@ -112,7 +112,8 @@ def tool_files() -> set[str]:
     """src/medsr/... of the modules only the tools (`medsr.cli.TOOLS`) run: the tools' modules and what only they
     import, neither the CLI's dispatch path nor any stage module's imports. What no stage may depend on."""
     from medsr.cli import TOOLS
-    from medsr.stages import STAGES, import_closure
+    from medsr.stages import STAGES
+    from medsr.tools.sources import import_closure
 
     stage_modules = set(import_closure("medsr.cli", *(f"medsr.{stage.module}" for stage in STAGES)))
     tool_only = set(import_closure(*TOOLS.values())) - stage_modules

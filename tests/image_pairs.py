@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from medsr import degrade
-from medsr.io import Record, write_image, write_manifest
-from medsr.parameters import CLASSES, DegradeParams
+from medsr.stages import degrade
+from medsr.core.io import Record, write_image, write_manifest
+from medsr.core.parameters import CLASSES, DegradeParams
 
 
 def write_pairs(root: Path, entries: Iterable[tuple[str, int, object, int]]) -> tuple[Path, Path]:

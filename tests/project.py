@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from medsr.config import deep_merge
+from medsr.core.config import deep_merge
 
 ROOT = Path(__file__).resolve().parents[1]
 

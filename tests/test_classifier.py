@@ -10,19 +10,19 @@ import numpy as np
 import pytest
 import torch
 
-import medsr.io
-from medsr.checkpoint import read_metadata
-from medsr.classifier import build_classifier, load_classifier, predict_proba
+import medsr.core.io
+from medsr.core.model_files import read_metadata
+from medsr.classifier.model import build_classifier, load_classifier, predict_proba
 from medsr.classifier.model import normalize
-from medsr.classifier import train
-from medsr.classify import PREDICTION_FIELDS
-from medsr import classify
-from medsr.parameters import ARCHITECTURES, CLASSES, ClassifyParams, TrainClassifierParams
+from medsr.stages import train_classifier as train
+from medsr.stages.classify import PREDICTION_FIELDS
+from medsr.stages import classify
+from medsr.core.parameters import ARCHITECTURES, CLASSES, ClassifyParams, TrainClassifierParams
 from medsr.data.splits import carve_val
-from medsr.errors import MedsrError
-from medsr.image_sets import ImageSet, paired_records
-from medsr.io import Record, read_csv, write_image, write_manifest
-from medsr.stopping import best_epoch, should_stop, stopping, trained_epochs
+from medsr.core.errors import MedsrError
+from medsr.data.image_sets import ImageSet, paired_records
+from medsr.core.io import Record, read_csv, write_image, write_manifest
+from medsr.classifier.stopping import best_epoch, should_stop, stopping, trained_epochs
 
 SIZE = 32
 
@@ -66,18 +66,18 @@ def trained(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("classifier")
     images = make_set(root / "hr", corrupt_test=True)  # reading any test image would fail
     read: list[str] = []
-    original = medsr.io.read_record_image  # what load_images reads every image of a set with
+    original = medsr.core.io.read_record_image  # what load_images reads every image of a set with
 
     def spy(folder, record):
-        read.append(str(medsr.io.image_path(folder, record)))
+        read.append(str(medsr.core.io.image_path(folder, record)))
         return original(folder, record)
 
-    medsr.io.read_record_image = spy
+    medsr.core.io.read_record_image = spy
     try:
         train.run(_params(), images=images, model=root / "clf.safetensors", log=root / "clf.csv",
                   architecture="resnet18", domain="hr", seed=0)
     finally:
-        medsr.io.read_record_image = original
+        medsr.core.io.read_record_image = original
     return {"root": root, "images": images, "model": root / "clf.safetensors", "log": root / "clf.csv", "read": read}
 
 
@@ -338,7 +338,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 def test_fine_tuning_starts_from_the_init_classifier_and_records_it(trained, tmp_path):
     """--init: a bicubic (or SR) classifier starts from the HR classifier's weights, not from a fresh draw."""
-    from medsr.io import sha256_file
+    from medsr.core.io import sha256_file
 
     bicubic = make_set(tmp_path / "bicubic", seed=1)
     still = _params(learning_rate=1e-12, weight_decay=0.0)  # Adam moves every weight by about 1e-12 per step
@@ -422,7 +422,7 @@ def _scripted_val_losses(monkeypatch, losses: list[float], aurocs: list[float] |
 
 
 def _state(path: Path) -> dict[str, torch.Tensor]:
-    from medsr.checkpoint import load_model_file
+    from medsr.core.model_files import load_model_file
 
     return load_model_file(path, device="cpu")[0]
 
@@ -508,7 +508,7 @@ def test_patience_zero_keeps_the_weights_of_the_loop_without_early_stopping(trai
 
 def _copy_as(model: Path, out: Path, **identity) -> Path:
     """The classifier in `model` saved again with another domain / seed in its metadata (same weights)."""
-    from medsr.checkpoint import load_model_file, save_model
+    from medsr.core.model_files import load_model_file, save_model
 
     state, metadata = load_model_file(model)
     save_model(out, state, {**metadata, **identity})
@@ -516,10 +516,10 @@ def _copy_as(model: Path, out: Path, **identity) -> Path:
 
 
 def test_classify_per_seed_then_merge_gives_the_file_of_one_classify_over_every_classifier(trained, tmp_path):
-    """The DAG classifies each train seed in its own job and joins the files (medsr.merge_predictions): the joined
-    CSV is byte for byte the one a single classify over every classifier writes (architecture, domain, seed order),
-    so nothing evaluate computes depends on the split."""
-    from medsr import merge_predictions
+    """The DAG classifies each train seed in its own job and joins the files (medsr.stages.merge_predictions): the
+    joined CSV is byte for byte the one a single classify over every classifier writes (architecture, domain, seed
+    order), so nothing evaluate computes depends on the split."""
+    from medsr.stages import merge_predictions
 
     models = [_copy_as(trained["model"], tmp_path / f"{d}{s}.safetensors", domain=d, seed=s)
               for d in ("hr", "bicubic") for s in (3, 1)]  # the order of classifier_files: domain, then seed

@@ -9,10 +9,10 @@ import typing
 import pytest
 import yaml
 
-from medsr import config, parameters
-from medsr.config import deep_merge, json_schema, load_params, params_from_dict, schema_text
-from medsr.parameters import Params
-from medsr.errors import MedsrError
+from medsr.core import config, parameters
+from medsr.core.config import deep_merge, json_schema, load_params, params_from_dict, schema_text
+from medsr.core.parameters import Params
+from medsr.core.errors import MedsrError
 from project import ROOT
 
 
@@ -43,7 +43,8 @@ def test_the_exported_schema_accepts_params_and_refuses_what_the_loader_refuses(
 
 
 def test_enums_are_declared_once_and_reused():
-    from medsr import generate, stages
+    from medsr.stages import generate
+    from medsr import stages
     from medsr.diffusion import samplers
     assert samplers.SAMPLERS is parameters.SAMPLERS
     assert stages.BY_COMMAND["generate"].options[0].choices == parameters.GUIDANCE_MODES
@@ -158,7 +159,7 @@ def test_a_verdict_test_class_is_a_valid_verdict_rule_by_its_definition(tmp_path
     verdicts.write_text(verdicts.read_text() + SCRATCH_VERDICT_TEST)
     script = (
         "import json, sys\n"
-        "from medsr.config import deep_merge, json_schema, load_raw, params_from_dict\n"
+        "from medsr.core.config import deep_merge, json_schema, load_raw, params_from_dict\n"
         "from medsr.evaluation.verdicts import VERDICT_TESTS\n"
         "raw = deep_merge(load_raw([sys.argv[1]]), {'evaluate': {'verdict_rule': 'scratch_sign'}})\n"
         "params = params_from_dict(raw, 'params.yaml')\n"

@@ -102,12 +102,12 @@ def _finished_run(root: Path) -> Path:
 
     import torch
 
-    from medsr.checkpoint import save_model
-    from medsr.classifier.train import run as train_classifier
-    from medsr.config import load_params
-    from medsr.data.download import run as download
-    from medsr.degrade import run as degrade
-    from medsr.diffusion.model_file import build_unet
+    from medsr.core.model_files import save_model
+    from medsr.stages.train_classifier import run as train_classifier
+    from medsr.core.config import load_params
+    from medsr.stages.download import run as download
+    from medsr.stages.degrade import run as degrade
+    from medsr.diffusion.unet import build_unet
     from medsr.stages import CLASSIFIER_MODEL
 
     (root / "configs").mkdir(parents=True)

@@ -26,8 +26,8 @@ def project_copy(tmp_path: Path, overrides: dict | None = None) -> Path:
     (`medsr dvc-sync`: it writes the one-step student's stage for generate.sampler student and each
     evaluate.external folder as a dep of classify and evaluate). Each evaluate.external folder is made with
     EXTERNAL_FILES in it, OUTSIDE in its path standing for a folder beside the project."""
-    from medsr.config import load_params
-    from medsr.dvc_yaml import sync_dvc_yaml
+    from medsr.core.config import load_params
+    from medsr.tools.dvc_yaml import sync_dvc_yaml
 
     project = copy_workflow(tmp_path / "project")
     if overrides:
@@ -175,7 +175,7 @@ def test_dvc_sync_writes_each_external_folder_as_a_dep_and_removes_it_again(tmp_
     """`medsr dvc-sync` with evaluate.external set: dvc.yaml is the committed one plus one dep line per folder, the
     path as given (relative, absolute), in classify and evaluate only, their commands unchanged; syncing again
     changes nothing, and with evaluate.external back to {} it is the committed dvc.yaml byte for byte."""
-    from medsr.dvc_yaml import USER_DEP
+    from medsr.tools.dvc_yaml import USER_DEP
 
     work = project_copy(tmp_path, VARIANTS["external SR folders, relative and absolute"])
     text = (work / "dvc.yaml").read_text()
@@ -271,8 +271,8 @@ def test_snakemake_lint_has_no_errors():
 def test_dvc_yaml_commands_and_source_files_are_written_from_the_stage_table():
     """dvc.yaml's `cmd:` lines and `src/` deps are what `medsr dvc-sync` writes from the stage table and the
     import graph (Snakemake renders / computes them)."""
-    from medsr.config import load_params
-    from medsr.dvc_yaml import sync_dvc_yaml
+    from medsr.core.config import load_params
+    from medsr.tools.dvc_yaml import sync_dvc_yaml
 
     text = (ROOT / "dvc.yaml").read_text()
     assert sync_dvc_yaml(text, load_params([ROOT / "params.yaml"])) == text, \
@@ -328,7 +328,8 @@ def test_every_job_runs_the_stage_tables_command_on_its_own_inputs_and_outputs(t
 
 
 def test_each_stage_depends_on_exactly_the_modules_its_command_imports(tmp_path):
-    from medsr.stages import STAGES, import_closure, source_files
+    from medsr.stages import STAGES
+    from medsr.tools.sources import import_closure, source_files
 
     dvc = dvc_stages(project_copy(tmp_path))
     for stage in STAGES:
@@ -338,21 +339,24 @@ def test_each_stage_depends_on_exactly_the_modules_its_command_imports(tmp_path)
             if name.split("@")[0] == stage.rule:
                 assert {f for f in declared.inputs if f.startswith("src/")} == expected, name
     # the graph itself: pixel operations are imported by what resamples images, not by evaluation
-    assert "medsr.pixels" in import_closure("medsr.degrade") and "medsr.pixels" in import_closure("medsr.generate")
-    assert "medsr.pixels" not in import_closure("medsr.evaluate")
-    assert "src/medsr/io.py" in source_files("evaluate") and "src/medsr/io.py" in source_files("download")
+    assert "medsr.data.pixels" in import_closure("medsr.stages.degrade")
+    assert "medsr.data.pixels" in import_closure("medsr.stages.generate")
+    assert "medsr.data.pixels" not in import_closure("medsr.stages.evaluate")
+    assert "src/medsr/core/io.py" in source_files("evaluate") and "src/medsr/core/io.py" in source_files("download")
 
 
 def test_no_tool_is_a_source_file_of_a_stage():
     """The tools (`medsr.cli.TOOLS`: dvc-sync, overlay-args, readme, schema) run outside the DAG: their modules,
     and what only they import (`tool_files`), are sources of no stage (editing the dvc.yaml writer reruns nothing),
     while a stage still depends on the CLI's dispatch path and its own module's imports."""
-    from medsr.stages import STAGES, source_files
+    from medsr.stages import STAGES
+    from medsr.tools.sources import source_files
 
     tools = tool_files()
-    assert {"src/medsr/dvc_yaml.py", "src/medsr/overlay.py", "src/medsr/report/readme.py",
+    assert {"src/medsr/tools/dvc_yaml.py", "src/medsr/tools/overlay.py", "src/medsr/report/readme.py",
             "src/medsr/report/benchmark_tables.py"} <= tools
     for stage in STAGES:
         sources = set(source_files(stage.command))
         assert not sources & tools, f"{stage.command}: tool modules among its sources: {sorted(sources & tools)}"
-        assert {"src/medsr/cli.py", "src/medsr/stages.py", "src/medsr/config.py"} <= sources, stage.command
+        assert {"src/medsr/cli.py", "src/medsr/stages/__init__.py", "src/medsr/core/config.py"} <= sources, \
+            stage.command

@@ -18,13 +18,14 @@ import pytest
 import torch
 import yaml
 
-from medsr import degrade, train_sr, training
-from medsr.checkpoint import load_model_file, read_metadata
-from medsr.config import load_params
-from medsr.data import download
+from medsr.stages import degrade, train_sr
+from medsr.core import training
+from medsr.core.model_files import load_model_file, read_metadata
+from medsr.core.config import load_params
+from medsr.stages import download
 from medsr.diffusion.schedule import process_schedule
-from medsr.io import read_csv
-from medsr.randomness import derived_seed
+from medsr.core.io import read_csv
+from medsr.core.randomness import derived_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERLAY = {  # on top of params.yaml + configs/smoke.yaml: a few steps of a tiny model on a tiny set
@@ -42,8 +43,10 @@ HELPER = textwrap.dedent('''
 
     import torch
 
-    from medsr import cli, train_sr, training
-    from medsr.config import load_params
+    from medsr import cli
+    from medsr.stages import train_sr
+    from medsr.core import training
+    from medsr.core.config import load_params
 
     root = Path(sys.argv[1])
     config = json.loads((root / "helper.json").read_text())

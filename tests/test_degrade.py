@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from medsr import io
-from medsr.parameters import DegradeParams
-from medsr.degrade import degrade_image, downsample, run
-from medsr.pixels import bicubic_upsample
-from medsr.randomness import torch_generator as noise_generator
-from medsr.errors import MedsrError
+from medsr.core import io
+from medsr.core.parameters import DegradeParams
+from medsr.stages.degrade import degrade_image, downsample, run
+from medsr.data.pixels import bicubic_upsample
+from medsr.core.randomness import torch_generator as noise_generator
+from medsr.core.errors import MedsrError
 
 DEGRADE = DegradeParams(scale=2, blur_sigma=0.5, noise_std=0.01, seed=0)
 
@@ -165,7 +165,7 @@ def test_hr_file_changed_after_download_is_refused_and_nothing_is_written(tmp_pa
 
 # --- degrade.model kspace: x = |F^-1( W . C_s( P . F y ) ) + n| ----------------------------------
 
-from medsr.degrade import kspace_degrade  # noqa: E402
+from medsr.stages.degrade import kspace_degrade  # noqa: E402
 
 
 def band_limited(size: int, scale: int, seed: int = 0):

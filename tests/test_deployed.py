@@ -18,15 +18,16 @@ import yaml
 from safetensors.torch import save_file
 from scipy.stats import binomtest
 
-from medsr import cli, evaluate
+from medsr import cli
+from medsr.stages import evaluate
 from medsr.classifier.deployed import PICKLE_REFUSED, load
 from medsr.classifier.model import one_channel_stem
-from medsr.config import load_params
-from medsr.errors import MedsrError
+from medsr.core.config import load_params
+from medsr.core.errors import MedsrError
 from medsr.evaluation.deployed import image_test
-from medsr.io import write_csv
-from medsr.parameters import CLASSES, DeployedParams
-from medsr.predictions import COLUMNS, DEPLOYED
+from medsr.core.io import write_csv
+from medsr.core.parameters import CLASSES, DeployedParams
+from medsr.classifier.predictions import COLUMNS, DEPLOYED
 from medsr.report.summary import summary_text
 from medsr.report.tables import verdict_rows
 from project import ROOT
@@ -324,7 +325,7 @@ def test_params_refuse_a_contract_that_cannot_hold(tmp_path):
 
 def train_small_classifier(hr: Path, size: int, steps: int = 30) -> torch.nn.Module:
     """A grey-image ResNet18 fitted for a few steps on the HR train split of a run (a user's own classifier)."""
-    from medsr.io import load_images, read_manifest
+    from medsr.core.io import load_images, read_manifest
 
     records = read_manifest(hr, split="train")
     images = torch.from_numpy(load_images(hr, records).astype(np.float32))[:, None]

@@ -19,11 +19,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from medsr import io
-from medsr.config import load_params
-from medsr.parameters import CLASSES, FolderSource, SyntheticSource
-from medsr.data import download, synthetic
-from medsr.errors import MedsrError
+from medsr.core import io
+from medsr.core.config import load_params
+from medsr.core.parameters import CLASSES, FolderSource, SyntheticSource
+from medsr.data import synthetic
+from medsr.stages import download
+from medsr.core.errors import MedsrError
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params.yaml"

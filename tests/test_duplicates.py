@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medsr import io
-from medsr.data import download
+from medsr.core import io
+from medsr.stages import download
 from medsr.data.duplicates import correlation, hamming, phash
-from medsr.errors import MedsrError
+from medsr.core.errors import MedsrError
 
 from test_download import folder_params, image_tree
 

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medsr import evaluate
-from medsr.classifier.train import HISTORY_FIELDS
-from medsr.parameters import CLASSES, DeployedParams, EvaluateParams, TrainClassifierParams
-from medsr.errors import MedsrError
+from medsr.stages import evaluate
+from medsr.stages.train_classifier import HISTORY_FIELDS
+from medsr.core.parameters import CLASSES, DeployedParams, EvaluateParams, TrainClassifierParams
+from medsr.core.errors import MedsrError
 from medsr.evaluation.compute import classifier_analysis
 from medsr.evaluation.gate import chance_pvalue
 from medsr.evaluation.metrics import bootstrap_weights
-from medsr.image_sets import ImageSet
-from medsr.io import Record, read_csv, write_csv, write_image, write_json, write_manifest
-from medsr.predictions import COLUMNS, Scores
+from medsr.data.image_sets import ImageSet
+from medsr.core.io import Record, read_csv, write_csv, write_image, write_json, write_manifest
+from medsr.classifier.predictions import COLUMNS, Scores
 from medsr.report import readme
 from medsr.report.headline import MAX_NUMBERS, arm_key, count_numbers
 from medsr.report.render import FIGURES
@@ -414,7 +414,7 @@ def test_recipe_choice_takes_the_best_median_val_auroc_or_a_cheaper_recipe_close
     import importlib.util
 
     from medsr.report.benchmark_tables import TABLES
-    from medsr.io import read_json, write_json
+    from medsr.core.io import read_json, write_json
 
     spec = importlib.util.spec_from_file_location(
         "recipe_choice", Path(__file__).resolve().parents[1] / "benchmarks/recipe_choice.py")
@@ -461,7 +461,7 @@ def test_recipe_choice_replays_early_stopping_rules_on_full_curves_and_takes_the
     import importlib.util
 
     from medsr.report.benchmark_tables import TABLES
-    from medsr.io import read_json, write_json
+    from medsr.core.io import read_json, write_json
 
     spec = importlib.util.spec_from_file_location(
         "recipe_choice", Path(__file__).resolve().parents[1] / "benchmarks/recipe_choice.py")
@@ -603,7 +603,7 @@ def test_headline_drops_whole_blocks_when_a_large_run_exceeds_the_cap(sr_wins):
 
 
 def test_the_trust_audit_reads_the_posterior_rows_of_the_first_family_only(tmp_path):
-    from medsr.predictions import posterior_rows
+    from medsr.classifier.predictions import posterior_rows
 
     rows = [{"architecture": a, "classifier": "hr", "train_seed": 0, "set": "sr_null_seed0~sample0", "split": "test",
              "id": "test_000", "label": "healthy", "label_index": 0, "prob_unhealthy": p}

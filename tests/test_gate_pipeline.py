@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from medsr.parameters import MniSource
+from medsr.core.parameters import MniSource
 from medsr.data import mni
-from medsr.io import write_image
+from medsr.core.io import write_image
 from project import copy_workflow, set_params, sh
 
 pytestmark = pytest.mark.pipeline

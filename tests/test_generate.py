@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from medsr import gather, generate, io, regress
-from medsr.checkpoint import save_model
+from medsr.stages import gather, generate, regress
+from medsr.core import io
+from medsr.core.model_files import save_model
 from medsr.cli import main
-from medsr.config import load_params
-from medsr.parameters import CLASSES
-from medsr.data.download import run as download
-from medsr.degrade import run as degrade
-from medsr.diffusion.model_file import build_unet, load_unet
-from medsr.errors import MedsrError
+from medsr.core.config import load_params
+from medsr.core.parameters import CLASSES
+from medsr.stages.download import run as download
+from medsr.stages.degrade import run as degrade
+from medsr.diffusion.unet import build_unet, load_unet
+from medsr.core.errors import MedsrError
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = load_params([ROOT / "params.yaml", ROOT / "configs/smoke.yaml"])
@@ -43,7 +44,7 @@ def workspace(tmp_path_factory) -> Path:
                {**common, "kind": "sr_diffusion", "diffusion": dataclasses.asdict(PARAMS.diffusion)})
     save_model(root / "regression.safetensors", build_unet(PARAMS.sr_model, "sr_regression").state_dict(),
                {**common, "kind": "sr_regression"})
-    from medsr.classifier.train import run as train_classifier
+    from medsr.stages.train_classifier import run as train_classifier
     train_classifier(dataclasses.replace(PARAMS.train_classifier, epochs=1), images=root / "bicubic",
                      model=root / "guide.safetensors", log=root / "guide.csv", architecture="resnet18",
                      domain="bicubic", seed=0)
@@ -240,7 +241,7 @@ def test_wrong_lr_size_is_an_error_naming_the_file(workspace, tmp_path):
 
 
 def test_posterior_samples_are_keyed_by_image_and_sample_not_by_shard_or_batch(workspace, tmp_path):
-    from medsr import posterior
+    from medsr.diffusion import posterior
     changes = dict(samples_per_image=3, posterior_images=4)
     whole = make(workspace, tmp_path / "whole" / "shard0", shards=(0,), **changes)
     for k in range(2):
@@ -279,5 +280,5 @@ def test_swapped_guidance_gives_the_opposite_label_and_is_flagged(workspace, tmp
     assert meta["leaks_label"] is True and meta["guidance"] == "swapped"
     for record in io.read_manifest(workspace / "lr", EVAL):
         assert meta["guide_class"][record.id] != record.label
-    from medsr import posterior
+    from medsr.diffusion import posterior
     assert posterior.entries(out) == {}  # samples_per_image 1: no posterior samples, no swap draws

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medsr.errors import MedsrError
-from medsr.io import (Record, atomic_dir, atomic_path, load_images, read_image, read_manifest, read_record_image,
+from medsr.core.errors import MedsrError
+from medsr.core.io import (Record, atomic_dir, atomic_path, load_images, read_image, read_manifest, read_record_image,
                       sha256_file, write_image, write_json, write_manifest)
 
 
@@ -99,7 +99,7 @@ def test_the_same_training_state_gives_the_same_bytes_under_any_file_name(tmp_pa
     into the file (torch.save names a zip's root folder after a path's stem)."""
     import torch
 
-    from medsr.checkpoint import load_training_state, save_training_state
+    from medsr.core.model_files import load_training_state, save_training_state
 
     state = {"step": 3, "config": {"lr": 0.1}, "weights": torch.arange(6.0).reshape(2, 3), "rng": [1, 2]}
     save_training_state(tmp_path / "a.pt", state)

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from scipy import ndimage, stats
 
-from medsr import io
-from medsr.config import load_params
-from medsr.parameters import CLASSES
-from medsr.data import download, mni
+from medsr.core import io
+from medsr.core.config import load_params
+from medsr.core.parameters import CLASSES
+from medsr.data import mni
+from medsr.stages import download
 from project import ROOT
 
 SIZE = 64  # the default image size: the lesion geometry is defined in its HR pixels

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import yaml
 
-from medsr.stages import BY_RULE, source_files
+from medsr.stages import BY_RULE
+from medsr.tools.sources import source_files
 from dag import tool_files
 from project import copy_workflow, dvc, run_together, set_params, sh, snakemake
 from slurm_cluster import Cluster, site_profile, snakemake_on
@@ -64,7 +65,7 @@ def snakemake_planned(project: Path) -> set[str]:
 
 def assert_subject_level_run(project: Path, degradation: str) -> None:
     """A run on 10 volume subjects: no subject in two splits, the cluster bootstrap, the degradation asked for."""
-    from medsr import io
+    from medsr.core import io
 
     records = io.read_manifest(project / "data/hr")
     splits_of: dict[str, set[str]] = {}
@@ -175,9 +176,9 @@ def test_dvc_reruns_only_the_changed_stage_and_its_descendants(dvc_project, key,
     assert dvc("status", cwd=project).stdout.strip().startswith("Data and pipelines are up to date")
 
 
-IMPORTERS = {  # from the import graph: the stages whose command runs the module (medsr.stages.source_files)
-    "src/medsr/io.py": None,  # every stage
-    "src/medsr/pixels.py": {"degrade", "train_sr", "train_regression", "train_classifier", "finetune_classifier",
+IMPORTERS = {  # from the import graph: the stages whose command runs the module (medsr.tools.sources.source_files)
+    "src/medsr/core/io.py": None,  # every stage
+    "src/medsr/data/pixels.py": {"degrade", "train_sr", "train_regression", "train_classifier", "finetune_classifier",
                             "generate", "regress"},
 }
 # the default DAG trains no classifier on SR images (evaluate.sr_classifier: []) and no one-step student (a distilled
@@ -211,7 +212,7 @@ def test_editing_a_tool_reruns_nothing(both_runs, tmp_path):
     up to date."""
     projects, _, _ = both_runs
     tools = tool_files()
-    assert {"src/medsr/dvc_yaml.py", "src/medsr/overlay.py", "src/medsr/report/readme.py"} <= tools
+    assert {"src/medsr/tools/dvc_yaml.py", "src/medsr/tools/overlay.py", "src/medsr/report/readme.py"} <= tools
     for front_end, project in projects.items():
         copy = tmp_path / front_end
         shutil.copytree(project, copy, symlinks=True)
@@ -380,7 +381,7 @@ def test_thesis_overlay_as_dvc_overrides_plans_every_stage(dvc_project):
     before = (project / "results/metrics.json").read_bytes()
     try:
         apply_overrides(project / "params.yaml", args[1::2])
-        medsr_params = sh([sys.executable, "-c", "from medsr.config import load_params; "
+        medsr_params = sh([sys.executable, "-c", "from medsr.core.config import load_params; "
                            "p = load_params(['params.yaml']); print(p.data.source, p.sr_model.channel_mult)"],
                           project).stdout
         assert medsr_params.split()[0] == "kaggle"  # the overlay, through DVC's syntax, is valid medsr params
@@ -507,7 +508,7 @@ def external_projects(both_runs, tmp_path_factory):
     `medsr dvc-sync`. Gives {front end: (project, {name: folder}, what it then planned)}; each front end has then
     recorded the change by the documented handoff, as if it had run (`snakemake --touch`, `dvc commit --force
     --no-relink`) instead of running classify and evaluate: the tests read what each front end plans."""
-    from medsr import io
+    from medsr.core import io
 
     projects, _, _ = both_runs
     copies = {}

@@ -88,7 +88,7 @@ def test_bad_params_stop_snakemake_with_the_key(tmp_path):
 
 def test_gpu_overlay_validates_and_plans_ten_seeds_of_two_families(tmp_path):
     """configs/gpu.yaml: the default data with >= 10 classifier seeds of ResNet18 and DenseNet121, on one GPU."""
-    from medsr.config import load_params
+    from medsr.core.config import load_params
 
     params = load_params([ROOT / "params.yaml", ROOT / "configs/gpu.yaml"])
     default = load_params([ROOT / "params.yaml"])

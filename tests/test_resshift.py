@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from medsr.config import load_params, load_raw, params_from_dict
-from medsr.parameters import NULL_CLASS, ResShiftParams
+from medsr.core.config import load_params, load_raw, params_from_dict
+from medsr.core.parameters import NULL_CLASS, ResShiftParams
 from medsr.diffusion.resshift import ResShiftSchedule, eta_schedule
 from medsr.diffusion.samplers import SamplerSpec, image_generators, make_sampler
 from medsr.diffusion.schedule import DiffusionSchedule, encode_target, process_schedule
-from medsr.errors import MedsrError
+from medsr.core.errors import MedsrError
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ResShiftParams(timesteps=15, kappa=2.0, p=0.3, eta_1=1e-3, eta_T=0.998)

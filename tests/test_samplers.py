@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from medsr.diffusion import samplers
-from medsr.parameters import (DISTILLED_SAMPLERS, NULL_CLASS, SAMPLER_PROCESS, SAMPLERS, DiffusionParams,
+from medsr.core.parameters import (DISTILLED_SAMPLERS, NULL_CLASS, SAMPLER_PROCESS, SAMPLERS, DiffusionParams,
                               ResShiftParams, sampler_declarations)
 from medsr.diffusion.samplers import (SAMPLER_CLASSES, DDIMSampler, DPMSolverSampler, SamplerSpec, guided_prediction,
                                       image_generators, make_sampler)
@@ -255,7 +255,7 @@ def test_cosine_schedule_samplers_recover_too():
 
 def test_bf16_sampling_is_refused_on_the_cpu_with_one_line():
     """bf16 autocast is CUDA only (about 200x slower on our CPUs): refused, never silently run or ignored."""
-    from medsr.errors import MedsrError
+    from medsr.core.errors import MedsrError
 
     with pytest.raises(MedsrError, match=r"^generate.precision: bf16 needs a CUDA device, this run is on cpu") as err:
         make_sampler(ClassTable(), SCHEDULE, "image", SamplerSpec("ddim", 2), precision="bf16")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from medsr.parameters import DiffusionParams, ResShiftParams
+from medsr.core.parameters import DiffusionParams, ResShiftParams
 from medsr.diffusion.schedule import (DiffusionSchedule, cosine_betas, decode_target, encode_target, linear_betas,
                                       target_bounds, to_model_range)
 

@@ -59,7 +59,7 @@ def test_cross_machine_check_shows_both_p_values_and_refuses_runs_of_two_commits
 def test_the_two_run_command_line_writes_the_record_and_prints_the_table(tmp_path, capsys):
     from medsr.report.agreement import compare_runs_cli
     from medsr.report.benchmark_tables import seed_robustness_markdown
-    from medsr.io import read_json, write_json
+    from medsr.core.io import read_json, write_json
 
     write_json(tmp_path / "a.json", _run([0, 1, 2], [("Q1:x", "first_better")]))
     write_json(tmp_path / "b.json", _run([3, 4, 5], [("Q1:x", "not_significant")]))

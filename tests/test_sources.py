@@ -24,12 +24,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medsr import io
-from medsr.config import load_params
-from medsr.parameters import FolderSource, KaggleSource, UrlSource
-from medsr.data import download, sources
+from medsr.core import io
+from medsr.core.config import load_params
+from medsr.core.parameters import FolderSource, KaggleSource, UrlSource
+from medsr.data import sources
+from medsr.stages import download
 from medsr.data.archive import extract
-from medsr.errors import MedsrError
+from medsr.core.errors import MedsrError
 
 ROOT = Path(__file__).resolve().parents[1]
 THESIS_CLASS_MAP = {"No Impairment": "healthy", "Very Mild Impairment": "unhealthy",

@@ -1,5 +1,5 @@
 """The split rule: training reads `train`, every selection reads `val`, nothing but inference and `evaluate` reads
-`test`. Every image file medsr opens goes through `medsr.io._read_bytes`; a spy records them while each training
+`test`. Every image file medsr opens goes through `medsr.core.io._read_bytes`; a spy records them while each training
 stage, the sampling benchmark's loader and the difficulty sweep's training and scoring run on a tiny dataset."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from medsr import io
-from medsr.classifier import train as train_classifier
-from medsr.config import load_params
-from medsr.data import download
-from medsr.degrade import run as degrade
-from medsr import train_regression, train_sr
+from medsr.core import io
+from medsr.stages import train_classifier
+from medsr.core.config import load_params
+from medsr.stages import download
+from medsr.stages.degrade import run as degrade
+from medsr.stages import train_regression, train_sr
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params([ROOT / "params.yaml", ROOT / "configs/smoke.yaml"])
@@ -121,9 +121,9 @@ def _fake_run(root: Path, seeds: tuple[int, ...], test_score) -> Path:
     scores drawn per arm and seed; test scores from `test_score(i)`)."""
     import numpy as np
 
-    from medsr.parameters import CLASSES
-    from medsr.io import write_csv
-    from medsr.predictions import COLUMNS
+    from medsr.core.parameters import CLASSES
+    from medsr.core.io import write_csv
+    from medsr.classifier.predictions import COLUMNS
 
     params = load_params([ROOT / "params.yaml"])
     (root / "results").mkdir(parents=True)

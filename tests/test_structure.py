@@ -190,11 +190,12 @@ def test_benchmarks_use_public_names_only():
 def test_the_private_name_check_finds_each_form(tmp_path):
     (tmp_path / "helper.py").write_text("def _h():\n    return 1\n")
     (tmp_path / "script.py").write_text(
-        "from medsr.classifier.train import _evaluate, run\nimport medsr._secret\nfrom medsr.classifier import train\n"
+        "from medsr.stages.train_classifier import _evaluate, run\nimport medsr._secret\n"
+        "from medsr.stages import train_classifier as train\n"
         "import helper\nfrom medsr import __version__\n\n"
         "train._train_epoch()\nhelper._h()\nrun.__doc__\nself._x = 1\n")
     assert private_uses(tmp_path / "script.py") == [
-        "1: medsr.classifier.train._evaluate", "2: medsr._secret", "7: train._train_epoch", "8: helper._h"]
+        "1: medsr.stages.train_classifier._evaluate", "2: medsr._secret", "7: train._train_epoch", "8: helper._h"]
 
 
 # --- the checker itself, on packages with known cycles ------------------------------------------------------------

@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from medsr import train_sr, train_student
-from medsr.checkpoint import load_model_file, load_training_state, read_metadata
-from medsr.config import deep_merge, load_params, params_from_dict
-from medsr.parameters import NULL_CLASS
+from medsr.stages import train_sr, train_student
+from medsr.core.model_files import load_model_file, load_training_state, read_metadata
+from medsr.core.config import deep_merge, load_params, params_from_dict
+from medsr.core.parameters import NULL_CLASS
 from medsr.diffusion import distill
-from medsr.diffusion.model_file import build_unet
+from medsr.diffusion.unet import build_unet
 from medsr.diffusion.resshift import ResShiftSchedule
 from medsr.diffusion.samplers import SamplerSpec, StudentSampler, image_generators, make_sampler
 from image_pairs import write_pairs
-from medsr.errors import MedsrError
-from medsr.io import read_csv
+from medsr.core.errors import MedsrError
+from medsr.core.io import read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = load_params([ROOT / "params.yaml", ROOT / "configs" / "smoke.yaml"])
@@ -254,7 +254,7 @@ def test_diverging_student_writes_no_model_with_one_line(project, tmp_path, caps
 
 
 def test_a_student_is_not_a_teacher_and_generate_tells_them_apart(project, tmp_path):
-    from medsr.generate import check_student
+    from medsr.stages.generate import check_student
     model = _run(project, tmp_path, None, steps=2, eval_every=2)
     with pytest.raises(MedsrError, match="is itself a distilled student"):
         train_student.load_teacher(model, torch.device("cpu"))
@@ -328,7 +328,8 @@ def test_student_acceptance_needs_speed_fnr_and_psnr():
 
 
 def test_generate_samples_a_student_in_one_call_reproducibly(project, tmp_path):
-    from medsr import generate, io
+    from medsr.stages import generate
+    from medsr.core import io
     model = _run(project, tmp_path, None, steps=2, eval_every=2)
     params = dataclasses.replace(SMOKE.generate, sampler="student", steps=4)
 

@@ -8,9 +8,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from medsr import io
+from medsr.core import io
 from medsr.data.splits import carve, carve_val
-from medsr.errors import MedsrError
+from medsr.core.errors import MedsrError
 
 
 def test_no_subject_is_split_and_each_class_gives_subjects():
@@ -48,8 +48,8 @@ def test_old_manifests_without_a_subject_column_read_with_each_image_its_own_sub
 
 
 def test_evaluate_hands_the_bootstrap_the_test_images_subjects_from_the_hr_manifest(tmp_path):
-    from medsr.evaluate import subjects_of_test_images
-    from medsr.image_sets import ImageSet
+    from medsr.stages.evaluate import subjects_of_test_images
+    from medsr.data.image_sets import ImageSet
 
     records = [io.Record("t0", "test", "healthy", "t0.png", "", "", "sub-1"),
                io.Record("t1", "test", "healthy", "t1.png", "", "", "sub-1"),

@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from swap_null import (NULLS, PLANTED, misses, plant, q2_arm_swap, run, seed_tests, specificity_scale,  # noqa: E402
                        swap, verdict_pvalues)
 
-from medsr.config import load_params  # noqa: E402
+from medsr.core.config import load_params  # noqa: E402
 from medsr.evaluation.verdicts import VERDICT_TESTS, SeedImageT  # noqa: E402
 from medsr.report.benchmark_tables import TABLES  # noqa: E402
 

@@ -14,17 +14,18 @@ import pytest
 import torch
 from torch import nn
 
-from medsr import degrade, train_sr, training
-from medsr.checkpoint import load_model_file, read_metadata
-from medsr.config import load_params
-from medsr.parameters import NULL_CLASS, DegradeParams
-from medsr.degrade import degrade_image
-from medsr.pixels import bicubic_upsample
+from medsr.stages import degrade, train_sr
+from medsr.core import training
+from medsr.core.model_files import load_model_file, read_metadata
+from medsr.core.config import load_params
+from medsr.core.parameters import NULL_CLASS, DegradeParams
+from medsr.stages.degrade import degrade_image
+from medsr.data.pixels import bicubic_upsample
 from medsr.diffusion.ema import EMA
 from medsr.diffusion.schedule import encode_target, process_schedule
 from image_pairs import write_pairs
-from medsr.errors import MedsrError
-from medsr.io import read_csv
+from medsr.core.errors import MedsrError
+from medsr.core.io import read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = load_params([ROOT / "params.yaml", ROOT / "configs" / "smoke.yaml"])
@@ -356,7 +357,7 @@ def test_re_degraded_lr_images_start_training_anew(tmp_path, monkeypatch, capsys
 
 def test_diverging_train_sr_writes_no_model_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     from medsr import cli
-    from medsr.checkpoint import load_training_state
+    from medsr.core.model_files import load_training_state
 
     hr, lr = _write_sets(tmp_path)
     overlay = tmp_path / "diverge.yaml"
@@ -455,7 +456,7 @@ def test_foreign_checkpoint_is_refused_without_unsafe_advice(data, tmp_path, con
 
 
 def test_diverging_train_regression_writes_no_model(tmp_path):
-    from medsr import train_regression
+    from medsr.stages import train_regression
 
     hr, lr = _write_sets(tmp_path)
     params = dataclasses.replace(SMOKE.train_regression, steps=10, learning_rate=1e6, batch_size=4, crop=16)
@@ -472,7 +473,7 @@ def test_diverging_train_regression_writes_no_model(tmp_path):
 def test_resume_checkpoint_holds_the_whole_state(data, tmp_path):
     """Everything a resume needs travels in the checkpoint: weights, EMA, optimizer, loss scaler, data-order
     generator, the global CPU (and, on CUDA, every device's) RNG, the step; the global RNG comes back on resume."""
-    from medsr.checkpoint import load_training_state
+    from medsr.core.model_files import load_training_state
 
     _train(data, checkpoints=tmp_path / "ckpt", steps=2, checkpoint_every=2)
     state = load_training_state(tmp_path / "ckpt" / train_sr.STATE_FILE)

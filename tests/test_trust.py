@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from medsr.parameters import GUIDANCE_MODES, LEAKING_GUIDANCE
+from medsr.core.parameters import GUIDANCE_MODES, LEAKING_GUIDANCE
 from medsr.evaluation import trust
-from medsr.image_sets import build
+from medsr.data.image_sets import build
 
 
 def gaussian_posteriors(rng, images: int, pixels: int = 64, samples: int = 8):

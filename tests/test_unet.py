@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from medsr.config import load_params
-from medsr.parameters import NULL_CLASS, UNetParams
+from medsr.core.config import load_params
+from medsr.core.parameters import NULL_CLASS, UNetParams
 from medsr.diffusion.unet import UNet, count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medsr import io
-from medsr.classifier import train as train_classifier
-from medsr.config import load_params
-from medsr.parameters import SPLITS, TrainClassifierParams
-from medsr.data import download, volumes
-from medsr.degrade import run as degrade
-from medsr.errors import MedsrError
+from medsr.core import io
+from medsr.stages import train_classifier
+from medsr.core.config import load_params
+from medsr.core.parameters import SPLITS, TrainClassifierParams
+from medsr.data import volumes
+from medsr.stages import download
+from medsr.stages.degrade import run as degrade
+from medsr.core.errors import MedsrError
 
 from volume_data import SHAPE, dicom_dataset, head, nifti_dataset, write_csv, write_dicom_series, write_nifti
 

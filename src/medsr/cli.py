@@ -14,14 +14,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from medsr.errors import MedsrError
+from medsr.core.errors import MedsrError
 
 DEFAULT_PARAMS = "params.yaml"
 SCHEMA_FILE = "workflow/schemas/params.schema.json"
 # The commands that are not pipeline stages, by the module holding what each runs. The CLI loads them by name
-# (importlib), which the import graph does not follow (`medsr.stages.source_files`): no tool module is a source file
-# of a stage, so editing one reruns nothing. (schema_text belongs to medsr.config, which every stage imports.)
-TOOLS = {"overlay-args": "medsr.overlay", "schema": "medsr.config", "dvc-sync": "medsr.dvc_yaml",
+# (importlib), which the import graph does not follow (`medsr.tools.sources.source_files`): no tool module is a source
+# file of a stage, so editing one reruns nothing. (schema_text belongs to medsr.core.config, which every stage imports.)
+TOOLS = {"overlay-args": "medsr.tools.overlay", "schema": "medsr.core.config", "dvc-sync": "medsr.tools.dvc_yaml",
          "readme": "medsr.report.readme"}
 
 
@@ -88,7 +88,7 @@ def _tool(args: argparse.Namespace) -> bool:
     """The commands that are not pipeline stages (`TOOLS`); True when `args` was one."""
     if args.stage not in TOOLS:
         return False
-    from medsr.io import write_text
+    from medsr.core.io import write_text
 
     tool = importlib.import_module(TOOLS[args.stage])
     if args.stage == "overlay-args":
@@ -96,7 +96,7 @@ def _tool(args: argparse.Namespace) -> bool:
     elif args.stage == "schema":
         write_text(args.out, tool.schema_text())
     elif args.stage == "dvc-sync":
-        from medsr.config import load_params
+        from medsr.core.config import load_params
         params = load_params(args.params or [DEFAULT_PARAMS])
         write_text(args.dvc_yaml, tool.sync_dvc_yaml(args.dvc_yaml.read_text(), params, args.dvc_yaml.parent))
     else:  # readme
@@ -106,7 +106,7 @@ def _tool(args: argparse.Namespace) -> bool:
 
 def dispatch(args: argparse.Namespace) -> None:
     """Call the stage's run(*sections, **paths, **options[, sets][, device]) from the stage table."""
-    from medsr.config import load_params
+    from medsr.core.config import load_params
     from medsr.stages import BY_COMMAND, IMAGE_SET_PATHS
 
     if _tool(args):
@@ -119,13 +119,13 @@ def dispatch(args: argparse.Namespace) -> None:
     for name, files in stage.expand:  # a folder that stands for the files a run's params (and options) name in it
         kwargs[name] = files(kwargs[name], params, **options)
     if stage.image_sets:
-        from medsr.image_sets import build
+        from medsr.data.image_sets import build
         roots = {arg.name: kwargs.pop(arg.name) for arg in IMAGE_SET_PATHS}
         kwargs["sets"] = build(**roots, guidance=params.generate.guidance,
                                sampling_seeds=params.evaluate.sampling_seeds,
                                external=params.evaluate.external, sr_classifier=bool(params.evaluate.sr_classifier))
     if stage.device:
-        from medsr.device import resolve_device
+        from medsr.core.device import resolve_device
         kwargs["device"] = resolve_device(args.device)
     importlib.import_module(f"medsr.{stage.module}").run(*sections, **kwargs)
 

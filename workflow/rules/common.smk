@@ -2,17 +2,17 @@
 # (one-line errors naming the key) and against the JSON schema exported from it, so Snakemake and the `medsr`
 # commands accept exactly the same parameters. Each rule's command is rendered by the stage table
 # (stage_command below) and its source files come from the import graph of its stage's module
-# (medsr.stages.source_files): editing a module reruns every stage that imports it.
+# (medsr.tools.sources.source_files): editing a module reruns every stage that imports it.
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from medsr.config import load_raw, params_from_dict
-from medsr.parameters import ARCHITECTURES, DATA_DOMAINS, GUIDANCE_MODES, GUIDE_ARCHITECTURE
-from medsr.errors import MedsrError
-from medsr.gather import shard_folders
-from medsr.image_sets import sr_folder
+from medsr.core.config import load_raw, params_from_dict
+from medsr.core.parameters import ARCHITECTURES, DATA_DOMAINS, GUIDANCE_MODES, GUIDE_ARCHITECTURE
+from medsr.core.errors import MedsrError
+from medsr.stages.gather import shard_folders
+from medsr.data.image_sets import sr_folder
 from medsr.stages import (
     BY_RULE,
     CLASSIFIER_LOG,
@@ -29,10 +29,10 @@ from medsr.stages import (
     deployed_files,
     generate_model,
     prediction_files,
-    source_files,
     training_logs,
     user_input_files,
 )
+from medsr.tools.sources import source_files
 
 
 configfile: "params.yaml"
@@ -97,8 +97,8 @@ TRAIN_SEEDS = list(PARAMS.evaluate.train_seeds)
 CLASSIFIERS = "models/classifiers"
 TRAIN_LOGS = "results/train"
 PREDICTIONS = "results/predictions"  # classify's seed<seed>.csv under it (PREDICTIONS_SHARD): merge_predictions
-SR_SETS = "results/sr/eval"  # <guidance>/seed<seed> under it: medsr.image_sets.sr_folder
-SR_SHARDS = "results/sr/shards/{guidance}/seed{seed}"  # shard<k> under it: medsr.gather.shard_folders
+SR_SETS = "results/sr/eval"  # <guidance>/seed<seed> under it: medsr.data.image_sets.sr_folder
+SR_SHARDS = "results/sr/shards/{guidance}/seed{seed}"  # shard<k> under it: medsr.stages.gather.shard_folders
 # predicted guidance's classifier: resnet18 (GUIDE_ARCHITECTURE) on bicubic images, first train seed
 # the HR classifier of a rule's {arch} and {seed}: where every classifier of another domain starts (fine-tuning)
 HR_CLASSIFIER = f"{CLASSIFIERS}/{CLASSIFIER_MODEL.format(arch='{arch}', domain='hr', seed='{seed}')}"

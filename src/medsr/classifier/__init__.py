@@ -1,5 +1,2 @@
-"""The diagnostic / guide classifiers (torchvision families, resnet18 first): network, training stage, inference."""
-
-from medsr.classifier.model import build_classifier, load_classifier, predict_proba
-
-__all__ = ["build_classifier", "load_classifier", "predict_proba"]
+"""The diagnostic / guide classifiers (torchvision families, resnet18 first): the network and its file (`model`), a
+user's own deployed classifier (`deployed`), early stopping (`stopping`) and the predictions CSV (`predictions`)."""

@@ -10,8 +10,8 @@ Two file formats, told apart by content, not by name:
                 such an archive is refused, and the archive is loaded with `torch.load` held to weights_only.
 A plain pickle or a `torch.save` file (a zip holding data.pkl) is refused: unpickling runs arbitrary code.
 
-The contract (medsr.parameters.DeployedParams): images in [0, 1] of `image_size` x `image_size`, `channels` (the grey
-image repeated), normalised (x - mean) / std per channel; `outputs` outputs, `unhealthy_index` the unhealthy class.
+The contract (medsr.core.parameters.DeployedParams): images in [0, 1] of `image_size` x `image_size`, `channels` (the
+grey image repeated), normalised (x - mean) / std per channel; `outputs` outputs, `unhealthy_index` the unhealthy class.
 The score is the softmax probability of the unhealthy output (one output: its sigmoid). `load` probes the network
 with a batch of the contract's shape before any image is read: a network that refuses it, gives another number of
 outputs, or non-finite values is a one-line error naming the file.
@@ -35,8 +35,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from medsr.classifier.model import one_channel_stem
-from medsr.errors import MedsrError
-from medsr.parameters import DeployedParams
+from medsr.core.errors import MedsrError
+from medsr.core.parameters import DeployedParams
 
 SAFETENSORS, EXPORTED = "safetensors", "pt2"
 FORMATS = {".safetensors": SAFETENSORS, ".pt2": EXPORTED}  # the suffix a contract's file must carry

@@ -18,9 +18,9 @@ import torch
 import torchvision.models
 from torch import nn
 
-from medsr.checkpoint import load_model_file
-from medsr.parameters import ARCHITECTURES, CLASSES
-from medsr.errors import MedsrError
+from medsr.core.model_files import load_model_file
+from medsr.core.parameters import ARCHITECTURES, CLASSES
+from medsr.core.errors import MedsrError
 
 NORMALIZE_MEAN = 0.5  # one fixed map [0, 1] -> [-1, 1] for every image set
 NORMALIZE_STD = 0.5

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO
 
-from medsr.errors import MedsrError
+from medsr.core.errors import MedsrError
 
 
 def extract(archive: Path, target: Path) -> None:

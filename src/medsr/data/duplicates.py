@@ -27,8 +27,8 @@ import numpy as np
 from PIL import Image
 from scipy.fft import dctn
 
-from medsr import io
-from medsr.errors import MedsrError
+from medsr.core import io
+from medsr.core.errors import MedsrError
 
 HASH_SIDE, LOW = 32, 8  # pHash: resize side and the kept low-frequency block
 KEEP_ORDER = ("test", "val", "train")  # of a cross-split pair, the image in the earlier split is kept

@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 from scipy import interpolate, ndimage
 
-from medsr.parameters import CLASSES, MniSource
+from medsr.core.parameters import CLASSES, MniSource
 from medsr.data.synthetic import SPLITS, image_id, image_seed, scanner_effects
-from medsr.errors import MedsrError
-from medsr.io import sha256_file
+from medsr.core.errors import MedsrError
+from medsr.core.io import sha256_file
 
 SUPERSAMPLE = 4  # lesions are drawn at 4x the HR size, then 4x4 blocks averaged (area anti-aliasing)
 ANATOMY_SUPERSAMPLE = 2  # the template (1 mm voxels) is sampled at 2x the HR size (1.5 mm at 64 px), then averaged

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from medsr.parameters import CLASSES, DataParams
+from medsr.core.parameters import CLASSES, DataParams
 from medsr.data.archive import extract
-from medsr.errors import MedsrError
-from medsr.io import IMAGE_SUFFIXES, sha256_file
+from medsr.core.errors import MedsrError
+from medsr.core.io import IMAGE_SUFFIXES, sha256_file
 
 SPLITS = ("train", "test")  # the folders of a source; val is carved from train at download (medsr.data.splits)
 IGNORED_FOLDERS = ("__MACOSX",)

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from medsr.errors import MedsrError
-from medsr.randomness import numpy_rng
+from medsr.core.errors import MedsrError
+from medsr.core.randomness import numpy_rng
 
 
 def carve_val(labels: Sequence[str], fraction: float, seed: int,

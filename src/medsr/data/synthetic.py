@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import numpy as np
 from scipy import ndimage
 
-from medsr.parameters import CLASSES, SyntheticSource
+from medsr.core.parameters import CLASSES, SyntheticSource
 
 SUPERSAMPLE = 4  # render at 4x the HR size, then average 4x4 blocks
 SPLITS = ("train", "test")  # the folders of a source; val is carved from train at download (medsr.data.splits)

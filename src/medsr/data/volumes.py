@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from medsr.parameters import CLASSES, DataParams, VolumeSource
+from medsr.core.parameters import CLASSES, DataParams, VolumeSource
 from medsr.data.sources import _resize, fit_to_size
-from medsr.errors import MedsrError
-from medsr.io import read_csv
+from medsr.core.errors import MedsrError
+from medsr.core.io import read_csv
 
 FOREGROUND = 0.1  # normalised intensity above which a pixel counts as foreground (brain or head)
 AXES = {"sagittal": 0, "coronal": 1, "axial": 2}  # RAS+ voxel axes after as_closest_canonical

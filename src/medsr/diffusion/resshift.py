@@ -30,7 +30,7 @@ from typing import ClassVar
 
 import torch
 
-from medsr.parameters import ResShiftParams
+from medsr.core.parameters import ResShiftParams
 from medsr.diffusion.process import Bounds, Process, clamp_x0
 
 

@@ -9,8 +9,8 @@
 
 A sampler is declared once, by its class: its `name` (what generate.sampler accepts), the `diffusion_process` whose
 models it samples, whether it samples a `distilled` student, its number of network evaluations and whether it draws
-noise. Defining the class registers it in `SAMPLER_CLASSES`; `medsr.parameters` reads the literal attributes off this
-file for the params file's enum (`SAMPLER_PROCESS`), which config validation checks before any model exists.
+noise. Defining the class registers it in `SAMPLER_CLASSES`; `medsr.core.parameters` reads the literal attributes off
+this file for the params file's enum (`SAMPLER_PROCESS`), which config validation checks before any model exists.
 
 All share `guided_prediction` (classifier-free guidance, out = out(null) + w (out(c) - out(null)), on whatever the
 network predicts: eps, or x_0 for resshift) and the process's x0 clipping (the predicted image kept in the data
@@ -28,12 +28,12 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from medsr.config import sampler_mismatch
-from medsr.parameters import NULL_CLASS, SAMPLERS
-from medsr.device import check_precision, inference_autocast
+from medsr.core.config import sampler_mismatch
+from medsr.core.parameters import NULL_CLASS, SAMPLERS
+from medsr.core.device import check_precision, inference_autocast
 from medsr.diffusion.process import Bounds, Process
 from medsr.diffusion.schedule import DiffusionSchedule, decode_target, encode_target, target_bounds, to_model_range
-from medsr.randomness import torch_generator
+from medsr.core.randomness import torch_generator
 
 
 def image_generators(seed: int, ids: Sequence[str]) -> list[torch.Generator]:
@@ -99,7 +99,7 @@ class Conditioning:
 
 class Sampler(ABC):
     """Draws SR images for a batch of LR images: `sample(bicubic, labels, generators)`. A subclass is one sampler:
-    its `name`, its `diffusion_process` (literals: `medsr.parameters` reads them off this file), its step count and
+    its `name`, its `diffusion_process` (literals: `medsr.core.parameters` reads them off this file), its step count and
     stochasticity, and `_denoise`, the chain from x_T to x_0 in the diffused space. Subclassing with a `name`
     registers the sampler."""
 

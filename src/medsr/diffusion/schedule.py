@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import torch
 
-from medsr.parameters import DiffusionParams
+from medsr.core.parameters import DiffusionParams
 from medsr.diffusion.process import Bounds, Process, clamp_x0
 from medsr.diffusion.resshift import ResShiftSchedule
 

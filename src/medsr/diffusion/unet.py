@@ -9,17 +9,31 @@ Conditioning inputs, all checked (a condition the model was not built for raises
   lr_upsampled   (N,1,H,W) bicubic LR at x's size, in [-1, 1] -> resized to every level, then
                  `concat`: concatenated to every block's conv input (and the input conv), or
                  `add`: added to every block's input (the seed code's injection)
+
+The end of this module rebuilds a trained U-Net (diffusion SR or regression baseline) from its safetensors file
+(`load_unet`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medsr.parameters import NULL_CLASS, UNetParams
+from medsr.core.config import section_from_dict
+from medsr.core.errors import MedsrError
+from medsr.core.io import Record, image_path, load_images, sha256_file
+from medsr.core.model_files import load_model_file
+from medsr.core.parameters import NULL_CLASS, DiffusionParams, UNetParams
+from medsr.data.pixels import bicubic_upsample
+from medsr.diffusion.resshift import ResShiftSchedule
+from medsr.diffusion.schedule import DiffusionSchedule, process_schedule
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -221,3 +235,62 @@ class UNet(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+# --- a trained U-Net, rebuilt from its file ------------------------------------------------------------------
+# kind -> which conditionings the network was built with (time, class, LR)
+STUDENT_KEY = "student"  # the metadata key that marks a distilled one-step student (medsr.stages.train_student)
+KINDS = {"sr_diffusion": (True, True, True), "sr_regression": (False, False, True)}
+
+
+def build_unet(params: UNetParams, kind: str) -> UNet:
+    time, cls, lr = KINDS[kind]
+    return UNet(params, time_conditional=time, class_conditional=cls, lr_conditional=lr)
+
+
+@dataclass
+class LoadedUNet:
+    model: UNet
+    metadata: dict[str, Any]
+    sha256: str
+    schedule: DiffusionSchedule | ResShiftSchedule | None  # the diffusion model's schedule (None for regression)
+
+    @property
+    def scale(self) -> int:
+        return int(self.metadata["scale"])
+
+    @property
+    def process(self) -> str:
+        """diffusion.process the model was trained with: ddpm | resshift (it decides the sampler)."""
+        return self.metadata["diffusion"]["process"]
+
+    @property
+    def target(self) -> str:
+        return self.metadata["diffusion"]["target"]
+
+    def bicubic_input(self, lr_root: Path, records: Sequence[Record]) -> torch.Tensor:
+        """The LR images of `records`, bicubic-upsampled as in training: [N, 1, H, W] on the model's device."""
+        low = torch.from_numpy(load_images(lr_root, records))[:, None]
+        expected = tuple(self.metadata["lr_size"])
+        if tuple(low.shape[-2:]) != expected:
+            raise MedsrError(f"{image_path(lr_root, records[0])}: LR image is {tuple(low.shape[-2:])}, the model "
+                             f"was trained on {expected} LR images (scale {self.scale})")
+        return bicubic_upsample(low, self.scale).to(next(self.model.parameters()).device)
+
+
+def load_unet(path: str | Path, kind: str, device: torch.device) -> LoadedUNet:
+    """The network in eval mode on `device`, channels_last, with its metadata and file hash."""
+    state, metadata = load_model_file(path)
+    if metadata.get("kind") != kind:
+        raise MedsrError(f"{path}: holds a {metadata.get('kind')!r} model, expected {kind!r}")
+    params = section_from_dict(UNetParams, metadata["sr_model"])
+    model = build_unet(params, kind)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise MedsrError(f"{path}: weights do not fit the U-Net in its metadata ({str(err).splitlines()[0]})") from err
+    model = model.to(device, memory_format=torch.channels_last).eval()
+    schedule = None
+    if kind == "sr_diffusion":
+        schedule = process_schedule(section_from_dict(DiffusionParams, metadata["diffusion"]))
+    return LoadedUNet(model, metadata, sha256_file(path), schedule)

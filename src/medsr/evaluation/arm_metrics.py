@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from medsr.parameters import EvaluateParams
+from medsr.core.parameters import EvaluateParams
 from medsr.evaluation.comparisons import Arm
 from medsr.evaluation.metrics import bootstrap_auroc, bootstrap_rates, finite_or_none, mean_estimate, set_metrics
 from medsr.evaluation.operating_point import DEFAULT_THRESHOLD, OperatingPoint, predict, val_threshold
-from medsr.image_sets import ImageSet
-from medsr.predictions import Key, Scores
+from medsr.data.image_sets import ImageSet
+from medsr.classifier.predictions import Key, Scores
 
 POINTS = ("val", "0.5")  # operating points; "val" is primary
 CLASSIFIER_TITLE = {"hr": "HR-trained classifier", "bicubic": "HR classifier fine-tuned on bicubic",

@@ -1,6 +1,6 @@
 """The trust audit of evaluate: what the SR model invents, from its posterior samples.
 
-Reads the posterior samples of every SR set that has them (medsr.posterior, hash-checked) and the rows of
+Reads the posterior samples of every SR set that has them (medsr.diffusion.posterior, hash-checked) and the rows of
 `medsr classify` for `<set>~sample<k>` / `<set>~swapped`; computes (medsr.evaluation.trust):
   intervals   per SR set: lambda calibrated on its val posterior images (RCPS), reported on its test ones
   stability   per SR set and train seed: the HR-trained classifier on every sample, at the set's val threshold
@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from medsr.parameters import EvaluateParams
-from medsr.errors import MedsrError
+from medsr.core.parameters import EvaluateParams
+from medsr.core.errors import MedsrError
 from medsr.evaluation import trust
 from medsr.evaluation.comparisons import Arm
-from medsr.image_sets import ImageSet
-from medsr.posterior import load_posterior
-from medsr.predictions import Key, Scores, posterior_rows
+from medsr.data.image_sets import ImageSet
+from medsr.diffusion.posterior import load_posterior
+from medsr.classifier.predictions import Key, Scores, posterior_rows
 
 COVERAGE_LAMBDAS = np.round(np.arange(0.0, 6.01, 0.25), 2)  # lambdas of the reliability plot
 

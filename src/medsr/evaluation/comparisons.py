@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from medsr.image_sets import ImageSet
+from medsr.data.image_sets import ImageSet
 
 QUESTION_TEXT = {
     "Q1": "Deployed HR-trained classifier, LR scans: does SR beat bicubic in front of it?",

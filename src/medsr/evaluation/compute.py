@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from medsr.parameters import CLASSES, EvaluateParams
+from medsr.core.parameters import CLASSES, EvaluateParams
 from medsr.evaluation import quality
 from medsr.evaluation.arm_metrics import arm_seed_metrics, arm_title, operating_points, pooled_arm
 from medsr.evaluation.comparisons import QUESTION_TEXT, Arm, arms, comparisons, group_name
@@ -21,8 +21,8 @@ from medsr.evaluation.metrics import bootstrap_weights
 from medsr.evaluation.roc import add_tail
 from medsr.evaluation.settings import settings
 from medsr.evaluation.verdicts import adjust, compare_arms, comparison_groups
-from medsr.image_sets import ImageSet
-from medsr.predictions import Key, Scores
+from medsr.data.image_sets import ImageSet
+from medsr.classifier.predictions import Key, Scores
 
 # --- the stage's numbers -------------------------------------------------------------------
 

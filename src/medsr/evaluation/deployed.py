@@ -16,15 +16,15 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
-from medsr.config import to_jsonable
+from medsr.core.config import to_jsonable
 from medsr.evaluation.comparisons import comparisons, group_name
 from medsr.evaluation.gate import NO_VERDICT
 from medsr.evaluation.metrics import auroc, finite_or_none
 from medsr.evaluation.statistics import holm_adjust, specificity_rank
-from medsr.image_sets import ImageSet
-from medsr.io import sha256_file
-from medsr.parameters import EvaluateParams
-from medsr.predictions import DEPLOYED, read_deployed
+from medsr.data.image_sets import ImageSet
+from medsr.core.io import sha256_file
+from medsr.core.parameters import EvaluateParams
+from medsr.classifier.predictions import DEPLOYED, read_deployed
 
 CONDITIONAL = ("conditional on this one classifier: the unit of replication is the image (val and test), so these "
                "verdicts generalize over new images of this kind, not over other classifiers or retraining")

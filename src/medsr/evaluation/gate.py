@@ -7,7 +7,7 @@ nothing about the images it is shown, and a p-value computed from them is confid
 - every classifier family's HR-trained classifier, every train seed, reaches an AUROC of at least
   `gate_min_hr_val_auroc` on the HR val images (its own domain: the easiest task it was trained for);
 - with `gate_require_converged`, every classifier the run trained (every family, domain and seed) has
-  `converged` in its history CSV (medsr.stopping.Stopping: its val criterion had stopped improving before
+  `converged` in its history CSV (medsr.classifier.stopping.Stopping: its val criterion had stopped improving before
   train_classifier.epochs ran out);
 - with `gate_chance_alpha` > 0, every classifier the run trained ranks the val images of its own kind (the val
   split of the set it was trained on) above chance: its kept epoch's val AUROC (history CSV) exceeds 0.5 by a
@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
-from medsr.parameters import EvaluateParams
+from medsr.core.parameters import EvaluateParams
 from medsr.evaluation.metrics import auroc, finite_or_none
-from medsr.predictions import Key, Scores
+from medsr.classifier.predictions import Key, Scores
 from medsr.stages import CLASSIFIER_LOG, file_domains
-from medsr.stopping import training_record
+from medsr.classifier.stopping import training_record
 
 NO_VERDICT = "no_verdict"
 NO_VERDICT_TEXT = "The classifiers did not learn this data: no verdict"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medsr.errors import MedsrError
+from medsr.core.errors import MedsrError
 
 DEFAULT_THRESHOLD = 0.5
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
-from medsr.errors import MedsrError
+from medsr.core.errors import MedsrError
 from medsr.evaluation.metrics import estimate
 
 LPIPS_KEY = "evaluate.lpips_weights"

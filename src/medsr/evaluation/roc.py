@@ -30,7 +30,7 @@ import numpy as np
 from medsr.evaluation.comparisons import Arm
 from medsr.evaluation.metrics import bootstrap_rates, estimate, finite_or_none, mean_estimate
 from medsr.evaluation.operating_point import OperatingPoint, predict
-from medsr.predictions import Key, Scores
+from medsr.classifier.predictions import Key, Scores
 
 MAX_FPR = 0.1  # partial AUROC over specificity >= 0.9
 # FPR grid of the pooled curves: fine over the tail [0, MAX_FPR] (where the val point is), coarse beyond

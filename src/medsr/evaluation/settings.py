@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from medsr.parameters import EvaluateParams
+from medsr.core.parameters import EvaluateParams
 from medsr.evaluation.roc import SETTINGS as ROC_SETTINGS
 from medsr.evaluation.verdicts import VERDICT_TESTS
 

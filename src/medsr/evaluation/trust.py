@@ -34,7 +34,7 @@ from scipy.stats import beta, spearmanr
 from medsr.evaluation.metrics import auroc, finite_or_none
 
 LAMBDA_GRID = np.linspace(0.0, 20.0, 2001)  # candidate lambdas (multiples of sigma), scanned from the top
-GREY_LEVEL = 1.0 / 255.0  # the quantization step of the 8-bit images (medsr.io.write_image): the floor of sigma
+GREY_LEVEL = 1.0 / 255.0  # the quantization step of the 8-bit images (medsr.core.io.write_image): the floor of sigma
 
 
 # --- per-pixel intervals (RCPS) ---------------------------------------------------------------------------

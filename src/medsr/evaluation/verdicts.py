@@ -9,7 +9,7 @@ over all replicates (Holm-adjusted within the question's family) and the verdict
 A verdict test is declared once, by its class (`VerdictTest`): its `name` (what evaluate.verdict_rule accepts), the
 one-line texts the settings block and the summary print, whether its unit of replication is the training run, the
 test of a comparison group, when it is significant and the interval of the FNR difference it implies. Defining the
-class registers it in `VERDICT_TESTS`; `medsr.parameters` reads the names off this file for the params file's enum.
+class registers it in `VERDICT_TESTS`; `medsr.core.parameters` reads the names off this file for the params file's enum.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.stats import t as student_t
 
-from medsr.parameters import EvaluateParams
+from medsr.core.parameters import EvaluateParams
 from medsr.evaluation.arm_metrics import POINTS
 from medsr.evaluation.comparisons import Arm, Comparison
 from medsr.evaluation.metrics import bootstrap_rates, finite_or_none, mean_estimate
 from medsr.evaluation.operating_point import OperatingPoint, predict
 from medsr.evaluation.statistics import (compare, crossed_t, delong_paired, holm_adjust, seed_image_t,
                                          shared_threshold_variance, sign_flip_test, two_level_bootstrap)
-from medsr.predictions import Key, Scores
+from medsr.classifier.predictions import Key, Scores
 
 # --- comparisons ---------------------------------------------------------------------------
 
@@ -141,8 +141,8 @@ RETRAINING = ("it generalizes over retraining the classifiers and new images, no
 
 class VerdictTest:
     """The FNR test a comparison group's verdict rests on. A subclass is one test: its `name` (a literal:
-    `medsr.parameters` reads it off this file), `description` (the settings block's "verdict"; a training-run test's
-    is followed there by the decision and what it generalizes over), `summary` (the summary's words for it),
+    `medsr.core.parameters` reads it off this file), `description` (the settings block's "verdict"; a training-run
+    test's is followed there by the decision and what it generalizes over), `summary` (the summary's words for it),
     `seed_unit` (its unit of replication is the training run), `test` (its dict, with "pvalue"; `pooled` itself when
     the verdict rests on the pooled test), `significant` and `interval`. Subclassing with a `name` registers it."""
 

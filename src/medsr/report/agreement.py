@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from medsr.config import to_jsonable
-from medsr.io import read_json, write_json
+from medsr.core.config import to_jsonable
+from medsr.core.io import read_json, write_json
 
 
 def verdict_agreement(first: Iterable[Mapping[str, Any]], second: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

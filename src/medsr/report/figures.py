@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from medsr.parameters import CLASSES  # noqa: E402
+from medsr.core.parameters import CLASSES  # noqa: E402
 from medsr.evaluation.trust import interval_sigma  # noqa: E402
 
 DPI = 120

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from medsr.errors import MedsrError
+from medsr.core.errors import MedsrError
 from medsr.evaluation.roc import MAX_FPR
-from medsr.io import atomic_path, read_json, write_text
+from medsr.core.io import atomic_path, read_json, write_text
 from medsr.report.benchmark_tables import TABLES
 from medsr.report.summary import basis, oracle_warning, trust_lines
 from medsr.report.tables import (ARM_HEADER, VERDICT_HEADER, arm_rows, gate_failed, gate_lead, markdown_table,

@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from medsr.parameters import CLASSES
+from medsr.core.parameters import CLASSES
 from medsr.evaluation.comparisons import Arm
 from medsr.evaluation.operating_point import predict
 from medsr.evaluation.roc import MAX_FPR
-from medsr.io import atomic_dir, write_csv, write_json
-from medsr.predictions import Key, Scores
+from medsr.core.io import atomic_dir, write_csv, write_json
+from medsr.classifier.predictions import Key, Scores
 from medsr.report import figures as draw
 from medsr.report.figures import ROC_FIGURES
 from medsr.report.headline import headline

@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from medsr.errors import MedsrError
+from medsr.core.errors import MedsrError
 
 
 def resolve_device(requested: str | None = None) -> torch.device:

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from medsr import io
-from medsr.parameters import CLASSES
-from medsr.errors import MedsrError
-from medsr.image_sets import ImageSet
-from medsr.randomness import derived_seed
+from medsr.core import io
+from medsr.core.parameters import CLASSES
+from medsr.core.errors import MedsrError
+from medsr.data.image_sets import ImageSet
+from medsr.core.randomness import derived_seed
 
 SAMPLES_DIR = "posterior"
 SWAPPED_DIR = "swapped"

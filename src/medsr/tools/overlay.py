@@ -12,8 +12,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from medsr.config import deep_merge, params_from_dict, read_yaml
-from medsr.errors import MedsrError
+from medsr.core.config import deep_merge, params_from_dict, read_yaml
+from medsr.core.errors import MedsrError
 
 
 def _leaves(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

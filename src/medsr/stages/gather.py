@@ -11,9 +11,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from medsr import io, posterior
-from medsr.parameters import GenerateParams
-from medsr.errors import MedsrError
+from medsr.core import io
+from medsr.diffusion import posterior
+from medsr.core.parameters import GenerateParams
+from medsr.core.errors import MedsrError
 
 PER_SHARD = ("shard", "guide_class", posterior.KEY)  # metadata keys that differ between shards
 

@@ -18,8 +18,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
-from medsr.errors import MedsrError
-from medsr.io import atomic_path
+from medsr.core.errors import MedsrError
+from medsr.core.io import atomic_path
 
 METADATA_KEY = "medsr"
 

@@ -14,9 +14,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from medsr.errors import MedsrError
-from medsr.io import read_csv
-from medsr.parameters import MONITOR_HIGHER_IS_BETTER as HIGHER_IS_BETTER  # per train_classifier.monitor
+from medsr.core.errors import MedsrError
+from medsr.core.io import read_csv
+from medsr.core.parameters import MONITOR_HIGHER_IS_BETTER as HIGHER_IS_BETTER  # per train_classifier.monitor
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Each row names the module whose `run(*sections, **paths, **options)` the command calls, the params.yaml
 sections it receives (in order), its path arguments (read or written) and its other options. The CLI is built
 from this table (`medsr.cli`); every command line the two front ends run is rendered by `command` (the Snakemake
-rules from their named inputs, outputs and wildcards, dvc.yaml's by `medsr.dvc_yaml` from its deps, outs and
+rules from their named inputs, outputs and wildcards, dvc.yaml's by `medsr.tools.dvc_yaml` from its deps, outs and
 matrix keys); Snakemake's rules take each stage's source files from `source_files` (the import graph of its
 module), and tests/test_dag_agreement.py proves that the Snakefile and dvc.yaml run these commands with these
 sections and source files. The paths a user brings in params.yaml (`USER_PATHS`, `user_files`) are inputs of the
@@ -12,19 +12,16 @@ stages reading them in both front ends.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import typing
 from collections.abc import Mapping
-from functools import cache
 from pathlib import Path
 
 
-from medsr.config import classifier_domains
-from medsr.errors import MedsrError
-from medsr.parameters import ARCHITECTURES, CLASSIFIER_DOMAINS, DISTILLED_SAMPLERS, GUIDANCE_MODES
+from medsr.core.config import classifier_domains
+from medsr.core.errors import MedsrError
+from medsr.core.parameters import ARCHITECTURES, CLASSIFIER_DOMAINS, DISTILLED_SAMPLERS, GUIDANCE_MODES
 
-PACKAGE_ROOT = Path(__file__).resolve().parent  # src/medsr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,20 +161,24 @@ def user_input_files(params, command: str) -> list[str]:
 @dataclasses.dataclass(frozen=True)
 class Stage:
     command: str  # `medsr <command>`; the Snakemake rule / DVC stage name is command with _ for -
-    module: str  # medsr.<module>.run is the stage function
     help: str
     sections: tuple[str, ...] = ()  # params.yaml sections passed to run() positionally, in this order
     params: tuple[str, ...] = ()  # the params.yaml keys whose change reruns the stage (Snakemake's and DVC's)
     paths: tuple[PathArg, ...] = ()
     options: tuple[Option, ...] = ()
     device: bool = False  # takes --device (torch stages)
-    image_sets: bool = False  # --hr/--bicubic/--regression/--sr become `sets` (medsr.image_sets.build)
+    image_sets: bool = False  # --hr/--bicubic/--regression/--sr become `sets` (medsr.data.image_sets.build)
     # (path name, f(folder, params, **options) -> the files it stands for)
     expand: tuple[tuple[str, typing.Callable], ...] = ()
 
     @property
     def rule(self) -> str:
         return self.command.replace("-", "_")
+
+    @property
+    def module(self) -> str:
+        """medsr.<module>.run is the stage function: the stage's own module in this package."""
+        return f"stages.{self.rule}"
 
 
 # The image-set roots classify and evaluate take (turned into ImageSet objects by the CLI).
@@ -189,16 +190,16 @@ IMAGE_SET_PATHS = (
 )
 
 STAGES: tuple[Stage, ...] = (
-    Stage("download", "data.download", "build or fetch the labeled HR dataset (data.source), with train/val/test",
+    Stage("download", "build or fetch the labeled HR dataset (data.source), with train/val/test",
           params=("data",),
           sections=("data",),
           paths=(PathArg("out", "dataset folder to write: <out>/{train,val,test}/{healthy,unhealthy}/*.png "
                                 "+ manifest.csv", out=True),)),
-    Stage("degrade", "degrade", "LR images by Eq. 1.1 and their bicubic upsampling", params=("degrade",),
+    Stage("degrade", "LR images by Eq. 1.1 and their bicubic upsampling", params=("degrade",),
           sections=("degrade",),
           paths=(PathArg("hr", "HR dataset folder (from download)"), PathArg("lr", "LR folder to write", out=True),
                  PathArg("bicubic", "bicubic-upsampled LR folder to write", out=True))),
-    Stage("train-sr", "train_sr", "train the class-guided diffusion SR model",
+    Stage("train-sr", "train the class-guided diffusion SR model",
           params=("sr_model", "diffusion", "train_sr"),
           sections=("sr_model", "diffusion", "train_sr"), device=True,
           paths=(PathArg("hr", "HR dataset folder"), PathArg("lr", "LR folder"),
@@ -206,13 +207,13 @@ STAGES: tuple[Stage, ...] = (
                  PathArg("log", "loss log CSV to write", out=True),
                  PathArg("checkpoints", "folder of resumable checkpoints (kept between runs)",
                          fixed="checkpoints/train_sr"))),
-    Stage("train-regression", "train_regression", "train the one-pass L1 regression SR baseline",
+    Stage("train-regression", "train the one-pass L1 regression SR baseline",
           params=("sr_model", "train_regression"),
           sections=("sr_model", "train_regression"), device=True,
           paths=(PathArg("hr", "HR dataset folder"), PathArg("lr", "LR folder"),
                  PathArg("model", "safetensors file to write", out=True),
                  PathArg("log", "loss log CSV to write", out=True))),
-    Stage("train-student", "train_student", "distil the resshift teacher into a one-step student (SinSR); the DAG "
+    Stage("train-student", "distil the resshift teacher into a one-step student (SinSR); the DAG "
           "runs it only for generate.sampler student",
           params=("train_student",), sections=("train_student",), device=True,
           paths=(PathArg("teacher", "the resshift teacher (from train-sr)"),
@@ -222,7 +223,7 @@ STAGES: tuple[Stage, ...] = (
                  PathArg("log", "loss and val log CSV to write", out=True),
                  PathArg("checkpoints", "folder of resumable checkpoints (kept between runs)",
                          fixed="checkpoints/train_student"))),
-    Stage("train-classifier", "classifier.train", "train one classifier family on one kind of images",
+    Stage("train-classifier", "train one classifier family on one kind of images",
           params=("train_classifier",),
           sections=("train_classifier",), device=True,
           paths=(PathArg("images", "image set to train on (its train split; the best epoch is chosen on val, where "
@@ -236,7 +237,7 @@ STAGES: tuple[Stage, ...] = (
                           choices=ARCHITECTURES, key="arch"),
                    Option("domain", "the kind of images: hr, bicubic or sr (SR images)", choices=CLASSIFIER_DOMAINS),
                    Option("seed", "training seed (one of evaluate.train_seeds)", int))),
-    Stage("generate", "generate", "super-resolve one shard of the val and test LR images with the diffusion model",
+    Stage("generate", "super-resolve one shard of the val and test LR images with the diffusion model",
           params=("generate.sampler", "generate.steps", "generate.eta", "generate.guidance_scale",
                   "generate.batch_size", "generate.shards", "generate.precision", "evaluate.sr_classifier",
                   "evaluate.sampling_seeds"),
@@ -249,16 +250,16 @@ STAGES: tuple[Stage, ...] = (
                  PathArg("out", "shard folder to write", out=True)),
           options=(Option("guidance", "guidance mode", choices=GUIDANCE_MODES),
                    Option("seed", "sampling seed", int), Option("shard", "shard id in generate.shards", int))),
-    Stage("gather", "gather", "gather generation shards into one image set", params=("generate.shards",),
+    Stage("gather", "gather generation shards into one image set", params=("generate.shards",),
           sections=("generate",),
           paths=(PathArg("shards", "folder holding shard<k> for every k in generate.shards"),
                  PathArg("out", "image set folder to write", out=True))),
-    Stage("regress", "regress", "super-resolve the val and test LR images with the regression baseline",
+    Stage("regress", "super-resolve the val and test LR images with the regression baseline",
           params=("generate.batch_size",),
           sections=("generate",), device=True,
           paths=(PathArg("model", "regression model (from train-regression)"), PathArg("lr", "LR folder"),
                  PathArg("out", "image set folder to write", out=True))),
-    Stage("classify", "classify", "classify the val and test images of every image set with the HR classifiers and "
+    Stage("classify", "classify the val and test images of every image set with the HR classifiers and "
           "with those trained on its own kind, of one train seed",
           params=("classify", "train_classifier.architectures", "generate.guidance", "evaluate.sampling_seeds",
                   "evaluate.train_seeds", "evaluate.external", "evaluate.sr_classifier"),
@@ -268,7 +269,7 @@ STAGES: tuple[Stage, ...] = (
                  PathArg("out", "predictions CSV of that seed's classifiers to write", out=True)),
           options=(Option("seed", "train seed: the classifiers of this seed (one of evaluate.train_seeds)", int),),
           expand=(("models", classifier_files),)),
-    Stage("classify-deployed", "classify_deployed", "classify the val and test images of every image set with the "
+    Stage("classify-deployed", "classify the val and test images of every image set with the "
           "user's own classifier (evaluate.deployed); the DAG runs it only when evaluate.deployed.file is set",
           params=("classify", "evaluate.deployed", "generate.guidance", "evaluate.sampling_seeds",
                   "evaluate.external"),
@@ -276,13 +277,13 @@ STAGES: tuple[Stage, ...] = (
           paths=(PathArg("classifier", "the deployed classifier (evaluate.deployed.file: .safetensors or .pt2)"),
                  *IMAGE_SET_PATHS,
                  PathArg("out", "predictions CSV to write", out=True))),
-    Stage("merge-predictions", "merge_predictions", "join classify's per-seed predictions into one CSV",
+    Stage("merge-predictions", "join classify's per-seed predictions into one CSV",
           params=("evaluate.train_seeds",),
           paths=(PathArg("predictions", "folder holding classify's seed<s>.csv for every seed of "
                                         "evaluate.train_seeds"),
                  PathArg("out", "predictions CSV to write", out=True)),
           expand=(("predictions", prediction_files),)),
-    Stage("evaluate", "evaluate", "the learning gate, then verdicts with paired tests and intervals, "
+    Stage("evaluate", "the learning gate, then verdicts with paired tests and intervals, "
           "image quality, figures",
           params=("evaluate", "train_classifier.architectures", "generate.guidance"),
           sections=("evaluate", "train_classifier"), image_sets=True,
@@ -332,67 +333,3 @@ def command(rule: str, values: typing.Mapping[str, object], params_args: str, lo
         raise KeyError(f"{rule}: no value for --{missing[0]}")
     words = [f"--{name} {values[name]}" for name in names]
     return " ".join(["medsr", stage.command, params_args, *words, "--log-file", log])
-
-
-# --- source files of a stage: the import graph ---------------------------------------------------
-
-def _module_file(module: str) -> Path | None:
-    """src/medsr/a/b.py or src/medsr/a/b/__init__.py for `medsr.a.b`, None outside the package."""
-    parts = module.split(".")
-    if parts[0] != "medsr":
-        return None
-    base = PACKAGE_ROOT.joinpath(*parts[1:])
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _package_inits(module: str) -> list[str]:
-    """`medsr.a.b` runs medsr/__init__.py and medsr/a/__init__.py first."""
-    parts = module.split(".")
-    return [".".join(parts[:i]) for i in range(1, len(parts))]
-
-
-@cache
-def _imports(module: str) -> frozenset[str]:
-    """The medsr modules `module` imports anywhere in its code (also inside functions)."""
-    path = _module_file(module)
-    if path is None:
-        return frozenset()
-    found: set[str] = set()
-    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:  # relative import
-                anchor = package.split(".")
-                base = ".".join(anchor[:len(anchor) - node.level + 1] + ([base] if base else []))
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)  # `from medsr.x import module`
-    return frozenset(m for m in found if _module_file(m) is not None)
-
-
-def import_closure(*modules: str) -> list[str]:
-    """Every medsr module that importing `modules` runs (package __init__ files included), sorted."""
-    seen: set[str] = set()
-    todo = [m for m in modules]
-    while todo:
-        module = todo.pop()
-        if module in seen or _module_file(module) is None:
-            continue
-        seen.add(module)
-        todo.extend(_imports(module))
-        todo.extend(_package_inits(module))
-    return sorted(seen)
-
-
-def source_files(command: str, root: Path | str = "src") -> list[str]:
-    """The source files a stage's command runs, as paths under `root` (the CLI and the stage module's imports; the
-    CLI loads the tools' modules, `medsr.cli.TOOLS`, by name, which this graph does not follow)."""
-    stage = BY_COMMAND[command]
-    modules = import_closure("medsr.cli", f"medsr.{stage.module}")
-    files = {str(_module_file(m).relative_to(PACKAGE_ROOT.parent)) for m in modules}
-    return sorted(str(Path(root) / f) for f in files)

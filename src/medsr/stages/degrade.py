@@ -1,7 +1,7 @@
 """The degradation models, Eq. 1.1: x = (y * k)↓s + n (degrade.model gaussian), or the MRI acquisition of fewer
 k-space lines (degrade.model kspace, `kspace_degrade`), and the bicubic upsampling of their output.
 
-`degrade_image` makes an LR image x from an HR image y; `medsr.pixels.bicubic_upsample` maps LR back to
+`degrade_image` makes an LR image x from an HR image y; `medsr.data.pixels.bicubic_upsample` maps LR back to
 the HR grid. The bicubic baseline and the diffusion model (its LR conditioning and residual base) both use
 it, so they see the same upsampling.
 
@@ -40,11 +40,11 @@ from scipy.signal import get_window
 import torch
 import torch.nn.functional as F
 
-from medsr import io
-from medsr.parameters import DegradeParams
-from medsr.errors import MedsrError
-from medsr.pixels import bicubic_upsample, quantize
-from medsr.randomness import numpy_rng, torch_generator
+from medsr.core import io
+from medsr.core.parameters import DegradeParams
+from medsr.core.errors import MedsrError
+from medsr.data.pixels import bicubic_upsample, quantize
+from medsr.core.randomness import numpy_rng, torch_generator
 
 
 def gaussian_kernel1d(sigma: float) -> torch.Tensor:

@@ -18,12 +18,12 @@ import tempfile
 from pathlib import Path
 
 
-from medsr import io
-from medsr.config import to_jsonable
-from medsr.parameters import CLASSES, SPLITS, VOLUME_SOURCES, DataParams
+from medsr.core import io
+from medsr.core.config import to_jsonable
+from medsr.core.parameters import CLASSES, SPLITS, VOLUME_SOURCES, DataParams
 from medsr.data import duplicates, mni, sources, synthetic, volumes
 from medsr.data.splits import carve, carve_val
-from medsr.errors import MedsrError
+from medsr.core.errors import MedsrError
 
 SUMMARY = "download.json"
 SKIPPED = "skipped.csv"

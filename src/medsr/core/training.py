@@ -18,10 +18,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from medsr import io
-from medsr.parameters import CLASSES
-from medsr.pixels import bicubic_upsample
-from medsr.errors import MedsrError
+from medsr.core import io
+from medsr.core.parameters import CLASSES
+from medsr.data.pixels import bicubic_upsample
+from medsr.core.errors import MedsrError
 
 
 # --- paired data ------------------------------------------------------------------------------

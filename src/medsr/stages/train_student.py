@@ -26,19 +26,19 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from medsr import io, training
-from medsr.checkpoint import load_training_state, save_model, save_training_state
-from medsr.config import to_jsonable
-from medsr.parameters import CLASSES, NULL_CLASS, TrainStudentParams
-from medsr.device import deterministic_mode
+from medsr.core import io, training
+from medsr.core.model_files import load_training_state, save_model, save_training_state
+from medsr.core.config import to_jsonable
+from medsr.core.parameters import CLASSES, NULL_CLASS, TrainStudentParams
+from medsr.core.device import deterministic_mode
 from medsr.diffusion.distill import StudentBatch, make_batch, sinsr_losses
 from medsr.diffusion.ema import EMA
-from medsr.diffusion.model_file import STUDENT_KEY, LoadedUNet, load_unet
+from medsr.diffusion.unet import STUDENT_KEY, LoadedUNet, load_unet
 from medsr.diffusion.resshift import ResShiftSchedule
 from medsr.diffusion.samplers import SamplerSpec, StudentSampler, make_sampler
 from medsr.diffusion.schedule import encode_target
-from medsr.errors import MedsrError
-from medsr.randomness import derived_seed, torch_generator
+from medsr.core.errors import MedsrError
+from medsr.core.randomness import derived_seed, torch_generator
 
 STATE_FILE = "train_student_state.pt"
 RESUME_INDEPENDENT = ("steps",)  # raising `steps` resumes a finished run

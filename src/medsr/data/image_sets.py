@@ -16,9 +16,9 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from medsr.parameters import LEAKING_GUIDANCE
-from medsr.errors import MedsrError
-from medsr.io import MANIFEST, Record, read_manifest
+from medsr.core.parameters import LEAKING_GUIDANCE
+from medsr.core.errors import MedsrError
+from medsr.core.io import MANIFEST, Record, read_manifest
 
 KINDS = ("hr", "bicubic", "regression", "sr", "external")
 # LEAKING_GUIDANCE (declared in config): modes computed from the true label (oracle, swapped), flagged in every

@@ -5,7 +5,7 @@ The file and its contract are checked before any image is read (medsr.classifier
 the weights against the architecture, a probe batch of the contract's shape, the number of outputs, finite
 outputs), then every image's size against the contract; a non-finite score on any image is an error too, and
 nothing is written unless every score is finite. The rows have the predictions CSV's columns, with
-architecture and classifier DEPLOYED and train seed DEPLOYED_SEED (medsr.predictions): one classifier, no
+architecture and classifier DEPLOYED and train seed DEPLOYED_SEED (medsr.classifier.predictions): one classifier, no
 training seed.
 """
 
@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from medsr.classifier.deployed import load
-from medsr.classify import load_set
-from medsr.errors import MedsrError
-from medsr.image_sets import ImageSet, paired_records
-from medsr.io import write_csv
-from medsr.parameters import CLASSES, EVAL_SPLITS, ClassifyParams, EvaluateParams
-from medsr.predictions import COLUMNS, DEPLOYED, DEPLOYED_SEED
+from medsr.stages.classify import load_set
+from medsr.core.errors import MedsrError
+from medsr.data.image_sets import ImageSet, paired_records
+from medsr.core.io import write_csv
+from medsr.core.parameters import CLASSES, EVAL_SPLITS, ClassifyParams, EvaluateParams
+from medsr.classifier.predictions import COLUMNS, DEPLOYED, DEPLOYED_SEED
 
 
 def run(params: ClassifyParams, evaluate: EvaluateParams, *, classifier: Path, sets: Sequence[ImageSet], out: Path,

@@ -14,16 +14,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from medsr import training
-from medsr.checkpoint import load_training_state, save_model, save_training_state
-from medsr.config import to_jsonable
-from medsr.parameters import NULL_CLASS, DiffusionParams, TrainSRParams, UNetParams
-from medsr.device import autocast, deterministic_mode, needs_grad_scaler
-from medsr.randomness import derived_seed
+from medsr.core import training
+from medsr.core.model_files import load_training_state, save_model, save_training_state
+from medsr.core.config import to_jsonable
+from medsr.core.parameters import NULL_CLASS, DiffusionParams, TrainSRParams, UNetParams
+from medsr.core.device import autocast, deterministic_mode, needs_grad_scaler
+from medsr.core.randomness import derived_seed
 from medsr.diffusion.ema import EMA
 from medsr.diffusion.process import Process
 from medsr.diffusion.schedule import encode_target, process_schedule, to_model_range
-from medsr.diffusion.model_file import build_unet
+from medsr.diffusion.unet import build_unet
 from medsr.diffusion.unet import UNet, count_parameters
 
 STATE_FILE = "train_sr_state.pt"

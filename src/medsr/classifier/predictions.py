@@ -6,7 +6,7 @@ bicubic, sr). The evaluation is run once per architecture: `read_predictions` re
 Scores are kept, not hard predictions: the stage decides the operating point (0.5 and a threshold chosen on val).
 Every (architecture, classifier, seed, set) of one split lists the same images as the HR set, in one id order, with
 the same labels; an external set may lack val rows. The rows of posterior samples (set `<set>~sample<k>`,
-`<set>~swapped`, medsr.classify) are read apart, by `posterior_rows` for the trust audit.
+`<set>~swapped`, medsr.stages.classify) are read apart, by `posterior_rows` for the trust audit.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medsr.errors import MedsrError
-from medsr.io import read_csv
+from medsr.core.errors import MedsrError
+from medsr.core.io import read_csv
 
 COLUMNS = ("architecture", "classifier", "train_seed", "set", "split", "id", "label", "label_index", "prob_unhealthy")
 SPLITS = ("val", "test")

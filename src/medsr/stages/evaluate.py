@@ -17,19 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from medsr.config import classifier_domains
-from medsr.parameters import CLASSES, EvaluateParams, TrainClassifierParams
-from medsr.errors import MedsrError
+from medsr.core.config import classifier_domains
+from medsr.core.parameters import CLASSES, EvaluateParams, TrainClassifierParams
+from medsr.core.errors import MedsrError
 from medsr.evaluation import quality
 from medsr.evaluation.audit import audit
 from medsr.evaluation.comparisons import arms
 from medsr.evaluation.compute import compute
 from medsr.evaluation.deployed import analysis as deployed_analysis
 from medsr.evaluation.gate import learning_gate
-from medsr.image_sets import ImageSet, paired_records
-from medsr.io import Record, read_csv, read_manifest, read_record_image
-from medsr.predictions import read_predictions
-from medsr.provenance import provenance
+from medsr.data.image_sets import ImageSet, paired_records
+from medsr.core.io import Record, read_csv, read_manifest, read_record_image
+from medsr.classifier.predictions import read_predictions
+from medsr.core.provenance import provenance
 from medsr.report.render import FIGURES, figure_ids, write_figures, write_outputs, write_plots
 from medsr.report.summary import summary_text
 

@@ -1,8 +1,8 @@
 """Every section of params.yaml, declared once as a pydantic dataclass: its fields, types, ranges and enums, and
 the constants and enums the sections are made of (classes, splits, samplers, guidance modes, architectures).
 
-Reading, validating and exporting them is `medsr.config`'s job: `load_params` / `params_from_dict` return one frozen
-`Params`, the JSON schema Snakemake validates with is derived from these declarations (`medsr schema`), and model
+Reading, validating and exporting them is `medsr.core.config`'s job: `load_params` / `params_from_dict` return one
+frozen `Params`, the JSON schema Snakemake validates with is derived from these declarations (`medsr schema`), and model
 files store sections through `config.to_jsonable`. A stage receives only the sections it declares in the stage
 table (`medsr.stages`).
 """
@@ -23,8 +23,8 @@ NULL_CLASS = len(CLASSES)  # classifier-free guidance's "null" label index (Sect
 SPLITS = ("train", "val", "test")  # val is carved from train once, at download; test is read by classify/evaluate only
 EVAL_SPLITS = ("val", "test")  # what generate/regress super-resolve and classify classifies: val for operating points
 
-SAMPLER_SOURCE = Path(__file__).parent / "diffusion" / "samplers.py"
-VERDICT_TEST_SOURCE = Path(__file__).parent / "evaluation" / "verdicts.py"
+SAMPLER_SOURCE = Path(__file__).parents[1] / "diffusion" / "samplers.py"
+VERDICT_TEST_SOURCE = Path(__file__).parents[1] / "evaluation" / "verdicts.py"
 
 
 def _literal_attributes(node: ast.ClassDef) -> dict[str, object]:
@@ -46,8 +46,8 @@ def class_declarations(source: Path, kind: str) -> dict[str, dict[str, object]]:
     """Each class's literal class attributes (its bases' included) by the `name` it declares, in the order of the
     file, for a family of classes registered by their definition (`kind`: what they are, for the error). A base
     class without a `name` is no member. Read from the source, not imported, so that validating params.yaml (every
-    stage does) does not put the family's code among every stage's source files (`medsr.stages.source_files` follows
-    imports)."""
+    stage does) does not put the family's code among every stage's source files (`medsr.tools.sources.source_files`
+    follows imports)."""
     classes: dict[str, dict[str, object]] = {}
     members: dict[str, dict[str, object]] = {}
     for node in ast.parse(source.read_text(), str(source)).body:
@@ -100,7 +100,8 @@ GUIDANCE_MODES: tuple[str, ...] = typing.get_args(Guidance)
 LEAKING_GUIDANCE: tuple[str, ...] = ("oracle", "swapped")  # modes computed from the true label: never a fair arm
 GUIDED_BY_CLASSIFIER = "predicted"  # the mode that reads generate's guide classifier (on the bicubic images)
 SAMPLERS: tuple[str, ...] = typing.get_args(SamplerName)
-# the val criterion a classifier's early stopping and kept epoch follow, and whether higher is better (medsr.stopping)
+# the val criterion a classifier's early stopping and kept epoch follow, and whether higher is better
+# (medsr.classifier.stopping)
 MONITOR_HIGHER_IS_BETTER: dict[str, bool] = {"val_loss": False, "val_auroc": True}
 Monitor = Literal[tuple(MONITOR_HIGHER_IS_BETTER)]
 Precision = Literal["fp32", "bf16"]  # the sampling network's arithmetic; bf16 (autocast) is CUDA only
@@ -310,7 +311,7 @@ class TrainClassifierParams:
     patience: Annotated[int, Field(strict=True, ge=0)]  # early stopping: epochs without a better `monitor` value
     # before training stops (0: off, every one of `epochs` is trained)
     min_epochs: Annotated[int, Field(strict=True, ge=0)]  # no early stop before this many epochs (a flat start)
-    monitor: Monitor  # the val criterion of early stopping and of the kept epoch (medsr.stopping)
+    monitor: Monitor  # the val criterion of early stopping and of the kept epoch (medsr.classifier.stopping)
 
 
 @section

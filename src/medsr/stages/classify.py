@@ -11,8 +11,8 @@ The stage runs once per train seed (`seed`: that seed's classifiers only), so th
 the end of a run instead of one job holding one core; `medsr merge-predictions` joins their CSVs in the order one
 run over every classifier writes them (architecture, classifier domain, train seed).
 
-SR sets with posterior samples (medsr.posterior) add rows for set `<set>~sample<k>` (sample k of each chosen image)
-and `<set>~swapped` (the class-swap audit's draw): only the chosen images, read by evaluate's trust audit and
+SR sets with posterior samples (medsr.diffusion.posterior) add rows for set `<set>~sample<k>` (sample k of each chosen
+image) and `<set>~swapped` (the class-swap audit's draw): only the chosen images, read by evaluate's trust audit and
 ignored by the verdicts (`posterior_set_name`).
 """
 
@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medsr import posterior
-from medsr.checkpoint import read_metadata
+from medsr.diffusion import posterior
+from medsr.core.model_files import read_metadata
 from medsr.classifier.model import LEGACY_ARCHITECTURE, load_classifier, predict_proba
-from medsr.parameters import CLASSES, EVAL_SPLITS, ClassifyParams
-from medsr.predictions import COLUMNS
-from medsr.errors import MedsrError
-from medsr.image_sets import ImageSet, paired_records
-from medsr.io import Record, image_path, read_record_image, write_csv
+from medsr.core.parameters import CLASSES, EVAL_SPLITS, ClassifyParams
+from medsr.classifier.predictions import COLUMNS
+from medsr.core.errors import MedsrError
+from medsr.data.image_sets import ImageSet, paired_records
+from medsr.core.io import Record, image_path, read_record_image, write_csv
 
 PREDICTION_FIELDS = COLUMNS  # the predictions CSV's columns, declared by its reader
 POSITIVE = CLASSES.index("unhealthy")

@@ -1,6 +1,6 @@
 """Reading and validating params.yaml (plus optional overlays) into one frozen `Params` object.
 
-The sections themselves are declared once, in `medsr.parameters`. Everything else derives from those
+The sections themselves are declared once, in `medsr.core.parameters`. Everything else derives from those
 declarations: `medsr` commands validate through `params_from_dict` (types per field, then the rules between keys
 that a type cannot say), the JSON schema that Snakemake validates its config with is exported from them
 (`workflow/schemas/params.schema.json`, `medsr schema`; tests/test_config.py proves the committed copy is current),
@@ -20,8 +20,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from medsr.errors import MedsrError
-from medsr.parameters import (
+from medsr.core.errors import MedsrError
+from medsr.core.parameters import (
     DATA_DOMAINS,
     EVAL_SPLITS,
     GUIDE_ARCHITECTURE,
@@ -66,7 +66,7 @@ def json_schema() -> dict[str, Any]:
     """The JSON schema of params.yaml, derived from the dataclasses (what Snakemake validates with)."""
     schema = TypeAdapter(Params).json_schema()
     schema["title"] = "medsr parameters"
-    schema["description"] = ("The schema of params.yaml, generated from medsr.config by `medsr schema`: "
+    schema["description"] = ("The schema of params.yaml, generated from medsr.core.config by `medsr schema`: "
                              "do not edit by hand.")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema

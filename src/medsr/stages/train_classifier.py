@@ -5,7 +5,7 @@ The train and val splits are those of the set's manifest (val carved once at dow
 never read. The kept weights are those of the epoch with the best value of the val criterion `monitor` (the
 cross-entropy, lowest, or the AUROC, highest; ties go to the earlier epoch). Training runs for at most `epochs`;
 with `patience` > 0 it stops early once `patience` epochs in a row have not improved it, but never before
-`min_epochs` epochs (early stopping, Prechelt 1998, "Early stopping - but when?"), and `medsr.stopping` says
+`min_epochs` epochs (early stopping, Prechelt 1998, "Early stopping - but when?"), and `medsr.classifier.stopping` says
 whether the kept epoch was still improving at the budget (`converged`: the learning gate of `medsr evaluate`
 reads it from the history CSV). Every epoch's val loss, accuracy and AUROC are in the history either way.
 The learning-rate schedule always spans the maximum `epochs` (cosine over the budget): a run that stops early
@@ -33,18 +33,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from medsr.checkpoint import read_metadata, save_model
+from medsr.core.model_files import read_metadata, save_model
 from medsr.evaluation.metrics import auroc
 from medsr.classifier.model import NORMALIZE_MEAN, NORMALIZE_STD, build_classifier, load_classifier, normalize
-from medsr.config import to_jsonable
-from medsr.parameters import CLASSES, TrainClassifierParams
-from medsr.randomness import seed_everything
-from medsr.errors import MedsrError
-from medsr.io import MANIFEST, Record, load_images, read_manifest, sha256_file, write_csv
-from medsr.stopping import RUN_FIELDS, best_epoch, should_stop, stopping
-from medsr.training import Diverged, check_loss
+from medsr.core.config import to_jsonable
+from medsr.core.parameters import CLASSES, TrainClassifierParams
+from medsr.core.randomness import seed_everything
+from medsr.core.errors import MedsrError
+from medsr.core.io import MANIFEST, Record, load_images, read_manifest, sha256_file, write_csv
+from medsr.classifier.stopping import RUN_FIELDS, best_epoch, should_stop, stopping
+from medsr.core.training import Diverged, check_loss
 
-# Per epoch, then the columns about the whole run (the same on every row, so any row tells): medsr.stopping.
+# Per epoch, then the columns about the whole run (the same on every row, so any row tells): medsr.classifier.stopping.
 HISTORY_FIELDS = ("epoch", "learning_rate", "train_loss", "train_acc", "val_loss", "val_acc", "val_auroc",
                   *RUN_FIELDS)
 PRECISE_BN_IMAGES = 256  # train images (evenly spaced in manifest order) the BatchNorm statistics are recomputed on

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medsr import io
-from medsr.parameters import EVAL_SPLITS, GenerateParams
-from medsr.device import autocast
-from medsr.diffusion.model_file import load_unet
+from medsr.core import io
+from medsr.core.parameters import EVAL_SPLITS, GenerateParams
+from medsr.core.device import autocast
+from medsr.diffusion.unet import load_unet
 from medsr.diffusion.schedule import decode_target, to_model_range
 
 

@@ -1,7 +1,7 @@
 """dvc.yaml: what DVC cannot compute, written from the stage table and the params (`medsr dvc-sync`).
 
 Each stage's `cmd` is rendered by `medsr.stages.command` from its deps, outputs and matrix keys, and its `- src/...`
-dependencies are the import graph of its command (`medsr.stages.source_files`). DVC has no conditional stage, so
+dependencies are the import graph of its command (`medsr.tools.sources.source_files`). DVC has no conditional stage, so
 the params decide three things here that Snakemake decides at parse time: whether the train_student stage exists and
 which model generate samples (`medsr.stages.generate_model`; a distilled sampler, generate.sampler student, needs
 both), whether the classify_deployed stage exists and evaluate reads its predictions (evaluate.deployed.file), and
@@ -18,9 +18,20 @@ from pathlib import Path
 
 import yaml
 
-from medsr.errors import MedsrError
-from medsr.stages import (BY_RULE, DEPLOYED_PREDICTIONS, LOGS, SR_MODEL, STUDENT_FILES, check_user_files, command,
-                          deployed_files, generate_model, source_files, user_files)
+from medsr.core.errors import MedsrError
+from medsr.stages import (
+    BY_RULE,
+    DEPLOYED_PREDICTIONS,
+    LOGS,
+    SR_MODEL,
+    STUDENT_FILES,
+    check_user_files,
+    command,
+    deployed_files,
+    generate_model,
+    user_files,
+)
+from medsr.tools.sources import source_files
 
 DVC_PARAMS_ARGS = "--params params.yaml"
 DVC_OUTPUTS = ("outs", "metrics", "plots")  # a stage's outputs, in the order dvc.yaml lists them

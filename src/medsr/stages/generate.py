@@ -10,7 +10,7 @@ images are the same whatever the shard count or batch size. Guidance (recorded i
   oracle     the true label: leaks the answer; for ablation only, flagged everywhere downstream
   swapped    the opposite of the true label: the class-swap audit's mode, flagged like oracle
 
-Posterior samples (medsr.posterior): for `generate.posterior_images` val and test images, N =
+Posterior samples (medsr.diffusion.posterior): for `generate.posterior_images` val and test images, N =
 `generate.samples_per_image` extra stochastic draws (DDIM with eta = generate.sample_eta, or ancestral), noise keyed
 by (seed, image id, sample index); in a null run also one swapped-label draw sharing sample 0's noise. The SR
 set's main image stays the configured sampler's draw (today's image, so every existing number is unchanged); the
@@ -29,16 +29,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from medsr import io
-from medsr import posterior
-from medsr.config import generation_splits, sampler_mismatch
-from medsr.parameters import (CLASSES, EVAL_SPLITS, GUIDANCE_MODES, GUIDED_BY_CLASSIFIER, LEAKING_GUIDANCE,
+from medsr.core import io
+from medsr.diffusion import posterior
+from medsr.core.config import generation_splits, sampler_mismatch
+from medsr.core.parameters import (CLASSES, EVAL_SPLITS, GUIDANCE_MODES, GUIDED_BY_CLASSIFIER, LEAKING_GUIDANCE,
                               NULL_CLASS, EvaluateParams, GenerateParams)
-from medsr.diffusion.model_file import STUDENT_KEY, load_unet
+from medsr.diffusion.unet import STUDENT_KEY, load_unet
 from medsr.diffusion.samplers import Sampler, SamplerSpec, image_generators, make_sampler
-from medsr.errors import MedsrError
-from medsr.pixels import quantize
-from medsr.randomness import torch_generator
+from medsr.core.errors import MedsrError
+from medsr.data.pixels import quantize
+from medsr.core.randomness import torch_generator
 
 
 

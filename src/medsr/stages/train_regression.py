@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from medsr import training
-from medsr.checkpoint import save_model
-from medsr.config import to_jsonable
-from medsr.parameters import TrainRegressionParams, UNetParams
-from medsr.device import autocast, needs_grad_scaler
-from medsr.diffusion.model_file import build_unet
+from medsr.core import training
+from medsr.core.model_files import save_model
+from medsr.core.config import to_jsonable
+from medsr.core.parameters import TrainRegressionParams, UNetParams
+from medsr.core.device import autocast, needs_grad_scaler
+from medsr.diffusion.unet import build_unet
 from medsr.diffusion.schedule import encode_target, to_model_range
 from medsr.diffusion.unet import count_parameters
 

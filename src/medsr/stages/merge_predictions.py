@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from medsr.errors import MedsrError
-from medsr.io import read_csv, write_csv
-from medsr.predictions import COLUMNS
+from medsr.core.errors import MedsrError
+from medsr.core.io import read_csv, write_csv
+from medsr.classifier.predictions import COLUMNS
 
 
 def _seed_rows(path: Path) -> tuple[str, list[dict[str, str]]]:
