@@ -89,7 +89,8 @@ def project_copy(dest: Path) -> Path:
 
 def gpu_resources(device: torch.device) -> list[str]:
     """Snakemake --resources for a local run: on CUDA, GPU jobs share the device by their gpu_mem_mb estimates
-    (workflow/rules/common.smk) within 85 % of its free memory; on the CPU, one `gpu` job at a time as before."""
+    (`gpu_mem_mb` in the stage table, medsr.stages) within 85 % of its free memory; on the CPU, one `gpu` job at a
+    time as before."""
     if device.type != "cuda":
         return ["--resources", "gpu=1"]
     free, _ = torch.cuda.mem_get_info(device)
@@ -198,7 +199,7 @@ def _train_runs(device: torch.device, size: Size, params, amp: str, workdir: Pat
                                                   log=folder / "first.csv", checkpoints=None)
     synchronize(device)
     seconds = time.perf_counter() - start
-    peak = peak_memory_mb(device)  # what workflow/rules/common.smk's gpu_mem_mb of train_sr estimates
+    peak = peak_memory_mb(device)  # what the stage table's gpu_mem_mb of train_sr estimates
     second, second_ema, second_loss = train_sr.train(params.sr_model, params.diffusion, train, data, ctx=ctx,
                                                      log=folder / "second.csv", checkpoints=None)
     train_sr.train(params.sr_model, params.diffusion, half, data, ctx=ctx, log=folder / "resumed.csv",

@@ -35,19 +35,20 @@ def normalise_cmd(cmd: str) -> str:
     return " ".join(shlex.split(cmd))
 
 
-def snakemake_stages(workdir: Path, configfiles: tuple[Path, ...] = ()) -> dict[str, Stage]:
+def snakemake_stages(workdir: Path, configfiles: tuple[Path, ...] = (), env: dict[str, str] | None = None
+                     ) -> dict[str, Stage]:
     """Snakemake's jobs from its public command line: a forced dry run printing every job and shell command.
 
     Each job block reads `rule NAME:` (or `localrule NAME:`), then `input:`, `output:`, `wildcards:`, `resources:`
     lines, then `Shell command: ...`. A rule's parameters are the stage table's (every rule declares
-    `p=stage_params("<rule>")`: test_dag_agreement checks the rule files for it).
+    its `p` params, written by medsr.tools.snakemake_rules from the table).
     """
     from medsr.stages import BY_RULE
 
     args = [sys.executable, "-m", "snakemake", "--dry-run", "--printshellcmds", "--forceall", "--cores", "1"]
     for configfile in configfiles:
         args += ["--configfile", str(configfile)]
-    result = subprocess.run(args, cwd=workdir, capture_output=True, text=True)
+    result = subprocess.run(args, cwd=workdir, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if result.returncode != 0:
         raise AssertionError(f"snakemake dry run failed:\n{result.stdout}\n{result.stderr}")
     stages: dict[str, Stage] = {}

@@ -48,7 +48,7 @@ def _snakefmt() -> str:
 def test_snakemake_files_are_formatted_by_snakefmt():
     """The Snakefile and workflow/rules/*.smk as `snakefmt` writes them (pyproject.toml [tool.snakefmt]: line length
     120, directives in its default order); fix with `snakefmt Snakefile workflow/rules`."""
-    assert len(SNAKE_FILES) >= 5
+    assert len(SNAKE_FILES) >= 3
     run = subprocess.run([_snakefmt(), "--check", *SNAKE_FILES], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
 

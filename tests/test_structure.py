@@ -219,3 +219,18 @@ def _package(tmp_path: Path, files: dict[str, str]) -> Path:
 ])
 def test_the_cycle_check_finds_module_and_function_level_cycles(tmp_path, files, expected):
     assert cycles(import_graph(_package(tmp_path, files))) == expected
+
+
+# --- the Snakemake files ------------------------------------------------------------------------------------------
+
+WORKFLOW = Path(__file__).resolve().parents[1] / "workflow" / "rules"
+
+
+def test_the_rules_restate_no_path_and_common_smk_stays_short():
+    """Each stage's files are declared once, in its row of the stage table: no .smk file names a DAG path, and the
+    shared Snakemake setup stays a screen long."""
+    for smk in sorted(WORKFLOW.glob("*.smk")):
+        named = [line for line in smk.read_text().splitlines()
+                 if any(f'"{root}/' in line for root in ("data", "models", "results", "logs"))]
+        assert not named, f"{smk.name} names DAG paths: {named}"
+    assert lines(WORKFLOW / "common.smk") <= 60

@@ -57,6 +57,12 @@ def sr_folder(root: Path, guidance: str, seed: int) -> Path:
     return Path(root) / guidance / f"seed{seed}"
 
 
+def shard_folders(params, shards: Path) -> list[Path]:
+    """<shards>/shard<k> for every k in generate.shards (`params`: the generate section): generate writes each,
+    gather joins them into one SR set."""
+    return [Path(shards) / f"shard{k}" for k in sorted(params.shards)]
+
+
 def build(*, hr: Path, bicubic: Path, regression: Path, sr: Path, guidance: Sequence[str],
           sampling_seeds: Sequence[int], external: Mapping[str, str], sr_classifier: bool = False) -> list[ImageSet]:
     """Every image set of a run, in comparison order: hr, bicubic, regression, sr_<guidance>_seed<seed>, ext_*."""

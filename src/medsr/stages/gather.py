@@ -15,13 +15,9 @@ from medsr.core import io
 from medsr.diffusion import posterior
 from medsr.core.parameters import GenerateParams
 from medsr.core.errors import MedsrError
+from medsr.data.image_sets import shard_folders
 
 PER_SHARD = ("shard", "guide_class", posterior.KEY)  # metadata keys that differ between shards
-
-
-def shard_folders(params: GenerateParams, shards: Path) -> list[Path]:
-    """<shards>/shard<k> for every k in generate.shards."""
-    return [Path(shards) / f"shard{k}" for k in sorted(params.shards)]
 
 
 def run(params: GenerateParams, *, shards: Path, out: Path) -> None:

@@ -1,13 +1,11 @@
-"""dvc.yaml: what DVC cannot compute, written from the stage table and the params (`medsr dvc-sync`).
+"""dvc.yaml, written whole from the stage table and the params (`medsr dvc-sync`).
 
-Each stage's `cmd` is rendered by `medsr.stages.command` from its deps, outputs and matrix keys, and its `- src/...`
-dependencies are the import graph of its command (`medsr.tools.sources.source_files`). DVC has no conditional stage, so
-the params decide three things here that Snakemake decides at parse time: whether the train_student stage exists and
-which model generate samples (`medsr.stages.generate_model`; a distilled sampler, generate.sampler student, needs
-both), whether the classify_deployed stage exists and evaluate reads its predictions (evaluate.deployed.file), and
-the paths a user brings (`medsr.stages.user_files`: each evaluate.external folder), which are deps of the stages
-reading them, so that DVC hashes them by content. tests/test_dag_agreement.py fails when the committed dvc.yaml is
-stale.
+One stage per rule of the stage table (`medsr.stages.RULES`) the params put in the DAG (train_student only for a
+distilled sampler, classify_deployed only with evaluate.deployed.file: DVC has no conditional stage): its matrix, its
+command (`medsr.stages.command`, from the same path templates as Snakemake's rules, in DVC's interpolation), its deps
+(the paths it reads, the paths a user brings that it reads, marked USER_DEP, and its source files: the import graph
+of its command, `medsr.tools.sources.source_files`), its params and its outputs. tests/test_dag_agreement.py fails
+when the committed dvc.yaml is stale.
 """
 
 from __future__ import annotations
@@ -16,41 +14,39 @@ import json
 import re
 from pathlib import Path
 
-import yaml
-
-from medsr.core.errors import MedsrError
-from medsr.stages import (
-    BY_RULE,
-    DEPLOYED_PREDICTIONS,
-    LOGS,
-    SR_MODEL,
-    STUDENT_FILES,
-    check_user_files,
-    command,
-    deployed_files,
-    generate_model,
-    user_files,
-)
+from medsr.core.user_paths import check_user_files, user_files
+from medsr.stages import BY_RULE, LOGS, RULES, STAGES, command, rule_paths
+from medsr.tools.rule_files import for_dvc, rule_templates, rules_in_dag
 from medsr.tools.sources import source_files
 
 DVC_PARAMS_ARGS = "--params params.yaml"
-DVC_OUTPUTS = ("outs", "metrics", "plots")  # a stage's outputs, in the order dvc.yaml lists them
+USER_DEP = "  # user: "  # ends the dep line of a user-brought path, before its params.yaml key
+HEADER = """\
+# The medsr DAG for DVC, written by `medsr dvc-sync` from the stage table (medsr.stages) and params.yaml: run it
+# after changing the params (generate.sampler student adds train_student, evaluate.deployed.file classify_deployed,
+# evaluate.external folders are deps of the stages reading them). Snakefile + workflow/rules/*.smk declare the same
+# stages, commands, files and parameters from the same table (tests/test_dag_agreement.py proves it).
+stages:
+"""
+EVALUATE_PLOTS = """\
+  - {plots}/confusion:           # one confusion matrix per image set (file name = set)
+      template: confusion
+      x: predicted
+      y: actual
+      title: Confusion matrix of the HR-trained classifier (positive class unhealthy)
+  - FNR per image set with its bootstrap interval:
+      template: bar_horizontal
+      x: fnr
+      y:
+        {plots}/fnr.csv: set
+"""
 
 
-def dvc_command(rule: str, stage: dict) -> str:
-    """A dvc.yaml stage's command (`command`): its path arguments are its deps, sources and user-brought paths left
-    out (`sync_dvc_yaml` reads the stage without them), and its outputs, each in the order dvc.yaml lists them; its
-    options and log name its matrix keys (${item.<key>})."""
-    table = BY_RULE[rule]
-    deps = [d for d in stage.get("deps", []) if not d.startswith("src/")]
-    outs = [next(iter(e)) if isinstance(e, dict) else e for key in stage if key in DVC_OUTPUTS for e in stage[key]]
-    reads = [a.name for a in table.paths if not a.out and a.fixed is None]
-    writes = [a.name for a in table.paths if a.out]
-    if len(deps) > len(reads) or len(outs) != len(writes):
-        raise MedsrError(f"dvc.yaml: stage {rule}: {len(deps)} deps and {len(outs)} outputs for the stage table's "
-                         f"{len(reads)} read and {len(writes)} written paths")
-    values = dict(zip(reads, deps)) | dict(zip(writes, outs))
-    values |= {o.name: f"${{item.{o.wildcard}}}" for o in table.options}
+def dvc_command(rule: str, params) -> str:
+    """A dvc.yaml stage's command (`command`): its paths in DVC's interpolation, its options and log its matrix keys
+    (${item.<key>})."""
+    values = {name: for_dvc(value) for name, value in rule_templates(rule, params).items()}
+    values |= {o.name: f"${{item.{o.wildcard}}}" for o in BY_RULE[rule].options}
     return command(rule, values, DVC_PARAMS_ARGS, re.sub(r"\{(\w+)\}", r"${item.\1}", LOGS[rule]))
 
 
@@ -66,115 +62,57 @@ def _cmd_lines(cmd: str, width: int = 120) -> list[str]:
     return ["    cmd: >-\n"] + [f"      {line}\n" for line in lines]  # folded: DVC joins the lines with spaces
 
 
-STUDENT_STAGE = "train_student"
+def _matrix(rule: str) -> list[str]:
+    matrix = RULES[rule].matrix
+    if not matrix:
+        return []
+    return ["    matrix:\n"] + [f"      {key}: " + (f"[{', '.join(v)}]" if isinstance(v, tuple) else f"${{{v}}}") + "\n"
+                               for key, v in matrix.items()]
 
 
-def _student_stage() -> list[str]:
-    """train_student's stage: deps and outputs from STUDENT_FILES in the stage table's order (cmd and source files
-    are filled in by `sync_dvc_yaml`)."""
-    table = BY_RULE[STUDENT_STAGE]
-    deps = [STUDENT_FILES[a.name] for a in table.paths if not a.out and a.fixed is None]
-    outs = [STUDENT_FILES[a.name] for a in table.paths if a.out]
-    return [f"  {STUDENT_STAGE}:  # only for a distilled sampler (generate.sampler student), by medsr dvc-sync\n",
-            "    cmd: medsr\n", "    deps:\n", *[f"      - {d}\n" for d in deps], "      - src/\n",
-            "    params:\n", *[f"      - {p}\n" for p in table.params],
-            "    outs:\n", *[f"      - {o}\n" for o in outs], "\n"]
-
-
-def _stage_name(line: str) -> str | None:
-    """A stage's name on its first line, two spaces in under `stages:`."""
-    if line.startswith("  ") and not line.startswith("   ") and line.strip().split(":")[0].isidentifier():
-        return line.strip().split(":")[0]
-    return None
-
-
-def _for_model(text: str, model: str) -> str:
-    """dvc.yaml's text with the train_student stage present exactly when generate samples its student (`model`),
-    before generate, and generate's model dependency `model`."""
-    out, stage = [], None
-    for line in text.splitlines(keepends=True):
-        stage = _stage_name(line) or stage
-        if stage == STUDENT_STAGE:
+def _outputs(rule: str, params) -> list[str]:
+    """The written paths, grouped by their dvc.yaml list (outs, metrics, plots) in the order each first appears."""
+    args, values = rule_paths(rule), rule_templates(rule, params)
+    groups: dict[str, list[str]] = {}
+    for name, value in values.items():
+        arg = args[name]
+        if not arg.out:
             continue
-        if _stage_name(line) == "generate" and model == STUDENT_FILES["model"]:
-            out += _student_stage()
-        if stage == "generate" and line.strip() in (f"- {SR_MODEL}", f"- {STUDENT_FILES['model']}"):
-            line = f"      - {model}\n"
-        out.append(line)
-    return "".join(out)
+        lines = [f"      - {for_dvc(value)}\n"]
+        if arg.dvc == "plots":
+            lines = [f"      - {for_dvc(value)}:\n"] + [f"          {k}: {v}\n" for k, v in arg.plot.items()]
+        groups.setdefault(arg.dvc, []).extend(lines)
+    return [line for key, lines in groups.items() for line in [f"    {key}:\n", *lines]]
 
 
-DEPLOYED_STAGE = "classify_deployed"
-EVALUATE_LOGS_DEP = "      - results/train\n"  # evaluate's last read path before --deployed
+def dvc_stage(rule: str, params) -> list[str]:
+    stage, args = BY_RULE[rule], rule_paths(rule)
+    reads = [for_dvc(v) for name, v in rule_templates(rule, params).items() if not args[name].out]
+    users = [f"      - {json.dumps(str(path))}{USER_DEP}{key}\n"
+             for key, path in user_files(params, stage.command).items()]
+    return [f"  {rule}:\n", *_matrix(rule), *_cmd_lines(dvc_command(rule, params)), "    deps:\n",
+            *[f"      - {d}\n" for d in reads], *users, *[f"      - {f}\n" for f in source_files(stage.command)],
+            "    params:\n", *[f"      - {p}\n" for p in stage.params], *_outputs(rule, params)]
 
 
-def _deployed_stage(classifier: str) -> list[str]:
-    """classify_deployed's stage: the deployed file, then the image sets evaluate reads (cmd and source files are
-    filled in by `sync_dvc_yaml`)."""
-    table = BY_RULE[DEPLOYED_STAGE]
-    return [f"  {DEPLOYED_STAGE}:  # only with evaluate.deployed.file, by medsr dvc-sync\n", "    cmd: medsr\n",
-            "    deps:\n", f"      - {classifier}\n",
-            *[f"      - {d}\n" for d in ("data/hr", "data/bicubic", "results/regression", "results/sr/eval")],
-            "      - src/\n", "    params:\n", *[f"      - {p}\n" for p in table.params],
-            "    outs:\n", f"      - {DEPLOYED_PREDICTIONS}\n", "\n"]
-
-
-def _for_deployed(text: str, params) -> str:
-    """dvc.yaml's text with the classify_deployed stage, and evaluate's dependency on its predictions, present
-    exactly when evaluate.deployed.file is set."""
-    on = bool(deployed_files(params))
-    out, stage = [], None
-    for line in text.splitlines(keepends=True):
-        stage = _stage_name(line) or stage
-        if stage == DEPLOYED_STAGE or (stage == "evaluate" and line.strip() == f"- {DEPLOYED_PREDICTIONS}"):
-            continue
-        if _stage_name(line) == "evaluate" and on:
-            out += _deployed_stage(params.evaluate.deployed.file)
-        out.append(line)
-        if stage == "evaluate" and line == EVALUATE_LOGS_DEP and on:
-            out.append(f"      - {DEPLOYED_PREDICTIONS}\n")
-    return "".join(out)
-
-
-# The comment ending the dep line of a user-brought path, before its params.yaml key (`evaluate.external.mine`):
-# what `sync_dvc_yaml` replaces.
-USER_DEP = "  # user: "
-
-
-def _user_deps(rule: str, params) -> list[str]:
-    """The dep lines of the user-brought paths `rule`'s command reads, each as given (quoted) and marked USER_DEP."""
-    return [f"      - {json.dumps(str(path))}{USER_DEP}{key}\n"
-            for key, path in user_files(params, BY_RULE[rule].command).items()]
+def _plots(params) -> list[str]:
+    """dvc.yaml's top plots: every written CSV with a titled plot (the training losses), then evaluate's."""
+    out = ["# Plots for `dvc plots show` / `dvc plots diff`: training curves (the classifiers' are declared by their\n",
+           "# stage), the confusion matrices and FNR intervals that `evaluate` writes to its plots folder.\n",
+           "plots:\n"]
+    for rule in rules_in_dag(params):
+        for name, value in rule_templates(rule, params).items():
+            plot = rule_paths(rule)[name].plot
+            if plot and "title" in plot:
+                out += [f"  - {plot['title']}:\n", f"      x: {plot['x']}\n", "      y:\n",
+                        f"        {for_dvc(value)}: {plot['y']}\n"]
+    plots = next(a.path for s in STAGES if s.target for a in s.paths if a.name == "plots")
+    return out + [EVALUATE_PLOTS.format(plots=plots)]
 
 
 def sync_dvc_yaml(text: str, params, root: Path | str = ".") -> str:
-    """dvc.yaml's text for `params`: train_student's stage and generate's model by `_for_model`, classify_deployed's
-    stage by `_for_deployed`, each stage's `cmd:`
-    written by `dvc_command`, its user-brought paths (`_user_deps`, checked to exist, a relative one under `root`:
-    dvc.yaml's folder) and its `- src/...` dependencies by `source_files` of its command, in that order after its
-    other deps.
-
-    DVC cannot compute these, so `medsr dvc-sync` writes them and tests/test_dag_agreement.py checks them.
-    """
+    """dvc.yaml's text for `params` (the user-brought paths checked to exist, a relative one under `root`: dvc.yaml's
+    folder); `text`, the file as it was, is replaced whole."""
     check_user_files(params, root)
-    text = _for_deployed(_for_model(text, generate_model(params)), params)
-    text = "".join(line for line in text.splitlines(keepends=True) if USER_DEP not in line)
-    stages = yaml.safe_load(text)["stages"]
-    out, stage, written, in_cmd = [], None, set(), False
-    for line in text.splitlines(keepends=True):
-        stage = _stage_name(line) or stage
-        if in_cmd and line.startswith("      "):
-            continue  # the folded lines of a command being replaced
-        in_cmd = False
-        if line.startswith("    cmd:") and stage in BY_RULE:
-            out += _cmd_lines(dvc_command(stage, stages[stage]))
-            in_cmd = True
-            continue
-        if line.startswith("      - src/") and stage in BY_RULE:
-            if stage not in written:
-                out += _user_deps(stage, params)
-                out += [f"      - {f}\n" for f in source_files(BY_RULE[stage].command)]
-                written.add(stage)
-            continue
-        out.append(line)
-    return "".join(out)
+    stages = [line for rule in rules_in_dag(params) for line in [*dvc_stage(rule, params), "\n"]]
+    return HEADER + "".join(stages) + "".join(_plots(params))
