@@ -49,8 +49,7 @@ printf 'step\trc\tseconds\n' >"$OUT/steps.tsv"
 { nvidia-smi || true; "$PYTHON" -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available())' || true; } \
     >"$OUT/environment.txt" 2>&1
 
-# 1. cuda_check (parts starting past 250 s are skipped and reported; on one H200 the pipeline part took 98 s and
-#    train 88 s, so 170 s skipped sampling: results/benchmarks/device_logs/steps.log)
+# 1. cuda_check (parts starting past 250 s are skipped and reported: results/benchmarks/device_logs/steps.log)
 step cuda_check "$(left 300)" "$PYTHON" benchmarks/cuda_check.py --max-seconds 250 \
     --parts train,sample,pipeline --out results/benchmarks/cuda_check.json
 

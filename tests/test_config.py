@@ -174,3 +174,22 @@ def test_a_verdict_test_class_is_a_valid_verdict_rule_by_its_definition(tmp_path
     with pytest.raises(MedsrError, match=r"evaluate\.verdict_rule") as error:
         params_from_dict(deep_merge(raw_params(), {"evaluate": {"verdict_rule": "scratch_sign"}}), "params.yaml")
     assert "\n" not in str(error.value)
+
+
+def test_each_knob_is_described_once_in_params_yaml():
+    """A params.yaml key's description is its comment there; the section dataclasses declare types and ranges only,
+    so the two cannot drift apart. Every dataclass field the comments dropped has one in params.yaml."""
+    import ast
+    import re
+
+    source = (ROOT / "src/medsr/core/parameters.py").read_text()
+    lines = source.splitlines()
+    sections = [node for node in ast.parse(source).body if isinstance(node, ast.ClassDef)
+                and any(getattr(d, "id", None) == "section" for d in node.decorator_list)]
+    assert len(sections) > 10
+    commented = [f"{cls.name}: {lines[i].strip()}" for cls in sections for i in range(cls.lineno, cls.end_lineno)
+                 if "#" in lines[i]]
+    assert not commented, commented
+    params_yaml = (ROOT / "params.yaml").read_text()
+    for key in ("val_fraction", "lesion_radius", "patience", "monitor", "gate_chance_alpha", "unhealthy_index"):
+        assert re.search(rf"^\s+{key}: .*#", params_yaml, re.M), key

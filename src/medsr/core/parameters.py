@@ -4,7 +4,8 @@ the constants and enums the sections are made of (classes, splits, samplers, gui
 Reading, validating and exporting them is `medsr.core.config`'s job: `load_params` / `params_from_dict` return one
 frozen `Params`, the JSON schema Snakemake validates with is derived from these declarations (`medsr schema`), and model
 files store sections through `config.to_jsonable`. A stage receives only the sections it declares in the stage
-table (`medsr.stages`).
+table (`medsr.stages`). Each knob is described once, by its comment in params.yaml: a section here holds only its
+fields' types, ranges and enums (tests/test_config.py checks that no field carries a comment of its own).
 """
 
 from __future__ import annotations
@@ -141,11 +142,11 @@ class MniSource:
     train_per_class: PositiveInt
     test_per_class: PositiveInt
     seed: Seed
-    lesion_radius: Annotated[float, Field(strict=True, gt=0.5, le=16)]  # outer radius, HR pixels: the difficulty knob
-    lesion_radius_jitter: Annotated[float, Field(strict=True, ge=0, lt=0.5)]  # radii uniform in radius x (1 +- this)
-    rim_width: Annotated[float, Field(strict=True, gt=0)]  # thickness of the unhealthy class's rim, HR pixels
+    lesion_radius: Annotated[float, Field(strict=True, gt=0.5, le=16)]
+    lesion_radius_jitter: Annotated[float, Field(strict=True, ge=0, lt=0.5)]
+    rim_width: Annotated[float, Field(strict=True, gt=0)]
     lesion_count: Annotated[tuple[Annotated[int, Field(strict=True, ge=0)], ...], Field(min_length=2, max_length=2)]
-    lesion_contrast: Annotated[float, Field(strict=True, gt=0, le=1)]  # fractional intensity drop of a rim
+    lesion_contrast: Annotated[float, Field(strict=True, gt=0, le=1)]
 
 
 @section
@@ -167,15 +168,15 @@ class FolderSource:
 @section
 class VolumeSource:
     """data.source nifti | dicom: a folder of volumes plus a CSV `subject,label`, cut into 2-D slices."""
-    path: Str  # nifti: <path>/<subject>.nii[.gz] or <path>/<subject>/*.nii[.gz]; dicom: <path>/<subject>/ (series)
-    subjects_csv: Str  # the CSV of subject,label ("" = <path>/subjects.csv); label: healthy | unhealthy | class_map key
-    axis: SliceAxis  # the slicing axis after reorientation to RAS
-    slice_range: Annotated[tuple[Probability, Probability], Field(min_length=2, max_length=2)]  # [lo, hi] share of axis
-    min_brain_fraction: Probability  # a slice is a candidate when this share of its pixels is foreground
-    slices_per_subject: PositiveInt  # evenly spaced among the candidates of each volume
+    path: Str
+    subjects_csv: Str
+    axis: SliceAxis
+    slice_range: Annotated[tuple[Probability, Probability], Field(min_length=2, max_length=2)]
+    min_brain_fraction: Probability
+    slices_per_subject: PositiveInt
     percentiles: Annotated[tuple[Annotated[float, Field(strict=True, ge=0, le=100)], ...],
-                           Field(min_length=2, max_length=2)]  # per-volume intensity window -> [0, 1]
-    test_fraction: Annotated[float, Field(strict=True, gt=0, lt=0.9)]  # share of each class's subjects carved into test
+                           Field(min_length=2, max_length=2)]
+    test_fraction: Annotated[float, Field(strict=True, gt=0, lt=0.9)]
 
 
 @section
@@ -184,19 +185,17 @@ class DataParams:
     image_size: Annotated[int, Field(strict=True, ge=16, le=1024)]
     resize: Literal["center_crop", "resize"]
     on_bad_image: Literal["fail", "skip"]
-    val_fraction: Annotated[float, Field(strict=True, gt=0, lt=0.9)]  # share of each class of train carved into val
-    split_seed: Seed  # seed of the val carving
+    val_fraction: Annotated[float, Field(strict=True, gt=0, lt=0.9)]
+    split_seed: Seed
     mni: MniSource
     synthetic: SyntheticSource
     kaggle: KaggleSource
     url: UrlSource
     folder: FolderSource
     volumes: VolumeSource
-    duplicates: Literal["fail", "drop"]  # an image (near-)duplicated across splits: error naming both, or dropped
-    near_duplicate_bits: Annotated[int, Field(strict=True, ge=-1, le=64)]  # pHash Hamming distance <= this: near
-    # duplicate candidate (-1: exact duplicates only)
-    near_duplicate_correlation: Annotated[float, Field(strict=True, ge=0, le=1)]  # a candidate's pixel correlation
-    # must reach this to be a near duplicate
+    duplicates: Literal["fail", "drop"]
+    near_duplicate_bits: Annotated[int, Field(strict=True, ge=-1, le=64)]
+    near_duplicate_correlation: Annotated[float, Field(strict=True, ge=0, le=1)]
     class_map: Annotated[dict[str, Literal["healthy", "unhealthy"]], Field(min_length=2)]
 
 
@@ -206,8 +205,8 @@ class DegradeParams:
     blur_sigma: Annotated[float, Field(strict=True, ge=0)]
     noise_std: Annotated[float, Field(strict=True, ge=0, le=0.5)]
     seed: Seed
-    model: DegradeModel = "gaussian"  # the default keeps Eq. 1.1 for callers that predate the kspace model
-    kspace_window: KspaceWindow = "none"  # kspace model: window over the kept k-space lines against Gibbs ringing
+    model: DegradeModel = "gaussian"
+    kspace_window: KspaceWindow = "none"
 
 
 @section
@@ -228,9 +227,9 @@ class UNetParams:
 class ResShiftParams:
     """ResShift (Yue et al. 2023): x_t = x_0 + eta_t (y_0 - x_0) + kappa sqrt(eta_t) eps, t = 1..T."""
 
-    timesteps: Annotated[int, Field(strict=True, ge=1, le=1000)]  # T
-    kappa: Annotated[float, Field(strict=True, gt=0)]  # noise scale
-    p: Annotated[float, Field(strict=True, gt=0)]  # schedule shape: beta_t = ((t-1)/(T-1))^p (T-1)
+    timesteps: Annotated[int, Field(strict=True, ge=1, le=1000)]
+    kappa: Annotated[float, Field(strict=True, gt=0)]
+    p: Annotated[float, Field(strict=True, gt=0)]
     eta_1: Annotated[float, Field(strict=True, gt=0, lt=1)]
     eta_T: Annotated[float, Field(strict=True, gt=0, le=1)]
 
@@ -274,15 +273,15 @@ class TrainStudentParams:
     batch_size: PositiveInt
     crop: Crop
     learning_rate: LearningRate
-    teacher_steps: PositiveInt  # K of the teacher's deterministic sampler F_theta (<= diffusion.resshift.timesteps)
-    inverse_weight: Annotated[float, Field(strict=True, ge=0)]  # weight of L_inverse (the learned inverse x_0 -> x_T)
-    gt_weight: Annotated[float, Field(strict=True, ge=0)]  # lambda of L_gt (consistency preserving, HR data)
+    teacher_steps: PositiveInt
+    inverse_weight: Annotated[float, Field(strict=True, ge=0)]
+    gt_weight: Annotated[float, Field(strict=True, ge=0)]
     ema_decay: Annotated[float, Field(strict=True, ge=0, lt=1)]
     null_class_prob: Probability
     grad_clip: Annotated[float, Field(strict=True, ge=0)]
     hflip: Bool
-    val_images: Annotated[int, Field(strict=True, ge=2)]  # val images (half per class) of the val criterion
-    eval_every: PositiveInt  # steps between val evaluations and resumable checkpoints
+    val_images: Annotated[int, Field(strict=True, ge=2)]
+    eval_every: PositiveInt
     seed: Seed
 
 
@@ -297,21 +296,18 @@ class TrainRegressionParams:
 
 @section
 class TrainClassifierParams:
-    architectures: Annotated[tuple[Architecture, ...], Field(min_length=1)]  # every one trained per domain and seed
-    epochs: PositiveInt  # the maximum: with patience > 0 training may stop earlier (the cosine schedule spans this)
+    architectures: Annotated[tuple[Architecture, ...], Field(min_length=1)]
+    epochs: PositiveInt
     batch_size: PositiveInt
     learning_rate: LearningRate
     lr_schedule: Literal["cosine", "constant"]
     weight_decay: Annotated[float, Field(strict=True, ge=0)]
     hflip: Bool
-    # training-only augmentation: a random crop x crop window of every train image (0, or a side >= the images':
-    # whole images); precise BN, val and every evaluation read whole images
     crop: Annotated[int, Field(strict=True, ge=0)]
-    precise_bn: Bool  # BatchNorm statistics recomputed on the train split before every val pass (precise BN)
-    patience: Annotated[int, Field(strict=True, ge=0)]  # early stopping: epochs without a better `monitor` value
-    # before training stops (0: off, every one of `epochs` is trained)
-    min_epochs: Annotated[int, Field(strict=True, ge=0)]  # no early stop before this many epochs (a flat start)
-    monitor: Monitor  # the val criterion of early stopping and of the kept epoch (medsr.classifier.stopping)
+    precise_bn: Bool
+    patience: Annotated[int, Field(strict=True, ge=0)]
+    min_epochs: Annotated[int, Field(strict=True, ge=0)]
+    monitor: Monitor
 
 
 @section
@@ -323,10 +319,10 @@ class GenerateParams:
     guidance_scale: Annotated[float, Field(strict=True, ge=0)]
     batch_size: PositiveInt
     shards: Annotated[tuple[Seed, ...], Field(min_length=1)]
-    samples_per_image: PositiveInt  # N posterior samples per chosen image (1: none beyond the main image)
-    sample_eta: Annotated[float, Field(strict=True, gt=0, le=1)]  # DDIM eta of the posterior samples (stochastic)
-    posterior_images: Annotated[int, Field(strict=True, ge=0)]  # images per split (half per class) with samples; 0: all
-    precision: Precision  # fp32, or bf16 autocast on CUDA (refused on the CPU)
+    samples_per_image: PositiveInt
+    sample_eta: Annotated[float, Field(strict=True, gt=0, le=1)]
+    posterior_images: Annotated[int, Field(strict=True, ge=0)]
+    precision: Precision
 
 
 @section
@@ -337,14 +333,14 @@ class ClassifyParams:
 @section
 class DeployedParams:
     """A user's own trained classifier and the contract it needs (medsr.classifier.deployed); file "": none."""
-    file: Str  # .safetensors (weights of a torchvision `architecture`) or .pt2 (torch.export.save)
-    architecture: Str  # torchvision.models name, for .safetensors; "" for .pt2
-    image_size: PositiveInt  # input height and width; the images must have it (never resized silently)
-    channels: Annotated[int, Field(strict=True, ge=1, le=3)]  # 1, or 3: the grey image repeated
-    mean: Annotated[tuple[Float, ...], Field(min_length=1, max_length=3)]  # (x - mean) / std of [0, 1] images
+    file: Str
+    architecture: Str
+    image_size: PositiveInt
+    channels: Annotated[int, Field(strict=True, ge=1, le=3)]
+    mean: Annotated[tuple[Float, ...], Field(min_length=1, max_length=3)]
     std: Annotated[tuple[Annotated[float, Field(strict=True, gt=0)], ...], Field(min_length=1, max_length=3)]
-    outputs: PositiveInt  # number of outputs; scores: softmax over them (one output: its sigmoid)
-    unhealthy_index: Annotated[int, Field(strict=True, ge=0)]  # which output is the unhealthy class
+    outputs: PositiveInt
+    unhealthy_index: Annotated[int, Field(strict=True, ge=0)]
 
 
 @section
@@ -357,21 +353,18 @@ class EvaluateParams:
     exact_below: Annotated[int, Field(strict=True, ge=0)]
     val_specificity: Annotated[float, Field(strict=True, gt=0, lt=1)]
     verdict_rule: VerdictRule
-    # guidance mode of the SR train images a classifier is also trained on (Q2 for SR): [] none, or one mode
     sr_classifier: Annotated[tuple[Guidance, ...], Field(max_length=1)]
     external: dict[str, Annotated[str, Field(strict=True, min_length=1)]]
-    deployed: DeployedParams  # Q1 with the user's own classifier (off while file is "")
+    deployed: DeployedParams
     figure_images: Annotated[int, Field(strict=True, ge=1, le=16)]
     lpips_weights: Str
-    rcps_alpha: Annotated[float, Field(strict=True, gt=0, lt=1)]  # RCPS: tolerated share of pixels outside interval
-    rcps_delta: Annotated[float, Field(strict=True, gt=0, lt=1)]  # RCPS: allowed chance that the bound fails
-    error_threshold: Annotated[float, Field(strict=True, gt=0, lt=1)]  # |SR - HR| above which a pixel is "wrong"
-    crc_alpha: Annotated[float, Field(strict=True, gt=0, lt=1)]  # conformal risk control: expected FNR bound
-    # the learning gate, checked before any verdict (medsr.evaluation.gate): below the floor, or unconverged, the
-    # run gives no verdict
-    gate_min_hr_val_auroc: Probability  # floor of the HR-trained classifier's AUROC on HR val, every seed and family
-    gate_require_converged: Bool  # every classifier's val criterion must have stopped improving within its epochs
-    gate_chance_alpha: Annotated[float, Field(strict=True, ge=0, lt=1)]  # every classifier's kept val AUROC on its
+    rcps_alpha: Annotated[float, Field(strict=True, gt=0, lt=1)]
+    rcps_delta: Annotated[float, Field(strict=True, gt=0, lt=1)]
+    error_threshold: Annotated[float, Field(strict=True, gt=0, lt=1)]
+    crc_alpha: Annotated[float, Field(strict=True, gt=0, lt=1)]
+    gate_min_hr_val_auroc: Probability
+    gate_require_converged: Bool
+    gate_chance_alpha: Annotated[float, Field(strict=True, ge=0, lt=1)]
     # own images above chance at this one-sided level (0: not checked)
 
 

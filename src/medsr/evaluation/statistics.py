@@ -106,7 +106,7 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     p~_(i) = min(1, max_{j <= i} (m - j + 1) p_(j)), returned in the input order.
 
     Written out rather than statsmodels' `multipletests(method="holm")`, which is the same formula but calls
-    `gc.collect()` on every call (0.3 s each in a process holding torch: most of `evaluate`'s time)."""
+    `gc.collect()` on every call (slow in a process holding torch)."""
     p = np.asarray(pvalues, dtype=np.float64)
     if p.size == 0:
         return []

@@ -44,7 +44,7 @@ def interval_sigma(std: np.ndarray) -> np.ndarray:
 
     The truth is known to one grey level only, and where every sample is clipped to the same value (the black
     background) the std is exactly 0: without the floor no lambda widens such a pixel's point interval, and the
-    risk cannot fall below their share (7-12 % of the pixels of ResShift's samples in the default run). The floor
+    risk cannot fall below their share (a sizeable share of the pixels of an SR sample's background). The floor
     is fixed before calibration, so the intervals stay a nested family in lambda and RCPS's guarantee holds."""
     return np.maximum(np.asarray(std, dtype=np.float64), GREY_LEVEL)
 
