@@ -117,5 +117,8 @@ def tool_files() -> set[str]:
     from medsr.tools.sources import import_closure
 
     stage_modules = set(import_closure("medsr.cli", *(f"medsr.{stage.module}" for stage in STAGES)))
-    tool_only = set(import_closure(*TOOLS.values())) - stage_modules
-    return {f"src/{m.replace('.', '/')}.py" for m in tool_only}
+    # and Snakemake's rule builder, which only the Snakefile imports
+    tool_only = set(import_closure(*TOOLS.values(), "medsr.tools.snakemake_rules")) - stage_modules
+    root = Path(__file__).resolve().parents[1]
+    paths = [Path("src", *m.split(".")) for m in tool_only]
+    return {str(p / "__init__.py" if (root / p).is_dir() else p.with_suffix(".py")) for p in paths}

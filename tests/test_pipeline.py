@@ -212,7 +212,8 @@ def test_editing_a_tool_reruns_nothing(both_runs, tmp_path):
     up to date."""
     projects, _, _ = both_runs
     tools = tool_files()
-    assert {"src/medsr/tools/dvc_yaml.py", "src/medsr/tools/overlay.py", "src/medsr/report/readme.py"} <= tools
+    assert {"src/medsr/tools/dvc_yaml.py", "src/medsr/tools/overlay.py", "src/medsr/report/readme.py",
+            "src/medsr/tools/snakemake_rules.py", "src/medsr/tools/__init__.py"} <= tools
     for front_end, project in projects.items():
         copy = tmp_path / front_end
         shutil.copytree(project, copy, symlinks=True)

@@ -7,7 +7,7 @@ from snakemake.utils import validate
 from medsr.core.config import load_raw, params_from_dict
 from medsr.core.errors import MedsrError
 from medsr.core.parameters import ARCHITECTURES, DATA_DOMAINS, GUIDANCE_MODES
-from medsr.core.user_paths import check_user_files
+from medsr.tools.user_paths import check_user_files
 from medsr.tools.snakemake_rules import relative, snakemake_rules, targets
 
 

@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from medsr.core.user_paths import check_user_files, user_files
+from medsr.tools.user_paths import check_user_files, user_files
 from medsr.stages import BY_RULE, LOGS, RULES, STAGES, command, rule_paths
 from medsr.tools.rule_files import for_dvc, rule_templates, rules_in_dag
 from medsr.tools.sources import source_files

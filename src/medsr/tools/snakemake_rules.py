@@ -23,7 +23,7 @@ from typing import Any
 
 from snakemake.io import directory, report
 
-from medsr.core.user_paths import user_input_files
+from medsr.tools.user_paths import user_input_files
 from medsr.stages import BY_RULE, LOGS, RULES, STAGES, command, rule_paths
 from medsr.tools.rule_files import rule_templates, rules_in_dag, with_params
 from medsr.tools.sources import source_files
