@@ -86,7 +86,7 @@ def answer_markdown(results: Mapping[str, Any]) -> str:
 
 
 def verdict_markdown(results: Mapping[str, Any]) -> str:
-    """The verdict block (the README's first screen): the verdict table, its basis and the run's origin."""
+    """The verdict block (the README's "Latest verdict"): the verdict table, its basis and the run's origin."""
     return "\n".join([*_verdict_lines(results), *_closing_lines(results)]) + "\n"
 
 
