@@ -29,7 +29,7 @@ from medsr.core.io import write_csv
 from medsr.core.parameters import CLASSES, DeployedParams
 from medsr.classifier.predictions import COLUMNS, DEPLOYED
 from medsr.report.summary import summary_text
-from medsr.report.tables import verdict_rows
+from medsr.report.tables import VERDICT_HEADER, verdict_rows
 from project import ROOT
 from test_evaluate import _ids, _params, _scores, _train_params, write_experiment
 
@@ -287,7 +287,8 @@ def test_evaluate_reports_the_deployed_classifiers_q1_verdicts_beside_the_traine
     assert by_first["sr_oracle@deployed"]["leaks_label"] and "leaks_label" in by_first["sr_oracle@deployed"]["family"]
     assert deployed["gate"]["passed"] and "conditional on this one classifier" in deployed["conditional"]
     table = [row for row in verdict_rows(results) if row[1].startswith("deployed")]
-    assert len(table) == 4 and all(row[0] == "Q1" and row[10] == "n/a (one classifier)" for row in table)
+    holds = VERDICT_HEADER.index("Holds in")
+    assert len(table) == 4 and all(row[0] == "Q1" and row[holds] == "n/a (one classifier)" for row in table)
     assert "conditional on this one classifier" in summary_text(results)
     assert "conditional on this one classifier" in (out["figures"] / "summary.rst").read_text()
     metrics = json.loads(out["metrics"].read_text())

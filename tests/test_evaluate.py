@@ -22,7 +22,8 @@ from medsr.classifier.predictions import COLUMNS, Scores
 from medsr.report import readme
 from medsr.report.headline import MAX_NUMBERS, arm_key, count_numbers
 from medsr.report.render import FIGURES
-from medsr.report.tables import interval, verdict_rows
+from medsr.report.answer import answer_text
+from medsr.report.tables import VERDICT_HEADER, interval, verdict_rows
 
 SIZE = 16
 N_VAL = 20  # per class
@@ -313,9 +314,9 @@ def assert_valid_rst(rst: str) -> None:
     assert warnings.getvalue() == ""
 
 
-def test_summary_opens_with_the_verdict_and_is_valid_restructuredtext(sr_wins):
+def test_summary_opens_with_the_answer_then_the_verdict_and_is_valid_restructuredtext(sr_wins):
     rst = sr_wins["summary_rst"]
-    assert rst.startswith("Verdict\n=======")
+    assert rst.startswith(answer_text(sr_wins["results_data"]) + "\n\nVerdict\n=======")
     assert rst.index("**Q1.") < rst.index("**Q2.") < rst.index("list-table") < rst.index("Details")
     assert_valid_rst(rst)
 
@@ -680,13 +681,14 @@ def test_test_specificity_and_partial_auroc_beside_each_fnr(sr_wins):
         assert sr_wins["metrics_data"]["spec"][arm_key(key) if not group["leaks_label"] else
                                                f"ORACLE_{arm_key(key)}"] == group["pooled"]["specificity_val"]["value"]
     row = next(r for r in verdict_rows(data) if r[0] == "Q2" and r[2].startswith("SR (null guidance)"))
-    assert row[5:7] == ["0.950", "0.950"] and row[-2].startswith("+0.211 [")
+    assert row[VERDICT_HEADER.index("Specificity first vs second")] == "0.950 vs 0.950"
+    assert row[-2].startswith("+0.211 [")
     assert "FNR 0.067 vs 0.467 (test specificity 0.950 vs 0.950), difference" in sr_wins["summary_rst"]
     assert "pAUC 0.965 vs 0.754, difference +0.211" in sr_wins["summary_rst"]
     block = readme.results_markdown(data)
-    assert "| FNR first | FNR second | Specificity first | Specificity second |" in block
-    assert "| FNR (val point) | per seed | Specificity (val point) | per seed | FNR at 0.5 |" in block
-    assert "| 0.950 [" in block and "| 0.950 / 0.950 |" in block
+    assert "| FNR first vs second | Specificity first vs second |" in block
+    assert "| FNR (val point) | per seed, min-max | Specificity (val point) | per seed, min-max | FNR at 0.5 |" in block
+    assert "| 0.950 [" in block and "| 0.950 |" in block  # both train seeds at 0.950: one value, not a range
 
 
 def test_pooled_roc_and_operating_points_of_an_arm(sr_wins):
@@ -812,7 +814,7 @@ def test_the_gate_passes_when_the_classifiers_learned_and_changes_no_verdict(sr_
     assert record["chance_pvalue"] < 1e-4
     assert sr_wins["metrics_data"]["gate"] == "passed"
     assert _verdict(sr_wins, Q2_SR)["verdict"] == "first_better"
-    assert sr_wins["summary_rst"].startswith("Verdict\n=======")
+    assert sr_wins["summary_rst"].startswith("Diffusion SR lowers the HR-trained classifier's misses")
     assert "did not learn" not in sr_wins["results_data"]["summary"]
 
 
@@ -913,9 +915,10 @@ def test_each_verdict_sentence_quotes_the_interval_of_its_table_row(tmp_path):
     data, rst = experiment["results_data"], experiment["summary_rst"]
     rows = [r for r in verdict_rows(data) if r[1] == "resnet18"]
     assert rows and all(v["verdict_test"]["test"] == "seed_image_t" for v in data["verdicts"])
-    for row in rows:
-        assert f"difference {row[7]}; Holm p" in rst, row
-    bootstrap = {interval(v["fnr_difference_val"], signed=True) for v in data["verdicts"]} - {row[7] for row in rows}
+    cells = [row[VERDICT_HEADER.index("FNR difference [CI]")] for row in rows]
+    for cell in cells:
+        assert f"difference {cell}; Holm p" in rst, cell
+    bootstrap = {interval(v["fnr_difference_val"], signed=True) for v in data["verdicts"]} - set(cells)
     assert bootstrap and not any(f"difference {b}; Holm p" in rst for b in bootstrap)
 
 
@@ -974,8 +977,9 @@ def test_a_new_verdict_test_is_one_class(monkeypatch):
     assert block["verdict"] == f"{ScratchSign.description}; significant when its Holm-adjusted p is < 1 - " \
                                f"confidence. {GENERALIZES}"
     sentence = basis({"settings": block, "n_test": N_HEALTHY + N_UNHEALTHY, "n_unhealthy": N_UNHEALTHY})
-    assert f"except the verdict's FNR difference: {ScratchSign.interval_text}" in sentence
-    assert f"verdict: {ScratchSign.summary}, Holm-adjusted" in sentence
+    assert f"the verdict's FNR difference: {ScratchSign.interval_text}" in sentence
+    assert f"Verdict: {ScratchSign.summary}. It is Holm-adjusted" in sentence
     row = next(r for r in verdict_rows({"verdicts": analysis["verdicts"], "settings": block})
                if r[2].startswith(q2["first_title"]) and q2["second_title"] in r[2])
-    assert row[7] == interval(difference_interval(q2, 0.95), signed=True) == "-0.129 [-0.167, -0.100]"
+    assert row[VERDICT_HEADER.index("FNR difference [CI]")] == interval(difference_interval(q2, 0.95), signed=True) \
+        == "-0.129 [-0.167, -0.100]"

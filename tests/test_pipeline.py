@@ -459,7 +459,10 @@ def test_snakemake_report_holds_this_runs_figures_and_findings(snakemake_project
 
 
 def test_report_renders_in_headless_chromium(snakemake_project, tmp_path):
-    """The report opens in a browser: a headless Chromium screenshot that is not blank.
+    """The report opens in a browser: a headless Chromium screenshot that is not blank, whose opening view starts at
+    the top of the description and shows what the run found (`answer_text`, as the README's first screen) on its
+    first screen, with tables that fit the page: none wider than the window, no cell taller than four lines (per-seed
+    values stacked one a line were five), no word spilling out of its cell.
     Needs Debian's chromium (`.ci/run` installs it); without it the test says so and is skipped."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -481,6 +484,19 @@ def test_report_renders_in_headless_chromium(snakemake_project, tmp_path):
     assert pixels.std() > 20  # text, navigation and the DAG drawn, not an empty page
     dark = (pixels < 100).mean()
     assert 0.005 < dark < 0.6, dark
+
+    from medsr.report.answer import answer_text
+    from report_layout import measure
+
+    layout = measure(chromium, report, tmp_path)
+    width, height = layout["window"]
+    answer = answer_text(json.loads((snakemake_project / "results/evaluation.json").read_text()))
+    opening = next(p for p in layout["paragraphs"] if " ".join(p["text"].split()) == answer)
+    assert layout["paragraphs"][0]["top"] >= 0, layout["paragraphs"][0]  # the top is in reach, not above the page
+    assert 0 <= opening["top"] < height - 100, opening  # the answer is on the opening screen
+    assert layout["tables"] and layout["description_right"] <= width
+    for table in layout["tables"]:
+        assert table["right"] <= width and table["max_lines"] <= 4 and not table["spilling"], table
 
 
 # --- user-brought folders ------------------------------------------------------------------------

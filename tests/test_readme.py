@@ -1,5 +1,6 @@
-"""The README's first screen: what to type comes first, CI runs the README's test command verbatim, every page it
-links exists, and every generated block in the README and docs/ is the table of its JSON file as committed."""
+"""The README's first screen: what the run found (a generated block), then what to type; no sentence on it over 40
+words and no internal key; CI runs the README's test command verbatim, every page it links exists, and every
+generated block in the README and docs/ is the table of its JSON file as committed."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from medsr.report.readme import BENCHMARK_BLOCK, benchmark_blocks
+from medsr.report.answer import MAX_WORDS
+from medsr.report.readme import ANSWER_BEGIN_END, BENCHMARK_BLOCK, benchmark_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -34,6 +36,32 @@ def test_the_two_commands_are_on_the_first_screen():
         assert command.startswith("python3 -m venv .venv && .venv/bin/pip install")
     assert commands["run"][1].endswith("snakemake --cores 2 --max-threads 1")
     assert commands["test"][1].endswith(".venv/bin/python -m pytest")
+
+
+def _first_screen() -> str:
+    """The README above its commands, without markdown markup: what a newcomer reads first."""
+    text = README.read_text().split("## Run it")[0]
+    return re.sub(r"<!--.*?-->|^#[^\n]*|[*`]", "", text, flags=re.S | re.M)
+
+
+def _sentences(text: str) -> list[str]:
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if p.strip()]
+    return [s for p in paragraphs for s in re.split(r"(?<=[.!?])\s+", p)]
+
+
+def test_the_first_screen_says_what_the_run_found_in_short_sentences():
+    text = README.read_text()
+    begin, end = ANSWER_BEGIN_END
+    assert 0 <= text.index(begin) < text.index(end) < text.index("## Run it")  # `medsr readme` fills it from a run
+    long = [s for s in _sentences(_first_screen()) if len(s.split()) > MAX_WORDS]
+    assert not long, long
+    assert not re.search(r"\w@\w|Q\d:|_vs_", _first_screen())  # comparison names, not results keys
+
+
+def test_the_cross_machine_tables_are_in_the_evaluation_page():
+    names = {page.name: {m.group(2) for m in BENCHMARK_BLOCK.finditer(page.read_text())} for page in PAGES}
+    assert {"cross_machine", "cross_machine_10"} <= names["evaluation.md"]
+    assert not names["README.md"] & {"cross_machine", "cross_machine_10"}
 
 
 def test_ci_runs_the_readme_test_command_verbatim():

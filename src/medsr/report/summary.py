@@ -1,4 +1,5 @@
-"""The generated findings: first the answers to Q1 and Q2 and the verdict table, then the details.
+"""The generated findings: what the run found in three sentences (`medsr.report.answer`), the answers to Q1 and Q2
+and the verdict table, then the details.
 
 Every sentence follows a verdict computed in `evaluation/verdicts.py` (the Holm-adjusted FNR test on the unhealthy
 test images at the val operating point under `evaluate.verdict_rule`, "holds in k/n" replicates) and quotes its
@@ -13,6 +14,7 @@ from typing import Any
 from medsr.evaluation.gate import NO_VERDICT
 from medsr.evaluation.roc import MAX_FPR
 from medsr.evaluation.verdicts import VERDICT_TESTS, VerdictTest
+from medsr.report.answer import answer_text
 from medsr.report.figures import ROC_FIGURES
 from medsr.report.tables import (ARM_HEADER, DEPLOYED_WORDS, ORACLE, VERDICT_HEADER, VERDICT_WORDS, arm_rows,
                                  deployed_family, difference_interval, gate_failed, gate_lead, interval, num, pvalue,
@@ -42,8 +44,8 @@ def verdict_sentence(v: Mapping[str, Any], confidence: float) -> str:
     text = (f"{relation(v)}: FNR {num(v['fnr_first_val']['value'])} vs {num(v['fnr_second_val']['value'])}"
             f"{specificity_clause(v)}, difference {interval(difference_interval(v, confidence), signed=True)}; "
             f"Holm p {pvalue(verdict_p(v, '_holm'))} "
-            f"(paired test over its {v['replicates']} replicate(s)); each replicate alone: holds in "
-            f"{v['holds']}/{v['replicates']}.")
+            f"(paired test over {plural(v['replicates'], 'replicate')}; holds in {v['holds']}/{v['replicates']} of "
+            "them alone).")
     return f"{lead}: {text}" if lead else text[0].upper() + text[1:]
 
 
@@ -158,21 +160,26 @@ def trust_lines(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def plural(count: int, word: str) -> str:
+    """`1 replicate`, `5 replicates`."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def _seed_interval(rule: type[VerdictTest]) -> str:
-    return f", except the verdict's FNR difference: {rule.interval_text}" if rule.interval_text else ""
+    return f"; the verdict's FNR difference: {rule.interval_text}" if rule.interval_text else ""
 
 
 def basis(results: Mapping[str, Any]) -> str:
+    """How the verdict table's numbers were computed, in four short sentences."""
     s = results["settings"]
     rule = VERDICT_TESTS[s.get("verdict_rule", "majority")]  # results written before the pooled test: majority
     where = " in more than half of the replicates" if rule.name == "majority" else ""
     return (f"FNR = FN / (FN + TP) on {results['n_test']} paired test images ({results['n_unhealthy']} unhealthy), at "
-            f"the threshold reaching val specificity >= {s['val_specificity']} per classifier and image set; "
-            f"{s['confidence']:.0%} paired bootstrap intervals ({s['bootstrap']} resamples){_seed_interval(rule)}; "
-            f"verdict: "
-            f"{rule.summary}, Holm-adjusted within each question, significant when Holm p < "
-            f"{1 - s['confidence']:.2g}{where} (replicates: {len(s['train_seeds'])} train seed(s) x the SR set's "
-            f"sampling seeds).")
+            f"the threshold reaching val specificity >= {s['val_specificity']} per classifier and image set. "
+            f"Intervals: {s['confidence']:.0%} paired bootstrap ({s['bootstrap']} resamples of the test images)"
+            f"{_seed_interval(rule)}. Verdict: {rule.summary}. It is Holm-adjusted within each question and "
+            f"significant when Holm p < {1 - s['confidence']:.2g}{where}; replicates: "
+            f"{plural(len(s['train_seeds']), 'train seed')} x the SR set's sampling seeds.")
 
 
 def oracle_warning(results: Mapping[str, Any]) -> str:
@@ -188,13 +195,14 @@ def summary_text(results: Mapping[str, Any]) -> str:
 
 
 def summary_rst(results: Mapping[str, Any]) -> str:
-    """summary.rst: the verdict first (answers, one table, the forest plot's name), details after; when the
-    learning gate failed, that it did and why come before everything."""
+    """summary.rst: what the run found in three sentences (`answer_text`, as the README's first screen), then the
+    verdict (answers, one table, the forest plot's name), details after; when the learning gate failed, that it did
+    and why come before everything."""
     out = []
     if gate_failed(results):
         sentence, reasons = gate_lead(results)
         out += [f"**{sentence}**", ""] + [f"- {r}" for r in reasons] + [""]
-    out += ["Verdict", "=======", ""]
+    out += [answer_text(results), "", "Verdict", "=======", ""]
     for question in ("Q1", "Q2"):
         out += [f"**{question}. {results['questions'][question]}**", ""]
         out += [f"- {s}" for s in question_lines(results, question)] or ["- (no comparison in this run)"]
@@ -226,7 +234,8 @@ def secondary_text(results: Mapping[str, Any]) -> str:
              f"{MAX_FPR} (McClish-standardized, mean over replicates, paired interval of the difference):", ""]
     for v in results["verdicts"]:
         sec = v["secondary"]
-        lines.append(f"- {v['id']}: all images {pvalue(sec['all_images_pvalue_holm_median'])}; at 0.5 "
+        lines.append(f"- {v['question']}, {v['first_title']} vs {v['second_title']}: all images "
+                     f"{pvalue(sec['all_images_pvalue_holm_median'])}; at 0.5 "
                      f"{pvalue(sec['unhealthy_at_0.5_pvalue_holm_median'])} (FNR difference at 0.5 "
                      f"{interval(v['fnr_difference_0.5'], signed=True)}); AUROC difference "
                      f"{num(sec['auroc_difference_mean'])}, DeLong p {pvalue(sec['delong_pvalue_median'])}"

@@ -15,6 +15,12 @@ from medsr.evaluation.roc import MAX_FPR
 from medsr.evaluation.verdicts import VERDICT_TESTS
 
 ORACLE = "ORACLE, leaks the label"
+LEAKS = "LEAKS THE LABEL"  # what the title of an image set with label-leaking guidance says (medsr.data.image_sets)
+
+
+def flagged(title: str, leaks_label: bool) -> str:
+    """`title`, marked [ORACLE, leaks the label] when its guidance leaks the label and it does not say so itself."""
+    return f"{title} [{ORACLE}]" if leaks_label and LEAKS not in title else title
 
 
 def num(value: float | None, digits: int = 3) -> str:
@@ -33,8 +39,8 @@ def interval(est: Mapping[str, Any], digits: int = 3, signed: bool = False) -> s
     return f"{head} [{num(est['ci_low'], digits)}, {num(est['ci_high'], digits)}]"
 
 
-VERDICT_HEADER = ("Question", "Classifier family", "Comparison (first vs second)", "FNR first", "FNR second",
-                  "Specificity first", "Specificity second", "FNR difference [CI]", "p", "Holm p", "Holds in",
+VERDICT_HEADER = ("Question", "Classifier family", "Comparison (first vs second)", "FNR first vs second",
+                  "Specificity first vs second", "FNR difference [CI]", "p", "Holm p", "Holds in",
                   f"pAUC difference, FPR <= {MAX_FPR} [CI]", "Verdict")
 VERDICT_WORDS = {"first_better": "first lower FNR", "second_better": "first higher FNR",
                  "not_significant": "not significant", NO_VERDICT: "no verdict (the classifiers did not learn)"}
@@ -67,11 +73,10 @@ def verdict_rows(results: Mapping[str, Any]) -> list[list[str]]:
     replicates it holds alone, and (secondary) the paired difference of the partial AUROC over the tail."""
     rows = []
     for v in all_verdicts(results):
-        flag = f" [{ORACLE}]" if v["leaks_label"] else ""
         family = v.get("architecture", "resnet18")  # results written before there were several
-        rows.append([v["question"], family, f"{v['first_title']} vs {v['second_title']}{flag}",
-                     num(v["fnr_first_val"]["value"]), num(v["fnr_second_val"]["value"]),
-                     _value(v, "specificity_first_val"), _value(v, "specificity_second_val"),
+        rows.append([v["question"], family, flagged(f"{v['first_title']} vs {v['second_title']}", v["leaks_label"]),
+                     f"{num(v['fnr_first_val']['value'])} vs {num(v['fnr_second_val']['value'])}",
+                     f"{_value(v, 'specificity_first_val')} vs {_value(v, 'specificity_second_val')}",
                      interval(difference_interval(v, results["settings"]["confidence"]), signed=True),
                      pvalue(verdict_p(v)),
                      pvalue(verdict_p(v, "_holm")), f"{v['holds']}/{v['replicates']}",
@@ -94,11 +99,12 @@ def deployed_rows(results: Mapping[str, Any]) -> list[list[str]]:
     """The verdict table's rows of the deployed classifier's Q1 verdicts (none without one)."""
     out = []
     for v in results.get("deployed", {}).get("verdicts", []):
-        flag = f" [{ORACLE}]" if v["leaks_label"] else ""
-        out.append(["Q1", deployed_family(results), f"{v['first_title']} vs {v['second_title']}{flag}",
-                    num(v["fnr_first"]), num(v["fnr_second"]), num(v["specificity_first"]),
-                    num(v["specificity_second"]), interval(v["fnr_difference"], signed=True), pvalue(v["pvalue"]),
-                    pvalue(v["pvalue_holm"]), ONE_CLASSIFIER, "n/a", DEPLOYED_WORDS[v["verdict"]]])
+        out.append(["Q1", deployed_family(results), flagged(f"{v['first_title']} vs {v['second_title']}",
+                                                            v["leaks_label"]),
+                    f"{num(v['fnr_first'])} vs {num(v['fnr_second'])}",
+                    f"{num(v['specificity_first'])} vs {num(v['specificity_second'])}",
+                    interval(v["fnr_difference"], signed=True), pvalue(v["pvalue"]), pvalue(v["pvalue_holm"]),
+                    ONE_CLASSIFIER, "n/a", DEPLOYED_WORDS[v["verdict"]]])
     return out
 
 
@@ -107,19 +113,29 @@ def _value(entry: Mapping[str, Any], key: str) -> str:
     return num(entry[key]["value"]) if key in entry else "n/a"
 
 
-ARM_HEADER = ("Image set + classifier", "FNR (val point)", "per seed", "Specificity (val point)", "per seed",
-              "FNR at 0.5", "per seed", "Accuracy (val point)", "AUROC", f"pAUC (FPR <= {MAX_FPR})", "PSNR", "SSIM")
+PER_SEED = "per seed, min-max"
+ARM_HEADER = ("Image set + classifier", "FNR (val point)", PER_SEED, "Specificity (val point)", PER_SEED,
+              "FNR at 0.5", PER_SEED, "Accuracy (val point)", "AUROC", f"pAUC (FPR <= {MAX_FPR})", "PSNR", "SSIM")
+
+
+def seed_range(values: Sequence[float | None]) -> str:
+    """Per-train-seed values as one short cell: "low-high", one value when they all round alike, n/a when none."""
+    kept = sorted(v for v in values if v is not None)
+    if not kept:
+        return "n/a"
+    low, high = num(kept[0]), num(kept[-1])
+    return low if low == high else f"{low}-{high}"
 
 
 def _per_seed(results: Mapping[str, Any], group: Mapping[str, Any], point: str, rate: str = "fnr") -> str:
-    """A rate per train seed (averaged over the group's sets, i.e. its sampling seeds)."""
+    """A rate per train seed (averaged over the group's sets, i.e. its sampling seeds), as `seed_range`."""
     values = []
     for seed in results["settings"]["train_seeds"]:
         rates = [results["arms"][str(Arm(name, group["classifier"]))]["per_seed"][str(seed)][point][rate]["value"]
                  for name in group["sets"]]
         rates = [r for r in rates if r is not None]
-        values.append(num(sum(rates) / len(rates)) if rates else "n/a")
-    return " / ".join(values)
+        values.append(sum(rates) / len(rates) if rates else None)
+    return seed_range(values)
 
 
 def arm_rows(results: Mapping[str, Any]) -> list[list[str]]:
@@ -127,8 +143,8 @@ def arm_rows(results: Mapping[str, Any]) -> list[list[str]]:
     for key, group in results["arm_groups"].items():
         pooled = group["pooled"]
         quality = results["set_groups"].get(group["group"], {})
-        flag = f" [{ORACLE}]" if group["leaks_label"] else ""
-        rows.append([f"{group['title']}{flag}", interval(pooled["fnr_val"]), _per_seed(results, group, "val"),
+        rows.append([flagged(group["title"], group["leaks_label"]), interval(pooled["fnr_val"]),
+                     _per_seed(results, group, "val"),
                      interval(pooled["specificity_val"]), _per_seed(results, group, "val", "specificity"),
                      interval(pooled["fnr_0.5"]), _per_seed(results, group, "0.5"),
                      num(pooled["accuracy_val"]["value"]), num(pooled["auroc"]["value"]), _value(pooled, "pauc"),
@@ -136,8 +152,29 @@ def arm_rows(results: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
+MAX_COLUMN_WEIGHT = 60  # characters: a longer cell wraps rather than take the width of the short columns
+CELL_PADDING = 3  # characters' worth of a cell's padding
+
+
+def _longest_word(texts: Sequence[str]) -> int:
+    return max((len(word) for text in texts for word in text.split()), default=1)
+
+
+def column_widths(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[int]:
+    """Relative column widths of a report table: a column's longest cell up to MAX_COLUMN_WEIGHT characters, never
+    less than its longest word (the header's included), plus its padding: short numbers keep a line, long
+    comparisons wrap over a few, no word spills into the next column."""
+    widths = []
+    for i, name in enumerate(header):
+        cells = [row[i] for row in rows]
+        longest = max((len(cell) for cell in cells), default=1)
+        widths.append(max(_longest_word([name, *cells]), min(longest, MAX_COLUMN_WEIGHT)) + CELL_PADDING)
+    return widths
+
+
 def rst_table(header: Sequence[str], rows: Sequence[Sequence[str]], title: str = "") -> str:
-    out = [f".. list-table:: {title}".rstrip(), "   :header-rows: 1", ""]
+    out = [f".. list-table:: {title}".rstrip(), "   :header-rows: 1",
+           f"   :widths: {' '.join(str(w) for w in column_widths(header, rows))}", ""]
     for row in [list(header), *rows]:
         out.append(f"   * - {_rst_cell(row[0])}")
         out += [f"     - {_rst_cell(cell)}" for cell in row[1:]]
