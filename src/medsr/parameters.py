@@ -356,6 +356,8 @@ class EvaluateParams:
     exact_below: Annotated[int, Field(strict=True, ge=0)]
     val_specificity: Annotated[float, Field(strict=True, gt=0, lt=1)]
     verdict_rule: VerdictRule
+    # |FNR difference| within which a verdict may say "equivalent" (two one-sided tests), declared before any run
+    equivalence_margin: Annotated[float, Field(strict=True, gt=0, lt=1)]
     # guidance mode of the SR train images a classifier is also trained on (Q2 for SR): [] none, or one mode
     sr_classifier: Annotated[tuple[Guidance, ...], Field(max_length=1)]
     external: dict[str, Annotated[str, Field(strict=True, min_length=1)]]
