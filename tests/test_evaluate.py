@@ -806,6 +806,7 @@ def test_four_labels_the_minimum_detectable_effect_and_what_a_verdict_generalize
     assert verdict_words(q2) == f"inconclusive; detectable: |d| >= {q2['mde']['value']:.2g}"
     assert verdict_sentence(q2, 0.95).endswith(f"; verdict: {verdict_words(q2)}.")
     assert verdict_words({**q2, "verdict": "equivalent"}).startswith("equivalent within +-0.02; detectable: |d| >= ")
+    assert verdict_words({**q2, "mde": {"value": 1.7}}) == "inconclusive; detectable: no |d| <= 1"  # too few seeds
 
 def test_the_default_rule_adds_no_seed_level_test():
     sets = [

@@ -50,7 +50,8 @@ def verdict_words(v: Mapping[str, Any]) -> str:
     if "mde" not in v or v["verdict"] == NO_VERDICT:
         return words
     mde = v["mde"]["value"]
-    return f"{words}; detectable: " + ("n/a (no standard error)" if mde is None else f"|d| >= {mde:.2g}")
+    shown = "n/a (no standard error)" if mde is None else f"|d| >= {mde:.2g}" if mde <= 1 else "no |d| <= 1"
+    return f"{words}; detectable: {shown}"
 
 
 def all_verdicts(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
