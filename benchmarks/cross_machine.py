@@ -6,9 +6,10 @@ orders give other trained classifiers, as another CPU would):
     ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE snakemake --cores 2 --max-threads 1   # run B, in another
     .venv/bin/python benchmarks/cross_machine.py RUN_A/results/evaluation.json RUN_B/results/evaluation.json
 
-A verdict's label is its direction and significance (first_better | second_better | not_significant | no_verdict);
-the table shows both runs' labels and Holm-adjusted p-values, so a verdict that moves shows by how much. Prints a
-table and writes results/benchmarks/cross_machine.json (both runs' commits, machines and numeric environments).
+A verdict's label is first_better | second_better | equivalent | inconclusive | no_verdict; the table shows both
+runs' labels and Holm-adjusted p-values and whether the two verdicts are consistent (no opposite labels, between-run
+z <= 3: medsr.report.agreement.runs_consistent), so a verdict that moves shows by how much. Prints a table and writes
+results/benchmarks/cross_machine.json (both runs' commits, machines and numeric environments).
 """
 
 from __future__ import annotations

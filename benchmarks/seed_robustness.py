@@ -1,10 +1,12 @@
 """Do the verdicts survive other training seeds? Compares two runs' `results/evaluation.json` (the same
 commit and parameters except `evaluate.train_seeds`) verdict by verdict.
 
-A verdict is the answer to one comparison (Q1, Q2, reference): first_better | second_better | not_significant,
-under the run's `evaluate.verdict_rule` (see medsr.evaluation.verdicts.verdict and comparisons).
-The check the issue asks for: rerun the default pipeline with train seeds 3-5 instead of 0-2 and reach the
-same verdicts. Label-leaking comparisons are listed but flagged.
+A verdict is the answer to one comparison (Q1, Q2, reference): first_better | second_better | equivalent |
+inconclusive, under the run's `evaluate.verdict_rule` (see medsr.evaluation.verdicts.verdict and comparisons).
+Two runs' verdicts of a comparison are consistent when their labels are not opposite (first_better against
+second_better) and their between-run z = |d_A - d_B| / sqrt(se_A^2 + se_B^2) is <= 3
+(medsr.report.agreement.runs_consistent); the table also says whether the labels are the same. Label-leaking
+comparisons are listed but flagged.
 
     .venv/bin/python benchmarks/seed_robustness.py RUN_A/results/evaluation.json RUN_B/results/evaluation.json
 

@@ -45,6 +45,7 @@ def _params(**overrides) -> EvaluateParams:
                   exact_below=25, val_specificity=0.95, external={"mine": "x"},
                   figure_images=4, lpips_weights="", rcps_alpha=0.2, rcps_delta=0.1,
                   error_threshold=0.05, crc_alpha=0.1, sr_classifier=(), verdict_rule="pooled",
+                  equivalence_margin=0.05,
                   gate_min_hr_val_auroc=0.9, gate_require_converged=True, gate_chance_alpha=0.05,
                   deployed=NO_DEPLOYED)
     values.update(overrides)
@@ -211,7 +212,8 @@ def test_sr_loses_to_the_matched_baseline(sr_loses):
 
 def test_neither_significant(neither):
     v = _verdict(neither, Q2_SR)
-    assert v["verdict"] == "not_significant" and v["holds"] == 0
+    assert v["verdict"] == "inconclusive" and v["holds"] == 0  # the pooled rule: no standard error, no equivalence
+    assert v["equivalence"]["pvalue"] is None and v["mde"]["value"] is None and v["mde"]["reason"]
     assert v["pvalue_holm"] >= 0.05 and v["pvalue_holm_median"] >= 0.05
     assert neither["metrics_data"]["p"]["q2_sr_null"] == pytest.approx(v["pvalue_holm"])
     q2 = neither["summary_rst"].split("**Q2.")[1].split("**Q")[0]
@@ -508,7 +510,7 @@ def test_verdicts_are_reported_per_classifier_family(family_specific, sr_wins):
     first, other = _verdict(family_specific, Q1_SR), next(
         v for v in data["other_architectures"]["mobilenet_v3_small"]["verdicts"] if v["id"] == Q1_SR)
     assert (first["architecture"], first["verdict"]) == ("resnet18", "first_better")
-    assert (other["architecture"], other["verdict"]) == ("mobilenet_v3_small", "not_significant")
+    assert (other["architecture"], other["verdict"]) == ("mobilenet_v3_small", "inconclusive")
     assert other["fnr_first_val"]["value"] == pytest.approx(12 / N_UNHEALTHY)
     # the first family's numbers (headline, verdicts) are those of a run with it alone
     assert family_specific["metrics_data"] == sr_wins["metrics_data"]
@@ -518,16 +520,17 @@ def test_verdicts_are_reported_per_classifier_family(family_specific, sr_wins):
 def test_a_gain_in_one_family_only_shows_as_such(family_specific):
     data = family_specific["results_data"]
     agreement = {a["id"]: a for a in data["architecture_agreement"]}
-    assert agreement[Q1_SR]["verdicts"] == {"resnet18": "first_better", "mobilenet_v3_small": "not_significant"}
+    assert agreement[Q1_SR]["verdicts"] == {"resnet18": "first_better", "mobilenet_v3_small": "inconclusive"}
     assert not agreement[Q1_SR]["agree"] and agreement[Q1_SR]["specific_to"] == {"first_better": ["resnet18"]}
     assert agreement["reference:hr@hr_vs_bicubic@bicubic"]["agree"]  # the same made-up scores in both families
-    assert f"{Q1_SR}: first lower FNR only with resnet18 (resnet18 first lower FNR, mobilenet_v3_small not " \
-           "significant)" in data["summary"]
+    assert f"{Q1_SR}: first lower FNR only with resnet18 (resnet18 first lower FNR, mobilenet_v3_small " \
+           "inconclusive)" in data["summary"]
     assert "[mobilenet_v3_small] Not shown: no significant difference in missed unhealthy images between SR (null " \
         "guidance)" in data["summary"]
     rows = [r for r in verdict_rows(data) if r[0] == "Q1" and r[2].startswith("SR (null guidance)")]
-    assert [(r[1], r[-1]) for r in rows] == [("resnet18", "first lower FNR"),
-                                             ("mobilenet_v3_small", "not significant")]
+    no_se = "; detectable: n/a (no standard error)"  # the pooled rule's test has none
+    assert [(r[1], r[-1]) for r in rows] == [("resnet18", f"first lower FNR{no_se}"),
+                                             ("mobilenet_v3_small", f"inconclusive{no_se}")]
     assert "mobilenet_v3_small" in family_specific["summary_rst"]
 
 
@@ -635,7 +638,7 @@ def _spread_misses(misses_per_seed: dict[str, list[range]], seeds: tuple[int, ..
     return out
 
 
-@pytest.mark.parametrize("rule, expected, holds", [("pooled", "first_better", 0), ("majority", "not_significant", 0)])
+@pytest.mark.parametrize("rule, expected, holds", [("pooled", "first_better", 0), ("majority", "inconclusive", 0)])
 def test_the_pooled_rule_tests_every_replicate_at_once(rule, expected, holds):
     """Each seed alone: SR misses none, bicubic + bicubic classifier misses 5 (exact McNemar p = 0.0625), on other
     images in each seed: neither seed alone is significant, the pooled test over 10 informative images is
@@ -763,6 +766,49 @@ def test_a_seed_level_rule_records_its_test_p_and_holm_p_and_what_it_generalizes
             pytest.approx(half) and half > 0
         assert difference_interval({**q2, "verdict_test": {}}, 0.95) is q2["fnr_difference_val"]  # other rules
 
+
+
+@pytest.mark.parametrize("rule, over", [("seed_image_t", ["classifier training seed", "test images"]),
+                                        ("crossed_t", ["classifier training seed", "test images",
+                                                       "val threshold images"])])
+def test_four_labels_the_minimum_detectable_effect_and_what_a_verdict_generalizes_over(rule, over):
+    """Five seeds: SR through the HR classifier misses 4-5 of 30 unhealthy images, bicubic + bicubic classifier 5
+    (other images, per seed): a difference of -0.02, not significant. Within a margin of 0.3 it is "equivalent", within
+    0.02 "inconclusive"; every verdict carries the minimum detectable effect of its test at alpha / k (k: its Holm
+    family's size) and the sources of variance its test generalizes over."""
+    from medsr.evaluation.power import minimum_detectable_effect
+    from medsr.report.summary import verdict_sentence
+    from medsr.report.tables import verdict_words
+
+    seeds = (0, 1, 2, 3, 4)
+    sets = [ImageSet("hr", "hr", Path("hr"), matched="hr"),
+            ImageSet("bicubic", "bicubic", Path("b"), matched="bicubic"),
+            ImageSet("sr_null_seed0", "sr", Path("s"), guidance="null", seed=0)]
+    scores = _spread_misses({"bicubic@bicubic": [range(5 * i, 5 * i + 5) for i in range(5)],
+                             "sr_null_seed0@hr": [range(5 * i + 2, 5 * i + 6 + i % 2) for i in range(5)],
+                             "bicubic@hr": [range(0, 20)] * 5}, seeds)
+    labels = {}
+    for margin in (0.3, 0.02):
+        params = _params(verdict_rule=rule, train_seeds=seeds, equivalence_margin=margin)
+        weights = bootstrap_weights(N_HEALTHY + N_UNHEALTHY, params.bootstrap, params.bootstrap_seed, None)
+        verdicts = classifier_analysis(params, sets, scores, ("hr", "bicubic"), weights, "resnet18")["verdicts"]
+        q2 = next(v for v in verdicts if v["id"] == Q2_SR)
+        labels[margin] = q2["verdict"]
+        assert q2["pvalue_holm"] > 0.05 and q2["verdict_test"]["difference"] == pytest.approx(-0.02)
+        assert q2["equivalence"]["margin"] == margin and (q2["equivalence"]["pvalue"] < 0.05) == (margin == 0.3)
+    assert labels == {0.3: "equivalent", 0.02: "inconclusive"}
+    for v in verdicts:
+        test, k = v["verdict_test"], 2 if v["question"] == "reference" else 1  # the two references: one family
+        assert v["mde"]["family_size"] == k and v["mde"]["alpha"] == pytest.approx(0.05 / k)
+        assert v["mde"]["value"] == pytest.approx(minimum_detectable_effect(test["se"], test["df"], 0.05 / k))
+        assert v["generalizes_over"] == over and "SR model training run" in v["held_fixed"]
+        assert f"detectable: |d| >= {v['mde']['value']:.2g}" in verdict_words(v)
+    q1 = next(v for v in verdicts if v["id"] == Q1_SR)
+    assert q1["verdict"] == "first_better"
+    assert verdict_words(q2) == f"inconclusive; detectable: |d| >= {q2['mde']['value']:.2g}"
+    assert verdict_sentence(q2, 0.95).endswith(f"; verdict: {verdict_words(q2)}.")
+    assert verdict_words({**q2, "verdict": "equivalent"}).startswith("equivalent within +-0.02; detectable: |d| >= ")
+    assert verdict_words({**q2, "mde": {"value": 1.7}}) == "inconclusive; detectable: no |d| <= 1"  # too few seeds
 
 def test_the_default_rule_adds_no_seed_level_test():
     sets = [

@@ -723,7 +723,7 @@ def test_a_users_classifier_in_both_formats_gets_q1_verdicts_in_both_front_ends(
         assert deployed["classifier"]["file"] == f"models/user/{rounds[-1]['names'][front_end]}"
         assert {v["question"] for v in deployed["verdicts"]} == {"Q1"}
         assert {v["first"] for v in deployed["verdicts"]} >= {"regression@deployed", "sr_null@deployed"}
-        assert all(v["verdict"] in ("first_better", "second_better", "not_significant", "no_verdict")
+        assert all(v["verdict"] in ("first_better", "second_better", "inconclusive", "no_verdict")
                    for v in deployed["verdicts"])
     # one classifier in two formats: the same rows, and the same scores up to float summation order
     for front_end in ("snakemake", "dvc"):

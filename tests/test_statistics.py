@@ -457,3 +457,45 @@ def test_shared_threshold_variance_is_seeded_needs_two_seeds_and_sees_only_what_
     own = val.copy()
     own[:, 1:] = rng.normal(0, 1.2, own[:, 1:].shape)
     assert shared_threshold_variance(own, test, 0.9, resamples=300, seed=3) < a / 4
+
+
+# --- what a verdict's test can detect, and equivalence (medsr.evaluation.power) ---------------------------------
+
+@pytest.mark.parametrize("se, df, alpha", [(0.02, 4, 0.025), (0.035, 7.3, 0.05), (0.01, np.inf, 0.025)])
+def test_an_effect_of_the_minimum_detectable_size_is_detected_four_times_in_five(se, df, alpha):
+    """The t test of the verdict, simulated: difference ~ N(mde, se^2), its standard error estimated with df degrees
+    of freedom (se^2 chi2_df / df; known for df = inf); rejections at two-sided level alpha: 80 % within Monte Carlo
+    error (sd 0.003). The textbook (t_{1-alpha/2} + t_{0.8}) se would give about 0.77 at 4 df and alpha 0.025."""
+    from medsr.evaluation.power import POWER, minimum_detectable_effect, power
+
+    mde = minimum_detectable_effect(se, df, alpha)
+    assert power(mde, se, df, alpha) == pytest.approx(POWER, abs=1e-6)
+    rng = np.random.default_rng(7)
+    n = 20000
+    difference = rng.normal(mde, se, n)
+    estimated = se * np.sqrt(rng.chisquare(df, n) / df) if np.isfinite(df) else np.full(n, se)
+    rejected = np.abs(difference / estimated) > scipy.stats.t.ppf(1 - alpha / 2, df)
+    assert abs(rejected.mean() - POWER) <= 0.03
+    half = np.abs(rng.normal(mde / 2, se, n) / estimated) > scipy.stats.t.ppf(1 - alpha / 2, df)
+    assert half.mean() < 0.5  # half the effect: detected far less often
+    assert minimum_detectable_effect(se, df, alpha / 2) > mde  # a stricter Holm step needs a larger effect
+    assert minimum_detectable_effect(0.0, df, alpha) is None and minimum_detectable_effect(se, 0, alpha) is None
+
+
+def test_two_one_sided_tests_are_the_interval_inside_the_margin_and_hold_their_level_at_the_margin():
+    from medsr.evaluation.power import tost
+
+    rng = np.random.default_rng(11)
+    for d, se, df in zip(rng.uniform(-0.1, 0.1, 200), rng.uniform(0.005, 0.05, 200), rng.uniform(2, 60, 200)):
+        out = tost(d, se, df, 0.05, 0.05)
+        low, high = out["interval"]
+        assert out["equivalent"] == (-0.05 < low and high < 0.05)  # Schuirmann: the 90 % interval inside +-margin
+        assert high - d == pytest.approx(scipy.stats.t.ppf(0.95, df) * se)
+    # a true difference on the margin: "equivalent" in at most alpha of runs (about alpha when se << margin)
+    se, df, n = 0.005, 9, 5000
+    difference = rng.normal(0.05, se, n)
+    estimated = se * np.sqrt(rng.chisquare(df, n) / df)
+    rate = np.mean([tost(d, s, df, 0.05, 0.05)["equivalent"] for d, s in zip(difference, estimated)])
+    assert abs(rate - 0.05) <= 0.01  # binomial sd 0.003
+    assert tost(0.0, 0.0, 4, 0.05, 0.05) is None  # no standard error: no equivalence test
+    assert tost(0.0, 0.01, 4, 0.05, 0.05)["pvalue"] == pytest.approx(scipy.stats.t.sf(5.0, 4))

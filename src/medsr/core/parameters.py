@@ -353,6 +353,7 @@ class EvaluateParams:
     exact_below: Annotated[int, Field(strict=True, ge=0)]
     val_specificity: Annotated[float, Field(strict=True, gt=0, lt=1)]
     verdict_rule: VerdictRule
+    equivalence_margin: Annotated[float, Field(strict=True, gt=0, lt=1)]
     sr_classifier: Annotated[tuple[Guidance, ...], Field(max_length=1)]
     external: dict[str, Annotated[str, Field(strict=True, min_length=1)]]
     deployed: DeployedParams

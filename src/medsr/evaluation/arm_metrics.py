@@ -3,7 +3,7 @@
 The operating points (0.5 and the threshold chosen on val: the smallest reaching `evaluate.val_specificity`),
 confusion counts and rates with bootstrap intervals (Efron & Tibshirani 1993), AUROC;
 an arm group's pooled numbers are the mean over its replicates (train seeds x sets) with the paired bootstrap
-interval of the mean.
+interval of the mean, and so are a comparison group's FNRs and their difference (`pooled_comparison`).
 """
 
 from __future__ import annotations
@@ -93,4 +93,28 @@ def pooled_arm(members: Sequence[tuple[int, str]], scores: Mapping[Key, Scores],
         values.append(float(bootstrap_auroc(np.ones((1, len(test.labels))), test.labels, test.scores)[0]))
         samples.append(bootstrap_auroc(weights, test.labels, test.scores))
     out["auroc"] = mean_estimate(values, samples, confidence)
+    return out
+
+
+def pooled_comparison(replicates: Sequence[dict[str, Any]], scores: Mapping[Key, Scores],
+                      points: Mapping[tuple[str, str, int], Mapping[str, OperatingPoint]], weights: np.ndarray,
+                      params: EvaluateParams) -> dict[str, Any]:
+    """Mean FNR each side and mean difference over replicates, with paired bootstrap intervals."""
+    out: dict[str, Any] = {}
+    for p in POINTS:
+        sides = {"first": ([], []), "second": ([], []), "difference": ([], [])}
+        for r in replicates:
+            per_side = []
+            for side in ("first", "second"):
+                name, classifier = Arm.parse(r[side])
+                test = scores[(classifier, r["train_seed"], name, "test")]
+                preds = predict(test.scores, points[(name, classifier, r["train_seed"])][p].threshold)
+                point = float(bootstrap_rates(np.ones((1, len(preds))), test.labels, preds)["fnr"][0])
+                sample = bootstrap_rates(weights, test.labels, preds)["fnr"]
+                sides[side][0].append(point), sides[side][1].append(sample)
+                per_side.append((point, sample))
+            sides["difference"][0].append(per_side[0][0] - per_side[1][0])
+            sides["difference"][1].append(per_side[0][1] - per_side[1][1])
+        for side, (values, samples) in sides.items():
+            out[f"fnr_{side}_{p}"] = mean_estimate(values, samples, params.confidence)
     return out

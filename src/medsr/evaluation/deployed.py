@@ -161,7 +161,7 @@ def analysis(params: EvaluateParams, sets: Sequence[ImageSet], predictions: Path
         sign = int(np.sign(d)) if abs(d) > 1e-12 else 0
         significant = sign != 0 and v["pvalue_holm"] < alpha
         v["direction"] = {-1: "first lower FNR", 1: "second lower FNR", 0: "no difference"}[sign]
-        v["verdict"] = (NO_VERDICT if not passed else "not_significant" if not significant
+        v["verdict"] = (NO_VERDICT if not passed else "inconclusive" if not significant
                         else "first_better" if sign < 0 else "second_better")
     return {"classifier": {"file": contract.file, "sha256": sha256_file(contract.file)
                            if Path(contract.file).is_file() else None, "contract": to_jsonable(contract)},

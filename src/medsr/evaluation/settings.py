@@ -10,9 +10,9 @@ from medsr.evaluation.roc import SETTINGS as ROC_SETTINGS
 from medsr.evaluation.verdicts import VERDICT_TESTS
 
 GENERALIZES = ("The unit of replication is the training run: the verdict generalizes over new training seeds of "
-               "these classifiers and new images of this kind (operating point included); it does not generalize to "
-               "other data sets, other classifier families, or other SR models and sampling seeds unless those are "
-               "replicated too. With one training seed it is not testable (p = 1).")
+               "these classifiers and new images of this kind (each verdict's generalizes_over and held_fixed); it "
+               "does not generalize to other data sets, other classifier families, or other SR models and sampling "
+               "seeds unless those are replicated too. With one training seed it is not testable (p = 1).")
 
 
 def verdict_text(rule: str) -> str:
@@ -43,6 +43,7 @@ def settings(params: EvaluateParams, classifiers: Sequence[str]) -> dict[str, An
         "replicates": "a comparison's replicates are its train seeds x the sampling seeds of its SR set (one per "
                       "train seed when no SR set with several seeds is involved)",
         "verdict_rule": params.verdict_rule,
+        "equivalence_margin": params.equivalence_margin,
         "verdict": verdict_text(params.verdict_rule),
         "holds": "a replicate holds when its own Holm-adjusted McNemar p < 1 - confidence and its FNR difference has "
                  "the sign of the mean difference",

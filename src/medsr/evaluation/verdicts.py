@@ -4,12 +4,15 @@ seed, and per comparison group (replicates = train seeds x sampling seeds of the
 Per comparison and train seed: McNemar (1947) on the unhealthy test images (primary, the test of FNR) and on all
 test images, each Holm (1979)-adjusted within its family; DeLong (1988) for AUROC. Per comparison group: pooled FNR
 (mean over replicates), the paired bootstrap interval of the mean FNR difference, the test of `evaluate.verdict_rule`
-over all replicates (Holm-adjusted within the question's family) and the verdict with "holds in k/n".
+over all replicates (Holm-adjusted within the question's family), the verdict with "holds in k/n" (one of four labels:
+first_better, second_better, equivalent within `evaluate.equivalence_margin`, inconclusive), the smallest difference
+the test detects (`mde`) and the sources of variance the verdict generalizes over.
 
 A verdict test is declared once, by its class (`VerdictTest`): its `name` (what evaluate.verdict_rule accepts), the
 one-line texts the settings block and the summary print, whether its unit of replication is the training run, the
-test of a comparison group, when it is significant and the interval of the FNR difference it implies. Defining the
-class registers it in `VERDICT_TESTS`; `medsr.core.parameters` reads the names off this file for the params file's enum.
+test of a comparison group, when it is significant, the interval of the FNR difference it implies, its standard error
+(equivalence, minimum detectable effect) and what it generalizes over. Defining the class registers it in
+`VERDICT_TESTS`; `medsr.core.parameters` reads the names off this file for the params file's enum.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from medsr.core.parameters import EvaluateParams
-from medsr.evaluation.arm_metrics import POINTS
+from medsr.evaluation.power import POWER, minimum_detectable_effect, tost
+from medsr.evaluation.arm_metrics import POINTS, pooled_comparison
 from medsr.evaluation.comparisons import Arm, Comparison
-from medsr.evaluation.metrics import bootstrap_rates, finite_or_none, mean_estimate
+from medsr.evaluation.metrics import finite_or_none
 from medsr.evaluation.operating_point import OperatingPoint, predict
 from medsr.evaluation.statistics import (compare, crossed_t, delong_paired, holm_adjust, seed_image_t,
                                          shared_threshold_variance, sign_flip_test, two_level_bootstrap)
@@ -137,6 +141,9 @@ VERDICT_TESTS: dict[str, type["VerdictTest"]] = {}
 # what the seed-level tests replicate, and what they do not (medsr.evaluation.settings.GENERALIZES in full)
 RETRAINING = ("it generalizes over retraining the classifiers and new images, not over retraining the SR and "
               "regression models, one training run each")
+MODELS = ("SR model training run", "regression model training run", "SR sampling seeds")  # one of each, shared by all
+NO_T = "gives no standard error with degrees of freedom"  # for `equivalence` and `mde`
+NO_STANDARD_ERROR = f"; it {NO_T}, so no minimum detectable effect and never \"equivalent\""
 
 
 class VerdictTest:
@@ -144,13 +151,16 @@ class VerdictTest:
     `medsr.core.parameters` reads it off this file), `description` (the settings block's "verdict"; a training-run
     test's is followed there by the decision and what it generalizes over), `summary` (the summary's words for it),
     `seed_unit` (its unit of replication is the training run), `test` (its dict, with "pvalue"; `pooled` itself when
-    the verdict rests on the pooled test), `significant` and `interval`. Subclassing with a `name` registers it."""
+    the verdict rests on the pooled test), `significant`, `interval`, `standard_error` (from which `equivalence` and
+    `mde`), `generalizes_over` and `held_fixed` (sources of variance). Subclassing with a `name` registers it."""
 
     name: ClassVar[str]
     description: ClassVar[str]
     summary: ClassVar[str]
     seed_unit: ClassVar[bool] = False
     interval_text: ClassVar[str] = ""  # the summary's words for `interval`, when the test implies one
+    generalizes_over: ClassVar[tuple[str, ...]] = ("test images",)
+    held_fixed: ClassVar[tuple[str, ...]] = ("classifier training runs", "val threshold images", *MODELS)
 
     def __init_subclass__(cls, **options):
         super().__init_subclass__(**options)
@@ -172,6 +182,23 @@ class VerdictTest:
         images (the trained classifiers held fixed)."""
         return None
 
+    @classmethod
+    def standard_error(cls, test: Mapping[str, Any]) -> tuple[float, float] | None:
+        """(standard error, degrees of freedom) of the FNR difference, for `equivalence` and `mde`; None: none."""
+        return None
+
+    @classmethod
+    def equivalence(cls, test: Mapping[str, Any], margin: float, alpha: float) -> dict[str, Any] | None:
+        """`medsr.evaluation.power.tost` against +-margin at level alpha (None without a standard error)."""
+        se = cls.standard_error(test)
+        return None if se is None else tost(test["difference"], *se, margin, alpha)
+
+    @classmethod
+    def mde(cls, test: Mapping[str, Any], alpha: float) -> float | None:
+        """`medsr.evaluation.power.minimum_detectable_effect` at level alpha (None without a standard error)."""
+        se = cls.standard_error(test)
+        return None if se is None else minimum_detectable_effect(*se, alpha)
+
 
 class Pooled(VerdictTest):
     """`pooled_test`: one exact paired test over every replicate, the classifiers and thresholds held fixed."""
@@ -179,7 +206,7 @@ class Pooled(VerdictTest):
     name = "pooled"
     description = ("significant when the Holm-adjusted p of the exact paired sign-flip test over all replicates "
                    "(Fisher 1935, Pitman 1937; per unhealthy test image the misses summed over replicates; the exact "
-                   "McNemar test for one replicate) is < 1 - confidence")
+                   f"McNemar test for one replicate) is < 1 - confidence{NO_STANDARD_ERROR}")
     summary = ("one exact paired test on the unhealthy images over all replicates (per image: misses summed over "
                "replicates, signs flipped; McNemar for one replicate)")
 
@@ -188,7 +215,7 @@ class Majority(VerdictTest):
     """Significant when more than half of the replicates' own McNemar tests hold (p columns: the pooled test's)."""
 
     name = "majority"
-    description = "significant when it holds in more than half of its replicates"
+    description = f"significant when it holds in more than half of its replicates{NO_STANDARD_ERROR}"
     summary = "McNemar on the unhealthy images in each replicate"
 
     @classmethod
@@ -209,6 +236,8 @@ class SeedImageT(VerdictTest):
     seed_unit = True
     interval_text = ("mean +- t(seeds - 1) x the standard error of its seed-level test (training seeds and "
                      "images)")
+    generalizes_over = ("classifier training seed", "test images")
+    held_fixed = ("val threshold images (one val set shared by every seed)", *MODELS)
 
     @classmethod
     def test(cls, group: Group) -> dict[str, Any]:
@@ -223,6 +252,10 @@ class SeedImageT(VerdictTest):
         half = float(student_t.ppf(0.5 + confidence / 2, test["df"])) * test["se"]
         return {"value": test["difference"], "ci_low": test["difference"] - half, "ci_high": test["difference"] + half}
 
+    @classmethod
+    def standard_error(cls, test: Mapping[str, Any]) -> tuple[float, float] | None:
+        return (test["se"], test["df"]) if test.get("se") and test.get("df") else None
+
 
 class TwoLevelBootstrap(VerdictTest):
     """`statistics.two_level_bootstrap`: seeds, healthy val images (thresholds recomputed) and unhealthy test images
@@ -231,10 +264,12 @@ class TwoLevelBootstrap(VerdictTest):
     name = "two_level_bootstrap"
     description = ("two-level bootstrap of the mean FNR difference (Saravanan, Berman & Sober 2020): training seeds "
                    "resampled (pairs kept), then healthy val images (each seed's threshold recomputed) and unhealthy "
-                   "test images; two-sided percentile p with the +1 correction")
+                   f"test images; two-sided percentile p with the +1 correction{NO_STANDARD_ERROR}")
     summary = ("a two-level bootstrap of the FNR difference (training seeds, then images, each seed's val threshold "
                f"recomputed: {RETRAINING})")
     seed_unit = True
+    generalizes_over = ("classifier training seed", "test images", "val threshold images")
+    held_fixed = MODELS
 
     @classmethod
     def test(cls, group: Group) -> dict[str, Any]:
@@ -258,6 +293,8 @@ class CrossedT(SeedImageT):
                f"thresholds as sources of variance: {RETRAINING})")
     interval_text = ("mean +- t(Satterthwaite df) x the standard error of its crossed test (training seeds, images, "
                      "val thresholds)")
+    generalizes_over = ("classifier training seed", "test images", "val threshold images")
+    held_fixed = MODELS
 
     @classmethod
     def test(cls, group: Group) -> dict[str, Any]:
@@ -268,11 +305,12 @@ class CrossedT(SeedImageT):
         return crossed_t((first["misses"] - second["misses"]).mean(axis=1), shared, first["val"].shape[-1])
 
 
-def verdict(replicates: Sequence[dict[str, Any]], test: Mapping[str, Any], alpha: float,
-            rule: type[VerdictTest]) -> dict[str, Any]:
+def verdict(replicates: Sequence[dict[str, Any]], test: Mapping[str, Any], alpha: float, rule: type[VerdictTest],
+            margin: float) -> dict[str, Any]:
     """Direction of the mean FNR difference (first - second) over replicates, the verdict under `rule` (its
-    `significant` given `test`, its Holm-adjusted test), and in how many replicates it holds (its own Holm-adjusted
-    unhealthy-only McNemar p < alpha, difference of that sign)."""
+    `significant` given `test`, its Holm-adjusted test: first_better | second_better; else "equivalent" when its
+    `equivalence` test against +-margin holds at level alpha, else "inconclusive"), and in how many replicates it
+    holds (its own Holm-adjusted unhealthy-only McNemar p < alpha, difference of that sign)."""
     diffs = np.array([r["val"]["fnr_difference"]["value"] for r in replicates], dtype=np.float64)
     mean = float(np.mean(diffs))
     sign = int(np.sign(mean)) if abs(mean) > 1e-12 else 0
@@ -280,38 +318,18 @@ def verdict(replicates: Sequence[dict[str, Any]], test: Mapping[str, Any], alpha
                   and np.sign(d) == sign) for r, d in zip(replicates, diffs)]
     k, n = sum(holds), len(holds)
     significant = sign != 0 and rule.significant(test, k, n, alpha)
-    name = "not_significant" if not significant else "first_better" if sign < 0 else "second_better"
+    equivalence = rule.equivalence(test, margin, alpha)
+    name = ("first_better" if sign < 0 else "second_better") if significant else \
+        "equivalent" if equivalence and equivalence["equivalent"] else "inconclusive"
     return {"verdict": name, "rule": rule.name, "holds": k, "replicates": n, "holds_per_replicate": holds,
-            "direction": {-1: "first lower FNR", 1: "second lower FNR", 0: "no difference"}[sign]}
+            "direction": {-1: "first lower FNR", 1: "second lower FNR", 0: "no difference"}[sign],
+            "equivalence": {"margin": margin, "alpha": alpha, "test": "two one-sided tests (Schuirmann 1987)",
+                            **(equivalence or {"pvalue": None, "reason": f"{rule.name} {NO_T}"})}}
 
 
 def median_or_none(values: Sequence[float | None]) -> float | None:
     defined = [v for v in values if v is not None]
     return float(np.median(defined)) if defined else None
-
-
-def pooled_comparison(replicates: Sequence[dict[str, Any]], scores: Mapping[Key, Scores],
-                      points: Mapping[tuple[str, str, int], Mapping[str, OperatingPoint]], weights: np.ndarray,
-                      params: EvaluateParams) -> dict[str, Any]:
-    """Mean FNR each side and mean difference over replicates, with paired bootstrap intervals."""
-    out: dict[str, Any] = {}
-    for p in POINTS:
-        sides = {"first": ([], []), "second": ([], []), "difference": ([], [])}
-        for r in replicates:
-            per_side = []
-            for side in ("first", "second"):
-                name, classifier = Arm.parse(r[side])
-                test = scores[(classifier, r["train_seed"], name, "test")]
-                preds = predict(test.scores, points[(name, classifier, r["train_seed"])][p].threshold)
-                point = float(bootstrap_rates(np.ones((1, len(preds))), test.labels, preds)["fnr"][0])
-                sample = bootstrap_rates(weights, test.labels, preds)["fnr"]
-                sides[side][0].append(point), sides[side][1].append(sample)
-                per_side.append((point, sample))
-            sides["difference"][0].append(per_side[0][0] - per_side[1][0])
-            sides["difference"][1].append(per_side[0][1] - per_side[1][1])
-        for side, (values, samples) in sides.items():
-            out[f"fnr_{side}_{p}"] = mean_estimate(values, samples, params.confidence)
-    return out
 
 
 def _secondary(replicates: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -356,21 +374,24 @@ def comparison_groups(tests: Sequence[dict[str, Any]], group_of: Mapping[str, st
     out = []
     for (question, first, second), replicates in grouped.items():
         key = (question, first, second)
-        test = chosen[key]
-        entry = {"id": f"{question}:{first}_vs_{second}", "question": question, "first": first, "second": second,
-                 "first_title": titles[first], "second_title": titles[second],
-                 "leaks_label": replicates[0]["leaks_label"], "family": replicates[0]["family"],
-                 **verdict(replicates, test, alpha, rule),
-                 "pooled_test": pooled[key],
-                 **({"verdict_test": test} if test is not pooled[key] else {}),
-                 "pvalue": test["pvalue"], "pvalue_holm": test["pvalue_holm"],
-                 **pooled_comparison(replicates, scores, points, weights, params),
-                 "pvalue_median": median_or_none([r["val"]["unhealthy_only"]["mcnemar"]["pvalue"] for r in replicates]),
-                 "pvalue_holm_median": median_or_none(
-                     [r["val"]["unhealthy_only"]["mcnemar"]["pvalue_holm"] for r in replicates]),
-                 "secondary": _secondary(replicates),
-                 "per_replicate": [_replicate_row(r) for r in replicates]}
-        out.append(entry)
+        test, family_size = chosen[key], len(families[replicates[0]["family"]])
+        mde = rule.mde(test, alpha / family_size)
+        out.append({"id": f"{question}:{first}_vs_{second}", "question": question, "first": first, "second": second,
+                    "first_title": titles[first], "second_title": titles[second],
+                    "leaks_label": replicates[0]["leaks_label"], "family": replicates[0]["family"],
+                    **verdict(replicates, test, alpha, rule, params.equivalence_margin),
+                    "mde": {"value": mde, "power": POWER, "alpha": alpha / family_size, "family_size": family_size,
+                            **({} if mde else {"reason": test.get("reason") or f"{rule.name} {NO_T}"})},
+                    "generalizes_over": list(rule.generalizes_over), "held_fixed": list(rule.held_fixed),
+                    "pooled_test": pooled[key], **({"verdict_test": test} if test is not pooled[key] else {}),
+                    "pvalue": test["pvalue"], "pvalue_holm": test["pvalue_holm"],
+                    **pooled_comparison(replicates, scores, points, weights, params),
+                    "pvalue_median": median_or_none(
+                        [r["val"]["unhealthy_only"]["mcnemar"]["pvalue"] for r in replicates]),
+                    "pvalue_holm_median": median_or_none(
+                        [r["val"]["unhealthy_only"]["mcnemar"]["pvalue_holm"] for r in replicates]),
+                    "secondary": _secondary(replicates),
+                    "per_replicate": [_replicate_row(r) for r in replicates]})
     return out
 
 

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from medsr.report.agreement import judgement_caption, judgement_cell, judgement_column
+
 DIFFICULTY_HEADER = ("| radius HR px | radius LR px | HR AUROC | HR FNR | bicubic AUROC | bicubic FNR | SR FNR | "
                      "McNemar p (unhealthy) | b / c | s |\n|---|---|---|---|---|---|---|---|---|---|")
 
@@ -88,19 +90,19 @@ def seed_robustness_markdown(data: Mapping[str, Any]) -> str:
     seeds = data["train_seeds"]
     lines = [
         f"| comparison | verdict, seeds {seeds['a']} | holds | Holm p | verdict, seeds {seeds['b']} | holds | Holm p "
-        f"| same |",
+        f"| {judgement_column(data)} |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in data["rows"]:
         cells = [f"{r[k]['verdict']} | {r[k]['holds']}/{r[k]['replicates']} | {_p(r[k].get('pvalue_holm'))}"
                  if r[k] else "- | - | -" for k in "ab"]
         flag = " (LEAKS THE LABEL)" if r["leaks_label"] else ""
-        lines.append(f"| {r['id']}{flag} | {cells[0]} | {cells[1]} | {'yes' if r['same'] else '**no**'} |")
+        lines.append(f"| {r['id']}{flag} | {cells[0]} | {cells[1]} | {judgement_cell(r)} |")
     commits = {k: ((data.get("provenance") or {}).get(k) or {}).get("git", {}).get("commit", "?")[:10] for k in "ab"}
     rules = sorted({r[k].get("rule", "?") for r in data["rows"] for k in "ab" if r[k]})
     return "\n".join(lines) + (f"\n\n{data['fair_verdicts_same']} of {data['fair_verdicts']} fair verdicts the same "
                                f"(runs of commits {commits['a']} and {commits['b']}; verdict rule "
-                               f"{', '.join(rules)}).")
+                               f"{', '.join(rules)}){judgement_caption(data)}.")
 
 
 def _environment(provenance: Mapping[str, Any] | None) -> str:
@@ -121,16 +123,17 @@ def cross_machine_markdown(data: Mapping[str, Any]) -> str:
         cells = [f"{r[k]['verdict']} | {r[k]['holds']}/{r[k]['replicates']} | {_p(r[k].get('pvalue_holm'))}"
                  if r[k] else "- | - | -" for k in "ab"]
         flag = " (LEAKS THE LABEL)" if r["leaks_label"] else ""
-        lines.append(f"| {r['id']}{flag} | {cells[0]} | {cells[1]} | {'yes' if r['same'] else '**no**'} |")
+        lines.append(f"| {r['id']}{flag} | {cells[0]} | {cells[1]} | {judgement_cell(r)} |")
     runs = data.get("provenance") or {}
     commit = ((runs.get("a") or {}).get("git") or {}).get("commit") or "?"
     return _table(
-        ("comparison", "verdict, run A", "holds", "Holm p", "verdict, run B", "holds", "Holm p", "same"),
+        ("comparison", "verdict, run A", "holds", "Holm p", "verdict, run B", "holds", "Holm p",
+         judgement_column(data)),
         lines,
         (
             f"{data['fair_verdicts_same']} of {data['fair_verdicts']} fair verdicts the same; commit "
             f"{commit[:10]}, train seeds {data.get('train_seeds')}; run A: {_environment(runs.get('a'))}; "
-            f"run B: {_environment(runs.get('b'))}."
+            f"run B: {_environment(runs.get('b'))}{judgement_caption(data)}."
         ),
     )
 

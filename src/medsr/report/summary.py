@@ -12,17 +12,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from medsr.evaluation.gate import NO_VERDICT
+from medsr.evaluation.power import POWER
 from medsr.evaluation.roc import MAX_FPR
 from medsr.evaluation.verdicts import VERDICT_TESTS, VerdictTest
 from medsr.report.answer import answer_text
 from medsr.report.figures import ROC_FIGURES
 from medsr.report.tables import (ARM_HEADER, DEPLOYED_WORDS, ORACLE, VERDICT_HEADER, VERDICT_WORDS, arm_rows,
                                  deployed_family, difference_interval, gate_failed, gate_lead, interval, num, pvalue,
-                                 rst_table, verdict_p, verdict_rows)
+                                 rst_table, verdict_p, verdict_rows, verdict_words)
 
-ANSWER = {  # question -> verdict -> leading word
-    "Q1": {"first_better": "Yes", "second_better": "No", "not_significant": "Not shown", NO_VERDICT: "No verdict"},
-    "Q2": {"first_better": "Yes", "second_better": "No", "not_significant": "Not shown", NO_VERDICT: "No verdict"},
+ANSWER = {  # question -> verdict -> leading word ("not_significant": results written before the four labels)
+    q: {"first_better": "Yes", "second_better": "No", "equivalent": "No", "inconclusive": "Not shown",
+        "not_significant": "Not shown", NO_VERDICT: "No verdict"} for q in ("Q1", "Q2")
 }
 
 
@@ -33,6 +34,9 @@ def relation(v: Mapping[str, Any]) -> str:
         return f"{v['first_title']} misses more unhealthy images than {v['second_title']}"
     if v["verdict"] == NO_VERDICT:
         return f"{v['first_title']} vs {v['second_title']} (numbers as description only)"
+    if v["verdict"] == "equivalent":
+        return (f"{v['first_title']} and {v['second_title']} miss unhealthy images at rates within "
+                f"+-{v['equivalence']['margin']:g} of each other")
     return f"no significant difference in missed unhealthy images between {v['first_title']} and {v['second_title']}"
 
 
@@ -45,8 +49,13 @@ def verdict_sentence(v: Mapping[str, Any], confidence: float) -> str:
             f"{specificity_clause(v)}, difference {interval(difference_interval(v, confidence), signed=True)}; "
             f"Holm p {pvalue(verdict_p(v, '_holm'))} "
             f"(paired test over {plural(v['replicates'], 'replicate')}; holds in {v['holds']}/{v['replicates']} of "
-            "them alone).")
+            f"them alone){verdict_clause(v)}.")
     return f"{lead}: {text}" if lead else text[0].upper() + text[1:]
+
+
+def verdict_clause(v: Mapping[str, Any]) -> str:
+    """'; verdict: <label words>; detectable: |d| >= x' (empty in results written before the four labels)."""
+    return f"; verdict: {verdict_words(v)}" if "mde" in v else ""
 
 
 def specificity_clause(v: Mapping[str, Any]) -> str:
@@ -179,7 +188,20 @@ def basis(results: Mapping[str, Any]) -> str:
             f"Intervals: {s['confidence']:.0%} paired bootstrap ({s['bootstrap']} resamples of the test images)"
             f"{_seed_interval(rule)}. Verdict: {rule.summary}. It is Holm-adjusted within each question and "
             f"significant when Holm p < {1 - s['confidence']:.2g}{where}; replicates: "
-            f"{plural(len(s['train_seeds']), 'train seed')} x the SR set's sampling seeds.")
+            f"{plural(len(s['train_seeds']), 'train seed')} x the SR set's sampling seeds.{labels_sentence(s, rule)}")
+
+
+def labels_sentence(s: Mapping[str, Any], rule: type[VerdictTest]) -> str:
+    """The four labels, the minimum detectable effect and what the verdict generalizes over (empty in results
+    written before the four labels)."""
+    if "equivalence_margin" not in s:
+        return ""
+    return (f" Labels: first or second lower FNR (significant), else equivalent within +-{s['equivalence_margin']:g} "
+            f"(two one-sided tests at level {1 - s['confidence']:.2g}, Schuirmann 1987; only a test with a standard "
+            f"error can say it), else inconclusive. Detectable: the smallest absolute FNR difference the verdict's "
+            f"test detects with {POWER:.0%} power at {1 - s['confidence']:.2g} / k (k comparisons in its Holm family: "
+            f"the strictest Holm step). It generalizes over {', '.join(rule.generalizes_over)}; held fixed: "
+            f"{', '.join(rule.held_fixed)}.")
 
 
 def oracle_warning(results: Mapping[str, Any]) -> str:
@@ -205,7 +227,7 @@ def summary_rst(results: Mapping[str, Any]) -> str:
     out += [answer_text(results), "", "Verdict", "=======", ""]
     for question in ("Q1", "Q2"):
         out += [f"**{question}. {results['questions'][question]}**", ""]
-        out += [f"- {s}" for s in question_lines(results, question)] or ["- (no comparison in this run)"]
+        out += [f"- {rst_text(s)}" for s in question_lines(results, question)] or ["- (no comparison in this run)"]
         if question == "Q1" and results.get("deployed"):
             out += [f"- {s.strip()}" for s in deployed_lines(results)]
         out.append("")
@@ -220,12 +242,17 @@ def summary_rst(results: Mapping[str, Any]) -> str:
             f"``{'``, ``'.join(ROC_FIGURES.values())}`` show each question's ROC curves and where on them the verdict "
             "is read (the val operating point, in the high-specificity tail).", "",
             "Details", "=======", "", "Reference comparisons:", ""]
-    out += [f"- {s}" for s in question_lines(results, "reference")] + [""]
+    out += [f"- {rst_text(s)}" for s in question_lines(results, "reference")] + [""]
     out += [rst_table(ARM_HEADER, arm_rows(results), "FNR per image set and classifier (pooled, then per train seed)"),
             secondary_text(results), ""]
     if results.get("trust"):
         out += ["Trust audit", "===========", "", "::", ""] + [f"  {line}" for line in trust_lines(results)] + [""]
     return "\n".join(out)
+
+
+def rst_text(text: str) -> str:
+    """`text` with its |...| (the detectable |d|) escaped: reStructuredText reads them as substitutions."""
+    return text.replace("|", "\\|")
 
 
 def secondary_text(results: Mapping[str, Any]) -> str:

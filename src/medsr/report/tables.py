@@ -42,8 +42,22 @@ def interval(est: Mapping[str, Any], digits: int = 3, signed: bool = False) -> s
 VERDICT_HEADER = ("Question", "Classifier family", "Comparison (first vs second)", "FNR first vs second",
                   "Specificity first vs second", "FNR difference [CI]", "p", "Holm p", "Holds in",
                   f"pAUC difference, FPR <= {MAX_FPR} [CI]", "Verdict")
-VERDICT_WORDS = {"first_better": "first lower FNR", "second_better": "first higher FNR",
-                 "not_significant": "not significant", NO_VERDICT: "no verdict (the classifiers did not learn)"}
+VERDICT_WORDS = {"first_better": "first lower FNR", "second_better": "second lower FNR", "equivalent": "equivalent",
+                 "inconclusive": "inconclusive", NO_VERDICT: "no verdict (the classifiers did not learn)",
+                 "not_significant": "not significant"}  # the label of results written before the four labels
+
+
+def verdict_words(v: Mapping[str, Any]) -> str:
+    """A verdict's label in words with the smallest difference its test detects: "equivalent within +-0.05;
+    detectable: |d| >= 0.11" (results written before either: the label alone)."""
+    words = VERDICT_WORDS[v["verdict"]]
+    if v["verdict"] == "equivalent":
+        words += f" within +-{v['equivalence']['margin']:g}"
+    if "mde" not in v or v["verdict"] == NO_VERDICT:
+        return words
+    mde = v["mde"]["value"]
+    shown = "n/a (no standard error)" if mde is None else f"|d| >= {mde:.2g}" if mde <= 1 else "no |d| <= 1"
+    return f"{words}; detectable: {shown}"
 
 
 def all_verdicts(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -81,7 +95,7 @@ def verdict_rows(results: Mapping[str, Any]) -> list[list[str]]:
                      pvalue(verdict_p(v)),
                      pvalue(verdict_p(v, "_holm")), f"{v['holds']}/{v['replicates']}",
                      interval(v["pauc_difference"], signed=True) if "pauc_difference" in v else "n/a",
-                     VERDICT_WORDS[v["verdict"]]])
+                     verdict_words(v)])
     q1 = sum(1 for v in all_verdicts(results) if v["question"] == "Q1")
     return rows[:q1] + deployed_rows(results) + rows[q1:]
 
