@@ -32,7 +32,8 @@ def _verdict(question: str, first: str, second: str, verdict: str, fnr: tuple[fl
             "first_title": first, "second_title": second, "verdict": verdict, "leaks_label": leaks, "rule": "pooled",
             "holds": 5, "replicates": 5, "pvalue": holm / 2, "pvalue_holm": holm,
             "fnr_first_val": {"value": fnr[0]}, "fnr_second_val": {"value": fnr[1]},
-            "fnr_difference_val": {"value": difference, "ci_low": ci[0], "ci_high": ci[1]}}
+            "fnr_difference_val": {"value": difference, "ci_low": ci[0], "ci_high": ci[1]},
+            "mde": {"value": 0.112}, "equivalence": {"margin": 0.05}}
 
 
 def results(q1: str = "first_better", q2: str = "second_better", guidance: tuple[str, ...] = ("null",),
@@ -45,7 +46,7 @@ def results(q1: str = "first_better", q2: str = "second_better", guidance: tuple
     groups["bicubic@bicubic"] = {"sets": ["bicubic"], "leaks_label": False}
     for g in guidance:
         groups[f"sr_{g}@hr"] = groups.pop(f"sr_{g}_seed0@hr")
-    verdicts = [_verdict("Q1", "regression@hr", "bicubic@hr", "not_significant", (0.861, 0.907), (-0.097, 0.005),
+    verdicts = [_verdict("Q1", "regression@hr", "bicubic@hr", "inconclusive", (0.861, 0.907), (-0.097, 0.005),
                          0.068)]
     for g in guidance:
         leaks = sets[f"sr_{g}_seed0"]["leaks_label"]
@@ -84,13 +85,14 @@ def test_sr_raises_the_misses_and_the_fine_tuned_classifier_does_worse():
                          "classifier misses fewer, false-negative rate 0.790 vs 0.593")
 
 
-def test_not_significant_is_no_detectable_difference_never_no_effect():
-    text = answer_text(results(q1="not_significant", q2="not_significant"))
-    q1, q2, _ = answer_sentences(results(q1="not_significant", q2="not_significant"))
+def test_inconclusive_is_no_detectable_difference_never_no_effect():
+    text = answer_text(results(q1="inconclusive", q2="inconclusive"))
+    q1, q2, _ = answer_sentences(results(q1="inconclusive", q2="inconclusive"))
     assert q1.startswith("Diffusion SR shows no detectable difference from bicubic upsampling in the HR-trained "
-                         "classifier's misses: false-negative rate 0.790 vs 0.907, difference -0.117")
+                         "classifier's misses: difference -0.117")
     assert q2.startswith("A classifier fine-tuned on bicubic images shows no detectable difference from diffusion SR "
-                         "through the HR-trained classifier: false-negative rate 0.790 vs 0.593")
+                         "through the HR-trained classifier: difference +0.197")
+    assert q1.endswith(", detectable 0.11).")
     assert "Holm p 0.023" in q1 and "no effect" not in text
     assert not any(word in text for word in ("lowers", "raises", "does better", "does worse"))
 
@@ -147,7 +149,7 @@ def test_the_interval_is_the_one_of_the_verdict_table():
 
 @pytest.mark.parametrize("rule", sorted(VERDICT_TESTS))
 def test_every_sentence_is_at_most_40_words_and_names_no_internal_key(rule):
-    labels = ("first_better", "second_better", "not_significant", NO_VERDICT)
+    labels = ("first_better", "second_better", "inconclusive", "equivalent", NO_VERDICT)
     for q1, q2, guidance, sampling in itertools.product(labels, labels, ("null", "predicted", "oracle", "swapped"),
                                                         (1, 3)):
         sentences = answer_sentences(results(q1, q2, (guidance,), rule, seeds=10, sampling_seeds=sampling))
@@ -171,3 +173,12 @@ def test_the_readme_answer_block_is_the_three_sentences_and_the_commit(tmp_path)
     assert text.startswith("# medsr\n\nintro\n\n") and text.endswith("\n## Run it\n")
     readme.update_readme(target, tmp_path / "evaluation.json", tmp_path)  # idempotent
     assert target.read_text() == text
+
+
+def test_an_equivalent_verdict_names_its_margin_and_every_verdict_what_the_run_could_detect():
+    q1, q2, _ = answer_sentences(results(q1="equivalent", q2="inconclusive"))
+    assert "matches bicubic upsampling" in q1 and "within +-0.05" in q1, q1
+    assert "no detectable difference" in q2 and "detectable 0.11" in q2, q2
+    data = results(q1="inconclusive")
+    data["verdicts"][1]["mde"] = {"value": None, "reason": "no standard error"}
+    assert ", detectable" not in answer_sentences(data)[0]

@@ -62,8 +62,17 @@ def _evidence(v: Mapping[str, Any], confidence: float) -> str:
     """`false-negative rate a vs b, difference d (95% CI low to high, Holm p p)`: the verdict table's numbers."""
     d = difference_interval(v, confidence)
     value = "n/a" if d["value"] is None else f"{d['value']:+.3f}"
-    return (f"{_rates(v)}, difference {value} ({confidence:.0%} CI {num(d['ci_low'])} to {num(d['ci_high'])}, "
-            f"Holm p {pvalue(verdict_p(v, '_holm'))})")
+    mde = (v.get("mde") or {}).get("value")  # beside a difference not shown: what the run could have seen
+    shown = v["verdict"] in ("first_better", "second_better")
+    detectable = f", detectable {mde:.2f}" if mde is not None and mde <= 1 and not shown else ""
+    rates = f"{_rates(v)}, " if not detectable else ""  # the table has them; the sentence stays short
+    return (f"{rates}difference {value} ({confidence:.0%} CI {num(d['ci_low'])} to {num(d['ci_high'])}, "
+            f"Holm p {pvalue(verdict_p(v, '_holm'))}{detectable})")
+
+
+def _margin(v: Mapping[str, Any]) -> str:
+    """'+-0.05': the equivalence margin the verdict was tested against."""
+    return f"+-{v['equivalence']['margin']:g}"
 
 
 def _rank(results: Mapping[str, Any], v: Mapping[str, Any]) -> tuple[bool, bool, bool]:
@@ -94,6 +103,8 @@ def q1_sentence(results: Mapping[str, Any], v: Mapping[str, Any]) -> str:
         return f"{_capital(first)} lowers {whose} compared with {second}: {evidence}."
     if v["verdict"] == "second_better":
         return f"{_capital(first)} raises {whose} compared with {second}: {evidence}."
+    if v["verdict"] == "equivalent":
+        return f"{_capital(first)} matches {second} in {whose} within {_margin(v)}: {evidence}."
     return f"{_capital(first)} shows no detectable difference from {second} in {whose}: {evidence}."
 
 
@@ -109,6 +120,8 @@ def q2_sentence(results: Mapping[str, Any], v: Mapping[str, Any]) -> str:
         return f"{_capital(baseline)} does better: {sr} misses more, {evidence}."
     if v["verdict"] == "first_better":
         return f"{_capital(baseline)} does worse: {sr} misses fewer, {evidence}."
+    if v["verdict"] == "equivalent":
+        return f"{_capital(baseline)} matches {sr} within {_margin(v)}: {evidence}."
     return f"{_capital(baseline)} shows no detectable difference from {sr}: {evidence}."
 
 
