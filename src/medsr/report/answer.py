@@ -92,37 +92,37 @@ def headline_verdicts(results: Mapping[str, Any]) -> tuple[Mapping[str, Any] | N
     return q1, q2
 
 
-def q1_sentence(results: Mapping[str, Any], v: Mapping[str, Any]) -> str:
-    """Whether SR lowers the HR-trained classifier's misses compared with bicubic upsampling, and by how much."""
-    first, second = arm_name(results, v["first"]), arm_name(results, v["second"])
-    whose = f"{classifier_name(v['first'])}'s misses"
-    if v["verdict"] == NO_VERDICT:
-        return f"No verdict on whether {first} lowers {whose} compared with {second}: {NOT_LEARNED} ({_rates(v)})."
-    evidence = _evidence(v, results["settings"]["confidence"])
-    if v["verdict"] == "first_better":
-        return f"{_capital(first)} lowers {whose} compared with {second}: {evidence}."
-    if v["verdict"] == "second_better":
-        return f"{_capital(first)} raises {whose} compared with {second}: {evidence}."
-    if v["verdict"] == "equivalent":
-        return f"{_capital(first)} matches {second} in {whose} within {_margin(v)}: {evidence}."
-    return f"{_capital(first)} shows no detectable difference from {second} in {whose}: {evidence}."
+# Each verdict's sentence per question: {a} the SR arm (Q2: through its classifier), {b} the other arm (Q2: the
+# classifier fine-tuned on bicubic), {whose} the misses compared (Q1), {margin} the equivalence margin, {evidence}
+# the verdict table's numbers, {rates} the two FNRs; a capitalised name starts the sentence.
+SENTENCES = {
+    "Q1": {NO_VERDICT: "No verdict on whether {a} lowers {whose} compared with {b}: {not_learned} ({rates}).",
+           "first_better": "{A} lowers {whose} compared with {b}: {evidence}.",
+           "second_better": "{A} raises {whose} compared with {b}: {evidence}.",
+           "equivalent": "{A} matches {b} in {whose} within {margin}: {evidence}.",
+           "inconclusive": "{A} shows no detectable difference from {b} in {whose}: {evidence}."},
+    "Q2": {NO_VERDICT: "No verdict on whether {b} does better than {a}: {not_learned} ({rates}).",
+           "second_better": "{B} does better: {a} misses more, {evidence}.",
+           "first_better": "{B} does worse: {a} misses fewer, {evidence}.",
+           "equivalent": "{B} matches {a} within {margin}: {evidence}.",
+           "inconclusive": "{B} shows no detectable difference from {a}: {evidence}."},
+}
 
 
-def q2_sentence(results: Mapping[str, Any], v: Mapping[str, Any]) -> str:
-    """Whether the matched baseline (bicubic images through a classifier fine-tuned on them) misses fewer than SR
+def verdict_sentence(results: Mapping[str, Any], v: Mapping[str, Any]) -> str:
+    """Q1: whether SR lowers the HR-trained classifier's misses compared with bicubic upsampling, and by how much.
+    Q2: whether the matched baseline (bicubic images through a classifier fine-tuned on them) misses fewer than SR
     through the HR-trained classifier; the rates are SR's, then the baseline's, as in the verdict table."""
-    baseline = classifier_name(v["second"])
-    sr = f"{arm_name(results, v['first'])} through {classifier_name(v['first'])}"
-    if v["verdict"] == NO_VERDICT:
-        return f"No verdict on whether {baseline} does better than {sr}: {NOT_LEARNED} ({_rates(v)})."
-    evidence = _evidence(v, results["settings"]["confidence"])
-    if v["verdict"] == "second_better":
-        return f"{_capital(baseline)} does better: {sr} misses more, {evidence}."
-    if v["verdict"] == "first_better":
-        return f"{_capital(baseline)} does worse: {sr} misses fewer, {evidence}."
-    if v["verdict"] == "equivalent":
-        return f"{_capital(baseline)} matches {sr} within {_margin(v)}: {evidence}."
-    return f"{_capital(baseline)} shows no detectable difference from {sr}: {evidence}."
+    if v["question"] == "Q1":
+        a, b = arm_name(results, v["first"]), arm_name(results, v["second"])
+    else:
+        a, b = f"{arm_name(results, v['first'])} through {classifier_name(v['first'])}", classifier_name(v["second"])
+    templates = SENTENCES[v["question"]]
+    template = templates.get(v["verdict"], templates["inconclusive"])  # older results: not_significant
+    evidence = "" if v["verdict"] == NO_VERDICT else _evidence(v, results["settings"]["confidence"])
+    return template.format(a=a, b=b, A=_capital(a), B=_capital(b), whose=f"{classifier_name(v['first'])}'s misses",
+                           margin=_margin(v) if v["verdict"] == "equivalent" else "", evidence=evidence,
+                           rates=_rates(v), not_learned=NOT_LEARNED)
 
 
 def basis_sentence(results: Mapping[str, Any]) -> str:
@@ -144,8 +144,7 @@ def answer_sentences(results: Mapping[str, Any]) -> list[str]:
     q1, q2 = headline_verdicts(results)
     if q1 is None and q2 is None:
         return ["This run has no comparison of SR with bicubic upsampling to answer from."]
-    out = [q1_sentence(results, q1)] if q1 is not None else []
-    out += [q2_sentence(results, q2)] if q2 is not None else []
+    out = [verdict_sentence(results, v) for v in (q1, q2) if v is not None]
     return [*out, basis_sentence(results)]
 
 
