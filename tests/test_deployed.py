@@ -289,6 +289,13 @@ def test_evaluate_reports_the_deployed_classifiers_q1_verdicts_beside_the_traine
     table = [row for row in verdict_rows(results) if row[1].startswith("deployed")]
     holds = VERDICT_HEADER.index("Holds in")
     assert len(table) == 4 and all(row[0] == "Q1" and row[holds] == "n/a (one classifier)" for row in table)
+    # the bootstrap's standard error as a z test's: what the design detects, and equivalence within the margin
+    regression = by_first["regression@deployed"]
+    se, mde = regression["verdict_test"]["se"], regression["mde"]
+    assert mde["family_size"] == 3 and mde["alpha"] == pytest.approx(0.05 / 3)  # the fair Q1 family
+    assert mde["value"] == pytest.approx((2.3940 + 0.8416) * se, rel=0.01)  # z_{1 - 0.05/6} + z_{0.8}
+    assert regression["equivalence"]["margin"] == 0.05 and not regression["equivalence"]["equivalent"]
+    assert all("detectable: |d| >= " in row[-1] for row in table)
     assert "conditional on this one classifier" in summary_text(results)
     assert "conditional on this one classifier" in (out["figures"] / "summary.rst").read_text()
     metrics = json.loads(out["metrics"].read_text())

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import math
+
 import numpy as np
 from scipy.stats import norm
 
@@ -20,6 +22,7 @@ from medsr.core.config import to_jsonable
 from medsr.evaluation.comparisons import comparisons, group_name
 from medsr.evaluation.gate import NO_VERDICT
 from medsr.evaluation.metrics import auroc, finite_or_none
+from medsr.evaluation.power import POWER, minimum_detectable_effect, tost
 from medsr.evaluation.statistics import holm_adjust, specificity_rank
 from medsr.data.image_sets import ImageSet
 from medsr.core.io import sha256_file
@@ -157,12 +160,19 @@ def analysis(params: EvaluateParams, sets: Sequence[ImageSet], predictions: Path
         holm_adjust([v["verdict_test"] for v in verdicts if v["family"] == family])
     for v in verdicts:
         v["pvalue_holm"] = v["verdict_test"]["pvalue_holm"]
-        d = v["fnr_difference"]["value"]
+        d, se = v["fnr_difference"]["value"], v["verdict_test"]["se"]
         sign = int(np.sign(d)) if abs(d) > 1e-12 else 0
         significant = sign != 0 and v["pvalue_holm"] < alpha
+        # the bootstrap's standard error as a z test's (df = inf): equivalence and the minimum detectable effect
+        family_size = sum(w["family"] == v["family"] for w in verdicts)
+        v["equivalence"] = {"margin": params.equivalence_margin, "alpha": alpha,
+                            **(tost(d, se, math.inf, params.equivalence_margin, alpha) or {})}
+        mde = minimum_detectable_effect(se, math.inf, alpha / family_size)
+        v["mde"] = {"value": mde, "power": POWER, "alpha": alpha / family_size, "family_size": family_size}
         v["direction"] = {-1: "first lower FNR", 1: "second lower FNR", 0: "no difference"}[sign]
-        v["verdict"] = (NO_VERDICT if not passed else "inconclusive" if not significant
-                        else "first_better" if sign < 0 else "second_better")
+        v["verdict"] = (NO_VERDICT if not passed else "first_better" if significant and sign < 0
+                        else "second_better" if significant else "equivalent" if v["equivalence"].get("equivalent")
+                        else "inconclusive")
     return {"classifier": {"file": contract.file, "sha256": sha256_file(contract.file)
                            if Path(contract.file).is_file() else None, "contract": to_jsonable(contract)},
             "conditional": CONDITIONAL, "test": TEST,

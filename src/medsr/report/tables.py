@@ -118,7 +118,8 @@ def deployed_rows(results: Mapping[str, Any]) -> list[list[str]]:
                     f"{num(v['fnr_first'])} vs {num(v['fnr_second'])}",
                     f"{num(v['specificity_first'])} vs {num(v['specificity_second'])}",
                     interval(v["fnr_difference"], signed=True), pvalue(v["pvalue"]), pvalue(v["pvalue_holm"]),
-                    ONE_CLASSIFIER, "n/a", DEPLOYED_WORDS[v["verdict"]]])
+                    ONE_CLASSIFIER, "n/a",
+                    DEPLOYED_WORDS[v["verdict"]] if v["verdict"] == NO_VERDICT else verdict_words(v)])
     return out
 
 
