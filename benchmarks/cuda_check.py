@@ -55,7 +55,7 @@ import torch  # noqa: E402
 
 from medsr.core import io
 from medsr.stages import train_sr
-from medsr import training  # noqa: E402
+from medsr.core import training  # noqa: E402
 from medsr.core.config import load_params  # noqa: E402
 from medsr.core.parameters import CLASSES, SyntheticSource  # noqa: E402
 from medsr.data.synthetic import generate as synthetic_images  # noqa: E402
