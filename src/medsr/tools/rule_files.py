@@ -5,6 +5,7 @@ a template's `{section.key[0]}` fields are params values, its other `{key}` fiel
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from medsr.stages import BY_RULE, RULES, rule_paths
 
@@ -13,9 +14,11 @@ KEY_FIELD = re.compile(r"\{(\w+)\}")
 
 
 def params_value(params, dotted: str, index: str | None = None):
+    """The value of a dotted params.yaml key (`evaluate.train_seeds`, its `index`-th item when given) in the loaded
+    params or in the raw mapping Snakemake holds (`config`)."""
     value = params
     for part in dotted.split("."):
-        value = getattr(value, part)
+        value = value[part] if isinstance(value, Mapping) else getattr(value, part)
     return value if index is None else list(value)[int(index)]
 
 

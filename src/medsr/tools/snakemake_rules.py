@@ -25,7 +25,7 @@ from snakemake.io import directory, report
 
 from medsr.tools.user_paths import user_input_files
 from medsr.stages import BY_RULE, LOGS, RULES, STAGES, command, rule_paths
-from medsr.tools.rule_files import rule_templates, rules_in_dag, with_params
+from medsr.tools.rule_files import params_value, rule_templates, rules_in_dag, with_params
 from medsr.tools.sources import source_files
 
 
@@ -61,17 +61,6 @@ def _command(rule: str, values: Mapping[str, str], params_args: str) -> Callable
     return render
 
 
-def _config_values(config: Mapping, keys) -> dict[str, Any]:
-    """The params.yaml values of `keys` (dotted) as given: what Snakemake compares to rerun a job."""
-    values = {}
-    for name in keys:
-        value = config
-        for part in name.split("."):
-            value = value[part]
-        values[name] = value
-    return values
-
-
 def snakemake_rule(rule: str, params, config: Mapping, params_args: str) -> SnakemakeRule:
     stage, args, values = BY_RULE[rule], rule_paths(rule), rule_templates(rule, params)
     values = {name: with_params(value, params) for name, value in values.items()}
@@ -85,7 +74,8 @@ def snakemake_rule(rule: str, params, config: Mapping, params_args: str) -> Snak
             inputs[name] = _files_of(arg.files, value, params) if arg.files else value
     return SnakemakeRule(
         rule, inputs | {"user": user_input_files(params, stage.command), "code": source_files(stage.command)},
-        outputs, LOGS[rule], _command(rule, values, params_args), _config_values(config, stage.params),
+        outputs, LOGS[rule], _command(rule, values, params_args),
+        {key: params_value(config, key) for key in stage.params},  # as params.yaml gives them: Snakemake's rerun check
         stage.threads, {"gpu": 1, "gpu_mem_mb": stage.gpu_mem_mb} if stage.gpu_mem_mb else {}, stage.priority,
         stage.local, {key: "|".join(v) for key, v in RULES[rule].matrix.items() if isinstance(v, tuple)})
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from medsr.core.errors import MedsrError
+from medsr.tools.rule_files import params_value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,9 +31,7 @@ def _user_paths(params, command: str | None) -> list[tuple[str, Path, UserPaths]
     for user in USER_PATHS:
         if command is not None and command not in user.stages:
             continue
-        value = params
-        for part in user.key.split("."):
-            value = getattr(value, part)
+        value = params_value(params, user.key)
         entries = value.items() if isinstance(value, Mapping) else [(None, value)]
         found += [(user.key if name is None else f"{user.key}.{name}", Path(path), user)
                   for name, path in entries if path]
